@@ -1,0 +1,161 @@
+/**
+ * The `Store` interface: everything that several ACP server instances share. Backends
+ * (`@acp/store-memory`, `@acp/store-redis`, `@acp/store-postgres`) implement it and run the
+ * conformance suite of `@acp/core/testing` against themselves.
+ *
+ * The runtime builds the whole protocol on these primitives:
+ * - a run record with a version, changed only by compare-and-set, so that races between instances
+ *   (cancel vs completion, two resumes) have exactly one winner;
+ * - an append-only event log per run, numbered from 1, so one event costs one append and a reader
+ *   can continue from any sequence number;
+ * - change notifications per run, which only wake readers up (they then read the log), so a lost
+ *   notification delays a reader but never loses an event;
+ * - an append-only session history;
+ * - instance heartbeats, so that another instance can fail the runs of an instance that died.
+ *
+ * Time is in milliseconds everywhere. Every method rejects (never resolves `false` or `undefined`)
+ * when the backend fails, so the runtime sees outages.
+ * @module
+ */
+import type { Event, Message, Run } from "./models.ts";
+
+/** A run as the store keeps it: the wire-shaped run plus what instances need to coordinate. */
+export interface StoredRun {
+  /** The run exactly as `GET /runs/{id}` returns it. */
+  run: Run;
+  /** Starts at 1 on create; every successful {@link Store.updateRun} increments it by one. */
+  version: number;
+  /** Id of the instance whose process runs the agent (holds the generator). */
+  owner: string;
+  /**
+   * A client's resume waiting for the owner to pick it up; set together with the move from
+   * `awaiting` to `in-progress`, cleared by the owner when it hands the value to the agent.
+   */
+  resume?: { type: "message"; message: Message } | null;
+}
+
+/** An event of a run with its position in the run's log. */
+export interface StoredEvent {
+  /** 1 for the first event of a run, then 2, 3, …: no gaps, no repeats. */
+  seq: number;
+  event: Event;
+}
+
+/** One message of a session's history, addressable as `GET /resources/{id}`. */
+export interface HistoryItem {
+  /** A UUID, unique across sessions. */
+  id: string;
+  message: Message;
+}
+
+/** The outcome of a compare-and-set: either it applied, or here is what the store holds now. */
+export type UpdateResult =
+  | { ok: true; record: StoredRun; lastSeq: number }
+  | { ok: false; record: StoredRun | undefined };
+
+/** Called when a run changes (a new event or a new record). Must not throw. */
+export type ChangeListener = () => void;
+
+/** Stops a subscription; resolves once no further calls will happen. Idempotent. */
+export type Unsubscribe = () => Promise<void>;
+
+export interface Store {
+  /**
+   * Stores a new run with `version: 1` and appends `events` as seq 1, 2, … atomically.
+   * Refreshes the TTL of the run and its events.
+   * @returns `false`, changing nothing, when a run with that id exists already.
+   */
+  createRun(record: StoredRun, events: Event[]): Promise<boolean>;
+
+  /**
+   * The stored run, a copy the caller may mutate; `undefined` when unknown or expired.
+   */
+  getRun(runId: string): Promise<StoredRun | undefined>;
+
+  /**
+   * Compare-and-set: if the stored version equals `expectedVersion`, replaces the record with
+   * `next` (its version becomes `expectedVersion + 1`, whatever `next.version` says) and appends
+   * `events` to the run's log, all in one atomic step, then notifies subscribers of the run.
+   * Refreshes the TTL of the run and its events.
+   * @returns `{ ok: true, record, lastSeq }` with the stored record and the seq of the last event
+   * of the log after the append; `{ ok: false, record }` with the current record (or `undefined`
+   * when the run is unknown) when the version differs; nothing is written then.
+   */
+  updateRun(runId: string, expectedVersion: number, next: StoredRun, events: Event[]): Promise<UpdateResult>;
+
+  /**
+   * Appends events to the log of a run that has not ended, atomically and in order, then
+   * notifies subscribers. The cost is independent of the log's length. Does not touch the record.
+   * @returns the seq of the last appended event (the log's new length), or `null`, appending
+   * nothing, when the run is unknown, expired, or its stored status is terminal (so that no event
+   * ever follows a run's terminal event).
+   */
+  appendEvents(runId: string, events: Event[]): Promise<number | null>;
+
+  /**
+   * Events with `seq > afterSeq`, in order, at most `limit` of them (all when omitted).
+   * An unknown run has no events: `[]`.
+   */
+  readEvents(runId: string, afterSeq: number, limit?: number): Promise<StoredEvent[]>;
+
+  /**
+   * Calls `listener` after each later change of the run (event appended, record updated),
+   * including changes made through other store instances on other processes. Calls may be
+   * coalesced, and may be spurious; a listener reads the store to learn what changed.
+   * Resolves once the subscription is in effect: a change made after that is signalled.
+   */
+  subscribe(runId: string, listener: ChangeListener): Promise<Unsubscribe>;
+
+  /**
+   * Appends messages to a session's history atomically: concurrent appends to one session both
+   * land, each one's items contiguous and in order. Creates the session when missing. Each item
+   * is also readable by its id through {@link Store.getHistoryItem}. Refreshes the session's TTL.
+   */
+  appendHistory(sessionId: string, items: HistoryItem[]): Promise<void>;
+
+  /** The session's history in append order; `undefined` when the session is unknown or expired. */
+  getHistory(sessionId: string): Promise<HistoryItem[] | undefined>;
+
+  /** One history item by id; `undefined` when unknown or expired. */
+  getHistoryItem(itemId: string): Promise<HistoryItem | undefined>;
+
+  /**
+   * Records that instance `instanceId` is alive for the next `leaseMs` milliseconds.
+   * Calling it again extends the lease.
+   */
+  heartbeat(instanceId: string, leaseMs: number): Promise<void>;
+
+  /** Whether `instanceId` has a heartbeat that has not yet run out. */
+  isAlive(instanceId: string): Promise<boolean>;
+
+  /**
+   * Ids of runs that may not have ended: it contains every stored run whose status is not
+   * terminal, and may also contain runs that ended or expired (callers check with `getRun`).
+   */
+  listActiveRuns(): Promise<string[]>;
+
+  /** Resolves when the backend answers; rejects with the reason otherwise. Used by health checks. */
+  ping(): Promise<void>;
+
+  /** Releases what the store itself opened (timers, listeners); never closes a client it was given. */
+  close?(): Promise<void>;
+}
+
+/** Options every store accepts. */
+export interface StoreOptions {
+  /**
+   * How long runs, their events and sessions live after their last write, in milliseconds.
+   * @default 3_600_000 (one hour)
+   */
+  ttlMs?: number;
+}
+
+export const DEFAULT_TTL_MS = 3_600_000;
+
+/** The error every store throws when its backend fails: names the package, keeps the cause. */
+export class StoreError extends Error {
+  constructor(pkg: string, message: string, options?: { cause?: unknown }) {
+    super(`[acp] [${pkg}] ${message}`, options);
+    this.name = "StoreError";
+  }
+}
