@@ -53,8 +53,16 @@ export type UpdateResult =
   | { ok: true; record: StoredRun; lastSeq: number }
   | { ok: false; record: StoredRun | undefined };
 
-/** Called when a run changes (a new event or a new record). Must not throw. */
-export type ChangeListener = () => void;
+/**
+ * What changed: `"events"` after {@link Store.appendEvents}, `"record"` after a write of the run
+ * record ({@link Store.updateRun}, which may also append events). `undefined` means "unknown":
+ * listeners treat it as both. Stores SHOULD pass the kind, so that the instance running an agent
+ * re-reads the record (to see a cancel or a resume) only when the record changed.
+ */
+export type ChangeKind = "events" | "record";
+
+/** Called when a run changes. Must not throw. */
+export type ChangeListener = (change?: ChangeKind) => void;
 
 /** Stops a subscription; resolves once no further calls will happen. Idempotent. */
 export type Unsubscribe = () => Promise<void>;
@@ -100,8 +108,9 @@ export interface Store {
 
   /**
    * Calls `listener` after each later change of the run (event appended, record updated),
-   * including changes made through other store instances on other processes. Calls may be
-   * coalesced, and may be spurious; a listener reads the store to learn what changed.
+   * including changes made through other store instances on other processes, with the kind of
+   * change. Calls may be coalesced (a coalesced call that includes a record change says
+   * `"record"` or `undefined`) and may be spurious; a listener reads the store to learn what changed.
    * Resolves once the subscription is in effect: a change made after that is signalled.
    */
   subscribe(runId: string, listener: ChangeListener): Promise<Unsubscribe>;

@@ -1,0 +1,167 @@
+/**
+ * `createApp()`: the ACP 0.2 HTTP API as a Hono app over a {@link Store}.
+ */
+import { Hono, type Context } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import * as v from "valibot";
+import type { Agent } from "../agent.ts";
+import { ACPError, invalidInput, notFound } from "../errors.ts";
+import {
+  RunCreateRequestSchema,
+  RunIdSchema,
+  RunResumeRequestSchema,
+  SessionIdSchema,
+  type Event,
+} from "../models.ts";
+import { Runtime } from "../run/runtime.ts";
+import { resourceUrl } from "../session.ts";
+import { StoreError, type Store } from "../store.ts";
+import { endsAtTerminal, endsAtTerminalOrAwait, streamRunEvents } from "./sse.ts";
+
+export interface AppOptions {
+  /** Where runs, events and sessions live; share one backend between instances for HA. */
+  store: Store;
+  /** How long an instance may go silent before another fails its runs as orphaned. @default 30_000 */
+  leaseMs?: number;
+  /** Largest accepted request body in bytes; larger ones get 413 without being read whole. @default 4_194_304 */
+  maxBodyBytes?: number;
+  /**
+   * Public base URL of the deployment (the load balancer's), used in session history URLs.
+   * @default the origin of each request (its Host header)
+   */
+  baseUrl?: string;
+}
+
+/** The Hono app plus what its process needs to run it well. */
+export type ACPApp = Hono & {
+  /** This instance's runtime: its id, its runs, its orphan sweep. */
+  readonly runtime: Runtime;
+  /**
+   * Graceful shutdown: `/ping` and `POST /runs` answer 503 from now on, runs in flight get until
+   * `deadlineMs` to finish, the rest fail with a clear error.
+   */
+  shutdown(options?: { deadlineMs?: number }): Promise<void>;
+};
+
+/** Parses a body or a parameter, or throws an `invalid_input` error naming the field. */
+function parse<T>(schema: v.GenericSchema<unknown, T>, value: unknown, where: string): T {
+  const result = v.safeParse(schema, value);
+  if (result.success) return result.output;
+  const issue = result.issues[0];
+  const path = issue.path?.map((item) => String(item.key)).join(".");
+  throw invalidInput(`Invalid ${where}${path ? ` at ${path}` : ""}: ${issue.message}`);
+}
+
+async function readJson(c: Context): Promise<unknown> {
+  const text = await c.req.text();
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw invalidInput("The request body is not valid JSON", 400);
+  }
+}
+
+const LimitSchema = v.pipe(v.unknown(), v.transform(Number), v.integer("limit must be an integer"), v.minValue(1, "limit must be at least 1"), v.maxValue(1000, "limit must be at most 1000"));
+const OffsetSchema = v.pipe(v.unknown(), v.transform(Number), v.integer("offset must be an integer"), v.minValue(0, "offset must be at least 0"));
+
+/**
+ * Builds the ACP server as a Hono app.
+ * @example
+ * const app = createApp([echo], { store: new MemoryStore() });
+ * serve({ fetch: app.fetch, port: 8000 });
+ */
+export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp {
+  const { store, leaseMs = 30_000, maxBodyBytes = 4 * 1024 * 1024, baseUrl } = options ?? ({} as AppOptions);
+  if (!store) throw new TypeError("[acp] createApp(): options.store is required (for example new MemoryStore())");
+  const runtime = new Runtime({ store, agents, leaseMs });
+  const app = new Hono();
+
+  const runIdParam = (c: Context): string => parse(RunIdSchema, c.req.param("run_id"), "run id");
+  const origin = (c: Context): string => baseUrl ?? new URL(c.req.url).origin;
+
+  app.onError((error, c) => {
+    if (error instanceof ACPError) return c.json(error.toJSON(), error.status as 400);
+    if (error instanceof StoreError) {
+      console.error(error);
+      return c.json({ code: "server_error", message: "The store is unavailable; try again shortly" }, 503);
+    }
+    console.error("[acp] request failed:", error);
+    return c.json({ code: "server_error", message: "Internal server error" }, 500);
+  });
+  app.notFound((c) => c.json({ code: "not_found", message: `No route for ${c.req.method} ${c.req.path}` }, 404));
+
+  app.use(
+    bodyLimit({
+      maxSize: maxBodyBytes,
+      onError: (c) => c.json({ code: "invalid_input", message: `The request body is larger than ${maxBodyBytes} bytes` }, 413),
+    }),
+  );
+
+  app.get("/ping", (c) => (runtime.draining ? c.json({ code: "server_error", message: "Shutting down" }, 503) : c.json({})));
+
+  app.get("/agents", (c) => {
+    const limit = parse(LimitSchema, c.req.query("limit") ?? 10, "query parameter limit");
+    const offset = parse(OffsetSchema, c.req.query("offset") ?? 0, "query parameter offset");
+    return c.json({ agents: runtime.agents.slice(offset, offset + limit).map((agent) => agent.manifest) });
+  });
+
+  app.get("/agents/:name", (c) => c.json(runtime.agent(c.req.param("name")).manifest));
+
+  app.post("/runs", async (c) => {
+    const request = parse(RunCreateRequestSchema, await readJson(c), "run request");
+    const record = await runtime.createRun(request);
+    const runId = record.run.run_id;
+    c.header("Run-ID", runId);
+    if (request.mode === "async") return c.json(record.run, 202);
+    if (request.mode === "stream") return streamRunEvents(c, store, runId, 0, endsAtTerminalOrAwait);
+    return c.json((await runtime.waitSettled(runId, c.req.raw.signal)).run);
+  });
+
+  app.get("/runs/:run_id", async (c) => c.json((await runtime.getRun(runIdParam(c))).run));
+
+  app.post("/runs/:run_id", async (c) => {
+    const runId = runIdParam(c);
+    const request = parse(RunResumeRequestSchema, await readJson(c), "resume request");
+    if (request.run_id != null && request.run_id !== runId) throw invalidInput(`run_id ${request.run_id} in the body differs from ${runId} in the path`);
+    const { record, seq } = await runtime.resume(runId, request.await_resume);
+    if (request.mode === "async") return c.json(record.run, 202);
+    if (request.mode === "stream") return streamRunEvents(c, store, runId, seq - 1, endsAtTerminalOrAwait);
+    return c.json((await runtime.waitSettled(runId, c.req.raw.signal)).run);
+  });
+
+  app.post("/runs/:run_id/cancel", async (c) => c.json((await runtime.cancel(runIdParam(c))).run, 202));
+
+  app.get("/runs/:run_id/events", async (c) => {
+    const runId = runIdParam(c);
+    await runtime.getRun(runId);
+    if (c.req.header("accept")?.includes("text/event-stream")) {
+      const last = c.req.header("last-event-id");
+      const afterSeq = last === undefined ? 0 : parse(OffsetSchema, last, "Last-Event-ID header");
+      return streamRunEvents(c, store, runId, afterSeq, endsAtTerminal);
+    }
+    const events: Event[] = (await store.readEvents(runId, 0)).map((stored) => stored.event);
+    return c.json({ events });
+  });
+
+  const session = async (c: Context): Promise<Response> => {
+    const sessionId = parse(SessionIdSchema, c.req.param("session_id"), "session id");
+    const history = await store.getHistory(sessionId);
+    if (!history) throw notFound(`Session ${sessionId} not found`);
+    const base = origin(c);
+    return c.json({ id: sessionId, history: history.map((item) => resourceUrl(base, item.id)) });
+  };
+  app.get("/sessions/:session_id", session);
+  app.get("/session/:session_id", session);
+
+  app.get("/resources/:resource_id", async (c) => {
+    const id = parse(v.pipe(v.string(), v.uuid("must be a UUID")), c.req.param("resource_id"), "resource id");
+    const item = await store.getHistoryItem(id);
+    if (!item) throw notFound(`Resource ${id} not found`);
+    return c.json(item.message);
+  });
+
+  return Object.assign(app, {
+    runtime,
+    shutdown: (opts?: { deadlineMs?: number }) => runtime.shutdown(opts),
+  });
+}

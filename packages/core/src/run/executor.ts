@@ -1,0 +1,289 @@
+/**
+ * Runs one agent invocation on the instance that owns it: pulls the handler's generator, turns
+ * what it yields into ACP events, and moves the run through its states with compare-and-set
+ * writes, so that a cancel or resume arriving through any instance is seen here.
+ */
+import { randomUUID } from "node:crypto";
+import type { Agent, AgentGenerator, Context, Yielded } from "../agent.ts";
+import { ACPError, toErrorModel } from "../errors.ts";
+import { isTerminal, type AwaitResume, type ErrorModel, type Event, type Message, type MessagePart, type Run } from "../models.ts";
+import type { ChangeKind, Store, StoredRun, Unsubscribe } from "../store.ts";
+import { EventWriter, RunGoneError } from "./event-writer.ts";
+import { waitForRecord } from "./follow.ts";
+import { classify } from "./yielded.ts";
+import type { SessionHistory } from "../session.ts";
+
+/** Above this many unwritten events the executor waits for the store before pulling more. */
+const MAX_BACKLOG = 1024;
+
+/** Returned by {@link RunExecutor.next} when the run was cancelled while the handler worked. */
+const ABORTED = Symbol("aborted");
+
+type Outcome = { status: "completed" } | { status: "failed"; error: ErrorModel } | { status: "cancelled" };
+
+function now(): string {
+  return new Date().toISOString();
+}
+
+function toGenerator(result: ReturnType<Agent["handler"]>): AgentGenerator {
+  if (result && typeof result === "object" && typeof (result as AgentGenerator).next === "function") {
+    const iterator = result as AgentGenerator;
+    if (typeof iterator[Symbol.asyncIterator] === "function") return iterator;
+  }
+  return (async function* fromValue() {
+    const value = await (result as Promise<Yielded | Yielded[]>);
+    if (Array.isArray(value)) yield* value;
+    else yield value;
+  })();
+}
+
+export interface ExecutorInit {
+  store: Store;
+  agent: Agent;
+  record: StoredRun;
+  input: Message[];
+  history: SessionHistory;
+}
+
+export class RunExecutor {
+  readonly #store: Store;
+  readonly #agent: Agent;
+  readonly #input: Message[];
+  readonly #history: SessionHistory;
+  readonly #abort = new AbortController();
+  readonly #writer: EventWriter;
+  readonly #role: string;
+  #record: StoredRun;
+  /** The agent message being streamed part by part, if any. */
+  #open: Message | undefined;
+  #checking = false;
+  /** Set when the server, not a client, stopped the run: it ends failed, not cancelled. */
+  #stopError: ErrorModel | undefined;
+
+  constructor({ store, agent, record, input, history }: ExecutorInit) {
+    this.#store = store;
+    this.#agent = agent;
+    this.#record = record;
+    this.#input = input;
+    this.#history = history;
+    this.#role = `agent/${agent.manifest.name}`;
+    this.#writer = new EventWriter(store, record.run.run_id);
+  }
+
+  get runId(): string {
+    return this.#record.run.run_id;
+  }
+
+  /** Stops the handler and fails the run with `error` (a shutdown past its deadline, say). */
+  abort(error: ErrorModel): void {
+    this.#stopError = error;
+    this.#abort.abort();
+  }
+
+  /** Runs the agent to its end; never rejects (failures are recorded on the run). */
+  async execute(): Promise<void> {
+    let unsubscribe: Unsubscribe | undefined;
+    let generator: AgentGenerator | undefined;
+    let outcome: Outcome = { status: "completed" };
+    try {
+      unsubscribe = await this.#store.subscribe(this.runId, this.#onChange);
+      if (!(await this.#update((run) => ({ ...run, status: "in-progress" }), (run) => [{ type: "run.in-progress", run }]))) {
+        outcome = { status: "cancelled" };
+      } else {
+        generator = toGenerator(this.#agent.handler(this.#input, this.#context()));
+        outcome = await this.#pull(generator);
+      }
+    } catch (error) {
+      if (error instanceof RunGoneError) return;
+      outcome = this.#abort.signal.aborted ? { status: "cancelled" } : { status: "failed", error: toErrorModel(error, "The agent failed with an internal error") };
+      if (!(error instanceof ACPError)) console.error(`[acp] run ${this.runId} of agent ${this.#agent.manifest.name} failed:`, error);
+    } finally {
+      // A handler still busy (it ignored the signal) is told to stop; we do not wait for it.
+      generator?.return(undefined).catch(() => {});
+    }
+    if (this.#stopError !== undefined) outcome = { status: "failed", error: this.#stopError };
+    try {
+      await this.#finish(outcome);
+    } catch (error) {
+      if (!(error instanceof RunGoneError)) console.error(`[acp] run ${this.runId}: could not record its end:`, error);
+    } finally {
+      await unsubscribe?.().catch(() => {});
+    }
+  }
+
+  #context(): Context {
+    const history = this.#history;
+    const input = this.#input;
+    return {
+      runId: this.runId,
+      sessionId: history.sessionId,
+      signal: this.#abort.signal,
+      session: {
+        async *loadHistory() {
+          yield* history.messages();
+          yield* input;
+        },
+      },
+    };
+  }
+
+  /** Watches for a cancel (or an end decided elsewhere) while the agent runs. */
+  #onChange = (change?: ChangeKind): void => {
+    if (change === "events" || this.#checking || this.#abort.signal.aborted) return;
+    this.#checking = true;
+    this.#store
+      .getRun(this.runId)
+      .then((record) => {
+        if (!record || record.run.status === "cancelling" || isTerminal(record.run.status)) this.#abort.abort();
+      })
+      .catch(() => {})
+      .finally(() => {
+        this.#checking = false;
+      });
+  };
+
+  async #pull(generator: AgentGenerator): Promise<Outcome> {
+    let resume: AwaitResume | undefined;
+    for (;;) {
+      const step = await this.#next(generator, resume);
+      resume = undefined;
+      if (step === ABORTED) return { status: "cancelled" };
+      if (step.done) return { status: "completed" };
+      const item = classify(step.value, this.#role);
+      switch (item.kind) {
+        case "part":
+          this.#emitPart(item.part);
+          break;
+        case "message":
+          if (!(await this.#completeMessage(item.message))) return { status: "cancelled" };
+          break;
+        case "await":
+          resume = await this.#await(item.message);
+          if (resume === undefined) return { status: "cancelled" };
+          break;
+        case "generic":
+          this.#writer.push({ type: "generic", generic: item.generic });
+          break;
+        case "nothing":
+          break;
+      }
+      if (this.#writer.backlog > MAX_BACKLOG) await this.#writer.flush();
+    }
+  }
+
+  /** The handler's next value, unless the run is cancelled first. */
+  #next(generator: AgentGenerator, resume: AwaitResume | undefined): Promise<IteratorResult<Yielded> | typeof ABORTED> {
+    const signal = this.#abort.signal;
+    if (signal.aborted) return Promise.resolve(ABORTED);
+    return new Promise((resolve, reject) => {
+      const onAbort = (): void => resolve(ABORTED);
+      signal.addEventListener("abort", onAbort, { once: true });
+      generator.next(resume).then(
+        (step) => {
+          signal.removeEventListener("abort", onAbort);
+          resolve(step);
+        },
+        (error: unknown) => {
+          signal.removeEventListener("abort", onAbort);
+          reject(error);
+        },
+      );
+    });
+  }
+
+  #emitPart(part: MessagePart): void {
+    if (this.#open === undefined) {
+      this.#open = { role: this.#role, parts: [part], created_at: now() };
+      this.#writer.push({ type: "message.created", message: { ...this.#open, parts: [part] } });
+    } else {
+      this.#open.parts.push(part);
+    }
+    this.#writer.push({ type: "message.part", part });
+  }
+
+  /** Events and output that close the open message, if there is one. */
+  #closeOpen(): { events: Event[]; output: Message[] } {
+    const open = this.#open;
+    if (open === undefined) return { events: [], output: [] };
+    this.#open = undefined;
+    const message: Message = { ...open, completed_at: now() };
+    return { events: [{ type: "message.completed", message }], output: [message] };
+  }
+
+  /** A whole yielded message: closes the open one, then streams and completes this one. */
+  async #completeMessage(message: Message): Promise<boolean> {
+    const closed = this.#closeOpen();
+    const created_at = now();
+    const whole: Message = { ...message, created_at, completed_at: created_at };
+    for (const event of closed.events) this.#writer.push(event);
+    this.#writer.push({ type: "message.created", message: { ...message, created_at } });
+    for (const part of message.parts) this.#writer.push({ type: "message.part", part });
+    return this.#update(
+      (run) => ({ ...run, output: [...run.output, ...closed.output, whole] }),
+      () => [{ type: "message.completed", message: whole }],
+    );
+  }
+
+  /** Moves the run to `awaiting`, waits for a resume through any instance, and returns it. */
+  async #await(message: Message): Promise<AwaitResume | undefined> {
+    const closed = this.#closeOpen();
+    const asked = await this.#update(
+      (run) => ({ ...run, status: "awaiting", await_request: { type: "message", message }, output: [...run.output, ...closed.output] }),
+      (run) => [...closed.events, { type: "run.awaiting", run }],
+    );
+    if (!asked) return undefined;
+    const record = await waitForRecord(this.#store, this.runId, (stored) => stored.run.status !== "awaiting", { signal: this.#abort.signal });
+    if (record === undefined || this.#abort.signal.aborted) return undefined;
+    this.#record = record;
+    if (record.run.status === "cancelling") return undefined;
+    if (isTerminal(record.run.status)) throw new RunGoneError(this.runId);
+    return record.resume ?? undefined;
+  }
+
+  /**
+   * Compare-and-set of the run record with `events` appended, after every buffered event. On a
+   * conflict it re-reads: a cancel makes it return false (and abort the handler); an end decided
+   * elsewhere throws {@link RunGoneError}; anything else is retried on the fresh record.
+   */
+  async #update(change: (run: Run) => Run, events: (run: Run) => Event[], final = false): Promise<boolean> {
+    await this.#writer.flush();
+    for (;;) {
+      const current = this.#record;
+      if (current.run.status === "cancelling" && !final) {
+        this.#abort.abort();
+        return false;
+      }
+      const run = change(current.run);
+      const result = await this.#store.updateRun(this.runId, current.version, { ...current, run, resume: null }, events(run));
+      if (result.ok) {
+        this.#record = result.record;
+        return true;
+      }
+      if (result.record === undefined || isTerminal(result.record.run.status)) throw new RunGoneError(this.runId);
+      this.#record = result.record;
+    }
+  }
+
+  /** Records the end: history first (so a client that sees the end sees the history), then the run. */
+  async #finish(outcome: Outcome): Promise<void> {
+    try {
+      await this.#writer.flush();
+    } catch (error) {
+      if (error instanceof RunGoneError) throw error;
+      outcome = { status: "failed", error: toErrorModel(error, "The run's events could not be stored") };
+    }
+    const closed = this.#closeOpen();
+    const output = [...this.#record.run.output, ...closed.output];
+    await this.#history.append([...this.#input, ...output].map((message) => ({ id: randomUUID(), message })));
+    await this.#update(
+      (run) => {
+        // A cancel that won the race against completion turns the end into a cancel.
+        const status = run.status === "cancelling" ? "cancelled" : outcome.status;
+        const error = status === "failed" && outcome.status === "failed" ? outcome.error : null;
+        return { ...run, status, output: [...run.output, ...closed.output], await_request: null, error, finished_at: now() };
+      },
+      (run) => [...closed.events, { type: `run.${run.status as "completed" | "failed" | "cancelled"}`, run }],
+      true,
+    );
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * Follows a run's event log from any position, live, whichever instance writes it: subscribe
+ * first, then read, then read again on every wake-up. Notifications only wake the reader, so a
+ * lost one delays it (until the safety poll) but never loses or repeats an event.
+ */
+import type { ChangeKind, StoredEvent, StoredRun, Store } from "../store.ts";
+
+const PAGE = 500;
+
+/** Resolves on the next wake-up, after `timeoutMs`, or when `signal` aborts. */
+class Waker {
+  #dirty = true;
+  #resolve: (() => void) | undefined;
+
+  wake = (): void => {
+    this.#dirty = true;
+    this.#resolve?.();
+  };
+
+  /** Consumes a pending wake-up; true when there was one. */
+  take(): boolean {
+    const was = this.#dirty;
+    this.#dirty = false;
+    return was;
+  }
+
+  wait(timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    if (this.#dirty || signal?.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", done);
+        this.#resolve = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      signal?.addEventListener("abort", done, { once: true });
+      this.#resolve = done;
+    });
+  }
+}
+
+export interface FollowOptions {
+  /** Start after this seq: 0 reads from the first event. */
+  afterSeq: number;
+  signal?: AbortSignal;
+  /** Read again after this long without a notification (a lost notification costs at most this). @default 2000 */
+  pollMs?: number;
+}
+
+/**
+ * Yields the run's events with `seq > afterSeq` in order, then waits for more, forever: the
+ * caller stops iterating when it has seen what it wanted (a terminal event, say). Ends early when
+ * `signal` aborts or the run disappears from the store.
+ */
+export async function* followEvents(store: Store, runId: string, options: FollowOptions): AsyncGenerator<StoredEvent> {
+  const { signal, pollMs = 2000 } = options;
+  let afterSeq = options.afterSeq;
+  const waker = new Waker();
+  const unsubscribe = await store.subscribe(runId, waker.wake);
+  try {
+    while (!signal?.aborted) {
+      const woken = waker.take();
+      const batch = await store.readEvents(runId, afterSeq, PAGE);
+      for (const stored of batch) {
+        afterSeq = stored.seq;
+        yield stored;
+      }
+      if (batch.length === PAGE) continue;
+      if (!woken && batch.length === 0 && (await store.getRun(runId)) === undefined) return;
+      await waker.wait(pollMs, signal);
+    }
+  } finally {
+    await unsubscribe();
+  }
+}
+
+/**
+ * Resolves with the run's record once `done(record)` holds, re-reading it on every record change.
+ * Resolves `undefined` when the run disappears or `signal` aborts.
+ */
+export async function waitForRecord(
+  store: Store,
+  runId: string,
+  done: (record: StoredRun) => boolean,
+  options: { signal?: AbortSignal; pollMs?: number } = {},
+): Promise<StoredRun | undefined> {
+  const { signal, pollMs = 2000 } = options;
+  const waker = new Waker();
+  const onChange = (change?: ChangeKind): void => {
+    if (change !== "events") waker.wake();
+  };
+  const unsubscribe = await store.subscribe(runId, onChange);
+  try {
+    while (!signal?.aborted) {
+      waker.take();
+      const record = await store.getRun(runId);
+      if (record === undefined || done(record)) return record;
+      await waker.wait(pollMs, signal);
+    }
+    return undefined;
+  } finally {
+    await unsubscribe();
+  }
+}

@@ -1,0 +1,210 @@
+/**
+ * The instance's side of the protocol: starts runs here, and cancels, resumes and reads runs
+ * that any instance started, through the shared store only. It also keeps this instance's
+ * heartbeat and fails the runs of instances whose heartbeat ran out (orphans).
+ */
+import { randomUUID } from "node:crypto";
+import type { Agent } from "../agent.ts";
+import { ACPError, notFound } from "../errors.ts";
+import { isTerminal, type AwaitResume, type ErrorModel, type RunCreateRequest, type Run } from "../models.ts";
+import { SessionHistory } from "../session.ts";
+import type { Store, StoredRun } from "../store.ts";
+import { RunExecutor } from "./executor.ts";
+import { waitForRecord } from "./follow.ts";
+
+export interface RuntimeOptions {
+  store: Store;
+  agents: readonly Agent[];
+  /** How long this instance may go silent before others fail its runs. @default 30_000 */
+  leaseMs?: number;
+}
+
+/** The run has stopped moving until someone acts: it ended or waits for a resume. */
+export function isSettled(run: Run): boolean {
+  return isTerminal(run.status) || run.status === "awaiting";
+}
+
+export class Runtime {
+  readonly instanceId = randomUUID();
+  readonly store: Store;
+  readonly leaseMs: number;
+  readonly #agents = new Map<string, Agent>();
+  readonly #local = new Map<string, { executor: RunExecutor; done: Promise<void> }>();
+  #started: Promise<void> | undefined;
+  #timers: NodeJS.Timeout[] = [];
+  #draining = false;
+
+  constructor({ store, agents, leaseMs = 30_000 }: RuntimeOptions) {
+    if (!Number.isFinite(leaseMs) || leaseMs < 100) throw new TypeError(`[acp] createApp(): leaseMs must be at least 100, got ${leaseMs}`);
+    this.store = store;
+    this.leaseMs = leaseMs;
+    for (const agent of agents) {
+      if (this.#agents.has(agent.manifest.name)) throw new TypeError(`[acp] createApp(): two agents are named "${agent.manifest.name}"`);
+      this.#agents.set(agent.manifest.name, agent);
+    }
+  }
+
+  get agents(): Agent[] {
+    return [...this.#agents.values()];
+  }
+
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  /** How many runs execute on this instance now. */
+  get localRuns(): number {
+    return this.#local.size;
+  }
+
+  agent(name: string): Agent {
+    const found = this.#agents.get(name);
+    if (!found) throw notFound(`Agent ${name} not found`);
+    return found;
+  }
+
+  /** First heartbeat, then the timers; idempotent. Runs are only started once this resolved. */
+  start(): Promise<void> {
+    this.#started ??= (async () => {
+      await this.store.heartbeat(this.instanceId, this.leaseMs);
+      const beat = setInterval(() => {
+        this.store.heartbeat(this.instanceId, this.leaseMs).catch((error: unknown) => console.error("[acp] heartbeat failed:", error));
+      }, Math.max(50, Math.floor(this.leaseMs / 3)));
+      const sweep = setInterval(() => {
+        this.sweepOrphans().catch((error: unknown) => console.error("[acp] orphan sweep failed:", error));
+      }, Math.max(50, Math.floor(this.leaseMs / 2)));
+      beat.unref();
+      sweep.unref();
+      this.#timers.push(beat, sweep);
+    })().catch((error: unknown) => {
+      this.#started = undefined;
+      throw error;
+    });
+    return this.#started;
+  }
+
+  async createRun(request: RunCreateRequest): Promise<StoredRun> {
+    if (this.#draining) throw new ACPError({ code: "server_error", message: "This instance is shutting down; retry on another instance", status: 503 });
+    const agent = this.agent(request.agent_name);
+    await this.start();
+    const sessionId = request.session_id ?? request.session?.id ?? randomUUID();
+    const run: Run = {
+      run_id: randomUUID(),
+      agent_name: agent.manifest.name,
+      session_id: sessionId,
+      status: "created",
+      await_request: null,
+      output: [],
+      error: null,
+      created_at: new Date().toISOString(),
+    };
+    const record: StoredRun = { run, version: 1, owner: this.instanceId, resume: null };
+    if (!(await this.store.createRun(record, [{ type: "run.created", run }]))) {
+      throw new ACPError({ code: "server_error", message: "Run id collision; retry" });
+    }
+    const history = new SessionHistory(this.store, sessionId, request.session?.history ?? []);
+    const executor = new RunExecutor({ store: this.store, agent, record, input: request.input, history });
+    const done = executor.execute().finally(() => this.#local.delete(run.run_id));
+    this.#local.set(run.run_id, { executor, done });
+    return record;
+  }
+
+  async getRun(runId: string): Promise<StoredRun> {
+    const record = await this.store.getRun(runId);
+    if (!record) throw notFound(`Run ${runId} not found`);
+    return record;
+  }
+
+  /** Waits until the run ends or awaits; the record then. */
+  async waitSettled(runId: string, signal?: AbortSignal): Promise<StoredRun> {
+    const record = await waitForRecord(this.store, runId, (stored) => isSettled(stored.run), { signal });
+    if (!record) throw notFound(`Run ${runId} not found`);
+    return record;
+  }
+
+  /**
+   * Hands `resume` to the awaiting run, wherever its agent runs: one compare-and-set from
+   * `awaiting` to `in-progress`, so of two concurrent resumes exactly one wins.
+   * @returns the new record and the seq of its `run.in-progress` event.
+   */
+  async resume(runId: string, resume: AwaitResume): Promise<{ record: StoredRun; seq: number }> {
+    for (;;) {
+      const current = await this.getRun(runId);
+      const request = current.run.await_request;
+      if (current.run.status !== "awaiting" || !request) {
+        throw new ACPError({ code: "invalid_input", message: `Run ${runId} is not awaiting (its status is ${current.run.status})`, status: 403 });
+      }
+      if (request.type !== resume.type) {
+        throw new ACPError({ code: "invalid_input", message: `Run ${runId} awaits a ${request.type}, not a ${resume.type}`, status: 403 });
+      }
+      const run: Run = { ...current.run, status: "in-progress", await_request: null };
+      const result = await this.store.updateRun(runId, current.version, { ...current, run, resume }, [{ type: "run.in-progress", run }]);
+      if (result.ok) return { record: result.record, seq: result.lastSeq };
+    }
+  }
+
+  /** Asks the run to stop, wherever its agent runs. A finished run cannot be cancelled. */
+  async cancel(runId: string): Promise<StoredRun> {
+    for (;;) {
+      const current = await this.getRun(runId);
+      const status = current.run.status;
+      if (isTerminal(status)) {
+        throw new ACPError({ code: "invalid_input", message: `Run ${runId} has already finished (its status is ${status}) and cannot be cancelled`, status: 403 });
+      }
+      if (status === "cancelling") return current;
+      const next: StoredRun = { ...current, run: { ...current.run, status: "cancelling" } };
+      const result = await this.store.updateRun(runId, current.version, next, []);
+      if (result.ok) return result.record;
+    }
+  }
+
+  /**
+   * Fails the runs whose owning instance stopped sending heartbeats (a cancelling one is
+   * cancelled). Any number of instances may sweep at once: compare-and-set picks one writer.
+   * @returns how many runs this call ended.
+   */
+  async sweepOrphans(): Promise<number> {
+    const alive = new Map<string, boolean>();
+    let ended = 0;
+    for (const runId of await this.store.listActiveRuns()) {
+      const record = await this.store.getRun(runId);
+      if (!record || isTerminal(record.run.status) || record.owner === this.instanceId) continue;
+      let ownerAlive = alive.get(record.owner);
+      if (ownerAlive === undefined) {
+        ownerAlive = await this.store.isAlive(record.owner);
+        alive.set(record.owner, ownerAlive);
+      }
+      if (ownerAlive) continue;
+      const status = record.run.status === "cancelling" ? "cancelled" : "failed";
+      const error: ErrorModel | null =
+        status === "failed"
+          ? { code: "server_error", message: "The server instance running this run was lost (its lease ran out); the run cannot continue" }
+          : null;
+      const run: Run = { ...record.run, status, error, await_request: null, finished_at: new Date().toISOString() };
+      const result = await this.store.updateRun(runId, record.version, { ...record, run, resume: null }, [{ type: `run.${status}`, run }]);
+      if (result.ok) ended += 1;
+    }
+    return ended;
+  }
+
+  /**
+   * Graceful shutdown: take no new runs, let local runs finish until `deadlineMs`, then fail the
+   * rest with a clear error, and stop the timers. The store is left open (its owner closes it).
+   */
+  async shutdown({ deadlineMs = 10_000 }: { deadlineMs?: number } = {}): Promise<void> {
+    this.#draining = true;
+    const all = (): Promise<unknown> => Promise.allSettled([...this.#local.values()].map((local) => local.done));
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, deadlineMs);
+    });
+    await Promise.race([all(), deadline]);
+    clearTimeout(timer);
+    for (const local of this.#local.values()) {
+      local.executor.abort({ code: "server_error", message: "The server instance shut down before the run finished" });
+    }
+    await all();
+    for (const timer of this.#timers) clearInterval(timer);
+    this.#timers = [];
+  }
+}
