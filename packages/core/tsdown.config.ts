@@ -8,4 +8,7 @@ export default defineConfig({
   fixedExtension: true,
   platform: "node",
   target: "node20",
+  // Fail the build instead of inlining a package from node_modules: every import must be declared
+  // in dependencies or peerDependencies, so users share one copy (and `instanceof` keeps working).
+  deps: { onlyBundle: [] },
 });
