@@ -1,0 +1,48 @@
+/**
+ * Serves an ACP app on Node with graceful shutdown: on SIGTERM or SIGINT the instance stops taking
+ * runs (503, and `/ping` turns 503 so load balancers stop routing to it), lets runs in flight
+ * finish until the deadline, fails the rest, closes its store and exits 0.
+ */
+import type { AddressInfo } from "node:net";
+import { serve, type ServerType } from "@hono/node-server";
+import { createApp, type ACPApp, type Agent } from "@acp/core";
+import type { ChosenStore } from "./store-from-env.ts";
+
+export interface DemoServer {
+  app: ACPApp;
+  server: ServerType;
+  url: string;
+  /** Drains and closes everything; resolves when done. Idempotent. */
+  stop(): Promise<void>;
+}
+
+export interface DemoOptions {
+  port?: number;
+  host?: string;
+  leaseMs?: number;
+  /** How long runs in flight may take to finish on shutdown. @default 10_000 */
+  drainMs?: number;
+}
+
+export async function startServer(agents: Agent[], chosen: ChosenStore, options: DemoOptions = {}): Promise<DemoServer> {
+  const { port = 8000, host = "0.0.0.0", leaseMs, drainMs = 10_000 } = options;
+  const app = createApp(agents, { store: chosen.store, ...(leaseMs ? { leaseMs } : {}) });
+  await app.runtime.start();
+  const server = await new Promise<ServerType>((resolve) => {
+    const started = serve({ fetch: app.fetch, port, hostname: host }, () => resolve(started));
+  });
+  const address = server.address() as AddressInfo;
+  const url = `http://${host === "0.0.0.0" ? "127.0.0.1" : host}:${address.port}`;
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> =>
+    (stopping ??= (async () => {
+      await app.shutdown({ deadlineMs: drainMs });
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        // Open streams would keep close() waiting: their runs have ended, so cut them.
+        (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
+      });
+      await chosen.close();
+    })());
+  return { app, server, url, stop };
+}

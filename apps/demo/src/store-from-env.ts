@@ -1,0 +1,111 @@
+/**
+ * Picks the store from the environment, as the HA guide documents: Redis (`REDIS_URL` or
+ * `REDIS_HOST`/`REDIS_PORT`/`REDIS_PASSWORD`/`REDIS_DB`), PostgreSQL (`DATABASE_URL` or
+ * `POSTGRES_HOST`/`POSTGRES_PORT`/`POSTGRES_USER`/`POSTGRES_PASSWORD`/`POSTGRES_DATABASE`), or,
+ * with neither, the memory store. Both at once is a start-up error, not a silent choice.
+ */
+import type { Store } from "@acp/core";
+import { MemoryStore } from "@acp/store-memory";
+import { PostgreSQLStore } from "@acp/store-postgres";
+import { RedisStore } from "@acp/store-redis";
+import postgres from "postgres";
+import { createClient } from "redis";
+
+export interface ChosenStore {
+  store: Store;
+  /** What to log: the backend and where it is, with any password redacted. */
+  description: string;
+  /** Closes the store and the connections opened for it. */
+  close(): Promise<void>;
+}
+
+type Env = Record<string, string | undefined>;
+
+const REDIS_VARS = ["REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "REDIS_DB"];
+const POSTGRES_VARS = ["DATABASE_URL", "POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DATABASE"];
+
+/** A URL fit for logs: the password replaced by `***`. */
+export function redact(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = "***";
+    return parsed.toString();
+  } catch {
+    return "<unparsable URL>";
+  }
+}
+
+function isSet(env: Env, name: string): boolean {
+  return (env[name] ?? "") !== "";
+}
+
+function redisUrl(env: Env): string {
+  if (isSet(env, "REDIS_URL")) return env.REDIS_URL!;
+  const url = new URL("redis://localhost");
+  url.hostname = env.REDIS_HOST || "127.0.0.1";
+  url.port = env.REDIS_PORT || "6379";
+  if (env.REDIS_PASSWORD) url.password = env.REDIS_PASSWORD;
+  url.pathname = `/${env.REDIS_DB || "0"}`;
+  return url.toString();
+}
+
+function postgresUrl(env: Env): string {
+  if (isSet(env, "DATABASE_URL")) return env.DATABASE_URL!;
+  const url = new URL("postgres://localhost");
+  url.hostname = env.POSTGRES_HOST || "127.0.0.1";
+  url.port = env.POSTGRES_PORT || "5432";
+  url.username = env.POSTGRES_USER || "postgres";
+  if (env.POSTGRES_PASSWORD) url.password = env.POSTGRES_PASSWORD;
+  url.pathname = `/${env.POSTGRES_DATABASE || "postgres"}`;
+  return url.toString();
+}
+
+/** Opens the configured store and checks that it answers; rejects with a readable message if not. */
+export async function storeFromEnv(env: Env = process.env): Promise<ChosenStore> {
+  const wantsRedis = REDIS_VARS.some((name) => isSet(env, name));
+  const wantsPostgres = POSTGRES_VARS.some((name) => isSet(env, name));
+  if (wantsRedis && wantsPostgres) {
+    throw new Error("Both Redis (REDIS_*) and PostgreSQL (DATABASE_URL / POSTGRES_*) are configured; set the variables of one store only");
+  }
+  if (wantsRedis) {
+    const url = redisUrl(env);
+    const redis = createClient({ url, socket: { connectTimeout: 5000, reconnectStrategy: (retries) => Math.min(retries * 200, 2000) } });
+    redis.on("error", (error: Error) => console.error(`[acp] redis ${redact(url)}: ${error.message}`));
+    try {
+      await redis.connect();
+    } catch (error) {
+      await redis.destroy();
+      throw new Error(`Cannot reach Redis at ${redact(url)}: ${(error as Error).message}`);
+    }
+    const store = new RedisStore({ redis });
+    return {
+      store,
+      description: `redis (${redact(url)})`,
+      close: async () => {
+        await store.close?.();
+        await redis.close();
+      },
+    };
+  }
+  if (wantsPostgres) {
+    const url = postgresUrl(env);
+    const sql = postgres(url, { connect_timeout: 5, onnotice: () => {} });
+    const store = new PostgreSQLStore({ sql });
+    try {
+      await store.migrate();
+    } catch (error) {
+      await sql.end({ timeout: 1 });
+      throw new Error(`Cannot reach PostgreSQL at ${redact(url)}: ${(error as Error).message}`);
+    }
+    return {
+      store,
+      description: `postgres (${redact(url)})`,
+      close: async () => {
+        await store.close?.();
+        await sql.end({ timeout: 5 });
+      },
+    };
+  }
+  const store = new MemoryStore();
+  return { store, description: "memory (single instance: set REDIS_* or POSTGRES_* for high availability)", close: async () => store.close?.() };
+}
