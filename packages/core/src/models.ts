@@ -168,7 +168,6 @@ export const RunCreateRequestSchema = v.pipe(
       input: v.pipe(v.array(MessageSchema, "input must be an array of messages"), v.minLength(1, "input must not be empty")),
       mode: v.optional(v.nullable(RunModeSchema), "sync"),
     },
-    "the body must be a JSON object",
   ),
   v.check(
     (body) => body.session == null || body.session_id == null || body.session.id === body.session_id,
@@ -183,7 +182,6 @@ export const RunResumeRequestSchema = v.object(
     await_resume: AwaitResumeSchema,
     mode: v.optional(v.nullable(RunModeSchema), "sync"),
   },
-  "the body must be a JSON object",
 );
 export type RunResumeRequest = v.InferOutput<typeof RunResumeRequestSchema>;
 

@@ -36,9 +36,10 @@ function check(component: string, value: unknown, where: string): void {
 async function checkEventStream(body: ReadableStream<Uint8Array>, where: string): Promise<void> {
   const decoder = new TextDecoder();
   let buffer = "";
+  const reader = body.getReader();
   try {
-    for await (const chunk of body) {
-      buffer += decoder.decode(chunk, { stream: true });
+    for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
+      buffer += decoder.decode(chunk.value, { stream: true });
       let end: number;
       while ((end = buffer.indexOf("\n\n")) !== -1) {
         const frame = buffer.slice(0, end);

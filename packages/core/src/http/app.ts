@@ -49,16 +49,21 @@ function parse<T>(schema: v.GenericSchema<unknown, T>, value: unknown, where: st
   if (result.success) return result.output;
   const issue = result.issues[0];
   const path = issue.path?.map((item) => String(item.key)).join(".");
+  if (path && issue.input === undefined && issue.kind === "schema") throw invalidInput(`Invalid ${where}: ${path} is required`);
   throw invalidInput(`Invalid ${where}${path ? ` at ${path}` : ""}: ${issue.message}`);
 }
 
-async function readJson(c: Context): Promise<unknown> {
+/** The request body as a JSON object; every ACP request body is one. */
+async function readJson(c: Context): Promise<Record<string, unknown>> {
   const text = await c.req.text();
+  let body: unknown;
   try {
-    return JSON.parse(text);
+    body = JSON.parse(text);
   } catch {
     throw invalidInput("The request body is not valid JSON", 400);
   }
+  if (typeof body !== "object" || body === null || Array.isArray(body)) throw invalidInput("The request body must be a JSON object");
+  return body as Record<string, unknown>;
 }
 
 const LimitSchema = v.pipe(v.unknown(), v.transform(Number), v.integer("limit must be an integer"), v.minValue(1, "limit must be at least 1"), v.maxValue(1000, "limit must be at most 1000"));

@@ -1,0 +1,35 @@
+/** The whole store conformance suite, one `describe` per group. */
+import { describeActiveRuns } from "./active-runs.ts";
+import { describeConcurrency } from "./concurrency.ts";
+import { describeEvents } from "./events.ts";
+import { describeInstances } from "./instances.ts";
+import { describeRuns } from "./runs.ts";
+import { describeSessions } from "./sessions.ts";
+import { describeSubscribe } from "./subscribe.ts";
+import type { ConformanceTarget, TestApi } from "./target.ts";
+import { describeTtl } from "./ttl.ts";
+import { describeUpdate } from "./update.ts";
+
+/**
+ * Declares the conformance tests of a `Store` backend. Each test creates its own store
+ * through `target.create` (and `target.peer`), uses random ids, and releases what it opened.
+ * @example
+ * import { describe, it } from "vitest";
+ * import { describeStoreConformance } from "@acp/core/testing";
+ * import { MemoryStore } from "../src/index.ts";
+ *
+ * describeStoreConformance({ name: "MemoryStore", create: async ({ ttlMs }) => new MemoryStore({ ttlMs }) }, { describe, it });
+ */
+export function describeStoreConformance(target: ConformanceTarget, t: TestApi): void {
+  t.describe(`${target.name} conformance`, () => {
+    describeRuns(target, t);
+    describeUpdate(target, t);
+    describeEvents(target, t);
+    describeSubscribe(target, t);
+    describeSessions(target, t);
+    describeInstances(target, t);
+    describeActiveRuns(target, t);
+    describeTtl(target, t);
+    describeConcurrency(target, t);
+  });
+}

@@ -1,0 +1,75 @@
+/** Conformance: session histories and their items. */
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import type { HistoryItem } from "../store.ts";
+import { historyItem, textMessage } from "./fixtures.ts";
+import { withStores, type ConformanceTarget, type TestApi } from "./target.ts";
+
+export function describeSessions(target: ConformanceTarget, { describe, it }: TestApi): void {
+  describe("sessions", () => {
+    it("creates a session on first append and keeps items in append order", async () => {
+      await withStores(target, async ({ store, peer }) => {
+        const sessionId = randomUUID();
+        const [a, b, c] = [historyItem("a"), historyItem("b"), historyItem("c")];
+        await store.appendHistory(sessionId, [a, b]);
+        assert.deepEqual(await peer.getHistory(sessionId), [a, b]);
+        await peer.appendHistory(sessionId, [c]);
+        assert.deepEqual(await store.getHistory(sessionId), [a, b, c]);
+      });
+    });
+
+    it("returns undefined for an unknown session", async () => {
+      await withStores(target, async ({ store }) => {
+        await store.appendHistory(randomUUID(), [historyItem("elsewhere")]);
+        assert.equal(await store.getHistory(randomUUID()), undefined);
+      });
+    });
+
+    it("reads each item by its id, from any session, and undefined for an unknown id", async () => {
+      await withStores(target, async ({ store, peer }) => {
+        const first = historyItem("in the first session");
+        const second = historyItem("in the second session");
+        await store.appendHistory(randomUUID(), [first]);
+        await peer.appendHistory(randomUUID(), [second]);
+        assert.deepEqual(await peer.getHistoryItem(first.id), first);
+        assert.deepEqual(await store.getHistoryItem(second.id), second);
+        assert.equal(await store.getHistoryItem(randomUUID()), undefined);
+      });
+    });
+
+    it("keeps every item of concurrent appends, each append's items contiguous and in order", async () => {
+      await withStores(target, async ({ store, peer }) => {
+        const sessionId = randomUUID();
+        const batches: HistoryItem[][] = Array.from({ length: 12 }, (_, batch) =>
+          Array.from({ length: 3 }, (_, i) => historyItem(`${batch}.${i}`)),
+        );
+        await Promise.all(batches.map((items, i) => (i % 2 === 0 ? store : peer).appendHistory(sessionId, items)));
+        const history = await store.getHistory(sessionId);
+        assert.ok(history, "the session was not created");
+        assert.equal(history.length, 36, "some appended items are missing or repeated");
+        for (const items of batches) {
+          const start = history.findIndex((item) => item.id === items[0]?.id);
+          assert.notEqual(start, -1, "a batch is missing");
+          assert.deepEqual(history.slice(start, start + items.length), items, "a batch is not contiguous or out of order");
+        }
+      });
+    });
+
+    it("keeps its own copies of items", async () => {
+      await withStores(target, async ({ store }) => {
+        const sessionId = randomUUID();
+        const item = historyItem("original");
+        const kept = structuredClone(item);
+        await store.appendHistory(sessionId, [item]);
+        item.message.parts[0]!.content = "changed";
+        const read = await store.getHistory(sessionId);
+        read?.push(historyItem("injected"));
+        read?.[0]?.message.parts.push(textMessage("more").parts[0]!);
+        const one = await store.getHistoryItem(kept.id);
+        if (one) one.message.role = "agent/intruder";
+        assert.deepEqual(await store.getHistory(sessionId), [kept]);
+        assert.deepEqual(await store.getHistoryItem(kept.id), kept);
+      });
+    });
+  });
+}
