@@ -1,0 +1,291 @@
+/**
+ * A `Store` in process memory, for development, tests and single-instance servers. Values are
+ * copied in and out with `structuredClone`, so it behaves like the stores that serialise.
+ */
+import {
+  isTerminal,
+  type ChangeKind,
+  type ChangeListener,
+  type Event,
+  type HistoryItem,
+  type Store,
+  type StoredEvent,
+  type StoredRun,
+  type Unsubscribe,
+  type UpdateResult,
+} from "@acp/core";
+
+/** Options of {@link MemoryStore}. */
+export interface MemoryStoreOptions {
+  /**
+   * How long runs, their events and sessions (with their items) live after their last write,
+   * in milliseconds.
+   * @default 3_600_000 (one hour)
+   */
+  ttlMs?: number;
+  /**
+   * The most runs kept at once. Past it, the least recently written runs are dropped, finished
+   * ones before those still running.
+   * @default 10_000
+   */
+  maxRuns?: number;
+}
+
+interface RunEntry {
+  record: StoredRun;
+  /** The log: the event with seq `n` is at index `n - 1`. */
+  events: Event[];
+  expiresAt: number;
+}
+
+interface SessionEntry {
+  items: HistoryItem[];
+  expiresAt: number;
+}
+
+/** Where an item sits, so that it lives exactly as long as its session. */
+interface ItemLocation {
+  sessionId: string;
+  index: number;
+}
+
+/** The sweep never runs more often than this, however short the TTL. */
+const MIN_SWEEP_INTERVAL_MS = 1_000;
+/** Nor less often than this, so memory is returned within a minute of expiry. */
+const MAX_SWEEP_INTERVAL_MS = 60_000;
+
+/**
+ * A {@link Store} in process memory. It does not share anything between processes: use it for
+ * one instance, or for tests; use `@acp/store-redis` or `@acp/store-postgres` behind a load balancer.
+ * @example
+ * import { createApp } from "@acp/core";
+ * import { MemoryStore } from "@acp/store-memory";
+ *
+ * const app = createApp([echo], { store: new MemoryStore({ ttlMs: 600_000 }) });
+ */
+export class MemoryStore implements Store {
+  readonly #ttlMs: number;
+  readonly #maxRuns: number;
+  readonly #runs = new Map<string, RunEntry>();
+  // Run ids by last write, oldest first (a Set keeps insertion order; re-adding moves to the end).
+  // With one TTL for all, this is also expiry order. Finished runs are kept apart so that the
+  // size limit can drop them first.
+  readonly #activeOrder = new Set<string>();
+  readonly #finishedOrder = new Set<string>();
+  /** Sessions by last write, oldest first, as for runs. */
+  readonly #sessions = new Map<string, SessionEntry>();
+  readonly #items = new Map<string, ItemLocation>();
+  /** Lease expiry time of each instance. */
+  readonly #heartbeats = new Map<string, number>();
+  readonly #listeners = new Map<string, Set<{ listener: ChangeListener }>>();
+  #sweepTimer: ReturnType<typeof setInterval> | undefined;
+
+  constructor({ ttlMs = 3_600_000, maxRuns = 10_000 }: MemoryStoreOptions = {}) {
+    if (!(Number.isFinite(ttlMs) && ttlMs > 0)) throw new RangeError(`[acp] [store-memory] ttlMs must be a positive number of milliseconds, got ${ttlMs}`);
+    if (!(Number.isSafeInteger(maxRuns) && maxRuns > 0)) throw new RangeError(`[acp] [store-memory] maxRuns must be a positive integer, got ${maxRuns}`);
+    this.#ttlMs = ttlMs;
+    this.#maxRuns = maxRuns;
+    const interval = Math.min(Math.max(ttlMs, MIN_SWEEP_INTERVAL_MS), MAX_SWEEP_INTERVAL_MS);
+    this.#sweepTimer = setInterval(() => this.#sweep(), interval);
+    // Expiry is also checked on every read; the timer only returns memory, so it must not keep the process alive.
+    this.#sweepTimer.unref();
+  }
+
+  async createRun(record: StoredRun, events: Event[]): Promise<boolean> {
+    const runId = record.run.run_id;
+    if (this.#liveRun(runId)) return false;
+    const entry: RunEntry = { record: { ...structuredClone(record), version: 1 }, events: structuredClone(events), expiresAt: 0 };
+    this.#runs.set(runId, entry);
+    this.#touchRun(runId, entry);
+    this.#evictOverLimit();
+    return true;
+  }
+
+  async getRun(runId: string): Promise<StoredRun | undefined> {
+    const entry = this.#liveRun(runId);
+    return entry && structuredClone(entry.record);
+  }
+
+  async updateRun(runId: string, expectedVersion: number, next: StoredRun, events: Event[]): Promise<UpdateResult> {
+    const entry = this.#liveRun(runId);
+    if (!entry || entry.record.version !== expectedVersion) return { ok: false, record: entry && structuredClone(entry.record) };
+    entry.record = { ...structuredClone(next), version: expectedVersion + 1 };
+    for (const event of events) entry.events.push(structuredClone(event));
+    this.#touchRun(runId, entry);
+    this.#notify(runId, "record");
+    return { ok: true, record: structuredClone(entry.record), lastSeq: entry.events.length };
+  }
+
+  async appendEvents(runId: string, events: Event[]): Promise<number | null> {
+    const entry = this.#liveRun(runId);
+    if (!entry || isTerminal(entry.record.run.status)) return null;
+    if (events.length === 0) return entry.events.length;
+    for (const event of events) entry.events.push(structuredClone(event));
+    // A run that keeps streaming is in use: an append keeps it (and its log) from expiring.
+    this.#touchRun(runId, entry);
+    this.#notify(runId, "events");
+    return entry.events.length;
+  }
+
+  async readEvents(runId: string, afterSeq: number, limit?: number): Promise<StoredEvent[]> {
+    const entry = this.#liveRun(runId);
+    if (!entry) return [];
+    const start = Math.max(0, Math.floor(afterSeq));
+    const end = limit === undefined ? undefined : start + Math.max(0, limit);
+    return entry.events.slice(start, end).map((event, i) => ({ seq: start + i + 1, event: structuredClone(event) }));
+  }
+
+  async subscribe(runId: string, listener: ChangeListener): Promise<Unsubscribe> {
+    // A wrapper per subscription, so that one function subscribed twice is two subscriptions.
+    const subscription = { listener };
+    let subscribers = this.#listeners.get(runId);
+    if (!subscribers) this.#listeners.set(runId, (subscribers = new Set()));
+    subscribers.add(subscription);
+    const listeners = this.#listeners;
+    return async function unsubscribe(): Promise<void> {
+      const current = listeners.get(runId);
+      if (!current) return;
+      current.delete(subscription);
+      if (current.size === 0) listeners.delete(runId);
+    };
+  }
+
+  async appendHistory(sessionId: string, items: HistoryItem[]): Promise<void> {
+    let session = this.#liveSession(sessionId);
+    if (session) this.#sessions.delete(sessionId); // re-inserted below: most recently written last
+    else session = { items: [], expiresAt: 0 };
+    for (const item of items) {
+      this.#items.set(item.id, { sessionId, index: session.items.length });
+      session.items.push(structuredClone(item));
+    }
+    session.expiresAt = Date.now() + this.#ttlMs;
+    this.#sessions.set(sessionId, session);
+  }
+
+  async getHistory(sessionId: string): Promise<HistoryItem[] | undefined> {
+    const session = this.#liveSession(sessionId);
+    return session && structuredClone(session.items);
+  }
+
+  async getHistoryItem(itemId: string): Promise<HistoryItem | undefined> {
+    const location = this.#items.get(itemId);
+    if (!location) return undefined;
+    const item = this.#liveSession(location.sessionId)?.items[location.index];
+    if (item?.id !== itemId) {
+      // Its session expired (or was re-created after expiring): the item went with it.
+      this.#items.delete(itemId);
+      return undefined;
+    }
+    return structuredClone(item);
+  }
+
+  async heartbeat(instanceId: string, leaseMs: number): Promise<void> {
+    this.#heartbeats.set(instanceId, Date.now() + leaseMs);
+  }
+
+  async isAlive(instanceId: string): Promise<boolean> {
+    const expiresAt = this.#heartbeats.get(instanceId);
+    if (expiresAt === undefined) return false;
+    if (expiresAt > Date.now()) return true;
+    this.#heartbeats.delete(instanceId);
+    return false;
+  }
+
+  async listActiveRuns(): Promise<string[]> {
+    const now = Date.now();
+    return [...this.#activeOrder].filter((runId) => (this.#runs.get(runId)?.expiresAt ?? 0) > now);
+  }
+
+  async ping(): Promise<void> {}
+
+  /** Stops the sweep timer. The data stays readable; expiry is then checked on read only. */
+  async close(): Promise<void> {
+    clearInterval(this.#sweepTimer);
+    this.#sweepTimer = undefined;
+  }
+
+  /** The run's entry, or `undefined` when unknown or expired (an expired one is dropped now). */
+  #liveRun(runId: string): RunEntry | undefined {
+    const entry = this.#runs.get(runId);
+    if (entry && entry.expiresAt <= Date.now()) {
+      this.#dropRun(runId);
+      return undefined;
+    }
+    return entry;
+  }
+
+  #liveSession(sessionId: string): SessionEntry | undefined {
+    const session = this.#sessions.get(sessionId);
+    if (session && session.expiresAt <= Date.now()) {
+      this.#dropSession(sessionId, session);
+      return undefined;
+    }
+    return session;
+  }
+
+  /** Restarts the run's TTL and moves it to the most recently written end of its order. */
+  #touchRun(runId: string, entry: RunEntry): void {
+    entry.expiresAt = Date.now() + this.#ttlMs;
+    this.#activeOrder.delete(runId);
+    this.#finishedOrder.delete(runId);
+    (isTerminal(entry.record.run.status) ? this.#finishedOrder : this.#activeOrder).add(runId);
+  }
+
+  #dropRun(runId: string): void {
+    this.#runs.delete(runId);
+    this.#activeOrder.delete(runId);
+    this.#finishedOrder.delete(runId);
+    // A reader waiting on this run wakes up, reads, and finds it gone instead of waiting forever.
+    this.#notify(runId, undefined);
+  }
+
+  #dropSession(sessionId: string, session: SessionEntry): void {
+    this.#sessions.delete(sessionId);
+    for (const item of session.items) if (this.#items.get(item.id)?.sessionId === sessionId) this.#items.delete(item.id);
+  }
+
+  /** Drops the least recently written runs, finished ones first, until at most `maxRuns` remain. */
+  #evictOverLimit(): void {
+    while (this.#runs.size > this.#maxRuns) {
+      const oldest = firstOf(this.#finishedOrder) ?? firstOf(this.#activeOrder);
+      if (oldest === undefined) return;
+      this.#dropRun(oldest);
+    }
+  }
+
+  /** Drops what has expired. Orders are by last write and the TTL is the same for all, so each walk stops at the first live entry. */
+  #sweep(): void {
+    const now = Date.now();
+    for (const order of [this.#activeOrder, this.#finishedOrder]) {
+      for (const runId of order) {
+        if ((this.#runs.get(runId)?.expiresAt ?? 0) > now) break;
+        this.#dropRun(runId);
+      }
+    }
+    for (const [sessionId, session] of this.#sessions) {
+      if (session.expiresAt > now) break;
+      this.#dropSession(sessionId, session);
+    }
+    for (const [instanceId, expiresAt] of this.#heartbeats) if (expiresAt <= now) this.#heartbeats.delete(instanceId);
+  }
+
+  /** Calls the run's listeners after a write. A listener must not throw; if one does, the others still run and the error surfaces asynchronously. */
+  #notify(runId: string, change: ChangeKind | undefined): void {
+    const subscribers = this.#listeners.get(runId);
+    if (!subscribers) return;
+    for (const { listener } of [...subscribers]) {
+      try {
+        listener(change);
+      } catch (error) {
+        queueMicrotask(() => {
+          throw error;
+        });
+      }
+    }
+  }
+}
+
+function firstOf<T>(set: Set<T>): T | undefined {
+  for (const value of set) return value;
+  return undefined;
+}

@@ -1,0 +1,5 @@
+import { describe, it } from "vitest";
+import { describeStoreConformance } from "@acp/core/testing";
+import { MemoryStore } from "../src/index.ts";
+
+describeStoreConformance({ name: "MemoryStore", create: async ({ ttlMs }) => new MemoryStore({ ttlMs }) }, { describe, it });
