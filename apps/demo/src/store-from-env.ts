@@ -3,6 +3,8 @@
  * `REDIS_HOST`/`REDIS_PORT`/`REDIS_PASSWORD`/`REDIS_DB`), PostgreSQL (`DATABASE_URL` or
  * `POSTGRES_HOST`/`POSTGRES_PORT`/`POSTGRES_USER`/`POSTGRES_PASSWORD`/`POSTGRES_DATABASE`), or,
  * with neither, the memory store. Both at once is a start-up error, not a silent choice.
+ * `REDIS_PREFIX` (default `acp`) and `POSTGRES_TABLE` / `POSTGRES_CHANNEL` (default `acp_store` /
+ * `acp_update`) let several deployments share one backend; `ACP_TTL_MS` sets how long data lives.
  */
 import type { Store } from "@acp/core";
 import { MemoryStore } from "@acp/store-memory";
@@ -60,6 +62,13 @@ function postgresUrl(env: Env): string {
   return url.toString();
 }
 
+function ttl(env: Env): { ttlMs?: number } {
+  if (!isSet(env, "ACP_TTL_MS")) return {};
+  const ttlMs = Number(env.ACP_TTL_MS);
+  if (!Number.isInteger(ttlMs) || ttlMs < 1000) throw new Error(`ACP_TTL_MS must be a whole number of milliseconds, at least 1000; got ${JSON.stringify(env.ACP_TTL_MS)}`);
+  return { ttlMs };
+}
+
 /** Opens the configured store and checks that it answers; rejects with a readable message if not. */
 export async function storeFromEnv(env: Env = process.env): Promise<ChosenStore> {
   const wantsRedis = REDIS_VARS.some((name) => isSet(env, name));
@@ -77,7 +86,7 @@ export async function storeFromEnv(env: Env = process.env): Promise<ChosenStore>
       await redis.destroy();
       throw new Error(`Cannot reach Redis at ${redact(url)}: ${(error as Error).message}`);
     }
-    const store = new RedisStore({ redis });
+    const store = new RedisStore({ redis, prefix: env.REDIS_PREFIX || "acp", ...ttl(env) });
     return {
       store,
       description: `redis (${redact(url)})`,
@@ -90,7 +99,7 @@ export async function storeFromEnv(env: Env = process.env): Promise<ChosenStore>
   if (wantsPostgres) {
     const url = postgresUrl(env);
     const sql = postgres(url, { connect_timeout: 5, onnotice: () => {} });
-    const store = new PostgreSQLStore({ sql });
+    const store = new PostgreSQLStore({ sql, table: env.POSTGRES_TABLE || "acp_store", channel: env.POSTGRES_CHANNEL || "acp_update", ...ttl(env) });
     try {
       await store.migrate();
     } catch (error) {
@@ -106,6 +115,6 @@ export async function storeFromEnv(env: Env = process.env): Promise<ChosenStore>
       },
     };
   }
-  const store = new MemoryStore();
+  const store = new MemoryStore(ttl(env));
   return { store, description: "memory (single instance: set REDIS_* or POSTGRES_* for high availability)", close: async () => store.close?.() };
 }

@@ -1,0 +1,186 @@
+/**
+ * High availability on one backend: two demo instances behind a real nginx (round robin, no
+ * affinity) pass the whole client suite, and each cross-instance promise of the HA guide holds
+ * when the two instances are addressed directly.
+ */
+import { randomUUID } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { client, collect, describeClientSuite, pollRun, rawEvents } from "../client-suite.ts";
+import { startInstance, startNginx, stopInstances, type Balancer, type Instance } from "../support/cluster.ts";
+import type { Backend } from "./backends.ts";
+
+const TERMINAL = ["completed", "failed", "cancelled"];
+const LEASE_MS = 2000;
+
+const user = (content: string) => ({ role: "user", parts: [{ content }] });
+
+/** POSTs a stream run and reads `frames` SSE frames, then drops the connection. */
+async function readSomeFrames(url: string, body: unknown, frames: number): Promise<{ id: number; data: { type: string } }[]> {
+  const controller = new AbortController();
+  const response = await fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json", accept: "text/event-stream" },
+    body: JSON.stringify(body),
+    signal: controller.signal,
+  });
+  return readFrames(response, frames, controller);
+}
+
+async function readFrames(response: Response, limit: number, controller?: AbortController): Promise<{ id: number; data: { type: string } }[]> {
+  const reader = response.body!.getReader();
+  const decoder = new TextDecoder();
+  const frames: { id: number; data: { type: string } }[] = [];
+  let buffer = "";
+  while (frames.length < limit) {
+    const chunk = await reader.read();
+    if (chunk.done) break;
+    buffer += decoder.decode(chunk.value, { stream: true });
+    let end: number;
+    while ((end = buffer.indexOf("\n\n")) !== -1 && frames.length < limit) {
+      const frame = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const id = Number(/^id: (\d+)$/m.exec(frame)?.[1]);
+      const data = /^data: (.*)$/m.exec(frame)?.[1];
+      if (data) frames.push({ id, data: JSON.parse(data) });
+    }
+  }
+  controller?.abort();
+  await reader.cancel().catch(() => {});
+  return frames;
+}
+
+export function describeHighAvailability(makeBackend: () => Backend): void {
+  const backend = makeBackend();
+  const env = { ...backend.env, ACP_LEASE_MS: String(LEASE_MS), ACP_DRAIN_MS: "3000" };
+  let a: Instance;
+  let b: Instance;
+  let balancer: Balancer;
+  const extra: Instance[] = [];
+
+  beforeAll(async () => {
+    [a, b] = await Promise.all([startInstance(env), startInstance(env)]);
+    balancer = await startNginx([a.url, b.url]);
+  });
+
+  afterAll(async () => {
+    await balancer?.stop();
+    await stopInstances([a, b, ...extra].filter(Boolean));
+    await backend.cleanup();
+  });
+
+  describeClientSuite(`two instances on ${backend.name} behind nginx`, () => balancer.url);
+
+  describe(`two instances on ${backend.name}: any instance answers any request`, () => {
+    it("follows on B a run that runs on A, and B reads its state", async () => {
+      const run = await client(a.url).runAsync("tokens", "5 word delay=30");
+      const response = await fetch(`${b.url}/runs/${run.run_id}/events`, { headers: { accept: "text/event-stream" } });
+      const frames = await readFrames(response, 1000);
+      expect(frames.map((frame) => frame.id)).toEqual(frames.map((_, index) => index + 1));
+      expect(frames.at(-1)?.data.type).toBe("run.completed");
+      expect(frames.filter((frame) => frame.data.type === "message.part")).toHaveLength(5);
+      expect((await client(b.url).runStatus(run.run_id)).status).toBe("completed");
+      expect(await rawEvents(b.url, run.run_id)).toEqual(frames.map((frame) => frame.data));
+    });
+
+    it("resumes on B, in stream mode, a run suspended on A", async () => {
+      const awaiting = await client(a.url).runSync("approval", "the rollout");
+      expect(awaiting.status).toBe("awaiting");
+      const events = await collect(client(b.url).runResumeStream(awaiting.run_id, { type: "message", message: { role: "user", parts: [{ content: "yes" }] } } as never));
+      expect(events.map((event) => event.type)).toEqual(["run.in-progress", "message.created", "message.part", "message.completed", "run.completed"]);
+      const done = await client(a.url).runStatus(awaiting.run_id);
+      expect(done.output.at(-1)?.parts[0]?.content).toBe("Approved: doing the rollout.");
+    });
+
+    it("cancels on B a run that runs on A", async () => {
+      const run = await client(a.url).runAsync("slow", "ticks=100");
+      await pollRun(client(a.url), run.run_id, (r) => r.status === "in-progress");
+      expect((await client(b.url).runCancel(run.run_id)).status).toBe("cancelling");
+      const done = await pollRun(client(a.url), run.run_id, (r) => TERMINAL.includes(r.status));
+      expect(done.status).toBe("cancelled");
+    });
+
+    it("continues on B a session started on A, and both serve its history", async () => {
+      const sessionId = randomUUID();
+      const first = await client(a.url).withSession((session) => session.runSync("chat", "I am on A"), sessionId);
+      const second = await client(b.url).withSession((session) => session.runSync("chat", "now on B"), sessionId);
+      expect(first.output[0]?.parts[0]?.content).toContain("holds 1 messages");
+      expect(second.output[0]?.parts[0]?.content).toContain("holds 3 messages");
+      expect(second.output[0]?.parts[0]?.content).toContain('You said first: "I am on A"');
+      for (const instance of [a, b]) {
+        const session = (await (await fetch(`${instance.url}/sessions/${sessionId}`)).json()) as { history: string[] };
+        expect(session.history).toHaveLength(4);
+        for (const url of session.history) {
+          const other = instance === a ? b : a;
+          const response = await fetch(`${other.url}${new URL(url).pathname}`);
+          expect(response.status).toBe(200);
+        }
+      }
+    });
+
+    it("resumes on B, with Last-Event-ID, a stream cut on A: nothing lost, nothing repeated", async () => {
+      const body = { agent_name: "tokens", input: [user("30 word delay=15")], mode: "stream" };
+      const head = await readSomeFrames(`${a.url}/runs`, body, 6);
+      const runId = (head[0]?.data as unknown as { run: { run_id: string } }).run.run_id;
+      const lastId = head.at(-1)!.id;
+      const response = await fetch(`${b.url}/runs/${runId}/events`, { headers: { accept: "text/event-stream", "last-event-id": String(lastId) } });
+      const tail = await readFrames(response, 10_000);
+      expect(tail.at(-1)?.data.type).toBe("run.completed");
+      const ids = [...head, ...tail].map((frame) => frame.id);
+      expect(ids).toEqual(ids.map((_, index) => index + 1));
+      expect(await rawEvents(b.url, runId)).toEqual([...head, ...tail].map((frame) => frame.data));
+    });
+
+    it("keeps finished runs, their events and sessions across a restart of every instance", async () => {
+      const sessionId = randomUUID();
+      const run = await client(balancer.url).withSession((session) => session.runSync("echo", "remember me"), sessionId);
+      const events = await rawEvents(a.url, run.run_id);
+      await stopInstances([a, b]);
+      [a, b] = await Promise.all([startInstance(env, a.port), startInstance(env, b.port)]);
+      expect(await client(balancer.url).runStatus(run.run_id)).toMatchObject({ status: "completed", output: run.output });
+      expect(await rawEvents(b.url, run.run_id)).toEqual(events);
+      const session = (await (await fetch(`${a.url}/sessions/${sessionId}`)).json()) as { history: string[] };
+      expect(session.history).toHaveLength(2);
+    });
+
+    it("fails the runs of an instance that dies (SIGKILL) once its lease runs out", async () => {
+      const doomed = await startInstance(env);
+      extra.push(doomed);
+      const running = await client(doomed.url).runAsync("slow", "ticks=600");
+      const awaiting = await client(doomed.url).runSync("approval", "the orphan");
+      await pollRun(client(a.url), running.run_id, (r) => r.status === "in-progress");
+      doomed.kill("SIGKILL");
+      await doomed.exited;
+      for (const runId of [running.run_id, awaiting.run_id]) {
+        const failed = await pollRun(client(b.url), runId, (r) => TERMINAL.includes(r.status), LEASE_MS + 8000);
+        expect(failed.status).toBe("failed");
+        expect(failed.error?.code).toBe("server_error");
+        expect(failed.error?.message).toContain("instance");
+        const events = await rawEvents(a.url, runId);
+        expect((events.at(-1) as { type: string }).type).toBe("run.failed");
+      }
+    });
+
+    it("drains on SIGTERM: refuses new runs, finishes what it can, fails the rest, exits 0", async () => {
+      const draining = await startInstance({ ...env, ACP_DRAIN_MS: "2500" });
+      extra.push(draining);
+      const quick = await client(draining.url).runAsync("slow", "ticks=8");
+      const long = await client(draining.url).runAsync("slow", "ticks=600");
+      await pollRun(client(draining.url), long.run_id, (r) => r.status === "in-progress");
+      draining.kill("SIGTERM");
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect((await fetch(`${draining.url}/ping`)).status).toBe(503);
+      const refused = await fetch(`${draining.url}/runs`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ agent_name: "echo", input: [user("hi")] }),
+      });
+      expect(refused.status).toBe(503);
+      expect(await refused.json()).toMatchObject({ code: "server_error" });
+      expect(await draining.exited).toBe(0);
+      expect((await client(a.url).runStatus(quick.run_id)).status).toBe("completed");
+      const failed = await client(a.url).runStatus(long.run_id);
+      expect(failed.status).toBe("failed");
+      expect(failed.error?.message).toContain("shut down");
+    });
+  });
+}
