@@ -1,0 +1,126 @@
+/**
+ * Change notifications for runs over one LISTEN connection per store. Writers call
+ * `pg_notify(channel, payload)` in their transaction (see {@link notification}); this class
+ * listens on the channel once and dispatches each notification to the listeners of that run in
+ * this process.
+ */
+import type { ChangeKind, ChangeListener, Unsubscribe } from "@acp/core";
+import type { ListenMeta, Sql } from "postgres";
+
+/**
+ * The payload of a change notification: `<kind>:<run id>`. PostgreSQL folds identical payloads
+ * sent in one transaction into one notification.
+ */
+export function notification(kind: ChangeKind, runId: string): string {
+  return `${kind}:${runId}`;
+}
+
+const PAYLOAD = /^(events|record):(.*)$/s;
+
+/** The kind and run of a payload; a bare run id (no known kind prefix) means "unknown kind". */
+function parseNotification(payload: string): { kind: ChangeKind | undefined; runId: string } {
+  const match = PAYLOAD.exec(payload);
+  return match ? { kind: match[1] as ChangeKind, runId: match[2]! } : { kind: undefined, runId: payload };
+}
+
+export class RunNotifier {
+  readonly #sql: Sql<any>;
+  readonly #channel: string;
+  readonly #listeners = new Map<string, Set<ChangeListener>>();
+  #listening: Promise<ListenMeta> | undefined;
+  #listenedOnce = false;
+  #closed = false;
+
+  constructor(sql: Sql<any>, channel: string) {
+    this.#sql = sql;
+    this.#channel = channel;
+  }
+
+  /** Adds `listener` for `runId`; resolves once LISTEN is in effect on the database. */
+  async subscribe(runId: string, listener: ChangeListener): Promise<Unsubscribe> {
+    if (this.#closed) throw new Error("the store is closed");
+    // A fresh function per subscription, so the same listener can be subscribed twice.
+    const entry: ChangeListener = (change) => listener(change);
+    let listeners = this.#listeners.get(runId);
+    if (!listeners) this.#listeners.set(runId, (listeners = new Set()));
+    listeners.add(entry);
+    try {
+      await this.#listen();
+    } catch (error) {
+      this.#remove(runId, entry);
+      throw error;
+    }
+    const remove = () => this.#remove(runId, entry);
+    return async function unsubscribe() {
+      remove();
+    };
+  }
+
+  /** Stops dispatching and UNLISTENs; the connection itself belongs to postgres.js. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#listeners.clear();
+    const listening = this.#listening;
+    this.#listening = undefined;
+    if (!listening) return;
+    const meta = await listening.catch(() => undefined);
+    await meta?.unlisten();
+  }
+
+  /** Starts the shared LISTEN on first use; a failed start is retried by the next subscriber. */
+  #listen(): Promise<ListenMeta> {
+    if (!this.#listening) {
+      const listening = this.#sql.listen(
+        this.#channel,
+        (payload) => {
+          const { kind, runId } = parseNotification(payload);
+          this.#dispatch(runId, kind);
+        },
+        () => this.#onListen(),
+      );
+      this.#listening = listening;
+      listening.catch(() => {
+        if (this.#listening === listening) this.#listening = undefined;
+      });
+    }
+    return this.#listening;
+  }
+
+  /**
+   * postgres.js calls this after each LISTEN, including the one it issues again after the LISTEN
+   * connection dropped. Notifications sent in between are lost, so every local subscriber is
+   * woken up, with an unknown kind of change: it reads the run and its log from its last seq
+   * and misses nothing.
+   */
+  #onListen(): void {
+    if (!this.#listenedOnce) {
+      this.#listenedOnce = true;
+      return;
+    }
+    for (const runId of [...this.#listeners.keys()]) this.#dispatch(runId, undefined);
+  }
+
+  #dispatch(runId: string, kind: ChangeKind | undefined): void {
+    if (this.#closed) return;
+    const listeners = this.#listeners.get(runId);
+    if (!listeners) return;
+    for (const listener of [...listeners]) {
+      // Skip listeners removed by an earlier listener of this loop.
+      if (!listeners.has(listener)) continue;
+      try {
+        listener(kind);
+      } catch (error) {
+        // Listeners must not throw; one that does must not starve the others or break the
+        // LISTEN connection, whose data handler runs this loop.
+        console.error("[acp] [store-postgres] a change listener threw", error);
+      }
+    }
+  }
+
+  #remove(runId: string, listener: ChangeListener): void {
+    const listeners = this.#listeners.get(runId);
+    if (!listeners) return;
+    listeners.delete(listener);
+    if (listeners.size === 0) this.#listeners.delete(runId);
+  }
+}

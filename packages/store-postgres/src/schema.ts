@@ -1,0 +1,106 @@
+/**
+ * The store's schema and its versioned migrations. `migrate` runs under a transaction-scoped
+ * advisory lock, so several instances starting at once apply each step exactly once.
+ */
+import type { Helper, Sql, TransactionSql } from "postgres";
+
+/** The tables of one store, as postgres.js identifiers. */
+export interface Tables {
+  /** The name the user configured, e.g. `acp_store`; part of the advisory lock keys. */
+  name: string;
+  /** Runs, sessions and heartbeats: one row per (kind, id), each with its own `expires_at`. */
+  records: Helper<string>;
+  /** Events of runs: (run_id, seq) → event. */
+  events: Helper<string>;
+  /** Session histories: (session_id, position) → item. */
+  history: Helper<string>;
+  /** One row holding the schema version. */
+  schema: Helper<string>;
+}
+
+/** Builds the identifiers of a store's tables from its validated table name. */
+export function tablesOf(sql: Sql<any>, name: string): Tables {
+  return {
+    name,
+    records: sql(name),
+    events: sql(`${name}_events`),
+    history: sql(`${name}_history`),
+    schema: sql(`${name}_schema`),
+  };
+}
+
+type Migration = (tx: TransactionSql<any>, tables: Tables) => Promise<unknown>;
+
+/**
+ * Schema steps in order; step `i` brings the schema to version `i + 1`. Never edit a released
+ * step: append a new one.
+ *
+ * Events and history items have no `expires_at` of their own: they live as long as their run or
+ * session row, and are deleted together with it, so a write costs one row however long the log.
+ */
+const MIGRATIONS: Migration[] = [
+  async function createTables(tx, { records, events, history }) {
+    await tx`
+      CREATE TABLE ${records} (
+        kind text NOT NULL,
+        id text NOT NULL,
+        value jsonb,
+        version integer NOT NULL DEFAULT 0,
+        ended boolean NOT NULL DEFAULT false,
+        last_seq integer NOT NULL DEFAULT 0,
+        expires_at timestamptz NOT NULL,
+        PRIMARY KEY (kind, id)
+      )`;
+    await tx`CREATE INDEX ON ${records} (expires_at)`;
+    await tx`CREATE INDEX ON ${records} (id) WHERE kind = 'run' AND NOT ended`;
+    await tx`
+      CREATE TABLE ${events} (
+        run_id text NOT NULL,
+        seq integer NOT NULL,
+        event jsonb NOT NULL,
+        PRIMARY KEY (run_id, seq)
+      )`;
+    await tx`
+      CREATE TABLE ${history} (
+        session_id text NOT NULL,
+        position integer NOT NULL,
+        item_id text NOT NULL,
+        message jsonb NOT NULL,
+        PRIMARY KEY (session_id, position)
+      )`;
+    await tx`CREATE INDEX ON ${history} (item_id)`;
+  },
+];
+
+/** The schema version this package writes and reads. */
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/** Key of the advisory locks taken by this package, paired with `hashtext(table)`. */
+export const LOCK_NAMESPACE = {
+  migrate: "@acp/store-postgres:migrate",
+  sweep: "@acp/store-postgres:sweep",
+} as const;
+
+/**
+ * Creates or upgrades the schema of `tables` to {@link SCHEMA_VERSION}. Idempotent.
+ * @throws Error when the database holds a newer schema than this package knows.
+ */
+export async function migrateSchema(sql: Sql<any>, tables: Tables): Promise<void> {
+  await sql.begin(async function migrateInTransaction(tx) {
+    await tx`SELECT pg_advisory_xact_lock(hashtext(${LOCK_NAMESPACE.migrate}), hashtext(${tables.name}))`;
+    // "already exists, skipping" notices would reach the application's console on every start.
+    await tx`SET LOCAL client_min_messages TO warning`;
+    await tx`CREATE TABLE IF NOT EXISTS ${tables.schema} (version integer NOT NULL)`;
+    const [row] = await tx<{ version: number | null }[]>`SELECT max(version) AS version FROM ${tables.schema}`;
+    const current = row?.version ?? 0;
+    if (current > SCHEMA_VERSION) {
+      throw new Error(
+        `table ${tables.name} has schema version ${current}, newer than the ${SCHEMA_VERSION} this package supports`,
+      );
+    }
+    if (current === SCHEMA_VERSION) return;
+    for (const step of MIGRATIONS.slice(current)) await step(tx, tables);
+    await tx`DELETE FROM ${tables.schema}`;
+    await tx`INSERT INTO ${tables.schema} (version) VALUES (${SCHEMA_VERSION})`;
+  });
+}
