@@ -8,4 +8,7 @@ export default defineConfig({
   fixedExtension: true,
   platform: "node",
   target: "node20",
+  // Fail the build instead of inlining a package from node_modules (@acp/core included, through its
+  // own dependencies): declare it in peerDependencies so users share one copy and `instanceof` works.
+  deps: { onlyBundle: [] },
 });
