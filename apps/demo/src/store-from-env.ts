@@ -4,7 +4,9 @@
  * `POSTGRES_HOST`/`POSTGRES_PORT`/`POSTGRES_USER`/`POSTGRES_PASSWORD`/`POSTGRES_DATABASE`), or,
  * with neither, the memory store. Both at once is a start-up error, not a silent choice.
  * `REDIS_PREFIX` (default `acp`) and `POSTGRES_TABLE` / `POSTGRES_CHANNEL` (default `acp_store` /
- * `acp_update`) let several deployments share one backend; `ACP_TTL_MS` sets how long data lives.
+ * `acp_update`) let several deployments share one backend; `POSTGRES_POOL_MAX` (default 10) sizes
+ * the query pool (the process holds one more connection, for LISTEN); `POSTGRES_APPLICATION_NAME`
+ * (default `acp-server`) names its connections; `ACP_TTL_MS` sets how long data lives.
  */
 import type { Store } from "@acp/core";
 import { MemoryStore } from "@acp/store-memory";
@@ -78,12 +80,21 @@ export async function storeFromEnv(env: Env = process.env): Promise<ChosenStore>
   }
   if (wantsRedis) {
     const url = redisUrl(env);
-    const redis = createClient({ url, socket: { connectTimeout: 5000, reconnectStrategy: (retries) => Math.min(retries * 200, 2000) } });
+    let connected = false;
+    const redis = createClient({
+      url,
+      socket: {
+        connectTimeout: 5000,
+        // Fail fast at start-up; once connected, keep reconnecting (with a capped back-off) through outages.
+        reconnectStrategy: (retries: number, cause: Error) => (connected ? Math.min(retries * 200, 2000) : cause),
+      },
+    });
     redis.on("error", (error: Error) => console.error(`[acp] redis ${redact(url)}: ${error.message}`));
     try {
       await redis.connect();
+      connected = true;
     } catch (error) {
-      await redis.destroy();
+      if (redis.isOpen) redis.destroy();
       throw new Error(`Cannot reach Redis at ${redact(url)}: ${(error as Error).message}`);
     }
     const store = new RedisStore({ redis, prefix: env.REDIS_PREFIX || "acp", ...ttl(env) });
@@ -98,7 +109,14 @@ export async function storeFromEnv(env: Env = process.env): Promise<ChosenStore>
   }
   if (wantsPostgres) {
     const url = postgresUrl(env);
-    const sql = postgres(url, { connect_timeout: 5, onnotice: () => {} });
+    const max = Number(env.POSTGRES_POOL_MAX || 10);
+    if (!Number.isInteger(max) || max < 1) throw new Error(`POSTGRES_POOL_MAX must be a whole number of at least 1; got ${JSON.stringify(env.POSTGRES_POOL_MAX)}`);
+    const sql = postgres(url, {
+      max,
+      connect_timeout: 5,
+      onnotice: () => {},
+      connection: { application_name: env.POSTGRES_APPLICATION_NAME || "acp-server" },
+    });
     const store = new PostgreSQLStore({ sql, table: env.POSTGRES_TABLE || "acp_store", channel: env.POSTGRES_CHANNEL || "acp_update", ...ttl(env) });
     try {
       await store.migrate();
