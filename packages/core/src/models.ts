@@ -185,7 +185,15 @@ export const RunResumeRequestSchema = v.object(
 );
 export type RunResumeRequest = v.InferOutput<typeof RunResumeRequestSchema>;
 
-const PersonSchema = v.looseObject({ name: v.string(), email: v.optional(v.string()), url: v.optional(v.string()) });
+export const TimestampSchema = isoDateTime;
+export const PersonSchema = v.looseObject({ name: v.string(), email: v.optional(v.string()), url: v.optional(v.string()) });
+export const LinkSchema = v.object({ type: v.picklist(["source-code", "container-image", "homepage", "documentation"]), url: v.string() });
+export const AgentDependencySchema = v.object({ type: v.optional(v.picklist(["agent", "tool", "model"])), name: v.optional(v.string()) });
+export const CapabilitySchema = v.object({ name: v.string(), description: v.string() });
+/** A free tag, or one of the well-known ones (Chat, RAG, Canvas, Code, Researcher, Orchestrator). */
+export const TagSchema = v.string();
+export const JsonSchemaSchema = v.record(v.string(), v.unknown());
+export const GeneralSchemaSchema = v.union([JsonSchemaSchema, v.picklist(["chat", "text"])]);
 
 export const MetadataSchema = v.looseObject({
   annotations: v.optional(v.record(v.string(), v.unknown())),
@@ -194,17 +202,15 @@ export const MetadataSchema = v.looseObject({
   programming_language: v.optional(v.string()),
   natural_languages: v.optional(v.array(v.string())),
   framework: v.optional(v.string()),
-  capabilities: v.optional(v.array(v.object({ name: v.string(), description: v.string() }))),
+  capabilities: v.optional(v.array(CapabilitySchema)),
   domains: v.optional(v.array(v.string())),
-  tags: v.optional(v.array(v.string())),
-  created_at: v.optional(isoDateTime),
-  updated_at: v.optional(isoDateTime),
+  tags: v.optional(v.array(TagSchema)),
+  created_at: v.optional(TimestampSchema),
+  updated_at: v.optional(TimestampSchema),
   author: v.optional(PersonSchema),
   contributors: v.optional(v.array(PersonSchema)),
-  links: v.optional(
-    v.array(v.object({ type: v.picklist(["source-code", "container-image", "homepage", "documentation"]), url: v.string() })),
-  ),
-  dependencies: v.optional(v.array(v.object({ type: v.optional(v.picklist(["agent", "tool", "model"])), name: v.optional(v.string()) }))),
+  links: v.optional(v.array(LinkSchema)),
+  dependencies: v.optional(v.array(AgentDependencySchema)),
   recommended_models: v.optional(v.array(v.string())),
 });
 export type Metadata = v.InferOutput<typeof MetadataSchema>;
@@ -228,18 +234,30 @@ export type AgentManifest = v.InferOutput<typeof AgentManifestSchema>;
 const runEvent = <T extends string>(type: T) => v.object({ type: v.literal(type), run: RunSchema });
 const messageEvent = <T extends string>(type: T) => v.object({ type: v.literal(type), message: MessageSchema });
 
+export const MessageCreatedEventSchema = messageEvent("message.created");
+export const MessagePartEventSchema = v.object({ type: v.literal("message.part"), part: MessagePartSchema });
+export const MessageCompletedEventSchema = messageEvent("message.completed");
+export const GenericEventSchema = v.object({ type: v.literal("generic"), generic: v.record(v.string(), v.unknown()) });
+export const RunCreatedEventSchema = runEvent("run.created");
+export const RunInProgressEventSchema = runEvent("run.in-progress");
+export const RunAwaitingEventSchema = runEvent("run.awaiting");
+export const RunCompletedEventSchema = runEvent("run.completed");
+export const RunFailedEventSchema = runEvent("run.failed");
+export const RunCancelledEventSchema = runEvent("run.cancelled");
+export const ErrorEventSchema = v.object({ type: v.literal("error"), error: ErrorSchema });
+
 export const EventSchema = v.variant("type", [
-  messageEvent("message.created"),
-  v.object({ type: v.literal("message.part"), part: MessagePartSchema }),
-  messageEvent("message.completed"),
-  v.object({ type: v.literal("generic"), generic: v.record(v.string(), v.unknown()) }),
-  runEvent("run.created"),
-  runEvent("run.in-progress"),
-  runEvent("run.awaiting"),
-  runEvent("run.completed"),
-  runEvent("run.failed"),
-  runEvent("run.cancelled"),
-  v.object({ type: v.literal("error"), error: ErrorSchema }),
+  MessageCreatedEventSchema,
+  MessagePartEventSchema,
+  MessageCompletedEventSchema,
+  GenericEventSchema,
+  RunCreatedEventSchema,
+  RunInProgressEventSchema,
+  RunAwaitingEventSchema,
+  RunCompletedEventSchema,
+  RunFailedEventSchema,
+  RunCancelledEventSchema,
+  ErrorEventSchema,
 ]);
 export type Event = v.InferOutput<typeof EventSchema>;
 export type RunEventType = "run.created" | "run.in-progress" | "run.awaiting" | "run.completed" | "run.failed" | "run.cancelled";

@@ -99,6 +99,23 @@ export function describeHighAvailability(makeBackend: () => Backend): void {
       expect(done.status).toBe("cancelled");
     });
 
+    it("lets exactly one of two resumes of one await win when they race through A and B", async () => {
+      const awaiting = await client(a.url).runSync("approval", "the race");
+      const resume = (url: string, answer: string) =>
+        fetch(`${url}/runs/${awaiting.run_id}`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ await_resume: { type: "message", message: user(answer) }, mode: "async" }),
+        });
+      const answers = await Promise.all([resume(a.url, "yes"), resume(b.url, "no")]);
+      expect(answers.map((response) => response.status).sort()).toEqual([202, 403]);
+      const done = await pollRun(client(b.url), awaiting.run_id, (r) => TERMINAL.includes(r.status));
+      const winner = answers[0]!.status === 202 ? "Approved" : "Not approved";
+      expect(done.output.at(-1)?.parts[0]?.content).toContain(winner);
+      const inProgress = (await rawEvents(a.url, awaiting.run_id)).filter((event) => (event as { type: string }).type === "run.in-progress");
+      expect(inProgress).toHaveLength(2);
+    });
+
     it("continues on B a session started on A, and both serve its history", async () => {
       const sessionId = randomUUID();
       const first = await client(a.url).withSession((session) => session.runSync("chat", "I am on A"), sessionId);
