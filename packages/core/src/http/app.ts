@@ -23,6 +23,10 @@ export interface AppOptions {
   store: Store;
   /** How long an instance may go silent before another fails its runs as orphaned. @default 30_000 */
   leaseMs?: number;
+  /** How long one store call may take before the request answers 503. @default 5_000 */
+  storeTimeoutMs?: number;
+  /** How long a running agent's writes are retried through a store outage before its run fails. @default 30_000 */
+  outageMs?: number;
   /** Largest accepted request body in bytes; larger ones get 413 without being read whole. @default 4_194_304 */
   maxBodyBytes?: number;
   /**
@@ -76,9 +80,11 @@ const OffsetSchema = v.pipe(v.unknown(), v.transform(Number), v.integer("offset 
  * serve({ fetch: app.fetch, port: 8000 });
  */
 export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp {
-  const { store, leaseMs = 30_000, maxBodyBytes = 4 * 1024 * 1024, baseUrl } = options ?? ({} as AppOptions);
-  if (!store) throw new TypeError("[acp] createApp(): options.store is required (for example new MemoryStore())");
-  const runtime = new Runtime({ store, agents, leaseMs });
+  const { leaseMs = 30_000, storeTimeoutMs = 5_000, outageMs = 30_000, maxBodyBytes = 4 * 1024 * 1024, baseUrl } = options ?? ({} as AppOptions);
+  if (!options?.store) throw new TypeError("[acp] createApp(): options.store is required (for example new MemoryStore())");
+  const runtime = new Runtime({ store: options.store, agents, leaseMs, storeTimeoutMs, outageMs });
+  // Every call below goes through the runtime's guarded store: bounded in time, failures are 503s.
+  const store = runtime.store;
   const app = new Hono();
 
   const runIdParam = (c: Context): string => parse(RunIdSchema, c.req.param("run_id"), "run id");
@@ -102,7 +108,16 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
     }),
   );
 
-  app.get("/ping", (c) => (runtime.draining ? c.json({ code: "server_error", message: "Shutting down" }, 503) : c.json({})));
+  // Load balancers route by /ping: it fails while draining and while the store does not answer.
+  app.get("/ping", async (c) => {
+    if (runtime.draining) return c.json({ code: "server_error", message: "This instance is shutting down" }, 503);
+    try {
+      await store.ping();
+    } catch {
+      return c.json({ code: "server_error", message: "The store is unavailable" }, 503);
+    }
+    return c.json({});
+  });
 
   app.get("/agents", (c) => {
     const limit = parse(LimitSchema, c.req.query("limit") ?? 10, "query parameter limit");

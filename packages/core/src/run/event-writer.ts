@@ -2,9 +2,15 @@
  * Appends a run's events in order with group commit: while one append is in flight, later events
  * wait in a buffer and go to the store together in the next append. A fast agent therefore costs
  * one store round trip per batch, not per token, and the order is kept.
+ *
+ * Through a store outage it retries for a while. An append that failed may still have landed (a
+ * timeout after the write), so before writing a batch again it reads the log's tail: no event is
+ * lost and none is written twice. This relies on the owner being the only writer of a running
+ * run's log, which the runtime guarantees (others only write while it awaits, or once it is gone).
  */
 import type { Event } from "../models.ts";
 import type { Store } from "../store.ts";
+import { retryOutage } from "./guarded-store.ts";
 
 /** Thrown when the store refuses an append because the run ended elsewhere (or expired). */
 export class RunGoneError extends Error {
@@ -18,17 +24,35 @@ export class EventWriter {
   #buffer: Event[] = [];
   #inFlight: Promise<void> | undefined;
   #failure: unknown;
-  #lastSeq = 0;
+  #lastSeq: number;
+  /** The last append failed in a way that may have stored it anyway. */
+  #uncertain = false;
 
   constructor(
     private readonly store: Store,
     private readonly runId: string,
+    /** The seq of the last event in the log when the writer starts. */
+    lastSeq: number,
+    /** How long to retry through a store outage before failing. */
+    private readonly outageMs: number,
     private readonly maxBatch = 256,
-  ) {}
+  ) {
+    this.#lastSeq = lastSeq;
+  }
 
-  /** The seq of the last event the store has confirmed. */
+  /** The seq of the last event of the log, as far as this writer knows. */
   get lastSeq(): number {
     return this.#lastSeq;
+  }
+
+  /** Tells the writer that others appended to the log (a transition, a resume): its new length. */
+  set lastSeq(seq: number) {
+    this.#lastSeq = seq;
+  }
+
+  /** How many events wait for the next append: the caller slows down when this grows. */
+  get backlog(): number {
+    return this.#buffer.length;
   }
 
   /** Queues an event; throws the failure of an earlier append, if any. */
@@ -44,18 +68,11 @@ export class EventWriter {
     if (this.#failure !== undefined) throw this.#failure;
   }
 
-  /** How many events wait for the next append: the caller slows down when this grows. */
-  get backlog(): number {
-    return this.#buffer.length;
-  }
-
   async #drain(): Promise<void> {
     try {
       while (this.#buffer.length > 0 && this.#failure === undefined) {
         const batch = this.#buffer.splice(0, this.maxBatch);
-        const seq = await this.store.appendEvents(this.runId, batch);
-        if (seq === null) throw new RunGoneError(this.runId);
-        this.#lastSeq = seq;
+        this.#lastSeq = await retryOutage(() => this.#appendOnce(batch), Date.now() + this.outageMs);
       }
     } catch (error) {
       this.#failure = error;
@@ -63,5 +80,20 @@ export class EventWriter {
     } finally {
       this.#inFlight = undefined;
     }
+  }
+
+  async #appendOnce(batch: Event[]): Promise<number> {
+    if (this.#uncertain) {
+      const landed = await this.store.readEvents(this.runId, this.#lastSeq, batch.length);
+      if (landed.length === batch.length) {
+        this.#uncertain = false;
+        return this.#lastSeq + batch.length;
+      }
+    }
+    this.#uncertain = true;
+    const seq = await this.store.appendEvents(this.runId, batch);
+    this.#uncertain = false;
+    if (seq === null) throw new RunGoneError(this.runId);
+    return seq;
   }
 }

@@ -10,16 +10,27 @@ import { isTerminal, type AwaitResume, type ErrorModel, type Event, type Message
 import type { ChangeKind, Store, StoredRun, Unsubscribe } from "../store.ts";
 import { EventWriter, RunGoneError } from "./event-writer.ts";
 import { waitForRecord } from "./follow.ts";
+import { isStoreOutage, retryOutage } from "./guarded-store.ts";
+import { sameValue } from "./same-value.ts";
 import { classify } from "./yielded.ts";
 import type { SessionHistory } from "../session.ts";
 
 /** Above this many unwritten events the executor waits for the store before pulling more. */
 const MAX_BACKLOG = 1024;
 
+/** How long the end of a run is retried through a store outage before it is given up. */
+const FINISH_RETRY_MS = 10 * 60_000;
+
 /** Returned by {@link RunExecutor.next} when the run was cancelled while the handler worked. */
 const ABORTED = Symbol("aborted");
 
 type Outcome = { status: "completed" } | { status: "failed"; error: ErrorModel } | { status: "cancelled" };
+
+/** The error a run fails with when its handler threw `error`. */
+function failure(error: unknown): ErrorModel {
+  if (isStoreOutage(error)) return { code: "server_error", message: "The store was unavailable for too long; the run could not continue" };
+  return toErrorModel(error, "The agent failed with an internal error");
+}
 
 function now(): string {
   return new Date().toISOString();
@@ -43,6 +54,8 @@ export interface ExecutorInit {
   record: StoredRun;
   input: Message[];
   history: SessionHistory;
+  /** How long event writes are retried through a store outage before the run fails. */
+  outageMs: number;
 }
 
 export class RunExecutor {
@@ -51,6 +64,9 @@ export class RunExecutor {
   readonly #input: Message[];
   readonly #history: SessionHistory;
   readonly #abort = new AbortController();
+  /** Aborted when the server gives up on writing this run's end (shutdown). */
+  readonly #giveUp = new AbortController();
+  readonly #outageMs: number;
   readonly #writer: EventWriter;
   readonly #role: string;
   #record: StoredRun;
@@ -60,14 +76,16 @@ export class RunExecutor {
   /** Set when the server, not a client, stopped the run: it ends failed, not cancelled. */
   #stopError: ErrorModel | undefined;
 
-  constructor({ store, agent, record, input, history }: ExecutorInit) {
+  constructor({ store, agent, record, input, history, outageMs }: ExecutorInit) {
     this.#store = store;
     this.#agent = agent;
     this.#record = record;
     this.#input = input;
     this.#history = history;
     this.#role = `agent/${agent.manifest.name}`;
-    this.#writer = new EventWriter(store, record.run.run_id);
+    this.#outageMs = outageMs;
+    // createRun stored exactly one event, run.created, as seq 1.
+    this.#writer = new EventWriter(store, record.run.run_id, 1, outageMs);
   }
 
   get runId(): string {
@@ -78,6 +96,11 @@ export class RunExecutor {
   abort(error: ErrorModel): void {
     this.#stopError = error;
     this.#abort.abort();
+  }
+
+  /** Stops retrying through a store outage: the run's end is written now or never. */
+  giveUp(): void {
+    this.#giveUp.abort();
   }
 
   /** Runs the agent to its end; never rejects (failures are recorded on the run). */
@@ -95,7 +118,7 @@ export class RunExecutor {
       }
     } catch (error) {
       if (error instanceof RunGoneError) return;
-      outcome = this.#abort.signal.aborted ? { status: "cancelled" } : { status: "failed", error: toErrorModel(error, "The agent failed with an internal error") };
+      outcome = this.#abort.signal.aborted ? { status: "cancelled" } : { status: "failed", error: failure(error) };
       if (!(error instanceof ACPError)) console.error(`[acp] run ${this.runId} of agent ${this.#agent.manifest.name} failed:`, error);
     } finally {
       // A handler still busy (it ignored the signal) is told to stop; we do not wait for it.
@@ -235,6 +258,9 @@ export class RunExecutor {
     const record = await waitForRecord(this.#store, this.runId, (stored) => stored.run.status !== "awaiting", { signal: this.#abort.signal });
     if (record === undefined || this.#abort.signal.aborted) return undefined;
     this.#record = record;
+    // The resume appended its run.in-progress event: learn the log's new length.
+    const tail = await this.#store.readEvents(this.runId, this.#writer.lastSeq);
+    this.#writer.lastSeq = tail.at(-1)?.seq ?? this.#writer.lastSeq;
     if (record.run.status === "cancelling") return undefined;
     if (isTerminal(record.run.status)) throw new RunGoneError(this.runId);
     return record.resume ?? undefined;
@@ -247,6 +273,7 @@ export class RunExecutor {
    */
   async #update(change: (run: Run) => Run, events: (run: Run) => Event[], final = false): Promise<boolean> {
     await this.#writer.flush();
+    const deadline = Date.now() + (final ? FINISH_RETRY_MS : this.#outageMs);
     for (;;) {
       const current = this.#record;
       if (current.run.status === "cancelling" && !final) {
@@ -254,9 +281,24 @@ export class RunExecutor {
         return false;
       }
       const run = change(current.run);
-      const result = await this.#store.updateRun(this.runId, current.version, { ...current, run, resume: null }, events(run));
+      const written = events(run);
+      let uncertain = false;
+      let result = await retryOutage(
+        () =>
+          this.#store.updateRun(this.runId, current.version, { ...current, run, resume: null }, written).catch((error: unknown) => {
+            uncertain ||= isStoreOutage(error);
+            throw error;
+          }),
+        deadline,
+        this.#giveUp.signal,
+      );
+      // A write that timed out may have landed: then the store holds exactly what we wrote.
+      if (!result.ok && uncertain && result.record?.version === current.version + 1 && sameValue(result.record.run, run)) {
+        result = { ok: true, record: result.record, lastSeq: this.#writer.lastSeq + written.length };
+      }
       if (result.ok) {
         this.#record = result.record;
+        this.#writer.lastSeq = result.lastSeq;
         return true;
       }
       if (result.record === undefined || isTerminal(result.record.run.status)) throw new RunGoneError(this.runId);
@@ -270,11 +312,12 @@ export class RunExecutor {
       await this.#writer.flush();
     } catch (error) {
       if (error instanceof RunGoneError) throw error;
-      outcome = { status: "failed", error: toErrorModel(error, "The run's events could not be stored") };
+      outcome = { status: "failed", error: failure(error) };
     }
     const closed = this.#closeOpen();
     const output = [...this.#record.run.output, ...closed.output];
-    await this.#history.append([...this.#input, ...output].map((message) => ({ id: randomUUID(), message })));
+    const items = [...this.#input, ...output].map((message) => ({ id: randomUUID(), message }));
+    await retryOutage(() => this.#history.append(items), Date.now() + FINISH_RETRY_MS, this.#giveUp.signal);
     await this.#update(
       (run) => {
         // A cancel that won the race against completion turns the end into a cancel.

@@ -11,12 +11,17 @@ import { SessionHistory } from "../session.ts";
 import type { Store, StoredRun } from "../store.ts";
 import { RunExecutor } from "./executor.ts";
 import { waitForRecord } from "./follow.ts";
+import { guardStore } from "./guarded-store.ts";
 
 export interface RuntimeOptions {
   store: Store;
   agents: readonly Agent[];
   /** How long this instance may go silent before others fail its runs. @default 30_000 */
   leaseMs?: number;
+  /** How long one store call may take before it counts as failed (the client gets 503). @default 5_000 */
+  storeTimeoutMs?: number;
+  /** How long a running agent's writes are retried through a store outage before its run fails. @default 30_000 */
+  outageMs?: number;
 }
 
 /** The run has stopped moving until someone acts: it ended or waits for a resume. */
@@ -28,16 +33,22 @@ export class Runtime {
   readonly instanceId = randomUUID();
   readonly store: Store;
   readonly leaseMs: number;
+  readonly outageMs: number;
+  /** Whether the last heartbeat failed: outages are logged once, not every beat. */
+  #beatFailing = false;
   readonly #agents = new Map<string, Agent>();
   readonly #local = new Map<string, { executor: RunExecutor; done: Promise<void> }>();
   #started: Promise<void> | undefined;
   #timers: NodeJS.Timeout[] = [];
   #draining = false;
 
-  constructor({ store, agents, leaseMs = 30_000 }: RuntimeOptions) {
-    if (!Number.isFinite(leaseMs) || leaseMs < 100) throw new TypeError(`[acp] createApp(): leaseMs must be at least 100, got ${leaseMs}`);
-    this.store = store;
+  constructor({ store, agents, leaseMs = 30_000, storeTimeoutMs = 5_000, outageMs = 30_000 }: RuntimeOptions) {
+    for (const [name, value, min] of [["leaseMs", leaseMs, 100], ["storeTimeoutMs", storeTimeoutMs, 10], ["outageMs", outageMs, 0]] as const) {
+      if (!Number.isFinite(value) || value < min) throw new TypeError(`[acp] createApp(): ${name} must be a number of milliseconds of at least ${min}, got ${value}`);
+    }
+    this.store = guardStore(store, storeTimeoutMs);
     this.leaseMs = leaseMs;
+    this.outageMs = outageMs;
     for (const agent of agents) {
       if (this.#agents.has(agent.manifest.name)) throw new TypeError(`[acp] createApp(): two agents are named "${agent.manifest.name}"`);
       this.#agents.set(agent.manifest.name, agent);
@@ -67,9 +78,7 @@ export class Runtime {
   start(): Promise<void> {
     this.#started ??= (async () => {
       await this.store.heartbeat(this.instanceId, this.leaseMs);
-      const beat = setInterval(() => {
-        this.store.heartbeat(this.instanceId, this.leaseMs).catch((error: unknown) => console.error("[acp] heartbeat failed:", error));
-      }, Math.max(50, Math.floor(this.leaseMs / 3)));
+      const beat = setInterval(() => this.#beat(), Math.max(50, Math.floor(this.leaseMs / 3)));
       const sweep = setInterval(() => {
         this.sweepOrphans().catch((error: unknown) => console.error("[acp] orphan sweep failed:", error));
       }, Math.max(50, Math.floor(this.leaseMs / 2)));
@@ -81,6 +90,19 @@ export class Runtime {
       throw error;
     });
     return this.#started;
+  }
+
+  #beat(): void {
+    this.store.heartbeat(this.instanceId, this.leaseMs).then(
+      () => {
+        if (this.#beatFailing) console.error("[acp] the store answers again: heartbeats resumed");
+        this.#beatFailing = false;
+      },
+      (error: unknown) => {
+        if (!this.#beatFailing) console.error(`[acp] heartbeat failed (logged once until it recovers): ${(error as Error).message}`);
+        this.#beatFailing = true;
+      },
+    );
   }
 
   async createRun(request: RunCreateRequest): Promise<StoredRun> {
@@ -103,7 +125,7 @@ export class Runtime {
       throw new ACPError({ code: "server_error", message: "Run id collision; retry" });
     }
     const history = new SessionHistory(this.store, sessionId, request.session?.history ?? []);
-    const executor = new RunExecutor({ store: this.store, agent, record, input: request.input, history });
+    const executor = new RunExecutor({ store: this.store, agent, record, input: request.input, history, outageMs: this.outageMs });
     const done = executor.execute().finally(() => this.#local.delete(run.run_id));
     this.#local.set(run.run_id, { executor, done });
     return record;
@@ -203,7 +225,12 @@ export class Runtime {
     for (const local of this.#local.values()) {
       local.executor.abort({ code: "server_error", message: "The server instance shut down before the run finished" });
     }
+    // Writing the ends gets a short grace; through a store outage, give up rather than hang.
+    const giveUp = setTimeout(() => {
+      for (const local of this.#local.values()) local.executor.giveUp();
+    }, 2000);
     await all();
+    clearTimeout(giveUp);
     for (const timer of this.#timers) clearInterval(timer);
     this.#timers = [];
   }

@@ -1,0 +1,100 @@
+/**
+ * Bounds every store call in time and gives every failure one shape, so that a vanished backend
+ * turns into a prompt 503 for the client instead of a hung request or a 500.
+ */
+import { StoreError, type Store, type Unsubscribe } from "../store.ts";
+
+/** The calls whose failure the runtime treats as "the store is unavailable". */
+function asStoreError(method: string, error: unknown): StoreError {
+  if (error instanceof StoreError) return error;
+  return new StoreError("core", `store.${method}() failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+}
+
+function withTimeout<T>(method: string, promise: Promise<T>, timeoutMs: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new StoreError("core", `store.${method}() did not answer within ${timeoutMs} ms`)), timeoutMs);
+  });
+  return Promise.race([promise, timeout]).then(
+    (value) => {
+      clearTimeout(timer);
+      return value;
+    },
+    (error: unknown) => {
+      clearTimeout(timer);
+      throw asStoreError(method, error);
+    },
+  );
+}
+
+/**
+ * A store whose calls reject with a {@link StoreError} after `timeoutMs` or on any backend error.
+ * A call that timed out may still complete later: callers that retry writes must check what landed.
+ */
+export function guardStore(store: Store, timeoutMs: number): Store {
+  const guarded: Partial<Store> = {};
+  for (const method of [
+    "createRun",
+    "getRun",
+    "updateRun",
+    "appendEvents",
+    "readEvents",
+    "subscribe",
+    "appendHistory",
+    "getHistory",
+    "getHistoryItem",
+    "heartbeat",
+    "isAlive",
+    "listActiveRuns",
+    "ping",
+  ] as const) {
+    const original = store[method] as (...args: unknown[]) => Promise<unknown>;
+    (guarded as Record<string, unknown>)[method] = (...args: unknown[]) => {
+      let call: Promise<unknown>;
+      if (method === "subscribe") return guardSubscribe(store, args, timeoutMs);
+      try {
+        call = original.apply(store, args);
+      } catch (error) {
+        return Promise.reject(asStoreError(method, error));
+      }
+      return withTimeout(method, call, timeoutMs);
+    };
+  }
+  if (store.close) guarded.close = () => store.close!();
+  return guarded as Store;
+}
+
+/** A subscription that comes through after its timeout is ended at once, so none leaks. */
+function guardSubscribe(store: Store, args: unknown[], timeoutMs: number): Promise<Unsubscribe> {
+  let call: Promise<Unsubscribe>;
+  try {
+    call = store.subscribe(...(args as Parameters<Store["subscribe"]>));
+  } catch (error) {
+    return Promise.reject(asStoreError("subscribe", error));
+  }
+  const guarded = withTimeout("subscribe", call, timeoutMs);
+  guarded.catch(() => call.then((unsubscribe) => unsubscribe()).catch(() => {}));
+  return guarded;
+}
+
+/** The store is unavailable (as opposed to a run that ended or a conflict). */
+export function isStoreOutage(error: unknown): boolean {
+  return error instanceof StoreError;
+}
+
+/**
+ * Calls `fn` until it succeeds, while its failures are store outages, waiting a little longer
+ * after each (100 ms doubling to 2 s) until `deadline` (epoch ms) or `signal` stops it.
+ */
+export async function retryOutage<T>(fn: () => Promise<T>, deadline: number, signal?: AbortSignal): Promise<T> {
+  let delay = 100;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (error) {
+      if (!isStoreOutage(error) || Date.now() + delay > deadline || signal?.aborted) throw error;
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      delay = Math.min(delay * 2, 2000);
+    }
+  }
+}
