@@ -157,7 +157,7 @@ export function describeHighAvailability(makeBackend: () => Backend): void {
       expect(await rawEvents(b.url, run.run_id)).toEqual(events);
       const session = (await (await fetch(`${a.url}/sessions/${sessionId}`)).json()) as { history: string[] };
       expect(session.history).toHaveLength(2);
-    });
+    }, 60_000);
 
     it("fails the runs of an instance that dies (SIGKILL) once its lease runs out", async () => {
       const doomed = await startInstance(env);
@@ -175,7 +175,7 @@ export function describeHighAvailability(makeBackend: () => Backend): void {
         const events = await rawEvents(a.url, runId);
         expect((events.at(-1) as { type: string }).type).toBe("run.failed");
       }
-    });
+    }, 60_000);
 
     it("drains on SIGTERM: refuses new runs, finishes what it can, fails the rest, exits 0", async () => {
       const draining = await startInstance({ ...env, ACP_DRAIN_MS: "2500" });
@@ -198,6 +198,6 @@ export function describeHighAvailability(makeBackend: () => Backend): void {
       const failed = await client(a.url).runStatus(long.run_id);
       expect(failed.status).toBe("failed");
       expect(failed.error?.message).toContain("shut down");
-    });
+    }, 60_000);
   });
 }

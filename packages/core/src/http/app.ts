@@ -13,9 +13,13 @@ import {
   SessionIdSchema,
   type Event,
 } from "../models.ts";
+import type { HistoryOptions } from "../history-fetch.ts";
+import type { LimitOptions } from "../limits.ts";
 import { Runtime } from "../run/runtime.ts";
 import { resourceUrl } from "../session.ts";
 import { StoreError, type Store } from "../store.ts";
+import { apiKeyAuth, type AuthOptions } from "./auth.ts";
+import { acpCors, type CorsOptions } from "./cors.ts";
 import { endsAtTerminal, endsAtTerminalOrAwait, streamRunEvents } from "./sse.ts";
 
 export interface AppOptions {
@@ -34,6 +38,27 @@ export interface AppOptions {
    * @default the origin of each request (its Host header)
    */
   baseUrl?: string;
+  /**
+   * API-key authentication: every request but `GET /ping` needs one of the keys, else it gets 401
+   * (see {@link apiKeyAuth}).
+   * @default undefined (no authentication: put the server behind something that authenticates)
+   */
+  auth?: AuthOptions;
+  /**
+   * CORS for browser clients on other origins (see {@link acpCors}).
+   * @default undefined (no CORS headers: browsers allow same-origin calls only)
+   */
+  cors?: CorsOptions;
+  /**
+   * How history URLs of a client's session descriptor that point at another server are loaded.
+   * @default {} (none is loaded; items of this deployment always come from the store)
+   */
+  history?: HistoryOptions;
+  /**
+   * Limits on run input and run output.
+   * @default { maxInputMessages: 100, maxPartsPerMessage: 100, maxEventsPerRun: 100_000 }
+   */
+  limits?: LimitOptions;
 }
 
 /** The Hono app plus what its process needs to run it well. */
@@ -57,9 +82,26 @@ function parse<T>(schema: v.GenericSchema<unknown, T>, value: unknown, where: st
   throw invalidInput(`Invalid ${where}${path ? ` at ${path}` : ""}: ${issue.message}`);
 }
 
+/** Deepest nesting of arrays and objects a body may have: deeper values overflow the stack of the stores that copy or serialise them. */
+const MAX_JSON_DEPTH = 64;
+
+/** Whether `value` nests arrays or objects deeper than `levels`; stops descending there, so it cannot overflow itself. */
+function nestsDeeperThan(value: unknown, levels: number): boolean {
+  if (typeof value !== "object" || value === null) return false;
+  if (levels === 0) return true;
+  for (const item of Object.values(value)) if (nestsDeeperThan(item, levels - 1)) return true;
+  return false;
+}
+
 /** The request body as a JSON object; every ACP request body is one. */
 async function readJson(c: Context): Promise<Record<string, unknown>> {
+  // No Content-Type is taken as JSON; any other type is refused rather than guessed at.
+  const type = c.req.header("content-type");
+  if (type !== undefined && !/^application\/([\w.-]+\+)?json\s*(;|$)/i.test(type)) {
+    throw invalidInput(`Content-Type must be application/json, not ${type.replace(/;.*$/s, "").trim().slice(0, 100)}`, 415);
+  }
   const text = await c.req.text();
+  if (text.trim() === "") throw invalidInput("The request body is empty: send a JSON object", 400);
   let body: unknown;
   try {
     body = JSON.parse(text);
@@ -67,11 +109,14 @@ async function readJson(c: Context): Promise<Record<string, unknown>> {
     throw invalidInput("The request body is not valid JSON", 400);
   }
   if (typeof body !== "object" || body === null || Array.isArray(body)) throw invalidInput("The request body must be a JSON object");
+  if (nestsDeeperThan(body, MAX_JSON_DEPTH)) throw invalidInput(`The request body is nested deeper than ${MAX_JSON_DEPTH} levels`);
   return body as Record<string, unknown>;
 }
 
 const LimitSchema = v.pipe(v.unknown(), v.transform(Number), v.integer("limit must be an integer"), v.minValue(1, "limit must be at least 1"), v.maxValue(1000, "limit must be at most 1000"));
 const OffsetSchema = v.pipe(v.unknown(), v.transform(Number), v.integer("offset must be an integer"), v.minValue(0, "offset must be at least 0"));
+// Event ids are the `seq` numbers this server sends; anything else is not an id of ours.
+const LastEventIdSchema = v.pipe(v.string(), v.regex(/^\d{1,15}$/, "it must be the id of an event this server sent, a whole number"), v.transform(Number));
 
 /**
  * Builds the ACP server as a Hono app.
@@ -82,7 +127,10 @@ const OffsetSchema = v.pipe(v.unknown(), v.transform(Number), v.integer("offset 
 export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp {
   const { leaseMs = 30_000, storeTimeoutMs = 5_000, outageMs = 30_000, maxBodyBytes = 4 * 1024 * 1024, baseUrl } = options ?? ({} as AppOptions);
   if (!options?.store) throw new TypeError("[acp] createApp(): options.store is required (for example new MemoryStore())");
-  const runtime = new Runtime({ store: options.store, agents, leaseMs, storeTimeoutMs, outageMs });
+  const runtime = new Runtime({ store: options.store, agents, leaseMs, storeTimeoutMs, outageMs, history: options.history, limits: options.limits });
+  // Built here so that a wrong option throws now, not on the first request.
+  const corsMiddleware = options.cors === undefined ? undefined : acpCors(options.cors);
+  const authMiddleware = options.auth === undefined ? undefined : apiKeyAuth(options.auth);
   // Every call below goes through the runtime's guarded store: bounded in time, failures are 503s.
   const store = runtime.store;
   const app = new Hono();
@@ -101,6 +149,9 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
   });
   app.notFound((c) => c.json({ code: "not_found", message: `No route for ${c.req.method} ${c.req.path}` }, 404));
 
+  // CORS first (a preflight carries no key), then authentication, before any body is read.
+  if (corsMiddleware) app.use(corsMiddleware);
+  if (authMiddleware) app.use(authMiddleware);
   app.use(
     bodyLimit({
       maxSize: maxBodyBytes,
@@ -134,7 +185,7 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
     c.header("Run-ID", runId);
     if (request.mode === "async") return c.json(record.run, 202);
     if (request.mode === "stream") return streamRunEvents(c, store, runId, 0, endsAtTerminalOrAwait);
-    return c.json((await runtime.waitSettled(runId, c.req.raw.signal)).run);
+    return c.json((await runtime.waitSettled(runId, record.version, c.req.raw.signal)).run);
   });
 
   app.get("/runs/:run_id", async (c) => c.json((await runtime.getRun(runIdParam(c))).run));
@@ -146,7 +197,7 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
     const { record, seq } = await runtime.resume(runId, request.await_resume);
     if (request.mode === "async") return c.json(record.run, 202);
     if (request.mode === "stream") return streamRunEvents(c, store, runId, seq - 1, endsAtTerminalOrAwait);
-    return c.json((await runtime.waitSettled(runId, c.req.raw.signal)).run);
+    return c.json((await runtime.waitSettled(runId, record.version, c.req.raw.signal)).run);
   });
 
   app.post("/runs/:run_id/cancel", async (c) => c.json((await runtime.cancel(runIdParam(c))).run, 202));
@@ -156,7 +207,7 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
     await runtime.getRun(runId);
     if (c.req.header("accept")?.includes("text/event-stream")) {
       const last = c.req.header("last-event-id");
-      const afterSeq = last === undefined ? 0 : parse(OffsetSchema, last, "Last-Event-ID header");
+      const afterSeq = last === undefined ? 0 : parse(LastEventIdSchema, last, "Last-Event-ID header");
       return streamRunEvents(c, store, runId, afterSeq, endsAtTerminal);
     }
     const events: Event[] = (await store.readEvents(runId, 0)).map((stored) => stored.event);

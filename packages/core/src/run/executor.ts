@@ -6,13 +6,14 @@
 import { randomUUID } from "node:crypto";
 import type { Agent, AgentGenerator, Context, Yielded } from "../agent.ts";
 import { ACPError, toErrorModel } from "../errors.ts";
+import { eventLimitError } from "../limits.ts";
 import { isTerminal, type AwaitResume, type ErrorModel, type Event, type Message, type MessagePart, type Run } from "../models.ts";
 import type { ChangeKind, Store, StoredRun, Unsubscribe } from "../store.ts";
 import { EventWriter, RunGoneError } from "./event-writer.ts";
 import { waitForRecord } from "./follow.ts";
 import { isStoreOutage, retryOutage } from "./guarded-store.ts";
 import { sameValue } from "./same-value.ts";
-import { classify } from "./yielded.ts";
+import { classify, type Classified } from "./yielded.ts";
 import type { SessionHistory } from "../session.ts";
 
 /** Above this many unwritten events the executor waits for the store before pulling more. */
@@ -30,6 +31,16 @@ type Outcome = { status: "completed" } | { status: "failed"; error: ErrorModel }
 function failure(error: unknown): ErrorModel {
   if (isStoreOutage(error)) return { code: "server_error", message: "The store was unavailable for too long; the run could not continue" };
   return toErrorModel(error, "The agent failed with an internal error");
+}
+
+/** A caller waiting for the run to settle in a version of at least `minVersion`. */
+interface Waiter {
+  minVersion: number;
+  resolve: (record: StoredRun | undefined) => void;
+}
+
+function isSettledStatus(status: Run["status"]): boolean {
+  return status === "awaiting" || isTerminal(status);
 }
 
 function now(): string {
@@ -56,6 +67,8 @@ export interface ExecutorInit {
   history: SessionHistory;
   /** How long event writes are retried through a store outage before the run fails. */
   outageMs: number;
+  /** Most events the handler's output may produce; past it the run fails. @default 100_000 */
+  maxEvents?: number;
 }
 
 export class RunExecutor {
@@ -73,10 +86,15 @@ export class RunExecutor {
   /** The agent message being streamed part by part, if any. */
   #open: Message | undefined;
   #checking = false;
+  #waiters: Waiter[] = [];
   /** Set when the server, not a client, stopped the run: it ends failed, not cancelled. */
   #stopError: ErrorModel | undefined;
+  readonly #maxEvents: number;
+  /** Events the handler's output has produced so far (status events not counted). */
+  #produced = 0;
 
-  constructor({ store, agent, record, input, history, outageMs }: ExecutorInit) {
+  constructor({ store, agent, record, input, history, outageMs, maxEvents = 100_000 }: ExecutorInit) {
+    this.#maxEvents = maxEvents;
     this.#store = store;
     this.#agent = agent;
     this.#record = record;
@@ -106,10 +124,45 @@ export class RunExecutor {
   /** Runs the agent to its end; never rejects (failures are recorded on the run). */
   async execute(): Promise<void> {
     let unsubscribe: Unsubscribe | undefined;
-    let generator: AgentGenerator | undefined;
-    let outcome: Outcome = { status: "completed" };
     try {
-      unsubscribe = await this.#store.subscribe(this.runId, this.#onChange);
+      unsubscribe = await this.#store.subscribe(this.runId, this.#onChange).catch(() => undefined);
+      const outcome = await this.#run();
+      if (outcome !== undefined) await this.#finish(outcome);
+    } catch (error) {
+      if (!(error instanceof RunGoneError)) console.error(`[acp] run ${this.runId}: could not record its end:`, error);
+    } finally {
+      await unsubscribe?.().catch(() => {});
+      this.#settle(undefined);
+    }
+  }
+
+  /**
+   * The record once the run has settled (ended or awaits) with a version of at least
+   * `minVersion`; `undefined` if this executor stops knowing (the run ended elsewhere).
+   */
+  whenSettled(minVersion: number): Promise<StoredRun | undefined> {
+    const record = this.#record;
+    if (record.version >= minVersion && isSettledStatus(record.run.status)) return Promise.resolve(record);
+    return new Promise((resolve) => this.#waiters.push({ minVersion, resolve }));
+  }
+
+  /** Hands the new record to the waiters it satisfies; `undefined` releases them all. */
+  #settle(record: StoredRun | undefined): void {
+    if (this.#waiters.length === 0) return;
+    const still: Waiter[] = [];
+    for (const waiter of this.#waiters) {
+      if (record === undefined) waiter.resolve(undefined);
+      else if (record.version >= waiter.minVersion && isSettledStatus(record.run.status)) waiter.resolve(record);
+      else still.push(waiter);
+    }
+    this.#waiters = still;
+  }
+
+  /** Runs the handler; the outcome to record, or undefined when the run ended elsewhere. */
+  async #run(): Promise<Outcome | undefined> {
+    let generator: AgentGenerator | undefined;
+    let outcome: Outcome;
+    try {
       if (!(await this.#update((run) => ({ ...run, status: "in-progress" }), (run) => [{ type: "run.in-progress", run }]))) {
         outcome = { status: "cancelled" };
       } else {
@@ -117,21 +170,14 @@ export class RunExecutor {
         outcome = await this.#pull(generator);
       }
     } catch (error) {
-      if (error instanceof RunGoneError) return;
+      if (error instanceof RunGoneError) return undefined;
       outcome = this.#abort.signal.aborted ? { status: "cancelled" } : { status: "failed", error: failure(error) };
       if (!(error instanceof ACPError)) console.error(`[acp] run ${this.runId} of agent ${this.#agent.manifest.name} failed:`, error);
     } finally {
       // A handler still busy (it ignored the signal) is told to stop; we do not wait for it.
       generator?.return(undefined).catch(() => {});
     }
-    if (this.#stopError !== undefined) outcome = { status: "failed", error: this.#stopError };
-    try {
-      await this.#finish(outcome);
-    } catch (error) {
-      if (!(error instanceof RunGoneError)) console.error(`[acp] run ${this.runId}: could not record its end:`, error);
-    } finally {
-      await unsubscribe?.().catch(() => {});
-    }
+    return this.#stopError === undefined ? outcome : { status: "failed", error: this.#stopError };
   }
 
   #context(): Context {
@@ -173,6 +219,7 @@ export class RunExecutor {
       if (step === ABORTED) return { status: "cancelled" };
       if (step.done) return { status: "completed" };
       const item = classify(step.value, this.#role);
+      this.#countEvents(item);
       switch (item.kind) {
         case "part":
           this.#emitPart(item.part);
@@ -192,6 +239,16 @@ export class RunExecutor {
       }
       if (this.#writer.backlog > MAX_BACKLOG) await this.#writer.flush();
     }
+  }
+
+  /** Counts the events `item` will produce; throws (failing the run) past the limit. */
+  #countEvents(item: Classified): void {
+    const closesOpen = this.#open === undefined ? 0 : 1;
+    if (item.kind === "part") this.#produced += this.#open === undefined ? 2 : 1;
+    else if (item.kind === "message") this.#produced += closesOpen + item.message.parts.length + 2;
+    else if (item.kind === "await") this.#produced += closesOpen;
+    else if (item.kind === "generic") this.#produced += 1;
+    if (this.#produced > this.#maxEvents) throw eventLimitError(this.#maxEvents);
   }
 
   /** The handler's next value, unless the run is cancelled first. */
@@ -299,6 +356,7 @@ export class RunExecutor {
       if (result.ok) {
         this.#record = result.record;
         this.#writer.lastSeq = result.lastSeq;
+        this.#settle(result.record);
         return true;
       }
       if (result.record === undefined || isTerminal(result.record.run.status)) throw new RunGoneError(this.runId);

@@ -6,6 +6,8 @@
 import { randomUUID } from "node:crypto";
 import type { Agent } from "../agent.ts";
 import { ACPError, notFound } from "../errors.ts";
+import { createHistoryFetcher, type HistoryFetcher, type HistoryOptions } from "../history-fetch.ts";
+import { checkMessageParts, checkRunInput, resolveLimits, type LimitOptions, type Limits } from "../limits.ts";
 import { isTerminal, type AwaitResume, type ErrorModel, type RunCreateRequest, type Run } from "../models.ts";
 import { SessionHistory } from "../session.ts";
 import type { Store, StoredRun } from "../store.ts";
@@ -22,6 +24,10 @@ export interface RuntimeOptions {
   storeTimeoutMs?: number;
   /** How long a running agent's writes are retried through a store outage before its run fails. @default 30_000 */
   outageMs?: number;
+  /** How session history URLs of other servers are loaded. @default {} (none is) */
+  history?: HistoryOptions;
+  /** Limits on run input and output. @default see {@link LimitOptions} */
+  limits?: LimitOptions;
 }
 
 /** The run has stopped moving until someone acts: it ended or waits for a resume. */
@@ -34,6 +40,8 @@ export class Runtime {
   readonly store: Store;
   readonly leaseMs: number;
   readonly outageMs: number;
+  readonly limits: Limits;
+  readonly #fetchHistory: HistoryFetcher;
   /** Whether the last heartbeat failed: outages are logged once, not every beat. */
   #beatFailing = false;
   readonly #agents = new Map<string, Agent>();
@@ -42,7 +50,9 @@ export class Runtime {
   #timers: NodeJS.Timeout[] = [];
   #draining = false;
 
-  constructor({ store, agents, leaseMs = 30_000, storeTimeoutMs = 5_000, outageMs = 30_000 }: RuntimeOptions) {
+  constructor({ store, agents, leaseMs = 30_000, storeTimeoutMs = 5_000, outageMs = 30_000, history, limits }: RuntimeOptions) {
+    this.limits = resolveLimits(limits);
+    this.#fetchHistory = createHistoryFetcher(history);
     for (const [name, value, min] of [["leaseMs", leaseMs, 100], ["storeTimeoutMs", storeTimeoutMs, 10], ["outageMs", outageMs, 0]] as const) {
       if (!Number.isFinite(value) || value < min) throw new TypeError(`[acp] createApp(): ${name} must be a number of milliseconds of at least ${min}, got ${value}`);
     }
@@ -108,6 +118,7 @@ export class Runtime {
   async createRun(request: RunCreateRequest): Promise<StoredRun> {
     if (this.#draining) throw new ACPError({ code: "server_error", message: "This instance is shutting down; retry on another instance", status: 503 });
     const agent = this.agent(request.agent_name);
+    checkRunInput(request.input, this.limits);
     await this.start();
     const sessionId = request.session_id ?? request.session?.id ?? randomUUID();
     const run: Run = {
@@ -124,8 +135,8 @@ export class Runtime {
     if (!(await this.store.createRun(record, [{ type: "run.created", run }]))) {
       throw new ACPError({ code: "server_error", message: "Run id collision; retry" });
     }
-    const history = new SessionHistory(this.store, sessionId, request.session?.history ?? []);
-    const executor = new RunExecutor({ store: this.store, agent, record, input: request.input, history, outageMs: this.outageMs });
+    const history = new SessionHistory(this.store, sessionId, request.session?.history ?? [], this.#fetchHistory);
+    const executor = new RunExecutor({ store: this.store, agent, record, input: request.input, history, outageMs: this.outageMs, maxEvents: this.limits.maxEventsPerRun });
     const done = executor.execute().finally(() => this.#local.delete(run.run_id));
     this.#local.set(run.run_id, { executor, done });
     return record;
@@ -137,9 +148,14 @@ export class Runtime {
     return record;
   }
 
-  /** Waits until the run ends or awaits; the record then. */
-  async waitSettled(runId: string, signal?: AbortSignal): Promise<StoredRun> {
-    const record = await waitForRecord(this.store, runId, (stored) => isSettled(stored.run), { signal });
+  /**
+   * Waits until the run ends or awaits, in a version of at least `minVersion`; the record then.
+   * A run executing here is watched in process; any other through the store.
+   */
+  async waitSettled(runId: string, minVersion: number, signal?: AbortSignal): Promise<StoredRun> {
+    const local = await this.#local.get(runId)?.executor.whenSettled(minVersion);
+    if (local !== undefined) return local;
+    const record = await waitForRecord(this.store, runId, (stored) => stored.version >= minVersion && isSettled(stored.run), { signal });
     if (!record) throw notFound(`Run ${runId} not found`);
     return record;
   }
@@ -150,6 +166,7 @@ export class Runtime {
    * @returns the new record and the seq of its `run.in-progress` event.
    */
   async resume(runId: string, resume: AwaitResume): Promise<{ record: StoredRun; seq: number }> {
+    checkMessageParts(resume.message, this.limits, "await_resume.message");
     for (;;) {
       const current = await this.getRun(runId);
       const request = current.run.await_request;
