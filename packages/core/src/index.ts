@@ -26,6 +26,10 @@ export type {
 } from "./agent.ts";
 export { ACPError, type ACPErrorInit } from "./errors.ts";
 export { createApp, type ACPApp, type AppOptions } from "./http/app.ts";
+export { apiKeyAuth, type AuthOptions } from "./http/auth.ts";
+export { acpCors, type CorsOptions } from "./http/cors.ts";
+export { createHistoryFetcher, HistoryFetchError, type HistoryFetcher, type HistoryOptions } from "./history-fetch.ts";
+export type { LimitOptions } from "./limits.ts";
 export { Runtime, type RuntimeOptions } from "./run/runtime.ts";
 export * from "./models.ts";
 export * from "./store.ts";

@@ -2,6 +2,7 @@
  * Sessions: a run's history lives in the store, so whichever instance runs the next turn of a
  * session sees the earlier turns. History items are served as `/resources/{id}`.
  */
+import { createHistoryFetcher, describeUrl, HistoryFetchError, type HistoryFetcher } from "./history-fetch.ts";
 import type { Message } from "./models.ts";
 import type { HistoryItem, Store } from "./store.ts";
 
@@ -27,9 +28,16 @@ export class SessionHistory {
     readonly sessionId: string,
     /** History URLs from the client's session descriptor, used when the store has no such session. */
     private readonly descriptorUrls: readonly string[] = [],
+    /** Loads descriptor URLs that are not items of this deployment; by default none is loaded. */
+    private readonly fetchRemote: HistoryFetcher = createHistoryFetcher(),
   ) {}
 
-  /** The session's messages in order, from the store (or the descriptor's resources). */
+  /**
+   * The session's messages in order, from the store, or else from the descriptor's URLs: items of
+   * this deployment come from the store, others through the history fetcher. An item that cannot
+   * be loaded (refused, unreachable, not a message) is left out with a warning in the log; the
+   * run goes on with the rest. Store failures are not caught.
+   */
   async *messages(): AsyncGenerator<Message> {
     const stored = await this.store.getHistory(this.sessionId);
     if (stored !== undefined) {
@@ -39,7 +47,18 @@ export class SessionHistory {
     for (const url of this.descriptorUrls) {
       const id = resourceIdOf(url);
       const item = id === undefined ? undefined : await this.store.getHistoryItem(id);
-      if (item !== undefined) yield item.message;
+      const message = item?.message ?? (await this.#fetch(url));
+      if (message !== undefined) yield message;
+    }
+  }
+
+  async #fetch(url: string): Promise<Message | undefined> {
+    try {
+      return await this.fetchRemote(url);
+    } catch (error) {
+      const reason = error instanceof HistoryFetchError ? error.message : "it could not be loaded";
+      console.warn(`[acp] session ${this.sessionId}: history item ${describeUrl(url)} left out: ${reason}`);
+      return undefined;
     }
   }
 
