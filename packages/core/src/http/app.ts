@@ -1,12 +1,13 @@
 /**
  * `createApp()`: the ACP 0.2 HTTP API as a Hono app over a {@link Store}.
  */
-import { Hono, type Context } from "hono";
+import { Hono, type Context, type MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import * as v from "valibot";
 import type { Agent } from "../agent.ts";
 import { ACPError, invalidInput, notFound } from "../errors.ts";
 import {
+  isTerminal,
   RunCreateRequestSchema,
   RunIdSchema,
   RunResumeRequestSchema,
@@ -93,6 +94,24 @@ function nestsDeeperThan(value: unknown, levels: number): boolean {
   return false;
 }
 
+/**
+ * Reads, after the answer, what is left of a request body that no handler read (an early error, a
+ * cancel sent with a body): the connection cannot serve its next request before that, and Node's
+ * adapter would cut it although the answer said keep-alive. A body that may be over the limit is
+ * not read: its connection closes after the answer instead.
+ */
+function finishUnreadBody(maxBodyBytes: number): MiddlewareHandler {
+  return async function finishUnreadBody(c, next) {
+    await next();
+    const request = c.req.raw;
+    const length = c.req.header("content-length");
+    const chunked = c.req.header("transfer-encoding") !== undefined;
+    if (request.body === null || request.bodyUsed || (length === undefined && !chunked)) return;
+    if (!chunked && Number(length) <= maxBodyBytes) void request.arrayBuffer().catch(() => undefined);
+    else c.header("connection", "close");
+  };
+}
+
 /** The request body as a JSON object; every ACP request body is one. */
 async function readJson(c: Context): Promise<Record<string, unknown>> {
   // No Content-Type is taken as JSON; any other type is refused rather than guessed at.
@@ -149,13 +168,15 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
   });
   app.notFound((c) => c.json({ code: "not_found", message: `No route for ${c.req.method} ${c.req.path}` }, 404));
 
+  app.use(finishUnreadBody(maxBodyBytes));
   // CORS first (a preflight carries no key), then authentication, before any body is read.
   if (corsMiddleware) app.use(corsMiddleware);
   if (authMiddleware) app.use(authMiddleware);
   app.use(
     bodyLimit({
       maxSize: maxBodyBytes,
-      onError: (c) => c.json({ code: "invalid_input", message: `The request body is larger than ${maxBodyBytes} bytes` }, 413),
+      // The rest of the body is never read, so the connection cannot carry another request.
+      onError: (c) => c.json({ code: "invalid_input", message: `The request body is larger than ${maxBodyBytes} bytes` }, 413, { connection: "close" }),
     }),
   );
 
@@ -204,10 +225,14 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
 
   app.get("/runs/:run_id/events", async (c) => {
     const runId = runIdParam(c);
-    await runtime.getRun(runId);
+    const record = await runtime.getRun(runId);
     if (c.req.header("accept")?.includes("text/event-stream")) {
       const last = c.req.header("last-event-id");
       const afterSeq = last === undefined ? 0 : parse(LastEventIdSchema, last, "Last-Event-ID header");
+      // A finished run's terminal event is in its log: a client that saw it gets an empty stream, not one that never ends.
+      if (isTerminal(record.run.status) && (await store.readEvents(runId, afterSeq, 1)).length === 0) {
+        return c.body("", 200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+      }
       return streamRunEvents(c, store, runId, afterSeq, endsAtTerminal);
     }
     const events: Event[] = (await store.readEvents(runId, 0)).map((stored) => stored.event);
