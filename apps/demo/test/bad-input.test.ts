@@ -1,6 +1,9 @@
 /**
  * Bad input over real HTTP: each case gets the right 4xx and an ACP error body `{ code, message }`
  * that names the problem, and the instance stays healthy afterwards.
+ *
+ * The same cases, with what the server answered, make the table in docs/bad-input.md: run with
+ * `UPDATE_DOCS=1` to write it; otherwise the test fails when the committed table is stale.
  */
 import { randomUUID } from "node:crypto";
 import { MemoryStore } from "@acp/store-memory";
@@ -8,101 +11,265 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { assertMatchesSchema } from "../../../packages/core/test/support/openapi.ts";
 import { demoAgents } from "../src/agents.ts";
 import { startServer, type DemoServer } from "../src/server.ts";
+import { badInputDocsPath, checkOrWriteDocs, renderBadInputDocs, type Answer } from "./support/bad-input-docs.ts";
 
 let demo: DemoServer;
-let finishedRunId = "";
-let runningRunId = "";
+/** Runs in each state a case needs, by the placeholder that stands for them in case paths. */
+const runs: Record<string, string> = {};
 
 beforeAll(async () => {
   const store = new MemoryStore();
   demo = await startServer(demoAgents, { store, description: "memory", close: async () => store.close?.() }, { port: 0, host: "127.0.0.1", drainMs: 500 });
-  const finished = await post("/runs", { agent_name: "echo", input: [{ role: "user", parts: [{ content: "hi" }] }] });
-  finishedRunId = ((await finished.json()) as { run_id: string }).run_id;
-  const running = await post("/runs", { agent_name: "slow", input: [{ role: "user", parts: [{ content: "ticks=600" }] }], mode: "async" });
-  runningRunId = ((await running.json()) as { run_id: string }).run_id;
+  runs["{finished-run}"] = await startRun({ agent_name: "echo", input: [user("hi")] }, "completed");
+  runs["{running-run}"] = await startRun({ agent_name: "slow", input: [user("ticks=600")], mode: "async" }, "created");
+  // Sync mode answers as soon as the run awaits.
+  runs["{awaiting-run}"] = await startRun({ agent_name: "approval", input: [user("the plan")] }, "awaiting");
 });
 
 afterAll(async () => {
-  if (runningRunId) await post(`/runs/${runningRunId}/cancel`, undefined);
+  for (const placeholder of ["{running-run}", "{awaiting-run}"]) {
+    if (runs[placeholder]) await fetch(`${demo.url}/runs/${runs[placeholder]}/cancel`, { method: "POST" });
+  }
   await demo?.stop();
 });
 
-function post(path: string, body: unknown, raw?: string): Promise<Response> {
-  return fetch(`${demo.url}${path}`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: raw ?? (body === undefined ? undefined : JSON.stringify(body)),
-  });
+async function startRun(body: unknown, status: string): Promise<string> {
+  const response = await fetch(`${demo.url}/runs`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  const run = (await response.json()) as { run_id: string; status: string };
+  expect(run.status).toBe(status);
+  return run.run_id;
 }
 
 const user = (content: string) => ({ role: "user", parts: [{ content }] });
-const resumeBody = { await_resume: { type: "message", message: user("yes") }, mode: "sync" };
+const resume = { await_resume: { type: "message", message: user("yes") }, mode: "sync" };
+const run = (fields: Record<string, unknown>) => ({ agent_name: "echo", input: [user("hi")], ...fields });
+const part = (fields: Record<string, unknown>) => ({ agent_name: "echo", input: [{ role: "user", parts: [fields] }] });
 
-interface Case {
-  name: string;
-  request: () => Promise<Response>;
+/** One bad request and the answer it must get. */
+export interface BadInputCase {
+  /** What is wrong with the request. */
+  input: string;
+  method: "GET" | "POST";
+  /**
+   * The path; `{finished-run}`, `{running-run}` and `{awaiting-run}` stand for the ids of runs in
+   * those states, `{random-uuid}` for a fresh UUID that no run, session or resource has.
+   */
+  path: string;
+  /** Sent as JSON with `Content-Type: application/json`. */
+  body?: unknown;
+  /** Sent as is instead of `body`, with `Content-Type: application/json` unless `headers` say otherwise. */
+  raw?: string;
+  headers?: Record<string, string>;
   status: number;
   code: "invalid_input" | "not_found" | "server_error";
   /** A piece of the message that names the problem. */
   says: string;
 }
 
-export const badInputCases: Case[] = [
-  { name: "malformed JSON", request: () => post("/runs", undefined, '{"agent_name": "echo", '), status: 400, code: "invalid_input", says: "not valid JSON" },
-  { name: "a body that is not an object", request: () => post("/runs", [1, 2]), status: 422, code: "invalid_input", says: "JSON object" },
-  { name: "missing agent_name", request: () => post("/runs", { input: [user("hi")] }), status: 422, code: "invalid_input", says: "agent_name" },
-  { name: "agent_name of the wrong type", request: () => post("/runs", { agent_name: 42, input: [user("hi")] }), status: 422, code: "invalid_input", says: "agent_name" },
-  { name: "input of the wrong type", request: () => post("/runs", { agent_name: "echo", input: "hi" }), status: 422, code: "invalid_input", says: "input" },
-  { name: "an empty input", request: () => post("/runs", { agent_name: "echo", input: [] }), status: 422, code: "invalid_input", says: "input must not be empty" },
-  { name: "an invalid message role", request: () => post("/runs", { agent_name: "echo", input: [{ role: "robot", parts: [{ content: "x" }] }] }), status: 422, code: "invalid_input", says: "role" },
-  { name: "a message without parts", request: () => post("/runs", { agent_name: "echo", input: [{ role: "user", parts: [] }] }), status: 422, code: "invalid_input", says: "at least one part" },
+const nonUuid = "not-a-uuid";
+
+export const badInputCases: BadInputCase[] = [
+  // Request bodies that are not what ACP expects at all.
+  { input: "malformed JSON", method: "POST", path: "/runs", raw: '{"agent_name": "echo", ', status: 400, code: "invalid_input", says: "not valid JSON" },
+  { input: "an empty body", method: "POST", path: "/runs", raw: "", status: 400, code: "invalid_input", says: "empty" },
+  { input: "a body of spaces", method: "POST", path: "/runs", raw: "   \n", status: 400, code: "invalid_input", says: "empty" },
+  { input: "a body that is not an object", method: "POST", path: "/runs", body: [1, 2], status: 422, code: "invalid_input", says: "JSON object" },
+  { input: "a body that is null", method: "POST", path: "/runs", raw: "null", status: 422, code: "invalid_input", says: "JSON object" },
   {
-    name: "a part with both content and content_url",
-    request: () => post("/runs", { agent_name: "echo", input: [{ role: "user", parts: [{ content: "x", content_url: "https://example.com/x" }] }] }),
-    status: 422,
+    input: "a wrong Content-Type",
+    method: "POST",
+    path: "/runs",
+    raw: JSON.stringify(run({})),
+    headers: { "content-type": "text/plain" },
+    status: 415,
     code: "invalid_input",
-    says: "not both",
+    says: "Content-Type must be application/json",
   },
   {
-    name: "invalid base64 content",
-    request: () => post("/runs", { agent_name: "echo", input: [{ role: "user", parts: [{ content: "not base64!", content_encoding: "base64" }] }] }),
+    input: "a form instead of JSON",
+    method: "POST",
+    path: "/runs",
+    raw: "agent_name=echo&input=hi",
+    headers: { "content-type": "application/x-www-form-urlencoded" },
+    status: 415,
+    code: "invalid_input",
+    says: "Content-Type must be application/json",
+  },
+  {
+    input: "JSON nested deeper than 64 levels",
+    method: "POST",
+    path: "/runs",
+    raw: `{"agent_name":"echo","input":${"[".repeat(100)}${"]".repeat(100)}}`,
     status: 422,
     code: "invalid_input",
-    says: "base64",
+    says: "nested deeper than 64 levels",
   },
-  { name: "an unknown mode", request: () => post("/runs", { agent_name: "echo", input: [user("hi")], mode: "turbo" }), status: 422, code: "invalid_input", says: "mode" },
-  { name: "a non-UUID session_id", request: () => post("/runs", { agent_name: "echo", input: [user("hi")], session_id: "abc" }), status: 422, code: "invalid_input", says: "session id" },
-  { name: "an unknown agent", request: () => post("/runs", { agent_name: "nobody", input: [user("hi")] }), status: 404, code: "not_found", says: "nobody" },
-  { name: "reading an unknown agent", request: () => fetch(`${demo.url}/agents/nobody`), status: 404, code: "not_found", says: "nobody" },
-  { name: "an agents limit out of range", request: () => fetch(`${demo.url}/agents?limit=0`), status: 422, code: "invalid_input", says: "limit" },
-  { name: "an unknown run id", request: () => fetch(`${demo.url}/runs/${randomUUID()}`), status: 404, code: "not_found", says: "not found" },
-  { name: "a non-UUID run id", request: () => fetch(`${demo.url}/runs/not-a-uuid`), status: 422, code: "invalid_input", says: "run id" },
-  { name: "events of an unknown run", request: () => fetch(`${demo.url}/runs/${randomUUID()}/events`), status: 404, code: "not_found", says: "not found" },
-  { name: "resume of an unknown run", request: () => post(`/runs/${randomUUID()}`, resumeBody), status: 404, code: "not_found", says: "not found" },
-  { name: "resume of a run that is not awaiting", request: () => post(`/runs/${finishedRunId}`, resumeBody), status: 403, code: "invalid_input", says: "not awaiting" },
-  { name: "resume with a malformed await_resume", request: () => post(`/runs/${finishedRunId}`, { await_resume: { type: "nope" }, mode: "sync" }), status: 422, code: "invalid_input", says: "await_resume" },
-  { name: "resume whose run_id differs from the path", request: () => post(`/runs/${finishedRunId}`, { ...resumeBody, run_id: randomUUID() }), status: 422, code: "invalid_input", says: "differs" },
-  { name: "cancel of a finished run", request: () => post(`/runs/${finishedRunId}/cancel`, undefined), status: 403, code: "invalid_input", says: "already finished" },
-  { name: "cancel of an unknown run", request: () => post(`/runs/${randomUUID()}/cancel`, undefined), status: 404, code: "not_found", says: "not found" },
-  { name: "an unknown session", request: () => fetch(`${demo.url}/sessions/${randomUUID()}`), status: 404, code: "not_found", says: "not found" },
-  { name: "an unknown resource", request: () => fetch(`${demo.url}/resources/${randomUUID()}`), status: 404, code: "not_found", says: "not found" },
-  { name: "an unknown route", request: () => fetch(`${demo.url}/nowhere`), status: 404, code: "not_found", says: "/nowhere" },
+
+  // POST /runs: fields missing, of the wrong type or out of range.
+  { input: "missing agent_name", method: "POST", path: "/runs", body: { input: [user("hi")] }, status: 422, code: "invalid_input", says: "agent_name is required" },
+  { input: "agent_name of the wrong type", method: "POST", path: "/runs", body: run({ agent_name: 42 }), status: 422, code: "invalid_input", says: "agent_name" },
+  { input: "agent_name that is not a DNS label", method: "POST", path: "/runs", body: run({ agent_name: "Echo Agent" }), status: 422, code: "invalid_input", says: "agent_name" },
+  { input: "missing input", method: "POST", path: "/runs", body: { agent_name: "echo" }, status: 422, code: "invalid_input", says: "input is required" },
+  { input: "input of the wrong type", method: "POST", path: "/runs", body: run({ input: "hi" }), status: 422, code: "invalid_input", says: "input" },
+  { input: "an empty input", method: "POST", path: "/runs", body: run({ input: [] }), status: 422, code: "invalid_input", says: "input must not be empty" },
+  { input: "a message that is null", method: "POST", path: "/runs", body: run({ input: [null] }), status: 422, code: "invalid_input", says: "input.0" },
+  { input: "an invalid message role", method: "POST", path: "/runs", body: run({ input: [{ role: "robot", parts: [{ content: "x" }] }] }), status: 422, code: "invalid_input", says: "role" },
+  { input: "a message without parts", method: "POST", path: "/runs", body: run({ input: [{ role: "user", parts: [] }] }), status: 422, code: "invalid_input", says: "at least one part" },
+  { input: "a message with parts of the wrong type", method: "POST", path: "/runs", body: run({ input: [{ role: "user", parts: "x" }] }), status: 422, code: "invalid_input", says: "parts must be an array" },
+  { input: "a part with both content and content_url", method: "POST", path: "/runs", body: part({ content: "x", content_url: "https://example.com/x" }), status: 422, code: "invalid_input", says: "not both" },
+  { input: "an invalid content_url", method: "POST", path: "/runs", body: part({ content_url: "not a url" }), status: 422, code: "invalid_input", says: "content_url must be a URL" },
+  { input: "invalid base64 under content_encoding: base64", method: "POST", path: "/runs", body: part({ content: "not base64!", content_encoding: "base64" }), status: 422, code: "invalid_input", says: "base64" },
+  { input: "an unknown content_encoding", method: "POST", path: "/runs", body: part({ content: "x", content_encoding: "gzip" }), status: 422, code: "invalid_input", says: "content_encoding" },
+  { input: "an invalid created_at", method: "POST", path: "/runs", body: run({ input: [{ ...user("x"), created_at: "yesterday" }] }), status: 422, code: "invalid_input", says: "ISO 8601" },
+  { input: "an unknown mode", method: "POST", path: "/runs", body: run({ mode: "turbo" }), status: 422, code: "invalid_input", says: "mode" },
+  { input: "a non-UUID session_id", method: "POST", path: "/runs", body: run({ session_id: "abc" }), status: 422, code: "invalid_input", says: "session id" },
+  { input: "a non-UUID session.id", method: "POST", path: "/runs", body: run({ session: { id: "abc" } }), status: 422, code: "invalid_input", says: "session.id" },
+  {
+    input: "session_id and session.id that differ",
+    method: "POST",
+    path: "/runs",
+    body: run({ session_id: "00000000-0000-4000-8000-000000000001", session: { id: "00000000-0000-4000-8000-000000000002" } }),
+    status: 422,
+    code: "invalid_input",
+    says: "differ",
+  },
+  { input: "an unknown agent", method: "POST", path: "/runs", body: run({ agent_name: "nobody" }), status: 404, code: "not_found", says: "nobody" },
+
+  // Agents.
+  { input: "reading an unknown agent", method: "GET", path: "/agents/nobody", status: 404, code: "not_found", says: "nobody" },
+  { input: "an agents limit out of range", method: "GET", path: "/agents?limit=0", status: 422, code: "invalid_input", says: "limit" },
+  { input: "an agents limit that is not a number", method: "GET", path: "/agents?limit=ten", status: 422, code: "invalid_input", says: "limit must be an integer" },
+  { input: "an agents limit that is not an integer", method: "GET", path: "/agents?limit=1.5", status: 422, code: "invalid_input", says: "limit must be an integer" },
+  { input: "an agents offset that is not a number", method: "GET", path: "/agents?offset=abc", status: 422, code: "invalid_input", says: "offset must be an integer" },
+  { input: "a negative agents offset", method: "GET", path: "/agents?offset=-1", status: 422, code: "invalid_input", says: "offset must be at least 0" },
+
+  // Runs: unknown and malformed ids on every route that takes one.
+  { input: "an unknown run id", method: "GET", path: "/runs/{random-uuid}", status: 404, code: "not_found", says: "not found" },
+  { input: "a non-UUID run id", method: "GET", path: `/runs/${nonUuid}`, status: 422, code: "invalid_input", says: "run id must be a UUID" },
+  { input: "events of an unknown run", method: "GET", path: "/runs/{random-uuid}/events", status: 404, code: "not_found", says: "not found" },
+  { input: "events of a non-UUID run id", method: "GET", path: `/runs/${nonUuid}/events`, status: 422, code: "invalid_input", says: "run id must be a UUID" },
+  {
+    input: "a Last-Event-ID that is not a number",
+    method: "GET",
+    path: "/runs/{finished-run}/events",
+    headers: { accept: "text/event-stream", "last-event-id": "abc" },
+    status: 422,
+    code: "invalid_input",
+    says: "Last-Event-ID",
+  },
+  {
+    input: "a negative Last-Event-ID",
+    method: "GET",
+    path: "/runs/{finished-run}/events",
+    headers: { accept: "text/event-stream", "last-event-id": "-1" },
+    status: 422,
+    code: "invalid_input",
+    says: "Last-Event-ID",
+  },
+  { input: "cancel of a finished run", method: "POST", path: "/runs/{finished-run}/cancel", status: 403, code: "invalid_input", says: "already finished" },
+  { input: "cancel of an unknown run", method: "POST", path: "/runs/{random-uuid}/cancel", status: 404, code: "not_found", says: "not found" },
+  { input: "cancel of a non-UUID run id", method: "POST", path: `/runs/${nonUuid}/cancel`, status: 422, code: "invalid_input", says: "run id must be a UUID" },
+
+  // Resume (POST /runs/{run_id}).
+  { input: "resume of an unknown run", method: "POST", path: "/runs/{random-uuid}", body: resume, status: 404, code: "not_found", says: "not found" },
+  { input: "resume of a non-UUID run id", method: "POST", path: `/runs/${nonUuid}`, body: resume, status: 422, code: "invalid_input", says: "run id must be a UUID" },
+  { input: "resume of a run that is not awaiting (finished)", method: "POST", path: "/runs/{finished-run}", body: resume, status: 403, code: "invalid_input", says: "not awaiting" },
+  { input: "resume of a run that is not awaiting (running)", method: "POST", path: "/runs/{running-run}", body: resume, status: 403, code: "invalid_input", says: "not awaiting" },
+  {
+    input: "resume with the wrong await type",
+    method: "POST",
+    path: "/runs/{awaiting-run}",
+    body: { await_resume: { type: "form", message: user("yes") } },
+    status: 422,
+    code: "invalid_input",
+    says: 'await_resume.type must be "message"',
+  },
+  { input: "resume without await_resume", method: "POST", path: "/runs/{awaiting-run}", body: { mode: "sync" }, status: 422, code: "invalid_input", says: "await_resume is required" },
+  { input: "resume whose await_resume is not an object", method: "POST", path: "/runs/{awaiting-run}", body: { await_resume: "yes" }, status: 422, code: "invalid_input", says: "await_resume must be an object" },
+  { input: "resume without await_resume.message", method: "POST", path: "/runs/{awaiting-run}", body: { await_resume: { type: "message" } }, status: 422, code: "invalid_input", says: "await_resume.message is required" },
+  {
+    input: "resume with an invalid message role",
+    method: "POST",
+    path: "/runs/{awaiting-run}",
+    body: { await_resume: { type: "message", message: { role: "robot", parts: [{ content: "yes" }] } } },
+    status: 422,
+    code: "invalid_input",
+    says: "role",
+  },
+  { input: "resume with an unknown mode", method: "POST", path: "/runs/{awaiting-run}", body: { ...resume, mode: "turbo" }, status: 422, code: "invalid_input", says: "mode" },
+  { input: "resume with malformed JSON", method: "POST", path: "/runs/{awaiting-run}", raw: "{", status: 400, code: "invalid_input", says: "not valid JSON" },
+  { input: "resume with an empty body", method: "POST", path: "/runs/{awaiting-run}", raw: "", status: 400, code: "invalid_input", says: "empty" },
+  {
+    input: "resume with a wrong Content-Type",
+    method: "POST",
+    path: "/runs/{awaiting-run}",
+    raw: JSON.stringify(resume),
+    headers: { "content-type": "text/plain" },
+    status: 415,
+    code: "invalid_input",
+    says: "Content-Type must be application/json",
+  },
+  { input: "resume whose run_id differs from the path", method: "POST", path: "/runs/{awaiting-run}", body: { ...resume, run_id: "00000000-0000-4000-8000-000000000001" }, status: 422, code: "invalid_input", says: "differs" },
+
+  // Sessions and resources.
+  { input: "an unknown session", method: "GET", path: "/sessions/{random-uuid}", status: 404, code: "not_found", says: "not found" },
+  { input: "a non-UUID session id", method: "GET", path: `/sessions/${nonUuid}`, status: 422, code: "invalid_input", says: "session id must be a UUID" },
+  { input: "an unknown session (spec path)", method: "GET", path: "/session/{random-uuid}", status: 404, code: "not_found", says: "not found" },
+  { input: "a non-UUID session id (spec path)", method: "GET", path: `/session/${nonUuid}`, status: 422, code: "invalid_input", says: "session id must be a UUID" },
+  { input: "an unknown resource", method: "GET", path: "/resources/{random-uuid}", status: 404, code: "not_found", says: "not found" },
+  { input: "a non-UUID resource id", method: "GET", path: `/resources/${nonUuid}`, status: 422, code: "invalid_input", says: "resource id" },
+
+  { input: "an unknown route", method: "GET", path: "/nowhere", status: 404, code: "not_found", says: "/nowhere" },
 ];
+
+function send(testCase: BadInputCase): Promise<Response> {
+  const path = testCase.path.replace(/\{[a-z-]+\}/g, (placeholder) => (placeholder === "{random-uuid}" ? randomUUID() : runs[placeholder]!));
+  const payload = testCase.raw ?? (testCase.body === undefined ? undefined : JSON.stringify(testCase.body));
+  const headers = { ...(payload === undefined ? {} : { "content-type": "application/json" }), ...testCase.headers };
+  return fetch(`${demo.url}${path}`, { method: testCase.method, headers, body: payload, signal: AbortSignal.timeout(10_000) });
+}
+
+/** What the server answered to each case, in the order of the cases, for the docs. */
+const answers = new Map<BadInputCase, Answer>();
 
 describe("bad input", () => {
   for (const testCase of badInputCases) {
-    it(`answers ${testCase.status} ${testCase.code} to ${testCase.name}`, async () => {
-      const response = await testCase.request();
+    it(`answers ${testCase.status} ${testCase.code} to ${testCase.input}`, async () => {
+      const response = await send(testCase);
+      expect(response.headers.get("content-type")).toContain("application/json");
       const body = (await response.json()) as { code: string; message: string };
+      answers.set(testCase, { status: response.status, code: body.code, message: body.message });
       expect({ status: response.status, code: body.code }).toEqual({ status: testCase.status, code: testCase.code });
       expect(body.message).toContain(testCase.says);
       assertMatchesSchema("Error", body);
     });
   }
 
-  it("stays healthy after all of them, and the running run was not disturbed", async () => {
+  it("stays healthy after all of them, and the runs they touched were not disturbed", async () => {
     expect((await fetch(`${demo.url}/ping`)).status).toBe(200);
-    const run = (await (await fetch(`${demo.url}/runs/${runningRunId}`)).json()) as { status: string };
-    expect(run.status).toBe("in-progress");
+    const status = async (runId: string) => ((await (await fetch(`${demo.url}/runs/${runId}`)).json()) as { status: string }).status;
+    expect(await status(runs["{running-run}"]!)).toBe("in-progress");
+    expect(await status(runs["{awaiting-run}"]!)).toBe("awaiting");
+    const echoed = await fetch(`${demo.url}/runs`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(run({})) });
+    expect(((await echoed.json()) as { status: string }).status).toBe("completed");
+  });
+
+  it("ends at once the event stream of a finished run asked for after its last event", async () => {
+    const runId = runs["{finished-run}"]!;
+    const { events } = (await (await fetch(`${demo.url}/runs/${runId}/events`)).json()) as { events: unknown[] };
+    for (const lastEventId of [events.length, events.length + 100]) {
+      const response = await fetch(`${demo.url}/runs/${runId}/events`, {
+        headers: { accept: "text/event-stream", "last-event-id": String(lastEventId) },
+        signal: AbortSignal.timeout(10_000),
+      });
+      expect(response.headers.get("content-type")).toContain("text/event-stream");
+      expect(await response.text()).toBe("");
+    }
+  });
+
+  it(`keeps ${badInputDocsPath.relative} in step with these cases`, () => {
+    const missing = badInputCases.filter((testCase) => !answers.has(testCase)).map((testCase) => testCase.input);
+    if (missing.length > 0) throw new Error(`The docs need every case to have run; these did not: ${missing.join(", ")}`);
+    checkOrWriteDocs(renderBadInputDocs(badInputCases.map((testCase) => ({ ...testCase, answer: answers.get(testCase)! }))));
   });
 });
