@@ -104,6 +104,17 @@ export const badInputCases: BadInputCase[] = [
     code: "invalid_input",
     says: "nested deeper than 64 levels",
   },
+  { input: "a NUL character in text", method: "POST", path: "/runs", body: part({ content: "a\u0000b" }), status: 422, code: "invalid_input", says: "input.0.parts.0.content holds NUL" },
+  { input: "an unpaired surrogate in text", method: "POST", path: "/runs", body: part({ content: "x\ud800" }), status: 422, code: "invalid_input", says: "unpaired surrogate" },
+  {
+    input: "a NUL character in a key",
+    method: "POST",
+    path: "/runs",
+    body: part({ content: "x", metadata: { kind: "trajectory", tool_input: { "a\u0000": 1 } } }),
+    status: 422,
+    code: "invalid_input",
+    says: "A key in input.0.parts.0.metadata.tool_input",
+  },
 
   // POST /runs: fields missing, of the wrong type or out of range.
   { input: "missing agent_name", method: "POST", path: "/runs", body: { input: [user("hi")] }, status: 422, code: "invalid_input", says: "agent_name is required" },

@@ -81,6 +81,8 @@ Choices behind some answers:
   Content-Type is read as JSON; any other type gets 415.
 - **Nesting.** A body nested deeper than 64 levels of arrays and objects gets 422: deeper values can overflow
   the stack of a store that copies or serialises them.
+- **Text.** A string or key holding NUL (\`\\u0000\`) or an unpaired surrogate gets 422, whatever the store:
+  PostgreSQL's \`jsonb\` refuses both, and UTF-8 cannot carry the latter. Binary data goes base64-encoded.
 - **Size.** A body larger than \`maxBodyBytes\` (default 4 MiB) gets 413 without being read whole
   (apps/demo/test/body-limit.test.ts).
 

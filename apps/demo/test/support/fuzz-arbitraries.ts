@@ -97,7 +97,7 @@ export const echoRunBody = fc.record(
 /** A valid `RunCreateRequest` for the tokens agent, with words that never ask for repetitions or delays. */
 export const tokensRunBody = fc.record({
   agent_name: fc.constant("tokens"),
-  input: fc.array(fc.constantFrom("alpha", "beta", "γάμμα", "\u{1f600}", "x\u0000y"), { maxLength: 8 }).map((words) => [{ role: "user", parts: [{ content: words.join(" ") }] }]),
+  input: fc.array(fc.constantFrom("alpha", "beta", "γάμμα", "\u{1f600}", "x\u2028y"), { maxLength: 8 }).map((words) => [{ role: "user", parts: [{ content: words.join(" ") }] }]),
   mode,
 });
 

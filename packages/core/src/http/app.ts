@@ -86,12 +86,30 @@ function parse<T>(schema: v.GenericSchema<unknown, T>, value: unknown, where: st
 /** Deepest nesting of arrays and objects a body may have: deeper values overflow the stack of the stores that copy or serialise them. */
 const MAX_JSON_DEPTH = 64;
 
-/** Whether `value` nests arrays or objects deeper than `levels`; stops descending there, so it cannot overflow itself. */
-function nestsDeeperThan(value: unknown, levels: number): boolean {
-  if (typeof value !== "object" || value === null) return false;
-  if (levels === 0) return true;
-  for (const item of Object.values(value)) if (nestsDeeperThan(item, levels - 1)) return true;
-  return false;
+/** NUL and unpaired surrogates: JSON allows them in strings, PostgreSQL's jsonb refuses them, and UTF-8 cannot carry the latter. */
+const UNSTORABLE_TEXT = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/**
+ * Why a parsed body cannot be stored by every store, or `undefined`: nesting deeper than `levels`,
+ * or a string or key with NUL or an unpaired surrogate. Stops descending at the depth limit, so
+ * it cannot overflow itself.
+ */
+function unstorable(value: unknown, levels: number, path: string[] = []): string | undefined {
+  // The path is joined only for the message: keys may be long.
+  const at = (): string => (path.length === 0 ? "the body" : path.join(".").slice(0, 200));
+  if (typeof value === "string") {
+    return UNSTORABLE_TEXT.test(value) ? `Text at ${at()} holds NUL or an unpaired surrogate: send binary data base64-encoded` : undefined;
+  }
+  if (typeof value !== "object" || value === null) return undefined;
+  if (levels === 0) return `The request body is nested deeper than ${MAX_JSON_DEPTH} levels`;
+  for (const [key, item] of Object.entries(value)) {
+    if (UNSTORABLE_TEXT.test(key)) return `A key in ${at()} holds NUL or an unpaired surrogate`;
+    path.push(key);
+    const problem = unstorable(item, levels - 1, path);
+    path.pop();
+    if (problem !== undefined) return problem;
+  }
+  return undefined;
 }
 
 /**
@@ -128,7 +146,8 @@ async function readJson(c: Context): Promise<Record<string, unknown>> {
     throw invalidInput("The request body is not valid JSON", 400);
   }
   if (typeof body !== "object" || body === null || Array.isArray(body)) throw invalidInput("The request body must be a JSON object");
-  if (nestsDeeperThan(body, MAX_JSON_DEPTH)) throw invalidInput(`The request body is nested deeper than ${MAX_JSON_DEPTH} levels`);
+  const problem = unstorable(body, MAX_JSON_DEPTH);
+  if (problem !== undefined) throw invalidInput(problem);
   return body as Record<string, unknown>;
 }
 
