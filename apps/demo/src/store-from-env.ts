@@ -83,6 +83,10 @@ export async function storeFromEnv(env: Env = process.env): Promise<ChosenStore>
     let connected = false;
     const redis = createClient({
       url,
+      // While disconnected, commands fail at once instead of waiting in a queue: a request the
+      // server answered 503 must not land later (a run created behind the client's back, or an
+      // event appended again after the runtime retried it).
+      disableOfflineQueue: true,
       socket: {
         connectTimeout: 5000,
         // Fail fast at start-up; once connected, keep reconnecting (with a capped back-off) through outages.
@@ -114,6 +118,9 @@ export async function storeFromEnv(env: Env = process.env): Promise<ChosenStore>
     const sql = postgres(url, {
       max,
       connect_timeout: 5,
+      // postgres.js waits up to 20 s between attempts after a few failed ones, also before it
+      // listens again: 2 s at most brings the pool and the LISTEN back soon after an outage.
+      backoff: (retries: number) => Math.min(0.1 * 2 ** retries, 2),
       onnotice: () => {},
       connection: { application_name: env.POSTGRES_APPLICATION_NAME || "acp-server" },
     });

@@ -4,13 +4,18 @@
  * one store round trip per batch, not per token, and the order is kept.
  *
  * Through a store outage it retries for a while. An append that failed may still have landed (a
- * timeout after the write), so before writing a batch again it reads the log's tail: no event is
- * lost and none is written twice. This relies on the owner being the only writer of a running
- * run's log, which the runtime guarantees (others only write while it awaits, or once it is gone).
+ * timeout after the write), or may land later (it timed out waiting in a client library's queue),
+ * so before writing a batch again it waits for that append to settle, then reads the log's tail:
+ * no event is lost and none is written twice. This relies on the owner being the only writer of a
+ * running run's log, which the runtime guarantees (others only write while it awaits, or once it
+ * is gone).
  */
 import type { Event } from "../models.ts";
-import type { Store } from "../store.ts";
-import { retryOutage } from "./guarded-store.ts";
+import { StoreError, type Store } from "../store.ts";
+import { retryOutage, whenSettled } from "./guarded-store.ts";
+
+/** How long one attempt waits for an earlier append that timed out to settle. */
+const SETTLE_WAIT_MS = 1000;
 
 /** Thrown when the store refuses an append because the run ended elsewhere (or expired). */
 export class RunGoneError extends Error {
@@ -27,6 +32,8 @@ export class EventWriter {
   #lastSeq: number;
   /** The last append failed in a way that may have stored it anyway. */
   #uncertain = false;
+  /** That append timed out and may still land (a client library's queue): settles when it has. */
+  #pending: Promise<void> | undefined;
 
   constructor(
     private readonly store: Store,
@@ -84,6 +91,8 @@ export class EventWriter {
 
   async #appendOnce(batch: Event[]): Promise<number> {
     if (this.#uncertain) {
+      // The tail tells what landed only once the earlier append can land no more.
+      if (this.#pending) await this.#waitForPending(this.#pending);
       const landed = await this.store.readEvents(this.runId, this.#lastSeq, batch.length);
       if (landed.length === batch.length) {
         this.#uncertain = false;
@@ -91,9 +100,29 @@ export class EventWriter {
       }
     }
     this.#uncertain = true;
-    const seq = await this.store.appendEvents(this.runId, batch);
+    let seq: number | null;
+    try {
+      seq = await this.store.appendEvents(this.runId, batch);
+    } catch (error) {
+      this.#pending = whenSettled(error);
+      throw error;
+    }
     this.#uncertain = false;
     if (seq === null) throw new RunGoneError(this.runId);
     return seq;
+  }
+
+  /** Waits a little for `pending`; throws a store outage (retried by the caller) if it runs on. */
+  async #waitForPending(pending: Promise<void>): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const settled = await Promise.race([
+      pending.then(() => true),
+      new Promise<false>((resolve) => {
+        timer = setTimeout(() => resolve(false), SETTLE_WAIT_MS);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (!settled) throw new StoreError("core", `an earlier append to run ${this.runId} has not settled yet`);
+    if (this.#pending === pending) this.#pending = undefined;
   }
 }

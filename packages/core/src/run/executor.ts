@@ -312,15 +312,32 @@ export class RunExecutor {
       (run) => [...closed.events, { type: "run.awaiting", run }],
     );
     if (!asked) return undefined;
-    const record = await waitForRecord(this.#store, this.runId, (stored) => stored.run.status !== "awaiting", { signal: this.#abort.signal });
+    const record = await this.#waitForResume();
     if (record === undefined || this.#abort.signal.aborted) return undefined;
     this.#record = record;
     // The resume appended its run.in-progress event: learn the log's new length.
-    const tail = await this.#store.readEvents(this.runId, this.#writer.lastSeq);
+    const lastSeq = this.#writer.lastSeq;
+    const tail = await retryOutage(() => this.#store.readEvents(this.runId, lastSeq), Date.now() + this.#outageMs, this.#abort.signal);
     this.#writer.lastSeq = tail.at(-1)?.seq ?? this.#writer.lastSeq;
     if (record.run.status === "cancelling") return undefined;
     if (isTerminal(record.run.status)) throw new RunGoneError(this.runId);
     return record.resume ?? undefined;
+  }
+
+  /**
+   * Waits for the record to leave `awaiting`, however long that takes. A store outage meanwhile
+   * is ridden out like the agent's writes are: for up to `outageMs` from when it began.
+   */
+  async #waitForResume(): Promise<StoredRun | undefined> {
+    const signal = this.#abort.signal;
+    for (;;) {
+      try {
+        return await waitForRecord(this.#store, this.runId, (stored) => stored.run.status !== "awaiting", { signal });
+      } catch (error) {
+        if (!isStoreOutage(error) || signal.aborted) throw error;
+        await retryOutage(() => this.#store.ping(), Date.now() + this.#outageMs, signal);
+      }
+    }
   }
 
   /**
@@ -329,7 +346,9 @@ export class RunExecutor {
    * elsewhere throws {@link RunGoneError}; anything else is retried on the fresh record.
    */
   async #update(change: (run: Run) => Run, events: (run: Run) => Event[], final = false): Promise<boolean> {
-    await this.#writer.flush();
+    // #finish flushed already, and recorded a failed flush as the run's failure: the end must
+    // still be written after it.
+    if (!final) await this.#writer.flush();
     const deadline = Date.now() + (final ? FINISH_RETRY_MS : this.#outageMs);
     for (;;) {
       const current = this.#record;

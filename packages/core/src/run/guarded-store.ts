@@ -10,10 +10,25 @@ function asStoreError(method: string, error: unknown): StoreError {
   return new StoreError("core", `store.${method}() failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
 }
 
+/** The calls behind timeout errors: each settles when its call does, which may still land. */
+const stillRunning = new WeakMap<StoreError, Promise<void>>();
+
+/**
+ * For an error of a call that timed out: resolves once that call has settled, so that reading
+ * the store afterwards shows whether it landed. `undefined` for other errors (nothing runs on).
+ */
+export function whenSettled(error: unknown): Promise<void> | undefined {
+  return error instanceof StoreError ? stillRunning.get(error) : undefined;
+}
+
 function withTimeout<T>(method: string, promise: Promise<T>, timeoutMs: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new StoreError("core", `store.${method}() did not answer within ${timeoutMs} ms`)), timeoutMs);
+    timer = setTimeout(() => {
+      const error = new StoreError("core", `store.${method}() did not answer within ${timeoutMs} ms`);
+      stillRunning.set(error, promise.then(settledOk, settledOk));
+      reject(error);
+    }, timeoutMs);
   });
   return Promise.race([promise, timeout]).then(
     (value) => {
@@ -76,6 +91,8 @@ function guardSubscribe(store: Store, args: unknown[], timeoutMs: number): Promi
   guarded.catch(() => call.then((unsubscribe) => unsubscribe()).catch(() => {}));
   return guarded;
 }
+
+function settledOk(): void {}
 
 /** The store is unavailable (as opposed to a run that ended or a conflict). */
 export function isStoreOutage(error: unknown): boolean {
