@@ -179,7 +179,8 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
   app.onError((error, c) => {
     if (error instanceof ACPError) return c.json(error.toJSON(), error.status as 400);
     if (error instanceof StoreError) {
-      console.error(error);
+      // One line per failed request: an outage would otherwise flood the log with stack traces.
+      console.error(`[acp] ${c.req.method} ${c.req.path} answered 503: ${error.message}`);
       return c.json({ code: "server_error", message: "The store is unavailable; try again shortly" }, 503);
     }
     console.error("[acp] request failed:", error);

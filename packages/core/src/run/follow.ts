@@ -3,6 +3,7 @@
  * first, then read, then read again on every wake-up. Notifications only wake the reader, so a
  * lost one delays it (until the safety poll) but never loses or repeats an event.
  */
+import { isTerminal } from "../models.ts";
 import type { ChangeKind, StoredEvent, StoredRun, Store } from "../store.ts";
 
 const PAGE = 500;
@@ -49,9 +50,9 @@ export interface FollowOptions {
 }
 
 /**
- * Yields the run's events with `seq > afterSeq` in order, then waits for more, forever: the
- * caller stops iterating when it has seen what it wanted (a terminal event, say). Ends early when
- * `signal` aborts or the run disappears from the store.
+ * Yields the run's events with `seq > afterSeq` in order, then waits for more: the caller stops
+ * iterating when it has seen what it wanted (a terminal event, say). Ends by itself when
+ * `signal` aborts, the run disappears from the store, or the run has ended and nothing is left.
  */
 export async function* followEvents(store: Store, runId: string, options: FollowOptions): AsyncGenerator<StoredEvent> {
   const { signal, pollMs = 2000 } = options;
@@ -67,7 +68,12 @@ export async function* followEvents(store: Store, runId: string, options: Follow
         yield stored;
       }
       if (batch.length === PAGE) continue;
-      if (!woken && batch.length === 0 && (await store.getRun(runId)) === undefined) return;
+      if (!woken && batch.length === 0) {
+        // Nothing new since the last poll: a run that is gone, or ended (its terminal event is
+        // always its last), has nothing more to give, even to a reader that started past the end.
+        const record = await store.getRun(runId);
+        if (record === undefined || isTerminal(record.run.status)) return;
+      }
       await waker.wait(pollMs, signal);
     }
   } finally {
