@@ -13,7 +13,7 @@ import { SessionHistory } from "../session.ts";
 import type { Store, StoredRun } from "../store.ts";
 import { RunExecutor } from "./executor.ts";
 import { waitForRecord } from "./follow.ts";
-import { guardStore } from "./guarded-store.ts";
+import { guardStore, whenSettled } from "./guarded-store.ts";
 
 export interface RuntimeOptions {
   store: Store;
@@ -132,14 +132,38 @@ export class Runtime {
       created_at: new Date().toISOString(),
     };
     const record: StoredRun = { run, version: 1, owner: this.instanceId, resume: null };
-    if (!(await this.store.createRun(record, [{ type: "run.created", run }]))) {
-      throw new ACPError({ code: "server_error", message: "Run id collision; retry" });
+    let created: boolean;
+    try {
+      created = await this.store.createRun(record, [{ type: "run.created", run }]);
+    } catch (error) {
+      this.#failIfLanded(error, record);
+      throw error;
     }
+    if (!created) throw new ACPError({ code: "server_error", message: "Run id collision; retry" });
     const history = new SessionHistory(this.store, sessionId, request.session?.history ?? [], this.#fetchHistory);
     const executor = new RunExecutor({ store: this.store, agent, record, input: request.input, history, outageMs: this.outageMs, maxEvents: this.limits.maxEventsPerRun });
     const done = executor.execute().finally(() => this.#local.delete(run.run_id));
     this.#local.set(run.run_id, { executor, done });
     return record;
+  }
+
+  /**
+   * A create that timed out may still land later, as a run nobody executes (its owner is alive,
+   * so no sweep would end it). Once the call has settled, such a run is failed.
+   */
+  #failIfLanded(error: unknown, record: StoredRun): void {
+    const settling = whenSettled(error);
+    if (settling === undefined) return;
+    const runId = record.run.run_id;
+    void settling
+      .then(() => this.store.getRun(runId))
+      .then((stored) => {
+        if (stored?.run.status !== "created") return;
+        const message = "The run could not be started: the store answered too late, and the client was told so";
+        const run: Run = { ...stored.run, status: "failed", error: { code: "server_error", message }, finished_at: new Date().toISOString() };
+        return this.store.updateRun(runId, stored.version, { ...stored, run }, [{ type: "run.failed", run }]);
+      })
+      .catch(() => {});
   }
 
   async getRun(runId: string): Promise<StoredRun> {
