@@ -8,13 +8,22 @@ import type { ChangeKind, StoredEvent, StoredRun, Store } from "../store.ts";
 
 const PAGE = 500;
 
+/**
+ * How long a reader waits without a notification before it reads anyway. Notifications are
+ * reliable (stores wake every reader after reconnecting), so this is only a safety net, and
+ * it is what idle readers cost the store: keep it long.
+ */
+const IDLE_POLL_MS = 10_000;
+
 /** Resolves on the next wake-up, after `timeoutMs`, or when `signal` aborts. */
 class Waker {
   #dirty = true;
+  #recordChanged = false;
   #resolve: (() => void) | undefined;
 
-  wake = (): void => {
+  wake = (change?: ChangeKind): void => {
     this.#dirty = true;
+    if (change !== "events") this.#recordChanged = true;
     this.#resolve?.();
   };
 
@@ -22,6 +31,13 @@ class Waker {
   take(): boolean {
     const was = this.#dirty;
     this.#dirty = false;
+    return was;
+  }
+
+  /** Consumes the note that the run's record changed since the last call. */
+  takeRecordChange(): boolean {
+    const was = this.#recordChanged;
+    this.#recordChanged = false;
     return was;
   }
 
@@ -45,7 +61,7 @@ export interface FollowOptions {
   /** Start after this seq: 0 reads from the first event. */
   afterSeq: number;
   signal?: AbortSignal;
-  /** Read again after this long without a notification (a lost notification costs at most this). @default 2000 */
+  /** Read again after this long without a notification (a lost notification costs at most this). @default 10_000 */
   pollMs?: number;
 }
 
@@ -55,20 +71,21 @@ export interface FollowOptions {
  * `signal` aborts, the run disappears from the store, or the run has ended and nothing is left.
  */
 export async function* followEvents(store: Store, runId: string, options: FollowOptions): AsyncGenerator<StoredEvent> {
-  const { signal, pollMs = 2000 } = options;
+  const { signal, pollMs = IDLE_POLL_MS } = options;
   let afterSeq = options.afterSeq;
   const waker = new Waker();
   const unsubscribe = await store.subscribe(runId, waker.wake);
   try {
     while (!signal?.aborted) {
       const woken = waker.take();
+      const recordChanged = waker.takeRecordChange();
       const batch = await store.readEvents(runId, afterSeq, PAGE);
       for (const stored of batch) {
         afterSeq = stored.seq;
         yield stored;
       }
       if (batch.length === PAGE) continue;
-      if (!woken && batch.length === 0) {
+      if (batch.length === 0 && (!woken || recordChanged)) {
         // Nothing new since the last poll: a run that is gone, or ended (its terminal event is
         // always its last), has nothing more to give, even to a reader that started past the end.
         const record = await store.getRun(runId);
@@ -91,7 +108,7 @@ export async function waitForRecord(
   done: (record: StoredRun) => boolean,
   options: { signal?: AbortSignal; pollMs?: number } = {},
 ): Promise<StoredRun | undefined> {
-  const { signal, pollMs = 2000 } = options;
+  const { signal, pollMs = IDLE_POLL_MS } = options;
   const waker = new Waker();
   const onChange = (change?: ChangeKind): void => {
     if (change !== "events") waker.wake();

@@ -21,25 +21,54 @@ export function whenSettled(error: unknown): Promise<void> | undefined {
   return error instanceof StoreError ? stillRunning.get(error) : undefined;
 }
 
-function withTimeout<T>(method: string, promise: Promise<T>, timeoutMs: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      const error = new StoreError("core", `store.${method}() did not answer within ${timeoutMs} ms`);
-      stillRunning.set(error, promise.then(settledOk, settledOk));
-      reject(error);
-    }, timeoutMs);
-  });
-  return Promise.race([promise, timeout]).then(
-    (value) => {
-      clearTimeout(timer);
-      return value;
-    },
-    (error: unknown) => {
-      clearTimeout(timer);
-      throw asStoreError(method, error);
-    },
-  );
+/**
+ * Calls in flight and when they are due. One coarse timer serves them all (a timer per store
+ * call would cost more than many of the calls): a call is failed between `timeoutMs` and
+ * `1.25 × timeoutMs` after it started.
+ */
+class Deadlines {
+  readonly #pending = new Set<{ due: number; expire: () => void }>();
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly timeoutMs: number) {}
+
+  track<T>(method: string, promise: Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const entry = {
+        due: Date.now() + this.timeoutMs,
+        expire: () => {
+          const error = new StoreError("core", `store.${method}() did not answer within ${this.timeoutMs} ms`);
+          stillRunning.set(error, promise.then(settledOk, settledOk));
+          reject(error);
+        },
+      };
+      this.#pending.add(entry);
+      this.#timer ??= setInterval(() => this.#sweep(), Math.max(5, Math.floor(this.timeoutMs / 4))).unref();
+      promise.then(
+        (value) => {
+          this.#pending.delete(entry);
+          resolve(value);
+        },
+        (error: unknown) => {
+          this.#pending.delete(entry);
+          reject(asStoreError(method, error));
+        },
+      );
+    });
+  }
+
+  #sweep(): void {
+    const now = Date.now();
+    for (const entry of this.#pending) {
+      if (entry.due > now) continue;
+      this.#pending.delete(entry);
+      entry.expire();
+    }
+    if (this.#pending.size === 0) {
+      clearInterval(this.#timer);
+      this.#timer = undefined;
+    }
+  }
 }
 
 /**
@@ -47,6 +76,7 @@ function withTimeout<T>(method: string, promise: Promise<T>, timeoutMs: number):
  * A call that timed out may still complete later: callers that retry writes must check what landed.
  */
 export function guardStore(store: Store, timeoutMs: number): Store {
+  const deadlines = new Deadlines(timeoutMs);
   const guarded: Partial<Store> = {};
   for (const method of [
     "createRun",
@@ -66,13 +96,13 @@ export function guardStore(store: Store, timeoutMs: number): Store {
     const original = store[method] as (...args: unknown[]) => Promise<unknown>;
     (guarded as Record<string, unknown>)[method] = (...args: unknown[]) => {
       let call: Promise<unknown>;
-      if (method === "subscribe") return guardSubscribe(store, args, timeoutMs);
+      if (method === "subscribe") return guardSubscribe(store, args, deadlines);
       try {
         call = original.apply(store, args);
       } catch (error) {
         return Promise.reject(asStoreError(method, error));
       }
-      return withTimeout(method, call, timeoutMs);
+      return deadlines.track(method, call);
     };
   }
   if (store.close) guarded.close = () => store.close!();
@@ -80,14 +110,14 @@ export function guardStore(store: Store, timeoutMs: number): Store {
 }
 
 /** A subscription that comes through after its timeout is ended at once, so none leaks. */
-function guardSubscribe(store: Store, args: unknown[], timeoutMs: number): Promise<Unsubscribe> {
+function guardSubscribe(store: Store, args: unknown[], deadlines: Deadlines): Promise<Unsubscribe> {
   let call: Promise<Unsubscribe>;
   try {
     call = store.subscribe(...(args as Parameters<Store["subscribe"]>));
   } catch (error) {
     return Promise.reject(asStoreError("subscribe", error));
   }
-  const guarded = withTimeout("subscribe", call, timeoutMs);
+  const guarded = deadlines.track("subscribe", call);
   guarded.catch(() => call.then((unsubscribe) => unsubscribe()).catch(() => {}));
   return guarded;
 }
