@@ -1,6 +1,7 @@
 /**
  * A `Store` in process memory, for development, tests and single-instance servers. Values are
- * copied in and out with `structuredClone`, so it behaves like the stores that serialise.
+ * copied in and out through JSON, so it behaves exactly like the stores that serialise (and
+ * JSON's native copy is several times faster than `structuredClone` on Node 20).
  */
 import {
   isTerminal,
@@ -14,6 +15,11 @@ import {
   type Unsubscribe,
   type UpdateResult,
 } from "@acp/core";
+
+/** A deep copy of a JSON value, as a store that serialises would hand it back. */
+function copy<T>(value: T): T {
+  return value === undefined ? value : (JSON.parse(JSON.stringify(value)) as T);
+}
 
 /** Options of {@link MemoryStore}. */
 export interface MemoryStoreOptions {
@@ -33,8 +39,8 @@ export interface MemoryStoreOptions {
 
 interface RunEntry {
   record: StoredRun;
-  /** The log: the event with seq `n` is at index `n - 1`. */
-  events: Event[];
+  /** The log, as JSON: the event with seq `n` is at index `n - 1`. Parsed only when read. */
+  events: string[];
   expiresAt: number;
 }
 
@@ -94,7 +100,7 @@ export class MemoryStore implements Store {
   async createRun(record: StoredRun, events: Event[]): Promise<boolean> {
     const runId = record.run.run_id;
     if (this.#liveRun(runId)) return false;
-    const entry: RunEntry = { record: { ...structuredClone(record), version: 1 }, events: structuredClone(events), expiresAt: 0 };
+    const entry: RunEntry = { record: { ...copy(record), version: 1 }, events: events.map((event) => JSON.stringify(event)), expiresAt: 0 };
     this.#runs.set(runId, entry);
     this.#touchRun(runId, entry);
     this.#evictOverLimit();
@@ -103,24 +109,25 @@ export class MemoryStore implements Store {
 
   async getRun(runId: string): Promise<StoredRun | undefined> {
     const entry = this.#liveRun(runId);
-    return entry && structuredClone(entry.record);
+    return entry && copy(entry.record);
   }
 
   async updateRun(runId: string, expectedVersion: number, next: StoredRun, events: Event[]): Promise<UpdateResult> {
     const entry = this.#liveRun(runId);
-    if (!entry || entry.record.version !== expectedVersion) return { ok: false, record: entry && structuredClone(entry.record) };
-    entry.record = { ...structuredClone(next), version: expectedVersion + 1 };
-    for (const event of events) entry.events.push(structuredClone(event));
+    if (!entry || entry.record.version !== expectedVersion) return { ok: false, record: entry && copy(entry.record) };
+    entry.record = { ...copy(next), version: expectedVersion + 1 };
+    for (const event of events) entry.events.push(JSON.stringify(event));
     this.#touchRun(runId, entry);
     this.#notify(runId, "record");
-    return { ok: true, record: structuredClone(entry.record), lastSeq: entry.events.length };
+    // The stored record is a copy of `next`: handing back `next` itself shares nothing with the store.
+    return { ok: true, record: { ...next, version: expectedVersion + 1 }, lastSeq: entry.events.length };
   }
 
   async appendEvents(runId: string, events: Event[]): Promise<number | null> {
     const entry = this.#liveRun(runId);
     if (!entry || isTerminal(entry.record.run.status)) return null;
     if (events.length === 0) return entry.events.length;
-    for (const event of events) entry.events.push(structuredClone(event));
+    for (const event of events) entry.events.push(JSON.stringify(event));
     // A run that keeps streaming is in use: an append keeps it (and its log) from expiring.
     this.#touchRun(runId, entry);
     this.#notify(runId, "events");
@@ -132,7 +139,7 @@ export class MemoryStore implements Store {
     if (!entry) return [];
     const start = Math.max(0, Math.floor(afterSeq));
     const end = limit === undefined ? undefined : start + Math.max(0, limit);
-    return entry.events.slice(start, end).map((event, i) => ({ seq: start + i + 1, event: structuredClone(event) }));
+    return entry.events.slice(start, end).map((event, i) => ({ seq: start + i + 1, event: JSON.parse(event) as Event }));
   }
 
   async subscribe(runId: string, listener: ChangeListener): Promise<Unsubscribe> {
@@ -156,7 +163,7 @@ export class MemoryStore implements Store {
     else session = { items: [], expiresAt: 0 };
     for (const item of items) {
       this.#items.set(item.id, { sessionId, index: session.items.length });
-      session.items.push(structuredClone(item));
+      session.items.push(copy(item));
     }
     session.expiresAt = Date.now() + this.#ttlMs;
     this.#sessions.set(sessionId, session);
@@ -164,7 +171,7 @@ export class MemoryStore implements Store {
 
   async getHistory(sessionId: string): Promise<HistoryItem[] | undefined> {
     const session = this.#liveSession(sessionId);
-    return session && structuredClone(session.items);
+    return session && copy(session.items);
   }
 
   async getHistoryItem(itemId: string): Promise<HistoryItem | undefined> {
@@ -176,7 +183,7 @@ export class MemoryStore implements Store {
       this.#items.delete(itemId);
       return undefined;
     }
-    return structuredClone(item);
+    return copy(item);
   }
 
   async heartbeat(instanceId: string, leaseMs: number): Promise<void> {

@@ -124,10 +124,37 @@ function finishUnreadBody(maxBodyBytes: number): MiddlewareHandler {
     const request = c.req.raw;
     const length = c.req.header("content-length");
     const chunked = c.req.header("transfer-encoding") !== undefined;
-    if (request.body === null || request.bodyUsed || (length === undefined && !chunked)) return;
+    // `bodyUsed` and the headers first: touching `request.body` makes Node's adapter build a full
+    // Request for every request, a large part of a request's cost.
+    if (request.bodyUsed || (length === undefined && !chunked) || length === "0" || request.body === null) return;
     if (!chunked && Number(length) <= maxBodyBytes) void request.arrayBuffer().catch(() => undefined);
     else c.header("connection", "close");
   };
+}
+
+/**
+ * 413 for a body over the limit, without reading it whole. A declared length is checked from the
+ * header alone (hono's bodyLimit looks at `request.body` first, which costs every request a full
+ * Request object on Node); a chunked body is counted as it streams in.
+ */
+function limitBody(maxBodyBytes: number): MiddlewareHandler {
+  const counting = bodyLimit({
+    maxSize: maxBodyBytes,
+    // The rest of the body is never read, so the connection cannot carry another request.
+    onError: (c) => tooLarge(c, maxBodyBytes),
+  });
+  return async function limitBody(c, next) {
+    const length = c.req.header("content-length");
+    if (c.req.header("transfer-encoding") === undefined) {
+      if (length === undefined) return next();
+      return Number(length) > maxBodyBytes ? tooLarge(c, maxBodyBytes) : next();
+    }
+    return counting(c, next);
+  };
+}
+
+function tooLarge(c: Context, maxBodyBytes: number): Response {
+  return c.json({ code: "invalid_input", message: `The request body is larger than ${maxBodyBytes} bytes` }, 413, { connection: "close" });
 }
 
 /** The request body as a JSON object; every ACP request body is one. */
@@ -192,13 +219,7 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
   // CORS first (a preflight carries no key), then authentication, before any body is read.
   if (corsMiddleware) app.use(corsMiddleware);
   if (authMiddleware) app.use(authMiddleware);
-  app.use(
-    bodyLimit({
-      maxSize: maxBodyBytes,
-      // The rest of the body is never read, so the connection cannot carry another request.
-      onError: (c) => c.json({ code: "invalid_input", message: `The request body is larger than ${maxBodyBytes} bytes` }, 413, { connection: "close" }),
-    }),
-  );
+  app.use(limitBody(maxBodyBytes));
 
   // Load balancers route by /ping: it fails while draining and while the store does not answer.
   app.get("/ping", async (c) => {
@@ -226,7 +247,7 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
     c.header("Run-ID", runId);
     if (request.mode === "async") return c.json(record.run, 202);
     if (request.mode === "stream") return streamRunEvents(c, store, runId, 0, endsAtTerminalOrAwait);
-    return c.json((await runtime.waitSettled(runId, record.version, c.req.raw.signal)).run);
+    return c.json((await runtime.waitSettled(runId, record.version)).run);
   });
 
   app.get("/runs/:run_id", async (c) => c.json((await runtime.getRun(runIdParam(c))).run));
@@ -238,7 +259,7 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
     const { record, seq } = await runtime.resume(runId, request.await_resume);
     if (request.mode === "async") return c.json(record.run, 202);
     if (request.mode === "stream") return streamRunEvents(c, store, runId, seq - 1, endsAtTerminalOrAwait);
-    return c.json((await runtime.waitSettled(runId, record.version, c.req.raw.signal)).run);
+    return c.json((await runtime.waitSettled(runId, record.version)).run);
   });
 
   app.post("/runs/:run_id/cancel", async (c) => c.json((await runtime.cancel(runIdParam(c))).run, 202));

@@ -9,6 +9,7 @@ import { ACPError, toErrorModel } from "../errors.ts";
 import { eventLimitError } from "../limits.ts";
 import { isTerminal, type AwaitResume, type ErrorModel, type Event, type Message, type MessagePart, type Run } from "../models.ts";
 import type { ChangeKind, Store, StoredRun, Unsubscribe } from "../store.ts";
+import { Cancellation } from "./cancellation.ts";
 import { EventWriter, RunGoneError } from "./event-writer.ts";
 import { waitForRecord } from "./follow.ts";
 import { isStoreOutage, retryOutage } from "./guarded-store.ts";
@@ -76,9 +77,9 @@ export class RunExecutor {
   readonly #agent: Agent;
   readonly #input: Message[];
   readonly #history: SessionHistory;
-  readonly #abort = new AbortController();
+  readonly #abort = new Cancellation();
   /** Aborted when the server gives up on writing this run's end (shutdown). */
-  readonly #giveUp = new AbortController();
+  readonly #giveUp = new Cancellation();
   readonly #outageMs: number;
   readonly #writer: EventWriter;
   readonly #role: string;
@@ -171,7 +172,7 @@ export class RunExecutor {
       }
     } catch (error) {
       if (error instanceof RunGoneError) return undefined;
-      outcome = this.#abort.signal.aborted ? { status: "cancelled" } : { status: "failed", error: failure(error) };
+      outcome = this.#abort.aborted ? { status: "cancelled" } : { status: "failed", error: failure(error) };
       if (!(error instanceof ACPError)) console.error(`[acp] run ${this.runId} of agent ${this.#agent.manifest.name} failed:`, error);
     } finally {
       // A handler still busy (it ignored the signal) is told to stop; we do not wait for it.
@@ -183,10 +184,14 @@ export class RunExecutor {
   #context(): Context {
     const history = this.#history;
     const input = this.#input;
+    const cancellation = this.#abort;
     return {
       runId: this.runId,
       sessionId: history.sessionId,
-      signal: this.#abort.signal,
+      // Made when the handler first looks at it: most handlers never do.
+      get signal() {
+        return cancellation.signal;
+      },
       session: {
         async *loadHistory() {
           yield* history.messages();
@@ -198,7 +203,7 @@ export class RunExecutor {
 
   /** Watches for a cancel (or an end decided elsewhere) while the agent runs. */
   #onChange = (change?: ChangeKind): void => {
-    if (change === "events" || this.#checking || this.#abort.signal.aborted) return;
+    if (change === "events" || this.#checking || this.#abort.aborted) return;
     this.#checking = true;
     this.#store
       .getRun(this.runId)
@@ -253,18 +258,17 @@ export class RunExecutor {
 
   /** The handler's next value, unless the run is cancelled first. */
   #next(generator: AgentGenerator, resume: AwaitResume | undefined): Promise<IteratorResult<Yielded> | typeof ABORTED> {
-    const signal = this.#abort.signal;
-    if (signal.aborted) return Promise.resolve(ABORTED);
+    const cancellation = this.#abort;
+    if (cancellation.aborted) return Promise.resolve(ABORTED);
     return new Promise((resolve, reject) => {
-      const onAbort = (): void => resolve(ABORTED);
-      signal.addEventListener("abort", onAbort, { once: true });
+      const stopListening = cancellation.onAbort(() => resolve(ABORTED));
       generator.next(resume).then(
         (step) => {
-          signal.removeEventListener("abort", onAbort);
+          stopListening();
           resolve(step);
         },
         (error: unknown) => {
-          signal.removeEventListener("abort", onAbort);
+          stopListening();
           reject(error);
         },
       );
@@ -313,11 +317,11 @@ export class RunExecutor {
     );
     if (!asked) return undefined;
     const record = await this.#waitForResume();
-    if (record === undefined || this.#abort.signal.aborted) return undefined;
+    if (record === undefined || this.#abort.aborted) return undefined;
     this.#record = record;
     // The resume appended its run.in-progress event: learn the log's new length.
     const lastSeq = this.#writer.lastSeq;
-    const tail = await retryOutage(() => this.#store.readEvents(this.runId, lastSeq), Date.now() + this.#outageMs, this.#abort.signal);
+    const tail = await retryOutage(() => this.#store.readEvents(this.runId, lastSeq), Date.now() + this.#outageMs, this.#abort);
     this.#writer.lastSeq = tail.at(-1)?.seq ?? this.#writer.lastSeq;
     if (record.run.status === "cancelling") return undefined;
     if (isTerminal(record.run.status)) throw new RunGoneError(this.runId);
@@ -366,7 +370,7 @@ export class RunExecutor {
             throw error;
           }),
         deadline,
-        this.#giveUp.signal,
+        this.#giveUp,
       );
       // A write that timed out may have landed: then the store holds exactly what we wrote.
       if (!result.ok && uncertain && result.record?.version === current.version + 1 && sameValue(result.record.run, run)) {
@@ -394,7 +398,7 @@ export class RunExecutor {
     const closed = this.#closeOpen();
     const output = [...this.#record.run.output, ...closed.output];
     const items = [...this.#input, ...output].map((message) => ({ id: randomUUID(), message }));
-    await retryOutage(() => this.#history.append(items), Date.now() + FINISH_RETRY_MS, this.#giveUp.signal);
+    await retryOutage(() => this.#history.append(items), Date.now() + FINISH_RETRY_MS, this.#giveUp);
     await this.#update(
       (run) => {
         // A cancel that won the race against completion turns the end into a cancel.

@@ -133,7 +133,7 @@ export function isStoreOutage(error: unknown): boolean {
  * Calls `fn` until it succeeds, while its failures are store outages, waiting a little longer
  * after each (100 ms doubling to 2 s) until `deadline` (epoch ms) or `signal` stops it.
  */
-export async function retryOutage<T>(fn: () => Promise<T>, deadline: number, signal?: AbortSignal): Promise<T> {
+export async function retryOutage<T>(fn: () => Promise<T>, deadline: number, signal?: { readonly aborted: boolean }): Promise<T> {
   let delay = 100;
   for (;;) {
     try {
