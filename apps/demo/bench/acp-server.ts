@@ -1,0 +1,95 @@
+/**
+ * One measured ACP instance, run as its own process (`node --expose-gc --import tsx
+ * bench/acp-server.ts`) so that the load generator never shares its event loop. The store comes
+ * from the environment exactly as for the demo (src/store-from-env.ts); `PORT` picks the port.
+ * `BENCH_COUNT_STORE_CALLS=1` counts and times the calls the runtime makes to the store.
+ *
+ * Only this bench server answers `GET /__bench/memory`: it collects garbage, then reports
+ * `process.memoryUsage()` and the store calls counted so far; and `GET /__bench/store-timings`:
+ * the p50 and p99 of each store method's calls.
+ */
+import type { Store } from "@acp/core";
+import { startServer } from "../src/server.ts";
+import { storeFromEnv } from "../src/store-from-env.ts";
+import { benchAgents } from "./bench-agents.ts";
+import { percentile } from "./stats.ts";
+
+/** Durations kept per store method, the latest ones, for percentiles. */
+const KEPT_DURATIONS = 20_000;
+
+/** Calls per store method and how long the latest took (ms), while counting is on. A reset empties `durations`. */
+interface StoreCallLog {
+  counts: Record<string, number>;
+  /** Per method, a ring of the latest durations; `next` counts the writes. */
+  durations: Record<string, { ring: number[]; next: number }>;
+}
+
+/**
+ * Wraps a store so that every method call is counted and timed (until its promise settles) by
+ * name; behaviour is unchanged.
+ */
+function countingStore(store: Store, log: StoreCallLog): Store {
+  const wrapped = new Map<PropertyKey, unknown>();
+  return new Proxy(store, {
+    get(target, property) {
+      const value: unknown = Reflect.get(target, property, target);
+      if (typeof value !== "function") return value;
+      let counted = wrapped.get(property);
+      if (!counted) {
+        const name = String(property);
+        const durations = (log.durations[name] = { ring: [] as number[], next: 0 });
+        const record = (started: number): void => {
+          durations.ring[durations.next++ % KEPT_DURATIONS] = performance.now() - started;
+        };
+        counted = (...args: unknown[]) => {
+          log.counts[name] = (log.counts[name] ?? 0) + 1;
+          const started = performance.now();
+          const result = (value as (...a: unknown[]) => unknown).apply(target, args);
+          if (result instanceof Promise) result.then(() => record(started), () => record(started));
+          return result;
+        };
+        wrapped.set(property, counted);
+      }
+      return counted;
+    },
+  });
+}
+
+function timings(log: StoreCallLog): Record<string, { p50Ms: number; p99Ms: number; calls: number }> {
+  return Object.fromEntries(
+    Object.entries(log.durations)
+      .filter(([, { ring }]) => ring.length > 0)
+      .map(([name, { ring }]) => [name, { p50Ms: percentile(ring, 50), p99Ms: percentile(ring, 99), calls: ring.length }]),
+  );
+}
+
+const collectGarbage = (globalThis as { gc?: () => void }).gc;
+const storeCalls: StoreCallLog = { counts: {}, durations: {} };
+const chosen = await storeFromEnv();
+if (process.env.BENCH_COUNT_STORE_CALLS === "1") chosen.store = countingStore(chosen.store, storeCalls);
+const demo = await startServer(benchAgents, chosen, { port: Number(process.env.PORT), host: "127.0.0.1", drainMs: 500 });
+// Added before the first request reaches the app (we are still in the tick that started listening).
+demo.app.get("/__bench/memory", (c) => {
+  // Twice: the first pass may only queue finalizers that free more on the second.
+  collectGarbage?.();
+  collectGarbage?.();
+  return c.json({ memory: process.memoryUsage(), storeCalls: storeCalls.counts, gc: collectGarbage !== undefined });
+});
+/** How long the store calls took, per method, since the last reset (`?reset=1` starts afresh). */
+demo.app.get("/__bench/store-timings", (c) => {
+  const result = timings(storeCalls);
+  if (c.req.query("reset") === "1") for (const durations of Object.values(storeCalls.durations)) Object.assign(durations, { ring: [], next: 0 });
+  return c.json(result);
+});
+
+const stop = (): void => {
+  demo.stop().then(
+    () => process.exit(0),
+    (error: unknown) => {
+      console.error("[bench-server] shutdown failed:", error);
+      process.exit(1);
+    },
+  );
+};
+process.once("SIGTERM", stop);
+process.once("SIGINT", stop);

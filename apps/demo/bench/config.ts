@@ -1,0 +1,66 @@
+/**
+ * The bench's settings, from the environment. The defaults keep a full run under about five
+ * minutes on a 2-core machine.
+ */
+import { STORES, type StoreName } from "./backends.ts";
+
+function whole(name: string, fallback: number, min = 1): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < min) throw new Error(`${name} must be a number of at least ${min}, got ${JSON.stringify(raw)}`);
+  return value;
+}
+
+function list<T extends string>(name: string, allowed: readonly T[]): T[] {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return [...allowed];
+  const chosen = raw.split(",").map((item) => item.trim()).filter(Boolean);
+  const unknown = chosen.filter((item) => !allowed.includes(item as T));
+  if (unknown.length > 0) throw new Error(`${name}: unknown ${unknown.join(", ")}; choose from ${allowed.join(", ")}`);
+  return chosen as T[];
+}
+
+export const SCENARIOS = ["throughput", "streams", "cross", "followers"] as const;
+export type Scenario = (typeof SCENARIOS)[number];
+
+export interface BenchConfig {
+  /** BENCH_SECONDS: measured seconds per throughput run, and the idle window of the followers. @default 10 */
+  seconds: number;
+  /** BENCH_WARMUP_SECONDS: unmeasured seconds before each throughput measurement. @default 5 */
+  warmupSeconds: number;
+  /** BENCH_CLIENTS: concurrent keep-alive clients of the throughput runs. @default 64 */
+  clients: number;
+  /** BENCH_STORES: which stores, comma-separated. @default memory,redis,postgres */
+  stores: StoreName[];
+  /** BENCH_ONLY: which scenarios, comma-separated. @default throughput,streams,cross,followers */
+  scenarios: Scenario[];
+  /** The N of the stream-cost runs. */
+  streamSizes: number[];
+  /** BENCH_STREAM_EVENTS: events timed at each N (so runs at small N repeat). @default 20_000 */
+  streamEvents: number;
+  /** BENCH_CROSS_EVENTS: timestamped events of the cross-instance run. @default 3000 */
+  crossEvents: number;
+  /** BENCH_FOLLOWERS: open streams of the followers measurement. @default 1000 */
+  followers: number;
+  /** BENCH_PROFILE=1: every server process writes a CPU profile (node --cpu-prof). */
+  profile: boolean;
+  /** `--update-docs` or BENCH_UPDATE_DOCS=1: replace the table in docs/benchmarks.md. */
+  updateDocs: boolean;
+}
+
+export function configFromEnv(argv: string[] = process.argv.slice(2)): BenchConfig {
+  return {
+    seconds: whole("BENCH_SECONDS", 10),
+    warmupSeconds: whole("BENCH_WARMUP_SECONDS", 5, 0),
+    clients: whole("BENCH_CLIENTS", 64),
+    stores: list("BENCH_STORES", STORES),
+    scenarios: list("BENCH_ONLY", SCENARIOS),
+    streamSizes: [100, 1000, 10_000],
+    streamEvents: whole("BENCH_STREAM_EVENTS", 20_000),
+    crossEvents: whole("BENCH_CROSS_EVENTS", 3000),
+    followers: whole("BENCH_FOLLOWERS", 1000),
+    profile: process.env.BENCH_PROFILE === "1" || argv.includes("--profile"),
+    updateDocs: process.env.BENCH_UPDATE_DOCS === "1" || argv.includes("--update-docs"),
+  };
+}

@@ -1,0 +1,172 @@
+/**
+ * `pnpm bench`: starts its own servers on loopback, measures what the performance issue asks
+ * for, prints the tables and writes them to bench-results/ (JSON and markdown). Settings come
+ * from the environment (see config.ts); `--update-docs` also replaces the table in
+ * docs/benchmarks.md, `--profile` has every server write a CPU profile and prints where the time
+ * went.
+ */
+import { mkdir, readFile, readdir, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { checkReachable, cleanupAll, type StoreName } from "./backends.ts";
+import { configFromEnv, type Scenario } from "./config.ts";
+import { demoDir, stopAll } from "./processes.ts";
+import { isMainThreadProfile, summarizeProfile } from "./profile-summary.ts";
+import { formatCount, Progress } from "./progress.ts";
+import { commit, evaluateTargets, machine, toMarkdown, type BenchResults } from "./report.ts";
+import type { ScenarioContext } from "./scenarios/context.ts";
+import { measureCrossInstance } from "./scenarios/cross-instance.ts";
+import { measureFollowers, type FollowersTarget } from "./scenarios/followers.ts";
+import { measureStreamGrowth } from "./scenarios/stream-growth.ts";
+import { measureThroughput, type ThroughputTarget } from "./scenarios/throughput.ts";
+
+const repoDir = path.resolve(demoDir, "../..");
+const resultsDir = path.join(repoDir, "bench-results");
+const docsFile = path.join(repoDir, "docs", "benchmarks.md");
+const DOCS_START = "<!-- bench:start -->";
+const DOCS_END = "<!-- bench:end -->";
+
+interface Step {
+  scenario: Scenario;
+  label: string;
+  run(context: ScenarioContext): Promise<string>;
+}
+
+const config = configFromEnv();
+const stamp = new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19);
+const profileRoot = path.join(resultsDir, "profiles", stamp);
+const results: Omit<BenchResults, "targets"> = {
+  date: new Date().toISOString(),
+  machine: machine(),
+  commit: commit(repoDir),
+  settings: {
+    seconds: config.seconds,
+    warmupSeconds: config.warmupSeconds,
+    clients: config.clients,
+    streamSizes: config.streamSizes,
+    streamEvents: config.streamEvents,
+    crossEvents: config.crossEvents,
+    followers: config.followers,
+  },
+  throughput: [],
+  streams: [],
+  cross: [],
+  followers: [],
+};
+
+const stores = config.stores;
+const haStores = stores.filter((store): store is Exclude<StoreName, "memory"> => store !== "memory");
+const steps: Step[] = [
+  ...(["ceiling", ...stores] as ThroughputTarget[]).map((target) => ({
+    scenario: "throughput" as const,
+    label: `throughput ${target}`,
+    run: async (context: ScenarioContext) => {
+      const row = await measureThroughput(target, context);
+      results.throughput.push(row);
+      return `${formatCount(row.perSecond)} runs/s, p50 ${row.p50Ms.toFixed(2)} ms, p99 ${row.p99Ms.toFixed(2)} ms`;
+    },
+  })),
+  ...stores.map((store) => ({
+    scenario: "streams" as const,
+    label: `stream cost ${store}`,
+    run: async (context: ScenarioContext) => {
+      const row = await measureStreamGrowth(store, context);
+      results.streams.push(row);
+      return `${row.sizes.map((size) => `N=${size.n}: ${size.usPerEvent.toFixed(1)} µs/event`).join(", ")}; ratio ${row.ratio.toFixed(2)}`;
+    },
+  })),
+  ...haStores.map((store) => ({
+    scenario: "cross" as const,
+    label: `cross-instance ${store}`,
+    run: async (context: ScenarioContext) => {
+      const row = await measureCrossInstance(store, context);
+      results.cross.push(row);
+      return `${row.events} events, p50 ${row.p50Ms.toFixed(2)} ms, p99 ${row.p99Ms.toFixed(2)} ms`;
+    },
+  })),
+  ...(["ceiling", ...stores] as FollowersTarget[]).map((target) => ({
+    scenario: "followers" as const,
+    label: `followers ${target}`,
+    run: async (context: ScenarioContext) => {
+      const row = await measureFollowers(target, context);
+      results.followers.push(row);
+      return `${row.rssKbPerStream.toFixed(1)} KB RSS and ${row.heapKbPerStream.toFixed(1)} KB heap per stream` + (row.storeConnections === undefined ? "" : `, ${row.storeConnections} store connections`);
+    },
+  })),
+].filter((step) => config.scenarios.includes(step.scenario));
+
+/** Replaces the generated part of docs/benchmarks.md, keeping the prose around it. */
+async function updateDocs(markdown: string): Promise<void> {
+  const current = await readFile(docsFile, "utf8").catch(() => `# Benchmarks\n\n${DOCS_START}\n${DOCS_END}\n`);
+  const start = current.indexOf(DOCS_START);
+  const end = current.indexOf(DOCS_END);
+  if (start === -1 || end < start) throw new Error(`${docsFile} lacks the ${DOCS_START} … ${DOCS_END} markers`);
+  await mkdir(path.dirname(docsFile), { recursive: true });
+  await writeFile(docsFile, `${current.slice(0, start + DOCS_START.length)}\n\n${markdown}\n${current.slice(end)}`);
+}
+
+async function printProfiles(): Promise<void> {
+  const steps = await readdir(profileRoot).catch(() => [] as string[]);
+  for (const step of steps.sort()) {
+    for (const file of await readdir(path.join(profileRoot, step))) {
+      // The other threads are tsx's module loader: start-up only.
+      if (!isMainThreadProfile(file)) continue;
+      console.log(`\n## CPU profile: ${step} (${path.relative(repoDir, path.join(profileRoot, step, file))})\n`);
+      console.log(await summarizeProfile(path.join(profileRoot, step, file)));
+    }
+  }
+}
+
+async function main(): Promise<void> {
+  await checkReachable(config.scenarios.length > 0 ? stores : []);
+  const [load] = os.loadavg();
+  if (load! > os.cpus().length / 2) {
+    console.error(`[bench] the load average is ${load!.toFixed(2)} on ${os.cpus().length} cores: other work shares the machine, so expect lower and noisier numbers`);
+  }
+  const progress = new Progress(steps.length);
+  const context: ScenarioContext = {
+    config,
+    progress,
+    profileDir: (step) => (config.profile ? path.join(profileRoot, step) : undefined),
+  };
+  const started = performance.now();
+  for (const step of steps) {
+    progress.step(step.label);
+    progress.done(await step.run(context));
+  }
+  results.machine.load.end = Math.round(os.loadavg()[0]! * 100) / 100;
+  const full: BenchResults = { ...results, targets: evaluateTargets(results) };
+  const markdown = toMarkdown(full);
+  await mkdir(resultsDir, { recursive: true });
+  const base = path.join(resultsDir, `bench-${stamp}`);
+  await writeFile(`${base}.json`, `${JSON.stringify(full, null, 2)}\n`);
+  await writeFile(`${base}.md`, markdown);
+  await writeFile(path.join(resultsDir, "latest.json"), `${JSON.stringify(full, null, 2)}\n`);
+  await writeFile(path.join(resultsDir, "latest.md"), markdown);
+  console.log(markdown);
+  console.error(`[bench] done in ${((performance.now() - started) / 1000).toFixed(0)} s; wrote ${path.relative(repoDir, base)}.json and .md`);
+  if (config.updateDocs) {
+    await updateDocs(markdown);
+    console.error(`[bench] updated ${path.relative(repoDir, docsFile)}`);
+  }
+  if (config.profile) await printProfiles();
+}
+
+// Ctrl-C: stop the servers and remove the namespaces before leaving.
+let interrupted = false;
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    interrupted = true;
+    console.error(`\n[bench] ${signal}: stopping servers and removing the bench's data`);
+    void stopAll()
+      .then(cleanupAll)
+      .finally(() => process.exit(130));
+  });
+}
+
+main().catch((error: unknown) => {
+  // The measurement broke because the servers were stopped: the signal handler exits.
+  if (interrupted) return;
+  console.error(`\n[bench] failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+  process.exit(1);
+});

@@ -1,0 +1,12 @@
+/** What every scenario gets from the runner. */
+import type { BenchConfig } from "../config.ts";
+import type { Progress } from "../progress.ts";
+
+export interface ScenarioContext {
+  config: BenchConfig;
+  progress: Progress;
+  /** Where the servers of a step write their CPU profiles; `undefined` when not profiling. */
+  profileDir(step: string): string | undefined;
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
