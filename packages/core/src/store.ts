@@ -61,8 +61,12 @@ export type UpdateResult =
  */
 export type ChangeKind = "events" | "record";
 
-/** Called when a run changes. Must not throw. */
-export type ChangeListener = (change?: ChangeKind) => void;
+/**
+ * Called when a run changes. Must not throw. With `"record"`, stores SHOULD also pass the
+ * record's version after the change: the instance running the agent then skips re-reading the
+ * record after its own writes.
+ */
+export type ChangeListener = (change?: ChangeKind, version?: number) => void;
 
 /** Stops a subscription; resolves once no further calls will happen. Idempotent. */
 export type Unsubscribe = () => Promise<void>;

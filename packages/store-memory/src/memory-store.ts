@@ -118,7 +118,7 @@ export class MemoryStore implements Store {
     entry.record = { ...copy(next), version: expectedVersion + 1 };
     for (const event of events) entry.events.push(JSON.stringify(event));
     this.#touchRun(runId, entry);
-    this.#notify(runId, "record");
+    this.#notify(runId, "record", expectedVersion + 1);
     // The stored record is a copy of `next`: handing back `next` itself shares nothing with the store.
     return { ok: true, record: { ...next, version: expectedVersion + 1 }, lastSeq: entry.events.length };
   }
@@ -277,12 +277,12 @@ export class MemoryStore implements Store {
   }
 
   /** Calls the run's listeners after a write. A listener must not throw; if one does, the others still run and the error surfaces asynchronously. */
-  #notify(runId: string, change: ChangeKind | undefined): void {
+  #notify(runId: string, change: ChangeKind | undefined, version?: number): void {
     const subscribers = this.#listeners.get(runId);
     if (!subscribers) return;
     for (const { listener } of [...subscribers]) {
       try {
-        listener(change);
+        listener(change, version);
       } catch (error) {
         queueMicrotask(() => {
           throw error;

@@ -174,7 +174,7 @@ export class PostgreSQLStore implements Store {
             SELECT ${runId}, x.ord, x.event::jsonb
             FROM unnest(${eventsJson(events)}::text[]) WITH ORDINALITY AS x(event, ord)
           )
-          SELECT pg_notify(${channel}, ${notification("record", runId)}) AS notified`;
+          SELECT pg_notify(${channel}, ${notification("record", runId, 1)}) AS notified`;
         return true;
       }),
     );
@@ -202,7 +202,7 @@ export class PostgreSQLStore implements Store {
           SELECT ${runId}, updated.last_seq - ${events.length} + x.ord, x.event::jsonb
           FROM updated, unnest(${eventsJson(events)}::text[]) WITH ORDINALITY AS x(event, ord)
         )
-        SELECT value, version, last_seq AS last, pg_notify(${this.#channel}, ${notification("record", runId)}) AS notified
+        SELECT value, version, last_seq AS last, pg_notify(${this.#channel}, ${notification("record", runId, expectedVersion + 1)}) AS notified
         FROM updated`;
       if (updated) return { ok: true, record: toStoredRun(updated), lastSeq: updated.last };
       return { ok: false, record: await this.#readRun(runId) };

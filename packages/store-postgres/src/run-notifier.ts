@@ -8,19 +8,21 @@ import type { ChangeKind, ChangeListener, Unsubscribe } from "@acp/core";
 import type { ListenMeta, Sql } from "postgres";
 
 /**
- * The payload of a change notification: `<kind>:<run id>`. PostgreSQL folds identical payloads
- * sent in one transaction into one notification.
+ * The payload of a change notification: `<kind>:<run id>`, or `record@<version>:<run id>` when
+ * the record's new version is known (the writer then tells its own changes from others').
+ * PostgreSQL folds identical payloads sent in one transaction into one notification.
  */
-export function notification(kind: ChangeKind, runId: string): string {
-  return `${kind}:${runId}`;
+export function notification(kind: ChangeKind, runId: string, version?: number): string {
+  return version === undefined ? `${kind}:${runId}` : `${kind}@${version}:${runId}`;
 }
 
-const PAYLOAD = /^(events|record):(.*)$/s;
+const PAYLOAD = /^(events|record)(?:@(\d+))?:(.*)$/s;
 
-/** The kind and run of a payload; a bare run id (no known kind prefix) means "unknown kind". */
-function parseNotification(payload: string): { kind: ChangeKind | undefined; runId: string } {
+/** The kind, version and run of a payload; a bare run id (no known kind prefix) means "unknown kind". */
+function parseNotification(payload: string): { kind: ChangeKind | undefined; version: number | undefined; runId: string } {
   const match = PAYLOAD.exec(payload);
-  return match ? { kind: match[1] as ChangeKind, runId: match[2]! } : { kind: undefined, runId: payload };
+  if (!match) return { kind: undefined, version: undefined, runId: payload };
+  return { kind: match[1] as ChangeKind, version: match[2] === undefined ? undefined : Number(match[2]), runId: match[3]! };
 }
 
 export class RunNotifier {
@@ -40,7 +42,7 @@ export class RunNotifier {
   async subscribe(runId: string, listener: ChangeListener): Promise<Unsubscribe> {
     if (this.#closed) throw new Error("the store is closed");
     // A fresh function per subscription, so the same listener can be subscribed twice.
-    const entry: ChangeListener = (change) => listener(change);
+    const entry: ChangeListener = (change, version) => listener(change, version);
     let listeners = this.#listeners.get(runId);
     if (!listeners) this.#listeners.set(runId, (listeners = new Set()));
     listeners.add(entry);
@@ -73,8 +75,8 @@ export class RunNotifier {
       const listening = this.#sql.listen(
         this.#channel,
         (payload) => {
-          const { kind, runId } = parseNotification(payload);
-          this.#dispatch(runId, kind);
+          const { kind, version, runId } = parseNotification(payload);
+          this.#dispatch(runId, kind, version);
         },
         () => this.#onListen(),
       );
@@ -100,7 +102,7 @@ export class RunNotifier {
     for (const runId of [...this.#listeners.keys()]) this.#dispatch(runId, undefined);
   }
 
-  #dispatch(runId: string, kind: ChangeKind | undefined): void {
+  #dispatch(runId: string, kind: ChangeKind | undefined, version?: number): void {
     if (this.#closed) return;
     const listeners = this.#listeners.get(runId);
     if (!listeners) return;
@@ -108,7 +110,7 @@ export class RunNotifier {
       // Skip listeners removed by an earlier listener of this loop.
       if (!listeners.has(listener)) continue;
       try {
-        listener(kind);
+        listener(kind, version);
       } catch (error) {
         // Listeners must not throw; one that does must not starve the others or break the
         // LISTEN connection, whose data handler runs this loop.

@@ -27,6 +27,7 @@ local function refresh()
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
   redis.call('PEXPIRE', KEYS[2], ARGV[3])
 end
+-- "events", or "record:<version>" so that the writer can tell its own changes from others'.
 local function notify(kind)
   redis.call(ARGV[1] == '1' and 'SPUBLISH' or 'PUBLISH', ARGV[2], kind)
 end
@@ -43,7 +44,7 @@ redis.call('HSET', KEYS[1], 'version', '1', 'ended', ARGV[5], 'json', ARGV[4])
 redis.call('DEL', KEYS[2])
 push(KEYS[2], 6)
 refresh()
-notify('record')
+notify('record:1')
 return 1
 `;
 
@@ -59,7 +60,7 @@ if current[1] ~= ARGV[4] then return {0, current[2]} end
 redis.call('HSET', KEYS[1], 'version', ARGV[5], 'ended', ARGV[6], 'json', ARGV[7])
 local length = push(KEYS[2], 8)
 refresh()
-notify('record')
+notify('record:' .. ARGV[5])
 return {1, length}
 `;
 

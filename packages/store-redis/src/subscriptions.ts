@@ -35,7 +35,7 @@ export class Subscriptions {
     let entry = this.#channels.get(channel);
     if (!entry) {
       const subscriptions = new Set<Subscription>();
-      const handler: MessageHandler = (message) => notify(subscriptions, toKind(message));
+      const handler: MessageHandler = (message) => notify(subscriptions, ...parseMessage(message));
       entry = { subscriptions, handler, ready: subscriber.subscribe(channel, handler) };
       this.#channels.set(channel, entry);
     }
@@ -99,15 +99,18 @@ export class Subscriptions {
   }
 }
 
-function toKind(message: string): ChangeKind | undefined {
-  return message === "events" || message === "record" ? message : undefined;
+/** "events", "record" or "record:<version>" (what the scripts publish); anything else is unknown. */
+function parseMessage(message: string): [ChangeKind | undefined, number | undefined] {
+  if (message === "events" || message === "record") return [message, undefined];
+  const version = /^record:(\d+)$/.exec(message)?.[1];
+  return version === undefined ? [undefined, undefined] : ["record", Number(version)];
 }
 
-function notify(subscriptions: Set<Subscription>, kind: ChangeKind | undefined): void {
+function notify(subscriptions: Set<Subscription>, kind: ChangeKind | undefined, version?: number): void {
   // A copy, so that a listener unsubscribing (or subscribing) while we loop changes nothing here.
   for (const { listener } of [...subscriptions]) {
     try {
-      listener(kind);
+      listener(kind, version);
     } catch {
       // Listeners must not throw; one that does must not starve the others of their call.
     }

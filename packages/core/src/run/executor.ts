@@ -87,6 +87,9 @@ export class RunExecutor {
   /** The agent message being streamed part by part, if any. */
   #open: Message | undefined;
   #checking = false;
+  #recheck = false;
+  /** The version our compare-and-set in flight would write (0 when none is). */
+  #writingVersion = 0;
   #waiters: Waiter[] = [];
   /** Set when the server, not a client, stopped the run: it ends failed, not cancelled. */
   #stopError: ErrorModel | undefined;
@@ -202,8 +205,15 @@ export class RunExecutor {
   }
 
   /** Watches for a cancel (or an end decided elsewhere) while the agent runs. */
-  #onChange = (change?: ChangeKind): void => {
-    if (change === "events" || this.#checking || this.#abort.aborted) return;
+  #onChange = (change?: ChangeKind, version?: number): void => {
+    if (change === "events" || this.#abort.aborted) return;
+    // Our own writes (and older ones) tell us nothing new. If another writer beat us to that
+    // version, our compare-and-set fails and #update reads what it wrote.
+    if (version !== undefined && version <= Math.max(this.#record.version, this.#writingVersion)) return;
+    if (this.#checking) {
+      this.#recheck = true;
+      return;
+    }
     this.#checking = true;
     this.#store
       .getRun(this.runId)
@@ -213,6 +223,11 @@ export class RunExecutor {
       .catch(() => {})
       .finally(() => {
         this.#checking = false;
+        // A change that came in while we read may be newer than what we read.
+        if (this.#recheck) {
+          this.#recheck = false;
+          this.#onChange("record");
+        }
       });
   };
 
@@ -363,6 +378,7 @@ export class RunExecutor {
       const run = change(current.run);
       const written = events(run);
       let uncertain = false;
+      this.#writingVersion = current.version + 1;
       let result = await retryOutage(
         () =>
           this.#store.updateRun(this.runId, current.version, { ...current, run, resume: null }, written).catch((error: unknown) => {

@@ -89,7 +89,12 @@ export async function* followEvents(store: Store, runId: string, options: Follow
         // Nothing new since the last poll: a run that is gone, or ended (its terminal event is
         // always its last), has nothing more to give, even to a reader that started past the end.
         const record = await store.getRun(runId);
-        if (record === undefined || isTerminal(record.run.status)) return;
+        if (record === undefined) return;
+        if (isTerminal(record.run.status)) {
+          // The run may have ended between our read and this check: its last events come first.
+          for (const stored of await store.readEvents(runId, afterSeq)) yield stored;
+          return;
+        }
       }
       await waker.wait(pollMs, signal);
     }
