@@ -30,6 +30,8 @@ export class EventWriter {
   #inFlight: Promise<void> | undefined;
   #failure: unknown;
   #lastSeq: number;
+  /** An append is due on the next microtask. */
+  #scheduled = false;
   /** The last append failed in a way that may have stored it anyway. */
   #uncertain = false;
   /** That append timed out and may still land (a client library's queue): settles when it has. */
@@ -62,17 +64,54 @@ export class EventWriter {
     return this.#buffer.length;
   }
 
-  /** Queues an event; throws the failure of an earlier append, if any. */
+  /**
+   * Queues an event; throws the failure of an earlier append, if any. The append starts on the
+   * next microtask, so events pushed together go together, and a transition that follows at
+   * once can take them along instead ({@link takeBuffered}).
+   */
   push(event: Event): void {
     if (this.#failure !== undefined) throw this.#failure;
     this.#buffer.push(event);
-    this.#inFlight ??= this.#drain();
+    if (this.#inFlight === undefined && !this.#scheduled) {
+      this.#scheduled = true;
+      queueMicrotask(() => {
+        this.#scheduled = false;
+        if (this.#buffer.length > 0) this.#inFlight ??= this.#drain();
+      });
+    }
   }
 
   /** Resolves when everything pushed so far is stored; rejects when an append failed. */
   async flush(): Promise<void> {
+    if (this.#buffer.length > 0 && this.#failure === undefined) this.#inFlight ??= this.#drain();
     while (this.#inFlight) await this.#inFlight;
     if (this.#failure !== undefined) throw this.#failure;
+  }
+
+  /** Whether an append is in flight. */
+  get busy(): boolean {
+    return this.#inFlight !== undefined;
+  }
+
+  /** Resolves when no append is in flight (queued events may remain); rejects when one failed. */
+  async settle(): Promise<void> {
+    while (this.#inFlight) await this.#inFlight;
+    if (this.#failure !== undefined) throw this.#failure;
+  }
+
+  /**
+   * Hands over the queued events, if no append is in flight (else `[]`: flush first), so that the
+   * caller writes them in its own store call, before its own events, saving a round trip.
+   * The caller must then either write them or give them back with {@link giveBack}.
+   */
+  takeBuffered(): Event[] {
+    if (this.#inFlight !== undefined || this.#failure !== undefined) return [];
+    return this.#buffer.splice(0, this.#buffer.length);
+  }
+
+  /** Puts events taken with {@link takeBuffered} back in front of the queue. */
+  giveBack(events: Event[]): void {
+    if (events.length > 0) this.#buffer.unshift(...events);
   }
 
   async #drain(): Promise<void> {

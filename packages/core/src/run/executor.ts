@@ -87,6 +87,7 @@ export class RunExecutor {
   /** The agent message being streamed part by part, if any. */
   #open: Message | undefined;
   #checking = false;
+  #unsubscribe: Unsubscribe | undefined;
   #recheck = false;
   /** The version our compare-and-set in flight would write (0 when none is). */
   #writingVersion = 0;
@@ -106,8 +107,8 @@ export class RunExecutor {
     this.#history = history;
     this.#role = `agent/${agent.manifest.name}`;
     this.#outageMs = outageMs;
-    // createRun stored exactly one event, run.created, as seq 1.
-    this.#writer = new EventWriter(store, record.run.run_id, 1, outageMs);
+    // createRun stored exactly two events: run.created and run.in-progress.
+    this.#writer = new EventWriter(store, record.run.run_id, 2, outageMs);
   }
 
   get runId(): string {
@@ -125,17 +126,30 @@ export class RunExecutor {
     this.#giveUp.abort();
   }
 
+  /**
+   * Starts watching the run for a cancel or an end decided elsewhere. Called before the run is
+   * stored, so that no change can come before it. Without a working subscription (store outage)
+   * the run still goes on; it then sees a cancel at its next transition.
+   */
+  async listen(): Promise<void> {
+    this.#unsubscribe = await this.#store.subscribe(this.runId, this.#onChange).catch(() => undefined);
+  }
+
+  async stopListening(): Promise<void> {
+    const unsubscribe = this.#unsubscribe;
+    this.#unsubscribe = undefined;
+    await unsubscribe?.().catch(() => {});
+  }
+
   /** Runs the agent to its end; never rejects (failures are recorded on the run). */
   async execute(): Promise<void> {
-    let unsubscribe: Unsubscribe | undefined;
     try {
-      unsubscribe = await this.#store.subscribe(this.runId, this.#onChange).catch(() => undefined);
       const outcome = await this.#run();
       if (outcome !== undefined) await this.#finish(outcome);
     } catch (error) {
       if (!(error instanceof RunGoneError)) console.error(`[acp] run ${this.runId}: could not record its end:`, error);
     } finally {
-      await unsubscribe?.().catch(() => {});
+      await this.stopListening();
       this.#settle(undefined);
     }
   }
@@ -167,12 +181,8 @@ export class RunExecutor {
     let generator: AgentGenerator | undefined;
     let outcome: Outcome;
     try {
-      if (!(await this.#update((run) => ({ ...run, status: "in-progress" }), (run) => [{ type: "run.in-progress", run }]))) {
-        outcome = { status: "cancelled" };
-      } else {
-        generator = toGenerator(this.#agent.handler(this.#input, this.#context()));
-        outcome = await this.#pull(generator);
-      }
+      generator = toGenerator(this.#agent.handler(this.#input, this.#context()));
+      outcome = await this.#pull(generator);
     } catch (error) {
       if (error instanceof RunGoneError) return undefined;
       outcome = this.#abort.aborted ? { status: "cancelled" } : { status: "failed", error: failure(error) };
@@ -367,16 +377,24 @@ export class RunExecutor {
   async #update(change: (run: Run) => Run, events: (run: Run) => Event[], final = false): Promise<boolean> {
     // #finish flushed already, and recorded a failed flush as the run's failure: the end must
     // still be written after it.
-    if (!final) await this.#writer.flush();
+    // Appends in flight land first (the log keeps its order). A failed one fails a normal
+    // transition; the final one is written anyway (#finish recorded the failure).
+    do {
+      if (final) await this.#writer.settle().catch(() => {});
+      else await this.#writer.settle();
+    } while (this.#writer.busy);
+    // Events the agent produced just before this transition go in the same store call.
+    const queued = this.#writer.takeBuffered();
     const deadline = Date.now() + (final ? FINISH_RETRY_MS : this.#outageMs);
     for (;;) {
       const current = this.#record;
       if (current.run.status === "cancelling" && !final) {
+        this.#writer.giveBack(queued);
         this.#abort.abort();
         return false;
       }
       const run = change(current.run);
-      const written = events(run);
+      const written = [...queued, ...events(run)];
       let uncertain = false;
       this.#writingVersion = current.version + 1;
       let result = await retryOutage(
@@ -406,7 +424,8 @@ export class RunExecutor {
   /** Records the end: history first (so a client that sees the end sees the history), then the run. */
   async #finish(outcome: Outcome): Promise<void> {
     try {
-      await this.#writer.flush();
+      // What is still queued goes with the final transition.
+      await this.#writer.settle();
     } catch (error) {
       if (error instanceof RunGoneError) throw error;
       outcome = { status: "failed", error: failure(error) };

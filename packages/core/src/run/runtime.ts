@@ -131,20 +131,32 @@ export class Runtime {
       error: null,
       created_at: new Date().toISOString(),
     };
-    const record: StoredRun = { run, version: 1, owner: this.instanceId, resume: null };
+    // The run is stored already started: one write instead of two, with both events in order.
+    const started: Run = { ...run, status: "in-progress" };
+    const record: StoredRun = { run: started, version: 1, owner: this.instanceId, resume: null };
+    const history = new SessionHistory(this.store, sessionId, request.session?.history ?? [], this.#fetchHistory);
+    const executor = new RunExecutor({ store: this.store, agent, record, input: request.input, history, outageMs: this.outageMs, maxEvents: this.limits.maxEventsPerRun });
+    // Listening before the run exists, so that no cancel can slip past the executor.
+    await executor.listen();
     let created: boolean;
     try {
-      created = await this.store.createRun(record, [{ type: "run.created", run }]);
+      created = await this.store.createRun(record, [
+        { type: "run.created", run },
+        { type: "run.in-progress", run: started },
+      ]);
     } catch (error) {
+      await executor.stopListening();
       this.#failIfLanded(error, record);
       throw error;
     }
-    if (!created) throw new ACPError({ code: "server_error", message: "Run id collision; retry" });
-    const history = new SessionHistory(this.store, sessionId, request.session?.history ?? [], this.#fetchHistory);
-    const executor = new RunExecutor({ store: this.store, agent, record, input: request.input, history, outageMs: this.outageMs, maxEvents: this.limits.maxEventsPerRun });
+    if (!created) {
+      await executor.stopListening();
+      throw new ACPError({ code: "server_error", message: "Run id collision; retry" });
+    }
     const done = executor.execute().finally(() => this.#local.delete(run.run_id));
     this.#local.set(run.run_id, { executor, done });
-    return record;
+    // The client's answer is the run as it was created.
+    return { ...record, run };
   }
 
   /**
@@ -158,7 +170,8 @@ export class Runtime {
     void settling
       .then(() => this.store.getRun(runId))
       .then((stored) => {
-        if (stored?.run.status !== "created") return;
+        // Still as created: nobody ever ran it.
+        if (stored === undefined || stored.version !== 1) return;
         const message = "The run could not be started: the store answered too late, and the client was told so";
         const run: Run = { ...stored.run, status: "failed", error: { code: "server_error", message }, finished_at: new Date().toISOString() };
         return this.store.updateRun(runId, stored.version, { ...stored, run }, [{ type: "run.failed", run }]);
