@@ -16,6 +16,7 @@ import {
 } from "@acp/core";
 import type { Sql } from "postgres";
 import { assertIdentifier } from "./names.ts";
+import { NotificationSender } from "./notification-sender.ts";
 import { notification, RunNotifier } from "./run-notifier.ts";
 import { LOCK_NAMESPACE, migrateSchema, tablesOf, type Tables } from "./schema.ts";
 
@@ -72,9 +73,11 @@ interface HistoryRow {
 /**
  * A {@link Store} on PostgreSQL, shared by every ACP server instance that opens the same table.
  *
- * Each write is one statement or one short transaction that also calls `pg_notify`, so
- * subscribers in all instances hear of it at commit; each store holds a single LISTEN. An event
- * costs one INSERT, whatever the length of its run's log. The schema is created by
+ * Each write is one statement (a rare takeover of an expired row takes a short transaction).
+ * Once a write of a run has committed, its `pg_notify` follows in a statement of its own, shared
+ * with the notifications of concurrent writes, and the write resolves after it; subscribers in
+ * all instances hear of it then. Each store holds a single LISTEN. An event costs one INSERT,
+ * whatever the length of its run's log. The schema is created by
  * {@link PostgreSQLStore.migrate}, which runs by itself before the first operation.
  * @example
  * ```ts
@@ -89,12 +92,13 @@ interface HistoryRow {
 export class PostgreSQLStore implements Store {
   readonly #sql: Sql<any>;
   readonly #tables: Tables;
-  readonly #channel: string;
   readonly #ttlMs: number;
   readonly #sweepIntervalMs: number;
   readonly #onSweepError: (error: StoreError) => void;
   readonly #notifier: RunNotifier;
+  readonly #notifications: NotificationSender;
   #migration: Promise<void> | undefined;
+  #migrated = false;
   #sweepTimer: ReturnType<typeof setInterval> | undefined;
   #sweeping = false;
   #closed = false;
@@ -121,11 +125,11 @@ export class PostgreSQLStore implements Store {
     }
     this.#sql = sql;
     this.#tables = tablesOf(sql, table);
-    this.#channel = channel;
     this.#ttlMs = ttlMs;
     this.#sweepIntervalMs = sweepIntervalMs;
     this.#onSweepError = onSweepError;
     this.#notifier = new RunNotifier(sql, channel);
+    this.#notifications = new NotificationSender(sql, channel);
   }
 
   /**
@@ -136,10 +140,13 @@ export class PostgreSQLStore implements Store {
    */
   migrate(): Promise<void> {
     if (!this.#migration) {
-      const migration = this.#attempt("migrate", () => migrateSchema(this.#sql, this.#tables));
+      const migration = this.#attempt("migrate", () => migrateSchema(this.#sql, this.#tables), false);
       this.#migration = migration;
       migration.then(
-        () => this.#startSweeping(),
+        () => {
+          this.#migrated = true;
+          this.#startSweeping();
+        },
         () => {
           if (this.#migration === migration) this.#migration = undefined;
         },
@@ -152,32 +159,47 @@ export class PostgreSQLStore implements Store {
     const runId = record.run.run_id;
     const { records, events: eventTable } = this.#tables;
     const ttl = interval(this.#ttlMs);
-    const channel = this.#channel;
-    return this.#attempt("createRun", () =>
-      this.#sql.begin(async function createRunInTransaction(tx): Promise<boolean> {
-        // Takes over the row of an expired run of the same id that the sweep has not deleted yet.
-        const created = await tx`
+    const value = recordJson(record);
+    const ended = isTerminal(record.run.status);
+    const eventList = eventsJson(events);
+    return this.#attempt("createRun", async () => {
+      // No notification: nobody can be subscribed to a run id that did not exist.
+      const [inserted] = await this.#sql<{ created: number }[]>`
+        WITH created AS (
+          INSERT INTO ${records} (kind, id, value, version, ended, last_seq, expires_at)
+          VALUES ('run', ${runId}, ${value}::text::jsonb, 1, ${ended}, ${events.length}, now() + ${ttl}::interval)
+          ON CONFLICT (kind, id) DO NOTHING
+          RETURNING id
+        ), appended AS (
+          INSERT INTO ${eventTable} (run_id, seq, event)
+          SELECT created.id, x.ord, x.event
+          FROM created, jsonb_array_elements(${eventList}::text::jsonb) WITH ORDINALITY AS x(event, ord)
+        )
+        SELECT count(*)::int AS created FROM created`;
+      if (inserted?.created === 1) return true;
+      // The id is taken: by a live run (the usual case), or by an expired one not swept yet.
+      const takenOver = await this.#sql.begin(async function takeOverExpiredRun(tx): Promise<boolean> {
+        // Inserts too, in case the sweep deleted that row in the meantime.
+        const rows = await tx`
           INSERT INTO ${records} AS r (kind, id, value, version, ended, last_seq, expires_at)
-          VALUES ('run', ${runId}, ${recordJson(record)}::text::jsonb, 1, ${isTerminal(record.run.status)},
-                  ${events.length}, now() + ${ttl}::interval)
+          VALUES ('run', ${runId}, ${value}::text::jsonb, 1, ${ended}, ${events.length}, now() + ${ttl}::interval)
           ON CONFLICT (kind, id) DO UPDATE SET
             value = excluded.value, version = 1, ended = excluded.ended,
             last_seq = excluded.last_seq, expires_at = excluded.expires_at
           WHERE r.expires_at <= now()
           RETURNING id`;
-        if (created.length === 0) return false;
-        // Events of that expired run, if any.
+        if (rows.length === 0) return false;
         await tx`DELETE FROM ${eventTable} WHERE run_id = ${runId}`;
         await tx`
-          WITH appended AS (
-            INSERT INTO ${eventTable} (run_id, seq, event)
-            SELECT ${runId}, x.ord, x.event::jsonb
-            FROM unnest(${eventsJson(events)}::text[]) WITH ORDINALITY AS x(event, ord)
-          )
-          SELECT pg_notify(${channel}, ${notification("record", runId, 1)}) AS notified`;
+          INSERT INTO ${eventTable} (run_id, seq, event)
+          SELECT ${runId}, x.ord, x.event
+          FROM jsonb_array_elements(${eventList}::text::jsonb) WITH ORDINALITY AS x(event, ord)`;
         return true;
-      }),
-    );
+      });
+      // Readers of the expired run, if any, learn that it was replaced.
+      if (takenOver) await this.#notifications.send(notification("record", runId, 1));
+      return takenOver;
+    });
   }
 
   async getRun(runId: string): Promise<StoredRun | undefined> {
@@ -186,25 +208,30 @@ export class PostgreSQLStore implements Store {
 
   async updateRun(runId: string, expectedVersion: number, next: StoredRun, events: Event[]): Promise<UpdateResult> {
     const { records, events: eventTable } = this.#tables;
+    const value = recordJson(next);
     return this.#attempt("updateRun", async () => {
       // One statement: the row lock taken by UPDATE orders concurrent writers of the run, and
       // the events take the seqs after the row's last_seq.
-      const [updated] = await this.#sql<(RunRow & { last: number })[]>`
+      const [updated] = await this.#sql<{ version: number; last: number }[]>`
         WITH updated AS (
           UPDATE ${records} SET
-            value = ${recordJson(next)}::text::jsonb, version = version + 1,
+            value = ${value}::text::jsonb, version = version + 1,
             ended = ${isTerminal(next.run.status)}, last_seq = last_seq + ${events.length},
             expires_at = now() + ${interval(this.#ttlMs)}::interval
           WHERE kind = 'run' AND id = ${runId} AND version = ${expectedVersion} AND expires_at > now()
-          RETURNING value, version, last_seq
+          RETURNING version, last_seq
         ), appended AS (
           INSERT INTO ${eventTable} (run_id, seq, event)
-          SELECT ${runId}, updated.last_seq - ${events.length} + x.ord, x.event::jsonb
-          FROM updated, unnest(${eventsJson(events)}::text[]) WITH ORDINALITY AS x(event, ord)
+          SELECT ${runId}, updated.last_seq - ${events.length} + x.ord, x.event
+          FROM updated, jsonb_array_elements(${eventsJson(events)}::text::jsonb) WITH ORDINALITY AS x(event, ord)
         )
-        SELECT value, version, last_seq AS last, pg_notify(${this.#channel}, ${notification("record", runId, expectedVersion + 1)}) AS notified
-        FROM updated`;
-      if (updated) return { ok: true, record: toStoredRun(updated), lastSeq: updated.last };
+        SELECT version, last_seq AS last FROM updated`;
+      if (updated) {
+        await this.#notifications.send(notification("record", runId, updated.version));
+        // What was stored is `value`: parsing it here spares the database sending it back.
+        const record = toStoredRun({ value: JSON.parse(value) as RunRow["value"], version: updated.version });
+        return { ok: true, record, lastSeq: updated.last };
+      }
       return { ok: false, record: await this.#readRun(runId) };
     });
   }
@@ -219,12 +246,13 @@ export class PostgreSQLStore implements Store {
           RETURNING last_seq
         ), appended AS (
           INSERT INTO ${eventTable} (run_id, seq, event)
-          SELECT ${runId}, updated.last_seq - ${events.length} + x.ord, x.event::jsonb
-          FROM updated, unnest(${eventsJson(events)}::text[]) WITH ORDINALITY AS x(event, ord)
+          SELECT ${runId}, updated.last_seq - ${events.length} + x.ord, x.event
+          FROM updated, jsonb_array_elements(${eventsJson(events)}::text::jsonb) WITH ORDINALITY AS x(event, ord)
         )
-        SELECT last_seq AS last, pg_notify(${this.#channel}, ${notification("events", runId)}) AS notified
-        FROM updated`;
-      return appended ? appended.last : null;
+        SELECT last_seq AS last FROM updated`;
+      if (!appended) return null;
+      await this.#notifications.send(notification("events", runId));
+      return appended.last;
     });
   }
 
@@ -251,17 +279,34 @@ export class PostgreSQLStore implements Store {
   async appendHistory(sessionId: string, items: HistoryItem[]): Promise<void> {
     const { records, history } = this.#tables;
     const ttl = interval(this.#ttlMs);
-    await this.#attempt("appendHistory", () =>
-      this.#sql.begin(async function appendHistoryInTransaction(tx) {
-        // An expired session that the sweep has not deleted yet starts over.
+    const itemList = itemsJson(items);
+    // The upsert locks the session row until commit, so concurrent appends take turns and each
+    // gets a contiguous range of positions after the row's last_seq. No notification: nobody
+    // subscribes to sessions.
+    await this.#attempt("appendHistory", async () => {
+      const [session] = await this.#sql<{ found: number }[]>`
+        WITH session AS (
+          INSERT INTO ${records} AS r (kind, id, last_seq, expires_at)
+          VALUES ('session', ${sessionId}, ${items.length}, now() + ${ttl}::interval)
+          ON CONFLICT (kind, id) DO UPDATE SET
+            last_seq = r.last_seq + excluded.last_seq, expires_at = excluded.expires_at
+          WHERE r.expires_at > now()
+          RETURNING last_seq
+        ), appended AS (
+          INSERT INTO ${history} (session_id, position, item_id, message)
+          SELECT ${sessionId}, session.last_seq - ${items.length} + x.ord, x.item->>'id', x.item->'message'
+          FROM session, jsonb_array_elements(${itemList}::text::jsonb) WITH ORDINALITY AS x(item, ord)
+        )
+        SELECT count(*)::int AS found FROM session`;
+      if (session?.found === 1) return;
+      // An expired session that the sweep has not deleted yet: it starts over.
+      await this.#sql.begin(async function restartExpiredSession(tx) {
         await tx`
           WITH gone AS (
             DELETE FROM ${records} WHERE kind = 'session' AND id = ${sessionId} AND expires_at <= now()
             RETURNING id
           )
           DELETE FROM ${history} WHERE session_id IN (SELECT id FROM gone)`;
-        // The upsert locks the session row until commit, so concurrent appends take turns and
-        // each gets a contiguous range of positions after the row's last_seq.
         await tx`
           WITH session AS (
             INSERT INTO ${records} AS r (kind, id, last_seq, expires_at)
@@ -271,12 +316,10 @@ export class PostgreSQLStore implements Store {
             RETURNING last_seq
           )
           INSERT INTO ${history} (session_id, position, item_id, message)
-          SELECT ${sessionId}, session.last_seq - ${items.length} + x.ord, x.item_id, x.message::jsonb
-          FROM session, unnest(${items.map((item) => item.id)}::text[],
-                               ${items.map((item) => JSON.stringify(item.message))}::text[])
-            WITH ORDINALITY AS x(item_id, message, ord)`;
-      }),
-    );
+          SELECT ${sessionId}, session.last_seq - ${items.length} + x.ord, x.item->>'id', x.item->'message'
+          FROM session, jsonb_array_elements(${itemList}::text::jsonb) WITH ORDINALITY AS x(item, ord)`;
+      });
+    });
   }
 
   async getHistory(sessionId: string): Promise<HistoryItem[] | undefined> {
@@ -401,7 +444,8 @@ export class PostgreSQLStore implements Store {
    * its failure as a {@link StoreError} that keeps the cause.
    */
   async #attempt<T>(what: string, operation: () => Promise<T>, needsSchema = true): Promise<T> {
-    if (needsSchema && what !== "migrate") await this.migrate();
+    // Once the schema is in place, operations skip the wait for it.
+    if (needsSchema && !this.#migrated) await this.migrate();
     try {
       return await operation();
     } catch (error) {
@@ -429,8 +473,17 @@ function recordJson(record: StoredRun): string {
   return JSON.stringify(rest);
 }
 
-function eventsJson(events: Event[]): string[] {
-  return events.map((event) => JSON.stringify(event));
+/**
+ * Events as one JSON array, unpacked by `jsonb_array_elements`: cheaper than a text[]
+ * parameter, whose every element postgres.js would escape.
+ */
+function eventsJson(events: Event[]): string {
+  return JSON.stringify(events);
+}
+
+/** History items as one JSON array of `{ id, message }`, like {@link eventsJson}. */
+function itemsJson(items: HistoryItem[]): string {
+  return JSON.stringify(items.map(({ id, message }) => ({ id, message })));
 }
 
 function toStoredRun(row: RunRow): StoredRun {
