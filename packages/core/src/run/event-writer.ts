@@ -93,6 +93,11 @@ export class EventWriter {
     return this.#inFlight !== undefined;
   }
 
+  /** Throws the failure of an earlier append, if any. */
+  throwIfFailed(): void {
+    if (this.#failure !== undefined) throw this.#failure;
+  }
+
   /** Resolves when no append is in flight (queued events may remain); rejects when one failed. */
   async settle(): Promise<void> {
     while (this.#inFlight) await this.#inFlight;

@@ -379,10 +379,12 @@ export class RunExecutor {
     // still be written after it.
     // Appends in flight land first (the log keeps its order). A failed one fails a normal
     // transition; the final one is written anyway (#finish recorded the failure).
-    do {
+    // Checked before any await: the queued events' own append would start on the next microtask.
+    while (this.#writer.busy) {
       if (final) await this.#writer.settle().catch(() => {});
       else await this.#writer.settle();
-    } while (this.#writer.busy);
+    }
+    if (!final) this.#writer.throwIfFailed();
     // Events the agent produced just before this transition go in the same store call.
     const queued = this.#writer.takeBuffered();
     const deadline = Date.now() + (final ? FINISH_RETRY_MS : this.#outageMs);
