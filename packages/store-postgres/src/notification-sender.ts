@@ -47,6 +47,13 @@ export class NotificationSender {
     return sent;
   }
 
+  /** Resolves once every notification sent so far has settled, whatever its outcome. */
+  async flush(): Promise<void> {
+    while (this.#queued || this.#sending) {
+      await (this.#queued?.sent ?? this.#sending)?.then(ignore, ignore);
+    }
+  }
+
   #start(payloads: string[]): Promise<void> {
     const sending = this.#sql`
       SELECT pg_notify(${this.#channel}, payload) FROM unnest(${payloads}::text[]) AS payload`.then(ignore);

@@ -58,6 +58,13 @@ export interface PostgreSQLStoreOptions {
    * @default logs them with `console.error`
    */
   onSweepError?: (error: StoreError) => void;
+  /**
+   * Receives failures of change notifications. A write resolves once it has committed, and its
+   * notification follows on its own; when that fails, subscribers elsewhere hear of the change
+   * late (at their next read), never lose it.
+   * @default logs them with `console.error`
+   */
+  onNotifyError?: (error: StoreError) => void;
 }
 
 interface RunRow {
@@ -74,9 +81,9 @@ interface HistoryRow {
  * A {@link Store} on PostgreSQL, shared by every ACP server instance that opens the same table.
  *
  * Each write is one statement (a rare takeover of an expired row takes a short transaction).
- * Once a write of a run has committed, its `pg_notify` follows in a statement of its own, shared
- * with the notifications of concurrent writes, and the write resolves after it; subscribers in
- * all instances hear of it then. Each store holds a single LISTEN. An event costs one INSERT,
+ * Once a write of a run has committed, it resolves, and its `pg_notify` follows in a statement
+ * of its own, shared with the notifications of concurrent writes; subscribers in all instances
+ * hear of it then. Each store holds a single LISTEN. An event costs one INSERT,
  * whatever the length of its run's log. The schema is created by
  * {@link PostgreSQLStore.migrate}, which runs by itself before the first operation.
  * @example
@@ -95,6 +102,7 @@ export class PostgreSQLStore implements Store {
   readonly #ttlMs: number;
   readonly #sweepIntervalMs: number;
   readonly #onSweepError: (error: StoreError) => void;
+  readonly #onNotifyError: (error: StoreError) => void;
   readonly #notifier: RunNotifier;
   readonly #notifications: NotificationSender;
   #migration: Promise<void> | undefined;
@@ -110,6 +118,7 @@ export class PostgreSQLStore implements Store {
     ttlMs = DEFAULT_TTL_MS,
     sweepIntervalMs = 60_000,
     onSweepError = reportSweepError,
+    onNotifyError = reportNotifyError,
   }: PostgreSQLStoreOptions) {
     assertPostgresJs(sql);
     assertIdentifier("table", table);
@@ -128,6 +137,7 @@ export class PostgreSQLStore implements Store {
     this.#ttlMs = ttlMs;
     this.#sweepIntervalMs = sweepIntervalMs;
     this.#onSweepError = onSweepError;
+    this.#onNotifyError = onNotifyError;
     this.#notifier = new RunNotifier(sql, channel);
     this.#notifications = new NotificationSender(sql, channel);
   }
@@ -197,7 +207,7 @@ export class PostgreSQLStore implements Store {
         return true;
       });
       // Readers of the expired run, if any, learn that it was replaced.
-      if (takenOver) await this.#notifications.send(notification("record", runId, 1));
+      if (takenOver) this.#notify(notification("record", runId, 1));
       return takenOver;
     });
   }
@@ -227,7 +237,7 @@ export class PostgreSQLStore implements Store {
         )
         SELECT version, last_seq AS last FROM updated`;
       if (updated) {
-        await this.#notifications.send(notification("record", runId, updated.version));
+        this.#notify(notification("record", runId, updated.version));
         // What was stored is `value`: parsing it here spares the database sending it back.
         const record = toStoredRun({ value: JSON.parse(value) as RunRow["value"], version: updated.version });
         return { ok: true, record, lastSeq: updated.last };
@@ -251,7 +261,7 @@ export class PostgreSQLStore implements Store {
         )
         SELECT last_seq AS last FROM updated`;
       if (!appended) return null;
-      await this.#notifications.send(notification("events", runId));
+      this.#notify(notification("events", runId));
       return appended.last;
     });
   }
@@ -405,12 +415,27 @@ export class PostgreSQLStore implements Store {
     );
   }
 
-  /** Stops the sweep timer and the LISTEN of this store; leaves the `sql` instance open. */
+  /**
+   * Stops the sweep timer and the LISTEN of this store once the notifications of its writes
+   * have gone out; leaves the `sql` instance open.
+   */
   async close(): Promise<void> {
     this.#closed = true;
     if (this.#sweepTimer) clearInterval(this.#sweepTimer);
     this.#sweepTimer = undefined;
+    await this.#notifications.flush();
     await this.#attempt("close", () => this.#notifier.close(), false);
+  }
+
+  /**
+   * Sends a change notification after a committed write, without holding the write up: the
+   * writer's caller does not need it, and waiting for it would add a round trip to every write.
+   */
+  #notify(payload: string): void {
+    this.#notifications.send(payload).catch((error: unknown) => {
+      const reason = error instanceof Error ? error.message : String(error);
+      this.#onNotifyError(new StoreError(PACKAGE, `notification failed: ${reason}`, { cause: error }));
+    });
   }
 
   async #readRun(runId: string): Promise<StoredRun | undefined> {
@@ -505,5 +530,9 @@ function assertPostgresJs(sql: unknown): asserts sql is Sql<any> {
 }
 
 function reportSweepError(error: StoreError): void {
+  console.error(error);
+}
+
+function reportNotifyError(error: StoreError): void {
   console.error(error);
 }
