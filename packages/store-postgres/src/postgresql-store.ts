@@ -83,9 +83,9 @@ interface HistoryRow {
  * Each write is one statement (a rare takeover of an expired row takes a short transaction).
  * Once a write of a run has committed, it resolves, and its `pg_notify` follows in a statement
  * of its own, shared with the notifications of concurrent writes; subscribers in all instances
- * hear of it then. Each store holds a single LISTEN. An event costs one INSERT,
- * whatever the length of its run's log. The schema is created by
- * {@link PostgreSQLStore.migrate}, which runs by itself before the first operation.
+ * hear of it then. Each store holds a single LISTEN. An event costs one INSERT, whatever the
+ * length of its run's log. The schema is created by {@link PostgreSQLStore.migrate}, which runs
+ * by itself before the first operation.
  * @example
  * ```ts
  * import postgres from "postgres";
