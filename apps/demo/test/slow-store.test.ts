@@ -62,3 +62,34 @@ describe("a slow store", () => {
     expect(run.error?.message).toContain("could not be started");
   });
 });
+
+describe("a slow session-history write", () => {
+  it("is not written twice when it lands after its timeout", async () => {
+    const store = new MemoryStore();
+    /** The memory store, but appendHistory answers after 300 ms (it has landed by then). */
+    const slowHistory: Store = new Proxy(store, {
+      get(target, property, receiver) {
+        if (property === "appendHistory") {
+          return async (...args: Parameters<Store["appendHistory"]>) => {
+            const landed = target.appendHistory(...args);
+            await new Promise((resolve) => setTimeout(resolve, 300));
+            return landed;
+          };
+        }
+        const value = Reflect.get(target, property, receiver);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const app = createApp([echo], { store: slowHistory, storeTimeoutMs: 100 });
+    const response = await app.request("/runs", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ agent_name: "echo", input: [{ role: "user", parts: [{ content: "once" }] }] }),
+    });
+    const run = (await response.json()) as { status: string; session_id: string };
+    expect(run.status).toBe("completed");
+    const history = await store.getHistory(run.session_id);
+    expect(history?.map((item) => item.message.role)).toEqual(["user", "agent/echo"]);
+    await store.close?.();
+  });
+});

@@ -62,6 +62,11 @@ export class SessionHistory {
     }
   }
 
+  /** Whether an item of this session's history is stored (to tell whether an append landed). */
+  async has(itemId: string): Promise<boolean> {
+    return (await this.store.getHistoryItem(itemId)) !== undefined;
+  }
+
   append(items: HistoryItem[]): Promise<void> {
     return this.store.appendHistory(this.sessionId, items);
   }

@@ -11,8 +11,8 @@
  * is gone).
  */
 import type { Event } from "../models.ts";
-import { StoreError, type Store } from "../store.ts";
-import { retryOutage, whenSettled } from "./guarded-store.ts";
+import type { Store } from "../store.ts";
+import { retryOutage, waitSettled, whenSettled } from "./guarded-store.ts";
 
 /** How long one attempt waits for an earlier append that timed out to settle. */
 const SETTLE_WAIT_MS = 1000;
@@ -158,15 +158,7 @@ export class EventWriter {
 
   /** Waits a little for `pending`; throws a store outage (retried by the caller) if it runs on. */
   async #waitForPending(pending: Promise<void>): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    const settled = await Promise.race([
-      pending.then(() => true),
-      new Promise<false>((resolve) => {
-        timer = setTimeout(() => resolve(false), SETTLE_WAIT_MS);
-      }),
-    ]);
-    clearTimeout(timer);
-    if (!settled) throw new StoreError("core", `an earlier append to run ${this.runId} has not settled yet`);
+    await waitSettled(pending, SETTLE_WAIT_MS, `an earlier append to run ${this.runId}`);
     if (this.#pending === pending) this.#pending = undefined;
   }
 }

@@ -8,11 +8,11 @@ import type { Agent, AgentGenerator, Context, Yielded } from "../agent.ts";
 import { ACPError, toErrorModel } from "../errors.ts";
 import { eventLimitError } from "../limits.ts";
 import { isTerminal, type AwaitResume, type ErrorModel, type Event, type Message, type MessagePart, type Run } from "../models.ts";
-import type { ChangeKind, Store, StoredRun, Unsubscribe } from "../store.ts";
+import type { ChangeKind, HistoryItem, Store, StoredRun, Unsubscribe } from "../store.ts";
 import { Cancellation } from "./cancellation.ts";
 import { EventWriter, RunGoneError } from "./event-writer.ts";
 import { waitForRecord } from "./follow.ts";
-import { isStoreOutage, retryOutage } from "./guarded-store.ts";
+import { isStoreOutage, retryOutage, waitSettled, whenSettled } from "./guarded-store.ts";
 import { sameValue } from "./same-value.ts";
 import { classify, type Classified } from "./yielded.ts";
 import type { SessionHistory } from "../session.ts";
@@ -423,6 +423,32 @@ export class RunExecutor {
     }
   }
 
+  /**
+   * Appends the run's messages to its session through an outage. An append that timed out may
+   * have landed (it is atomic): before writing again, its first item tells, so nothing is doubled.
+   */
+  async #appendHistory(items: HistoryItem[]): Promise<void> {
+    let uncertain = false;
+    let pending: Promise<void> | undefined;
+    await retryOutage(
+      async () => {
+        if (uncertain) {
+          if (pending) await waitSettled(pending, 1000, `an earlier history append of run ${this.runId}`);
+          if (items[0] !== undefined && (await this.#history.has(items[0].id))) return;
+        }
+        uncertain = true;
+        try {
+          await this.#history.append(items);
+        } catch (error) {
+          pending = whenSettled(error);
+          throw error;
+        }
+      },
+      Date.now() + FINISH_RETRY_MS,
+      this.#giveUp,
+    );
+  }
+
   /** Records the end: history first (so a client that sees the end sees the history), then the run. */
   async #finish(outcome: Outcome): Promise<void> {
     try {
@@ -435,7 +461,7 @@ export class RunExecutor {
     const closed = this.#closeOpen();
     const output = [...this.#record.run.output, ...closed.output];
     const items = [...this.#input, ...output].map((message) => ({ id: randomUUID(), message }));
-    await retryOutage(() => this.#history.append(items), Date.now() + FINISH_RETRY_MS, this.#giveUp);
+    await this.#appendHistory(items);
     await this.#update(
       (run) => {
         // A cancel that won the race against completion turns the end into a cancel.

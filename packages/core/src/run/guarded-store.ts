@@ -124,6 +124,23 @@ function guardSubscribe(store: Store, args: unknown[], deadlines: Deadlines): Pr
 
 function settledOk(): void {}
 
+/**
+ * Waits up to `ms` for a timed-out call (see {@link whenSettled}) to settle, so that reading the
+ * store afterwards shows whether it landed; throws a store outage (for the caller to retry) if
+ * it is still running then.
+ */
+export async function waitSettled(pending: Promise<void>, ms: number, what: string): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const settled = await Promise.race([
+    pending.then(() => true),
+    new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), ms);
+    }),
+  ]);
+  clearTimeout(timer);
+  if (!settled) throw new StoreError("core", `${what} has not settled yet`);
+}
+
 /** The store is unavailable (as opposed to a run that ended or a conflict). */
 export function isStoreOutage(error: unknown): boolean {
   return error instanceof StoreError;
