@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto";
 import { readdir, readFile, readlink } from "node:fs/promises";
 import postgres from "postgres";
 import { createClient } from "redis";
+import { deleteRedisKeys, dropPostgresTables } from "../test/ha/backends.ts";
 
 export type StoreName = "memory" | "redis" | "postgres";
 export const STORES: StoreName[] = ["memory", "redis", "postgres"];
@@ -58,14 +59,7 @@ function createNamespace(store: StoreName): Namespace {
       store,
       prefix,
       env: { REDIS_URL, REDIS_PREFIX: prefix },
-      async cleanup() {
-        const redis = await createClient({ url: REDIS_URL }).connect();
-        try {
-          for await (const keys of redis.scanIterator({ MATCH: `${prefix}:*`, COUNT: 1000 })) if (keys.length > 0) await redis.unlink(keys);
-        } finally {
-          await redis.close();
-        }
-      },
+      cleanup: () => deleteRedisKeys(REDIS_URL, `${prefix}:`),
     };
   }
   if (store === "postgres") {
@@ -82,15 +76,7 @@ function createNamespace(store: StoreName): Namespace {
         POSTGRES_POOL_MAX: String(POSTGRES_POOL),
         POSTGRES_APPLICATION_NAME: applicationName,
       },
-      async cleanup() {
-        const sql = postgres(DATABASE_URL, { max: 1, onnotice: () => {} });
-        try {
-          const tables = await sql<{ tablename: string }[]>`select tablename from pg_tables where tablename like ${`${table}%`}`;
-          for (const { tablename } of tables) await sql`drop table if exists ${sql(tablename)} cascade`;
-        } finally {
-          await sql.end({ timeout: 5 });
-        }
-      },
+      cleanup: () => dropPostgresTables(DATABASE_URL, table),
     };
   }
   return { store, env: {}, cleanup: async () => {} };

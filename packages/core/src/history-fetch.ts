@@ -11,6 +11,7 @@ import { request as httpsRequest } from "node:https";
 import type { LookupFunction } from "node:net";
 import * as v from "valibot";
 import { MessageSchema, type Message } from "./models.ts";
+import { isOrigin } from "./origin.ts";
 import { isInternalAddress } from "./private-address.ts";
 
 export interface HistoryOptions {
@@ -54,15 +55,6 @@ export function describeUrl(url: string): string {
   }
 }
 
-function isOrigin(value: unknown): boolean {
-  if (typeof value !== "string") return false;
-  try {
-    const url = new URL(value);
-    return (url.protocol === "http:" || url.protocol === "https:") && url.origin === value;
-  } catch {
-    return false;
-  }
-}
 
 function positiveInteger(value: number, name: string): number {
   if (!Number.isInteger(value) || value < 1) throw new TypeError(`[acp] createApp(): history.${name} must be a whole number of at least 1, got ${value}`);

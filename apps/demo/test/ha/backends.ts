@@ -18,19 +18,33 @@ export interface Backend {
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 
+/** Deletes every key under `prefix`. */
+export async function deleteRedisKeys(url: string, prefix: string): Promise<void> {
+  const redis = await createClient({ url }).connect();
+  try {
+    for await (const keys of redis.scanIterator({ MATCH: `${prefix}*`, COUNT: 1000 })) if (keys.length > 0) await redis.unlink(keys);
+  } finally {
+    await redis.close();
+  }
+}
+
+/** Drops every table whose name starts with `table` (the store's tables are `<table>`, `<table>_events`, …). */
+export async function dropPostgresTables(url: string, table: string): Promise<void> {
+  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  try {
+    const tables = await sql<{ tablename: string }[]>`select tablename from pg_tables where tablename like ${`${table}%`}`;
+    for (const { tablename } of tables) await sql`drop table if exists ${sql(tablename)} cascade`;
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
+}
+
 export function redisBackend(): Backend {
   const prefix = `acptest${randomBytes(4).toString("hex")}`;
   return {
     name: "redis",
     env: { REDIS_URL, REDIS_PREFIX: prefix },
-    async cleanup() {
-      const redis = await createClient({ url: REDIS_URL }).connect();
-      try {
-        for await (const keys of redis.scanIterator({ MATCH: `${prefix}*`, COUNT: 500 })) if (keys.length > 0) await redis.unlink(keys);
-      } finally {
-        await redis.close();
-      }
-    },
+    cleanup: () => deleteRedisKeys(REDIS_URL, prefix),
   };
 }
 
@@ -39,14 +53,6 @@ export function postgresBackend(): Backend {
   return {
     name: "postgres",
     env: { DATABASE_URL, POSTGRES_TABLE: table, POSTGRES_CHANNEL: `${table}_update` },
-    async cleanup() {
-      const sql = postgres(DATABASE_URL, { max: 1, onnotice: () => {} });
-      try {
-        const tables = await sql<{ tablename: string }[]>`select tablename from pg_tables where tablename like ${`${table}%`}`;
-        for (const { tablename } of tables) await sql`drop table if exists ${sql(tablename)} cascade`;
-      } finally {
-        await sql.end({ timeout: 5 });
-      }
-    },
+    cleanup: () => dropPostgresTables(DATABASE_URL, table),
   };
 }

@@ -4,6 +4,7 @@
  */
 import type { MiddlewareHandler } from "hono";
 import { cors } from "hono/cors";
+import { isOrigin } from "../origin.ts";
 
 export interface CorsOptions {
   /**
@@ -18,15 +19,6 @@ export interface CorsOptions {
 /** The request headers an ACP client may send. */
 const ALLOW_HEADERS = ["Content-Type", "Accept", "Authorization", "X-API-Key", "Last-Event-ID"];
 
-function isOrigin(value: unknown): boolean {
-  if (typeof value !== "string") return false;
-  try {
-    const url = new URL(value);
-    return (url.protocol === "http:" || url.protocol === "https:") && url.origin === value;
-  } catch {
-    return false;
-  }
-}
 
 /**
  * Builds the middleware; it answers preflight requests itself, before authentication.
