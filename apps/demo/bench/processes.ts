@@ -55,7 +55,9 @@ export async function startServer({ script, env = {}, profileDir }: StartOptions
   const port = await freePort();
   const inherited = Object.fromEntries(Object.entries(process.env).filter(([name]) => !STORE_VARIABLES.test(name)));
   const profile = profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [];
-  const child = spawn(process.execPath, ["--expose-gc", ...profile, "--import", "tsx", path.join("bench", script)], {
+  // `acp-built` makes the packages resolve to their built code (dist), as users run them once
+  // installed from npm, rather than to their TypeScript sources compiled on the fly by tsx.
+  const child = spawn(process.execPath, ["--expose-gc", "--conditions=acp-built", ...profile, "--import", "tsx", path.join("bench", script)], {
     cwd: demoDir,
     env: { ...inherited, ...env, PORT: String(port) },
     stdio: ["ignore", "pipe", "pipe"],

@@ -1,7 +1,6 @@
 /**
  * A `Store` in process memory, for development, tests and single-instance servers. Values are
- * copied in and out through JSON, so it behaves exactly like the stores that serialise (and
- * JSON's native copy is several times faster than `structuredClone` on Node 20).
+ * copied in and out as JSON would copy them, so it behaves exactly like the stores that serialise.
  */
 import {
   isTerminal,
@@ -15,11 +14,9 @@ import {
   type Unsubscribe,
   type UpdateResult,
 } from "@acp/core";
+import { copyAsJson } from "./copy-as-json.ts";
+import { RecencyList } from "./recency-list.ts";
 
-/** A deep copy of a JSON value, as a store that serialises would hand it back. */
-function copy<T>(value: T): T {
-  return value === undefined ? value : (JSON.parse(JSON.stringify(value)) as T);
-}
 
 /** Options of {@link MemoryStore}. */
 export interface MemoryStoreOptions {
@@ -39,8 +36,8 @@ export interface MemoryStoreOptions {
 
 interface RunEntry {
   record: StoredRun;
-  /** The log, as JSON: the event with seq `n` is at index `n - 1`. Parsed only when read. */
-  events: string[];
+  /** The log: the event with seq `n` is at index `n - 1`. */
+  events: Event[];
   expiresAt: number;
 }
 
@@ -73,11 +70,10 @@ export class MemoryStore implements Store {
   readonly #ttlMs: number;
   readonly #maxRuns: number;
   readonly #runs = new Map<string, RunEntry>();
-  // Run ids by last write, oldest first (a Set keeps insertion order; re-adding moves to the end).
-  // With one TTL for all, this is also expiry order. Finished runs are kept apart so that the
+  // Run ids by last write, oldest first. With one TTL for all, this is also expiry order. Finished runs are kept apart so that the
   // size limit can drop them first.
-  readonly #activeOrder = new Set<string>();
-  readonly #finishedOrder = new Set<string>();
+  readonly #activeOrder = new RecencyList<string>();
+  readonly #finishedOrder = new RecencyList<string>();
   /** Sessions by last write, oldest first, as for runs. */
   readonly #sessions = new Map<string, SessionEntry>();
   readonly #items = new Map<string, ItemLocation>();
@@ -100,7 +96,7 @@ export class MemoryStore implements Store {
   async createRun(record: StoredRun, events: Event[]): Promise<boolean> {
     const runId = record.run.run_id;
     if (this.#liveRun(runId)) return false;
-    const entry: RunEntry = { record: { ...copy(record), version: 1 }, events: events.map((event) => JSON.stringify(event)), expiresAt: 0 };
+    const entry: RunEntry = { record: { ...copyAsJson(record), version: 1 }, events: events.map((event) => copyAsJson(event)), expiresAt: 0 };
     this.#runs.set(runId, entry);
     this.#touchRun(runId, entry);
     this.#evictOverLimit();
@@ -109,14 +105,17 @@ export class MemoryStore implements Store {
 
   async getRun(runId: string): Promise<StoredRun | undefined> {
     const entry = this.#liveRun(runId);
-    return entry && copy(entry.record);
+    return entry && copyAsJson(entry.record);
   }
 
   async updateRun(runId: string, expectedVersion: number, next: StoredRun, events: Event[]): Promise<UpdateResult> {
     const entry = this.#liveRun(runId);
-    if (!entry || entry.record.version !== expectedVersion) return { ok: false, record: entry && copy(entry.record) };
-    entry.record = { ...copy(next), version: expectedVersion + 1 };
-    for (const event of events) entry.events.push(JSON.stringify(event));
+    if (!entry || entry.record.version !== expectedVersion) return { ok: false, record: entry && copyAsJson(entry.record) };
+    // Everything is copied before anything changes: a value that cannot be copied writes nothing.
+    const record = { ...copyAsJson(next), version: expectedVersion + 1 };
+    const copied = events.map((event) => copyAsJson(event));
+    entry.record = record;
+    for (const event of copied) entry.events.push(event);
     this.#touchRun(runId, entry);
     this.#notify(runId, "record", expectedVersion + 1);
     // The stored record is a copy of `next`: handing back `next` itself shares nothing with the store.
@@ -127,7 +126,8 @@ export class MemoryStore implements Store {
     const entry = this.#liveRun(runId);
     if (!entry || isTerminal(entry.record.run.status)) return null;
     if (events.length === 0) return entry.events.length;
-    for (const event of events) entry.events.push(JSON.stringify(event));
+    const copied = events.map((event) => copyAsJson(event));
+    for (const event of copied) entry.events.push(event);
     // A run that keeps streaming is in use: an append keeps it (and its log) from expiring.
     this.#touchRun(runId, entry);
     this.#notify(runId, "events");
@@ -139,7 +139,7 @@ export class MemoryStore implements Store {
     if (!entry) return [];
     const start = Math.max(0, Math.floor(afterSeq));
     const end = limit === undefined ? undefined : start + Math.max(0, limit);
-    return entry.events.slice(start, end).map((event, i) => ({ seq: start + i + 1, event: JSON.parse(event) as Event }));
+    return entry.events.slice(start, end).map((event, i) => ({ seq: start + i + 1, event: copyAsJson(event) }));
   }
 
   async subscribe(runId: string, listener: ChangeListener): Promise<Unsubscribe> {
@@ -163,7 +163,7 @@ export class MemoryStore implements Store {
     else session = { items: [], expiresAt: 0 };
     for (const item of items) {
       this.#items.set(item.id, { sessionId, index: session.items.length });
-      session.items.push(copy(item));
+      session.items.push(copyAsJson(item));
     }
     session.expiresAt = Date.now() + this.#ttlMs;
     this.#sessions.set(sessionId, session);
@@ -171,7 +171,7 @@ export class MemoryStore implements Store {
 
   async getHistory(sessionId: string): Promise<HistoryItem[] | undefined> {
     const session = this.#liveSession(sessionId);
-    return session && copy(session.items);
+    return session && copyAsJson(session.items);
   }
 
   async getHistoryItem(itemId: string): Promise<HistoryItem | undefined> {
@@ -183,7 +183,7 @@ export class MemoryStore implements Store {
       this.#items.delete(itemId);
       return undefined;
     }
-    return copy(item);
+    return copyAsJson(item);
   }
 
   async heartbeat(instanceId: string, leaseMs: number): Promise<void> {
@@ -233,9 +233,9 @@ export class MemoryStore implements Store {
   /** Restarts the run's TTL and moves it to the most recently written end of its order. */
   #touchRun(runId: string, entry: RunEntry): void {
     entry.expiresAt = Date.now() + this.#ttlMs;
-    this.#activeOrder.delete(runId);
-    this.#finishedOrder.delete(runId);
-    (isTerminal(entry.record.run.status) ? this.#finishedOrder : this.#activeOrder).add(runId);
+    const finished = isTerminal(entry.record.run.status);
+    (finished ? this.#activeOrder : this.#finishedOrder).delete(runId);
+    (finished ? this.#finishedOrder : this.#activeOrder).touch(runId);
   }
 
   #dropRun(runId: string): void {
@@ -254,7 +254,7 @@ export class MemoryStore implements Store {
   /** Drops the least recently written runs, finished ones first, until at most `maxRuns` remain. */
   #evictOverLimit(): void {
     while (this.#runs.size > this.#maxRuns) {
-      const oldest = firstOf(this.#finishedOrder) ?? firstOf(this.#activeOrder);
+      const oldest = this.#finishedOrder.oldest() ?? this.#activeOrder.oldest();
       if (oldest === undefined) return;
       this.#dropRun(oldest);
     }
@@ -290,9 +290,4 @@ export class MemoryStore implements Store {
       }
     }
   }
-}
-
-function firstOf<T>(set: Set<T>): T | undefined {
-  for (const value of set) return value;
-  return undefined;
 }

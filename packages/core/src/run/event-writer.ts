@@ -30,8 +30,13 @@ export class EventWriter {
   #inFlight: Promise<void> | undefined;
   #failure: unknown;
   #lastSeq: number;
-  /** An append is due on the next microtask. */
+  /** An append is scheduled. */
   #scheduled = false;
+  /**
+   * Appends wait for the end of the event-loop turn instead of the next microtask, so that a run
+   * nobody can see yet writes what one turn produced in one call (or in its next transition's).
+   */
+  untilTurnEnds = false;
   /** The last append failed in a way that may have stored it anyway. */
   #uncertain = false;
   /** That append timed out and may still land (a client library's queue): settles when it has. */
@@ -74,7 +79,7 @@ export class EventWriter {
     this.#buffer.push(event);
     if (this.#inFlight === undefined && !this.#scheduled) {
       this.#scheduled = true;
-      queueMicrotask(() => {
+      (this.untilTurnEnds ? setImmediate : queueMicrotask)(() => {
         this.#scheduled = false;
         if (this.#buffer.length > 0) this.#inFlight ??= this.#drain();
       });

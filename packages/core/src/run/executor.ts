@@ -44,8 +44,16 @@ function isSettledStatus(status: Run["status"]): boolean {
   return status === "awaiting" || isTerminal(status);
 }
 
+/** The time as ISO 8601; formatted once per millisecond, as runs ask for it several times in one. */
+let lastMs = 0;
+let lastIso = "";
 function now(): string {
-  return new Date().toISOString();
+  const ms = Date.now();
+  if (ms !== lastMs) {
+    lastMs = ms;
+    lastIso = new Date(ms).toISOString();
+  }
+  return lastIso;
 }
 
 function toGenerator(result: ReturnType<Agent["handler"]>): AgentGenerator {
@@ -70,6 +78,13 @@ export interface ExecutorInit {
   outageMs: number;
   /** Most events the handler's output may produce; past it the run fails. @default 100_000 */
   maxEvents?: number;
+  /**
+   * The run is known to its creator only (a sync run until it settles: its id goes out with the
+   * answer), so nobody can read or cancel it yet. Its writes are then gathered: no subscription,
+   * events written at the end of each event-loop turn, and completed messages reach the record's
+   * output with the next transition. It stops being quiet when it first awaits. @default false
+   */
+  quiet?: boolean;
 }
 
 export class RunExecutor {
@@ -97,9 +112,14 @@ export class RunExecutor {
   readonly #maxEvents: number;
   /** Events the handler's output has produced so far (status events not counted). */
   #produced = 0;
+  /** See {@link ExecutorInit.quiet}. */
+  #quiet: boolean;
+  /** Completed messages whose events are written or queued but which the record's output lacks (quiet runs). */
+  #unsavedOutput: Message[] = [];
 
-  constructor({ store, agent, record, input, history, outageMs, maxEvents = 100_000 }: ExecutorInit) {
+  constructor({ store, agent, record, input, history, outageMs, maxEvents = 100_000, quiet = false }: ExecutorInit) {
     this.#maxEvents = maxEvents;
+    this.#quiet = quiet;
     this.#store = store;
     this.#agent = agent;
     this.#record = record;
@@ -109,6 +129,7 @@ export class RunExecutor {
     this.#outageMs = outageMs;
     // createRun stored exactly two events: run.created and run.in-progress.
     this.#writer = new EventWriter(store, record.run.run_id, 2, outageMs);
+    this.#writer.untilTurnEnds = quiet;
   }
 
   get runId(): string {
@@ -327,14 +348,30 @@ export class RunExecutor {
     for (const event of closed.events) this.#writer.push(event);
     this.#writer.push({ type: "message.created", message: { ...message, created_at } });
     for (const part of message.parts) this.#writer.push({ type: "message.part", part });
+    if (this.#quiet) {
+      // Nobody can see the record yet: the output goes with the next transition.
+      this.#writer.push({ type: "message.completed", message: whole });
+      this.#unsavedOutput.push(...closed.output, whole);
+      return true;
+    }
     return this.#update(
       (run) => ({ ...run, output: [...run.output, ...closed.output, whole] }),
       () => [{ type: "message.completed", message: whole }],
     );
   }
 
+  /** Ends the quiet phase: from now on the run can be seen and cancelled, so listen, and write at once. */
+  async #becomeVisible(): Promise<void> {
+    if (!this.#quiet) return;
+    this.#quiet = false;
+    this.#writer.untilTurnEnds = false;
+    await this.listen();
+  }
+
   /** Moves the run to `awaiting`, waits for a resume through any instance, and returns it. */
   async #await(message: Message): Promise<AwaitResume | undefined> {
+    // The awaiting run goes out to the client, who may cancel or resume it through any instance.
+    await this.#becomeVisible();
     const closed = this.#closeOpen();
     const asked = await this.#update(
       (run) => ({ ...run, status: "awaiting", await_request: { type: "message", message }, output: [...run.output, ...closed.output] }),
@@ -395,7 +432,9 @@ export class RunExecutor {
         this.#abort.abort();
         return false;
       }
-      const run = change(current.run);
+      // Messages completed while quiet join the output now, before the transition's own change.
+      const unsaved = this.#unsavedOutput.length;
+      const run = change(unsaved === 0 ? current.run : { ...current.run, output: [...current.run.output, ...this.#unsavedOutput] });
       const written = [...queued, ...events(run)];
       let uncertain = false;
       this.#writingVersion = current.version + 1;
@@ -413,6 +452,7 @@ export class RunExecutor {
         result = { ok: true, record: result.record, lastSeq: this.#writer.lastSeq + written.length };
       }
       if (result.ok) {
+        this.#unsavedOutput.splice(0, unsaved);
         this.#record = result.record;
         this.#writer.lastSeq = result.lastSeq;
         this.#settle(result.record);
@@ -459,7 +499,7 @@ export class RunExecutor {
       outcome = { status: "failed", error: failure(error) };
     }
     const closed = this.#closeOpen();
-    const output = [...this.#record.run.output, ...closed.output];
+    const output = [...this.#record.run.output, ...this.#unsavedOutput, ...closed.output];
     const items = [...this.#input, ...output].map((message) => ({ id: randomUUID(), message }));
     await this.#appendHistory(items);
     await this.#update(

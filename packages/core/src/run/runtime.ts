@@ -135,9 +135,11 @@ export class Runtime {
     const started: Run = { ...run, status: "in-progress" };
     const record: StoredRun = { run: started, version: 1, owner: this.instanceId, resume: null };
     const history = new SessionHistory(this.store, sessionId, request.session?.history ?? [], this.#fetchHistory);
-    const executor = new RunExecutor({ store: this.store, agent, record, input: request.input, history, outageMs: this.outageMs, maxEvents: this.limits.maxEventsPerRun });
+    // A sync run's id reaches its client with the answer: until then nobody else can read or cancel it.
+    const quiet = request.mode !== "async" && request.mode !== "stream";
+    const executor = new RunExecutor({ store: this.store, agent, record, input: request.input, history, outageMs: this.outageMs, maxEvents: this.limits.maxEventsPerRun, quiet });
     // Listening before the run exists, so that no cancel can slip past the executor.
-    await executor.listen();
+    if (!quiet) await executor.listen();
     let created: boolean;
     try {
       created = await this.store.createRun(record, [
