@@ -12,6 +12,7 @@ import type { Store } from "@acp/core";
 import { startServer } from "../src/server.ts";
 import { storeFromEnv } from "../src/store-from-env.ts";
 import { benchAgents } from "./bench-agents.ts";
+import { keepConnectionsOpen } from "./keep-alive.ts";
 import { percentile } from "./stats.ts";
 
 /** Durations kept per store method, the latest ones, for percentiles. */
@@ -68,6 +69,7 @@ const storeCalls: StoreCallLog = { counts: {}, durations: {} };
 const chosen = await storeFromEnv();
 if (process.env.BENCH_COUNT_STORE_CALLS === "1") chosen.store = countingStore(chosen.store, storeCalls);
 const demo = await startServer(benchAgents, chosen, { port: Number(process.env.PORT), host: "127.0.0.1", drainMs: 500 });
+keepConnectionsOpen(demo.server);
 // Added before the first request reaches the app (we are still in the tick that started listening).
 demo.app.get("/__bench/memory", (c) => {
   // Twice: the first pass may only queue finalizers that free more on the second.

@@ -11,6 +11,7 @@ import { RunCreateRequestSchema, type Run } from "@acp/core";
 import { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import * as v from "valibot";
+import { keepConnectionsOpen } from "./keep-alive.ts";
 
 const app = new Hono();
 app.get("/ping", (c) => c.json({}));
@@ -57,6 +58,7 @@ app.get("/__bench/memory", (c) => {
 });
 
 const server = serve({ fetch: app.fetch, port: Number(process.env.PORT), hostname: "127.0.0.1" });
+keepConnectionsOpen(server);
 const stop = (): void => {
   server.close(() => process.exit(0));
 };

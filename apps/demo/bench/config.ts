@@ -25,9 +25,11 @@ export const SCENARIOS = ["throughput", "streams", "cross", "followers"] as cons
 export type Scenario = (typeof SCENARIOS)[number];
 
 export interface BenchConfig {
-  /** BENCH_SECONDS: measured seconds per throughput run, and the idle window of the followers. @default 10 */
+  /** BENCH_SECONDS: measured seconds of each throughput target in all rounds, and the idle window of the followers. @default 10 */
   seconds: number;
-  /** BENCH_WARMUP_SECONDS: unmeasured seconds before each throughput measurement. @default 5 */
+  /** BENCH_ROUNDS: interleaved rounds the throughput targets are measured in, each one BENCH_SECONDS / BENCH_ROUNDS per target. @default 5 */
+  rounds: number;
+  /** BENCH_WARMUP_SECONDS: unmeasured seconds of load on each throughput server before the rounds. @default 5 */
   warmupSeconds: number;
   /** BENCH_CLIENTS: concurrent keep-alive clients of the throughput runs. @default 64 */
   clients: number;
@@ -52,6 +54,7 @@ export interface BenchConfig {
 export function configFromEnv(argv: string[] = process.argv.slice(2)): BenchConfig {
   return {
     seconds: whole("BENCH_SECONDS", 10),
+    rounds: whole("BENCH_ROUNDS", 5),
     warmupSeconds: whole("BENCH_WARMUP_SECONDS", 5, 0),
     clients: whole("BENCH_CLIENTS", 64),
     stores: list("BENCH_STORES", STORES),

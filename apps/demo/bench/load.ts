@@ -1,32 +1,53 @@
 /**
- * A closed-loop load generator: `clients` keep-alive connections, each sending its next request
- * as soon as the previous answer is read. Requests finishing during the warm-up are not counted;
- * then completions are counted and timed for the measured window.
+ * A closed-loop load generator: `clients` keep-alive connections to one server, each sending its
+ * next request as soon as the previous answer is read. One `run` drives the loop for a lead-in
+ * (not counted), then counts and times the completions of a measured window, and stops; the
+ * connections stay open for the next run, so that a server can be measured in several slices.
  *
  * undici's Pool is used instead of fetch so that exactly `clients` connections carry the load
  * (fetch's global dispatcher decides that itself) and bodies are read without WHATWG stream cost.
  */
 import { Pool } from "undici";
+import { KEEP_ALIVE_MS } from "./keep-alive.ts";
 import { percentile } from "./stats.ts";
 
-export interface LoadOptions {
+export interface LoadTarget {
   url: string;
   path: string;
   /** JSON body sent with every request (POST). */
   body: string;
   clients: number;
-  warmupMs: number;
-  measureMs: number;
   /** Throws when an answer is not what a successful request returns. */
   check(status: number, body: string): void;
-  /** Called when the measured window opens and when it closes. */
-  onWindow?(edge: "start" | "end"): void;
-  /** Called about once a second with what was measured so far. */
-  onProgress?(phase: "warm-up" | "measuring", elapsedMs: number, completed: number): void;
 }
 
+export interface RunOptions {
+  /** Unmeasured load before the window opens: a warm-up, or the settling of a slice. */
+  leadInMs: number;
+  /** Length of the measured window; 0 for none. */
+  measureMs: number;
+  /** Called the moment the measured window opens and the moment it closes. */
+  onWindow?(edge: "start" | "end"): void;
+  /** Called about twice a second with what was measured so far. */
+  onProgress?(phase: "lead-in" | "measuring", elapsedMs: number, completed: number): void;
+}
+
+/** What one run saw. */
+export interface LoadWindow {
+  /** Latency of each request completed in the measured window, in ms. */
+  latencies: number[];
+  /** Requests completed in all, lead-in included. */
+  completed: number;
+  /** Failed requests, lead-in included. */
+  errors: number;
+  /** Length of the measured window as timed, in s. */
+  seconds: number;
+  firstError?: string;
+}
+
+/** What one or more runs against a server add up to. */
 export interface LoadResult {
-  /** Requests completed in the measured window. */
+  /** Requests completed in the measured windows. */
   requests: number;
   /** Requests completed in all, warm-up included: what the server did over its life. */
   completedInAll: number;
@@ -38,57 +59,85 @@ export interface LoadResult {
   firstError?: string;
 }
 
-export async function closedLoop(options: LoadOptions): Promise<LoadResult> {
-  const { url, path, body, clients, warmupMs, measureMs, check, onWindow, onProgress } = options;
-  const pool = new Pool(url, { connections: clients, pipelining: 1, keepAliveTimeout: 60_000 });
-  const started = performance.now();
-  const measureFrom = started + warmupMs;
-  const measureUntil = measureFrom + measureMs;
-  const latencies: number[] = [];
-  let errors = 0;
-  let completedInAll = 0;
-  let firstError: string | undefined;
+export class ClosedLoop {
+  readonly #pool: Pool;
 
-  const opens = setTimeout(() => onWindow?.("start"), warmupMs);
-  const closes = setTimeout(() => onWindow?.("end"), warmupMs + measureMs);
-  const ticker = setInterval(() => {
-    const now = performance.now();
-    if (now < measureFrom) onProgress?.("warm-up", now - started, 0);
-    else onProgress?.("measuring", now - measureFrom, latencies.length);
-  }, 1000);
-
-  const client = async (): Promise<void> => {
-    while (performance.now() < measureUntil) {
-      const sent = performance.now();
-      try {
-        const response = await pool.request({ path, method: "POST", headers: { "content-type": "application/json" }, body });
-        check(response.statusCode, await response.body.text());
-        const done = performance.now();
-        completedInAll++;
-        if (done >= measureFrom && done < measureUntil) latencies.push(done - sent);
-      } catch (error) {
-        errors++;
-        firstError ??= (error as Error).message;
-        // An error loop would spin: back off a little.
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      }
-    }
-  };
-  try {
-    await Promise.all(Array.from({ length: clients }, client));
-  } finally {
-    clearInterval(ticker);
-    clearTimeout(opens);
-    clearTimeout(closes);
-    await pool.close();
+  constructor(readonly target: LoadTarget) {
+    this.#pool = new Pool(target.url, { connections: target.clients, pipelining: 1, keepAliveTimeout: KEEP_ALIVE_MS, keepAliveMaxTimeout: KEEP_ALIVE_MS });
   }
-  const seconds = measureMs / 1000;
+
+  async run({ leadInMs, measureMs, onWindow, onProgress }: RunOptions): Promise<LoadWindow> {
+    const { path, body, clients, check } = this.target;
+    const started = performance.now();
+    const result: LoadWindow = { latencies: [], completed: 0, errors: 0, seconds: 0 };
+    // Completions count while the window is open; the edges are set by timers and read the clock
+    // right beside onWindow, so that what is counted and what onWindow measures cover the same time.
+    let measuring = false;
+    let stopped = false;
+    let openedAt = 0;
+    let closes: NodeJS.Timeout | undefined;
+    const close = (): void => {
+      measuring = false;
+      stopped = true;
+      if (measureMs === 0) return;
+      result.seconds = (performance.now() - openedAt) / 1000;
+      onWindow?.("end");
+    };
+    const opens = setTimeout(() => {
+      if (measureMs === 0) return close();
+      onWindow?.("start");
+      openedAt = performance.now();
+      measuring = true;
+      closes = setTimeout(close, measureMs);
+    }, leadInMs);
+    const ticker = setInterval(() => {
+      if (measuring) onProgress?.("measuring", performance.now() - openedAt, result.latencies.length);
+      else if (!stopped) onProgress?.("lead-in", performance.now() - started, 0);
+    }, 500);
+
+    const client = async (): Promise<void> => {
+      while (!stopped) {
+        const sent = performance.now();
+        try {
+          const response = await this.#pool.request({ path, method: "POST", headers: { "content-type": "application/json" }, body });
+          check(response.statusCode, await response.body.text());
+          result.completed++;
+          if (measuring) result.latencies.push(performance.now() - sent);
+        } catch (error) {
+          result.errors++;
+          result.firstError ??= (error as Error).message;
+          // An error loop would spin: back off a little.
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+      }
+    };
+    try {
+      await Promise.all(Array.from({ length: clients }, client));
+    } finally {
+      clearInterval(ticker);
+      clearTimeout(opens);
+      clearTimeout(closes);
+      stopped = true;
+    }
+    return result;
+  }
+
+  close(): Promise<void> {
+    return this.#pool.close();
+  }
+}
+
+/** Adds up the runs against one server: counts and times summed, percentiles over every latency. */
+export function summarize(windows: readonly LoadWindow[]): LoadResult {
+  const latencies = windows.flatMap((window) => window.latencies);
+  const seconds = windows.reduce((sum, window) => sum + window.seconds, 0);
+  const firstError = windows.find((window) => window.firstError !== undefined)?.firstError;
   return {
     requests: latencies.length,
-    completedInAll,
-    errors,
+    completedInAll: windows.reduce((sum, window) => sum + window.completed, 0),
+    errors: windows.reduce((sum, window) => sum + window.errors, 0),
     seconds,
-    perSecond: latencies.length / seconds,
+    perSecond: seconds > 0 ? latencies.length / seconds : 0,
     p50Ms: percentile(latencies, 50),
     p99Ms: percentile(latencies, 99),
     ...(firstError === undefined ? {} : { firstError }),

@@ -26,7 +26,7 @@ export interface BenchResults {
   machine: Machine;
   /** The commit measured, and whether the work tree had changes on top of it. */
   commit: string;
-  settings: Pick<BenchConfig, "seconds" | "warmupSeconds" | "clients" | "streamSizes" | "streamEvents" | "crossEvents" | "followers">;
+  settings: Pick<BenchConfig, "seconds" | "rounds" | "warmupSeconds" | "clients" | "streamSizes" | "streamEvents" | "crossEvents" | "followers">;
   throughput: ThroughputResult[];
   streams: StreamGrowthResult[];
   cross: CrossInstanceResult[];
@@ -123,7 +123,7 @@ export function toMarkdown(results: BenchResults): string {
   if (results.throughput.length > 0) {
     const ceiling = results.throughput.find((row) => row.target === "ceiling")?.perSecond;
     out.push(
-      `### 1. Throughput: sync runs of an echo agent, ${s.clients} keep-alive clients, ${s.seconds} s measured after ${s.warmupSeconds} s warm-up`,
+      `### 1. Throughput: sync runs of an echo agent, ${s.clients} keep-alive clients, ${s.seconds} s measured in ${s.rounds} interleaved round${s.rounds === 1 ? "" : "s"} after ${s.warmupSeconds} s warm-up`,
       table(
         ["Server", "runs/s", "p50 ms", "p99 ms", "of ceiling", "server CPU ms/run", "server cores busy", "errors"],
         results.throughput.map((row) => [

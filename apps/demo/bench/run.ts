@@ -18,7 +18,7 @@ import type { ScenarioContext } from "./scenarios/context.ts";
 import { measureCrossInstance } from "./scenarios/cross-instance.ts";
 import { measureFollowers, type FollowersTarget } from "./scenarios/followers.ts";
 import { measureStreamGrowth } from "./scenarios/stream-growth.ts";
-import { measureThroughput, type ThroughputTarget } from "./scenarios/throughput.ts";
+import { measureThroughput } from "./scenarios/throughput.ts";
 
 const repoDir = path.resolve(demoDir, "../..");
 const resultsDir = path.join(repoDir, "bench-results");
@@ -41,6 +41,7 @@ const results: Omit<BenchResults, "targets"> = {
   commit: commit(repoDir),
   settings: {
     seconds: config.seconds,
+    rounds: config.rounds,
     warmupSeconds: config.warmupSeconds,
     clients: config.clients,
     streamSizes: config.streamSizes,
@@ -57,15 +58,15 @@ const results: Omit<BenchResults, "targets"> = {
 const stores = config.stores;
 const haStores = stores.filter((store): store is Exclude<StoreName, "memory"> => store !== "memory");
 const steps: Step[] = [
-  ...(["ceiling", ...stores] as ThroughputTarget[]).map((target) => ({
+  {
     scenario: "throughput" as const,
-    label: `throughput ${target}`,
+    label: "throughput",
     run: async (context: ScenarioContext) => {
-      const row = await measureThroughput(target, context);
-      results.throughput.push(row);
-      return `${formatCount(row.perSecond)} runs/s, p50 ${row.p50Ms.toFixed(2)} ms, p99 ${row.p99Ms.toFixed(2)} ms`;
+      const rows = await measureThroughput(context);
+      results.throughput.push(...rows);
+      return rows.map((row) => `${row.target} ${formatCount(row.perSecond)} runs/s`).join(", ");
     },
-  })),
+  },
   ...stores.map((store) => ({
     scenario: "streams" as const,
     label: `stream cost ${store}`,

@@ -1,67 +1,52 @@
 /**
  * Throughput of sync runs of the echo agent under `clients` concurrent keep-alive clients, on an
- * ACP instance over a store or on the bare-Hono ceiling.
+ * ACP instance over each store and on the bare-Hono ceiling. Every server runs from the start;
+ * after each is warmed up, they are measured in interleaved rounds, one slice of each per round,
+ * so that a change in the machine's load weighs on all of them alike and the ratios between them
+ * hold.
  */
-import { namespace, type StoreName } from "../backends.ts";
-import { closedLoop, type LoadResult } from "../load.ts";
-import { cpuSeconds, startServer } from "../processes.ts";
 import { formatCount } from "../progress.ts";
 import type { ScenarioContext } from "./context.ts";
+import { ThroughputServer, type ThroughputResult, type ThroughputTarget } from "./throughput-server.ts";
 
-export type ThroughputTarget = "ceiling" | StoreName;
+export type { ThroughputResult, ThroughputTarget } from "./throughput-server.ts";
 
-export interface ThroughputResult extends LoadResult {
-  target: ThroughputTarget;
-  /** CPU time the server process used per run during the measured window, in ms. */
-  serverCpuMsPerRun?: number;
-  /** Cores the server process kept busy during the measured window (1 = one core all the time). */
-  serverCores?: number;
+/** The servers in round `round`'s order: each round starts one further along, so no target always follows the same one. */
+function rotated<T>(items: readonly T[], round: number): T[] {
+  const shift = round % items.length;
+  return [...items.slice(shift), ...items.slice(0, shift)];
 }
 
-const BODY = JSON.stringify({
-  agent_name: "echo",
-  input: [{ role: "user", parts: [{ content_type: "text/plain", content: "Hello from the bench" }] }],
-  mode: "sync",
-});
-
-function checkCompleted(status: number, body: string): void {
-  if (status !== 200 || !body.includes('"status":"completed"')) throw new Error(`expected 200 and a completed run, got ${status}: ${body.slice(0, 200)}`);
-}
-
-export async function measureThroughput(target: ThroughputTarget, { config, progress, profileDir }: ScenarioContext): Promise<ThroughputResult> {
-  const space = target === "ceiling" ? undefined : namespace(target);
-  const server = await startServer({
-    script: target === "ceiling" ? "ceiling-server.ts" : "acp-server.ts",
-    env: space?.env ?? {},
-    profileDir: profileDir(`throughput-${target}`),
-  });
-  const cpu: { start?: number; end?: number } = {};
+export async function measureThroughput(context: ScenarioContext): Promise<ThroughputResult[]> {
+  const { config, progress } = context;
+  const targets: ThroughputTarget[] = ["ceiling", ...config.stores];
+  const servers: ThroughputServer[] = [];
   try {
-    const result = await closedLoop({
-      url: server.url,
-      path: "/runs",
-      body: BODY,
-      clients: config.clients,
-      warmupMs: config.warmupSeconds * 1000,
-      measureMs: config.seconds * 1000,
-      check: checkCompleted,
-      onWindow: (edge) => (cpu[edge] = cpuSeconds(server.pid)),
-      onProgress: (phase, elapsedMs, completed) =>
-        progress.update(
-          phase === "warm-up"
-            ? `warm-up ${Math.floor(elapsedMs / 1000)}/${config.warmupSeconds} s`
-            : `measuring ${Math.floor(elapsedMs / 1000)}/${config.seconds} s, ${formatCount(completed / Math.max(elapsedMs / 1000, 0.001))} req/s`,
-        ),
-    });
-    if (result.errors > 0) console.error(`\n[bench] throughput ${target}: ${result.errors} failed requests, first: ${result.firstError}\n${server.output().slice(-2000)}`);
-    const used = cpu.start !== undefined && cpu.end !== undefined ? cpu.end - cpu.start : undefined;
-    return {
-      target,
-      ...result,
-      ...(used === undefined || result.requests === 0 ? {} : { serverCpuMsPerRun: (used * 1000) / result.requests, serverCores: used / result.seconds }),
-    };
+    for (const target of targets) {
+      progress.update(`starting ${target}`);
+      servers.push(await ThroughputServer.start(target, context));
+    }
+    for (const server of servers) {
+      await server.warmUp(config.warmupSeconds * 1000, (_phase, elapsedMs) =>
+        progress.update(`warm-up ${server.target} ${Math.floor(elapsedMs / 1000)}/${config.warmupSeconds} s`),
+      );
+    }
+    const sliceMs = (config.seconds * 1000) / config.rounds;
+    for (let round = 0; round < config.rounds; round++) {
+      for (const server of rotated(servers, round)) {
+        const label = `round ${round + 1}/${config.rounds}, ${server.target}`;
+        progress.update(label);
+        await server.measureSlice(sliceMs, (phase, elapsedMs, completed) =>
+          progress.update(phase === "measuring" ? `${label}, ${formatCount(completed / Math.max(elapsedMs / 1000, 0.001))} req/s` : label),
+        );
+      }
+    }
+    const results = servers.map((server) => server.result());
+    for (const [index, result] of results.entries()) {
+      if (result.errors > 0) console.error(`\n[bench] throughput ${result.target}: ${result.errors} failed requests, first: ${result.firstError}\n${servers[index]!.server.output().slice(-2000)}`);
+    }
+    return results;
   } finally {
-    await server.stop();
-    await space?.cleanup();
+    await Promise.allSettled(servers.map((server) => server.stop()));
   }
 }

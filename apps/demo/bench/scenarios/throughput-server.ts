@@ -1,0 +1,103 @@
+/**
+ * One server of the throughput measurement: its process (and store namespace), the keep-alive
+ * load against it, and what its measured slices add up to, server CPU time included.
+ */
+import { namespace, type Namespace, type StoreName } from "../backends.ts";
+import { ClosedLoop, summarize, type LoadResult, type LoadWindow } from "../load.ts";
+import { cpuSeconds, startServer, type ServerProcess } from "../processes.ts";
+import type { ScenarioContext } from "./context.ts";
+
+export type ThroughputTarget = "ceiling" | StoreName;
+
+export interface ThroughputResult extends LoadResult {
+  target: ThroughputTarget;
+  /** CPU time the server process used per run during the measured windows, in ms. */
+  serverCpuMsPerRun?: number;
+  /** Cores the server process kept busy during the measured windows (1 = one core all the time). */
+  serverCores?: number;
+}
+
+/** Unmeasured load at the start of every slice: the server is back at its steady state when the window opens. */
+const SLICE_LEAD_IN_MS = 250;
+
+const BODY = JSON.stringify({
+  agent_name: "echo",
+  input: [{ role: "user", parts: [{ content_type: "text/plain", content: "Hello from the bench" }] }],
+  mode: "sync",
+});
+
+function checkCompleted(status: number, body: string): void {
+  if (status !== 200 || !body.includes('"status":"completed"')) throw new Error(`expected 200 and a completed run, got ${status}: ${body.slice(0, 200)}`);
+}
+
+type Report = (phase: "lead-in" | "measuring", elapsedMs: number, completed: number) => void;
+
+export class ThroughputServer {
+  readonly #windows: LoadWindow[] = [];
+  /** Server CPU seconds over the measured windows; undefined once a reading failed (not Linux). */
+  #cpuSeconds: number | undefined = 0;
+
+  private constructor(
+    readonly target: ThroughputTarget,
+    readonly server: ServerProcess,
+    readonly space: Namespace | undefined,
+    readonly load: ClosedLoop,
+  ) {}
+
+  /** Starts the target's server, writing a CPU profile when the bench profiles. */
+  static async start(target: ThroughputTarget, { config, profileDir }: ScenarioContext): Promise<ThroughputServer> {
+    const space = target === "ceiling" ? undefined : namespace(target);
+    try {
+      const server = await startServer({
+        script: target === "ceiling" ? "ceiling-server.ts" : "acp-server.ts",
+        env: space?.env ?? {},
+        profileDir: profileDir(`throughput-${target}`),
+      });
+      const load = new ClosedLoop({ url: server.url, path: "/runs", body: BODY, clients: config.clients, check: checkCompleted });
+      return new ThroughputServer(target, server, space, load);
+    } catch (error) {
+      await space?.cleanup();
+      throw error;
+    }
+  }
+
+  /** Unmeasured load: opens the connections and lets the server's JIT settle. */
+  async warmUp(ms: number, report?: Report): Promise<void> {
+    this.#windows.push(await this.load.run({ leadInMs: ms, measureMs: 0, onProgress: report }));
+  }
+
+  /** One measured slice of `ms`, after a short lead-in; added to the server's totals. */
+  async measureSlice(ms: number, report?: Report): Promise<LoadWindow> {
+    let cpuAtStart: number | undefined;
+    const window = await this.load.run({
+      leadInMs: SLICE_LEAD_IN_MS,
+      measureMs: ms,
+      onProgress: report,
+      onWindow: (edge) => {
+        const now = cpuSeconds(this.server.pid);
+        if (edge === "start") cpuAtStart = now;
+        else if (this.#cpuSeconds !== undefined) this.#cpuSeconds = now === undefined || cpuAtStart === undefined ? undefined : this.#cpuSeconds + now - cpuAtStart;
+      },
+    });
+    this.#windows.push(window);
+    return window;
+  }
+
+  /** The totals over every slice so far. */
+  result(): ThroughputResult {
+    const load = summarize(this.#windows);
+    const used = this.#cpuSeconds;
+    return {
+      target: this.target,
+      ...load,
+      ...(used === undefined || load.requests === 0 ? {} : { serverCpuMsPerRun: (used * 1000) / load.requests, serverCores: used / load.seconds }),
+    };
+  }
+
+  /** Closes the connections, stops the server (which writes its profile) and removes its namespace. */
+  async stop(): Promise<void> {
+    await this.load.close().catch(() => {});
+    await this.server.stop();
+    await this.space?.cleanup();
+  }
+}
