@@ -63,16 +63,20 @@ describe("a slow store", () => {
   });
 });
 
-describe("a slow session-history write", () => {
+describe("a slow run end with its session history", () => {
   it("is not written twice when it lands after its timeout", async () => {
     const store = new MemoryStore();
-    /** The memory store, but appendHistory answers after 300 ms (it has landed by then). */
-    const slowHistory: Store = new Proxy(store, {
+    /** The memory store, but the first update that ends a run (it carries the history) answers after 300 ms, when it has landed. */
+    let slowed = false;
+    const slowEnd: Store = new Proxy(store, {
       get(target, property, receiver) {
-        if (property === "appendHistory") {
-          return async (...args: Parameters<Store["appendHistory"]>) => {
-            const landed = target.appendHistory(...args);
-            await new Promise((resolve) => setTimeout(resolve, 300));
+        if (property === "updateRun") {
+          return async (...args: Parameters<Store["updateRun"]>) => {
+            const landed = target.updateRun(...args);
+            if (args[4] !== undefined && !slowed) {
+              slowed = true;
+              await new Promise((resolve) => setTimeout(resolve, 300));
+            }
             return landed;
           };
         }
@@ -80,16 +84,18 @@ describe("a slow session-history write", () => {
         return typeof value === "function" ? value.bind(target) : value;
       },
     });
-    const app = createApp([echo], { store: slowHistory, storeTimeoutMs: 100 });
+    const app = createApp([echo], { store: slowEnd, storeTimeoutMs: 100 });
     const response = await app.request("/runs", {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ agent_name: "echo", input: [{ role: "user", parts: [{ content: "once" }] }] }),
     });
-    const run = (await response.json()) as { status: string; session_id: string };
+    const run = (await response.json()) as { status: string; session_id: string; run_id: string };
     expect(run.status).toBe("completed");
     const history = await store.getHistory(run.session_id);
     expect(history?.map((item) => item.message.role)).toEqual(["user", "agent/echo"]);
+    const ends = (await store.readEvents(run.run_id, 0)).filter((stored) => stored.event.type === "run.completed");
+    expect(ends).toHaveLength(1);
     await store.close?.();
   });
 });

@@ -4,7 +4,7 @@
  */
 import { createHistoryFetcher, describeUrl, HistoryFetchError, type HistoryFetcher } from "./history-fetch.ts";
 import type { Message } from "./models.ts";
-import type { HistoryItem, Store } from "./store.ts";
+import type { Store } from "./store.ts";
 
 const RESOURCE_PATH = /\/resources\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/i;
 
@@ -60,14 +60,5 @@ export class SessionHistory {
       console.warn(`[acp] session ${this.sessionId}: history item ${describeUrl(url)} left out: ${reason}`);
       return undefined;
     }
-  }
-
-  /** Whether an item of this session's history is stored (to tell whether an append landed). */
-  async has(itemId: string): Promise<boolean> {
-    return (await this.store.getHistoryItem(itemId)) !== undefined;
-  }
-
-  append(items: HistoryItem[]): Promise<void> {
-    return this.store.appendHistory(this.sessionId, items);
   }
 }

@@ -48,6 +48,12 @@ export interface HistoryItem {
   message: Message;
 }
 
+/** Items for a session's history, written with a run's last update (see {@link Store.updateRun}). */
+export interface HistoryAppend {
+  sessionId: string;
+  items: HistoryItem[];
+}
+
 /** The outcome of a compare-and-set: either it applied, or here is what the store holds now. */
 export type UpdateResult =
   | { ok: true; record: StoredRun; lastSeq: number }
@@ -89,11 +95,17 @@ export interface Store {
    * `next` (its version becomes `expectedVersion + 1`, whatever `next.version` says) and appends
    * `events` to the run's log, all in one atomic step, then notifies subscribers of the run.
    * Refreshes the TTL of the run and its events.
+   *
+   * With `history` (a run's end), its items are also appended to the session as
+   * {@link Store.appendHistory} would, so that whoever reads the new record finds them: in the
+   * same atomic step where the backend allows it (nothing is appended when the version differs).
+   * A store that cannot (keys in different Redis Cluster slots) appends them first and skips
+   * items whose id the session holds already, so that a retried update never doubles them.
    * @returns `{ ok: true, record, lastSeq }` with the stored record and the seq of the last event
    * of the log after the append; `{ ok: false, record }` with the current record (or `undefined`
-   * when the run is unknown) when the version differs; nothing is written then.
+   * when the run is unknown) when the version differs; the run is not written then.
    */
-  updateRun(runId: string, expectedVersion: number, next: StoredRun, events: Event[]): Promise<UpdateResult>;
+  updateRun(runId: string, expectedVersion: number, next: StoredRun, events: Event[], history?: HistoryAppend): Promise<UpdateResult>;
 
   /**
    * Appends events to the log of a run that has not ended, atomically and in order, then

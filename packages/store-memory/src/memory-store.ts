@@ -7,6 +7,7 @@ import {
   type ChangeKind,
   type ChangeListener,
   type Event,
+  type HistoryAppend,
   type HistoryItem,
   type Store,
   type StoredEvent,
@@ -108,12 +109,14 @@ export class MemoryStore implements Store {
     return entry && copyAsJson(entry.record);
   }
 
-  async updateRun(runId: string, expectedVersion: number, next: StoredRun, events: Event[]): Promise<UpdateResult> {
+  async updateRun(runId: string, expectedVersion: number, next: StoredRun, events: Event[], history?: HistoryAppend): Promise<UpdateResult> {
     const entry = this.#liveRun(runId);
     if (!entry || entry.record.version !== expectedVersion) return { ok: false, record: entry && copyAsJson(entry.record) };
     // Everything is copied before anything changes: a value that cannot be copied writes nothing.
     const record = { ...copyAsJson(next), version: expectedVersion + 1 };
     const copied = events.map((event) => copyAsJson(event));
+    const items = history?.items.map((item) => copyAsJson(item));
+    if (history && items) this.#appendItems(history.sessionId, items);
     entry.record = record;
     for (const event of copied) entry.events.push(event);
     this.#touchRun(runId, entry);
@@ -158,12 +161,17 @@ export class MemoryStore implements Store {
   }
 
   async appendHistory(sessionId: string, items: HistoryItem[]): Promise<void> {
+    this.#appendItems(sessionId, items.map((item) => copyAsJson(item)));
+  }
+
+  /** Appends items (copies already) to the session, creating it when missing. */
+  #appendItems(sessionId: string, items: HistoryItem[]): void {
     let session = this.#liveSession(sessionId);
     if (session) this.#sessions.delete(sessionId); // re-inserted below: most recently written last
     else session = { items: [], expiresAt: 0 };
     for (const item of items) {
       this.#items.set(item.id, { sessionId, index: session.items.length });
-      session.items.push(copyAsJson(item));
+      session.items.push(item);
     }
     session.expiresAt = Date.now() + this.#ttlMs;
     this.#sessions.set(sessionId, session);

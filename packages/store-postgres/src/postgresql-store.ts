@@ -7,6 +7,7 @@ import {
   StoreError,
   type ChangeListener,
   type Event,
+  type HistoryAppend,
   type HistoryItem,
   type Store,
   type StoredEvent,
@@ -14,7 +15,7 @@ import {
   type Unsubscribe,
   type UpdateResult,
 } from "@acp/core";
-import type { Sql } from "postgres";
+import type { PendingQuery, Row, Sql } from "postgres";
 import { assertIdentifier } from "./names.ts";
 import { NotificationSender } from "./notification-sender.ts";
 import { notification, RunNotifier } from "./run-notifier.ts";
@@ -216,13 +217,14 @@ export class PostgreSQLStore implements Store {
     return this.#attempt("getRun", () => this.#readRun(runId));
   }
 
-  async updateRun(runId: string, expectedVersion: number, next: StoredRun, events: Event[]): Promise<UpdateResult> {
+  async updateRun(runId: string, expectedVersion: number, next: StoredRun, events: Event[], history?: HistoryAppend): Promise<UpdateResult> {
     const { records, events: eventTable } = this.#tables;
     const value = recordJson(next);
     return this.#attempt("updateRun", async () => {
       // One statement: the row lock taken by UPDATE orders concurrent writers of the run, and
-      // the events take the seqs after the row's last_seq.
-      const [updated] = await this.#sql<{ version: number; last: number }[]>`
+      // the events take the seqs after the row's last_seq. History items join it (only when the
+      // update applies) as appendHistory writes them.
+      const [updated] = await this.#sql<{ version: number; last: number; session: number }[]>`
         WITH updated AS (
           UPDATE ${records} SET
             value = ${value}::text::jsonb, version = version + 1,
@@ -234,8 +236,10 @@ export class PostgreSQLStore implements Store {
           INSERT INTO ${eventTable} (run_id, seq, event)
           SELECT ${runId}, updated.last_seq - ${events.length} + x.ord, x.event
           FROM updated, jsonb_array_elements(${eventsJson(events)}::text::jsonb) WITH ORDINALITY AS x(event, ord)
-        )
-        SELECT version, last_seq AS last FROM updated`;
+        )${history ? this.#sql`, ${this.#appendToSession(history, this.#sql`FROM updated`)}` : this.#sql``}
+        SELECT version, last_seq AS last, ${history ? this.#sql`(SELECT count(*)::int FROM session)` : this.#sql`1`} AS session FROM updated`;
+      // An expired session that the sweep has not deleted yet takes no items: it starts over.
+      if (updated && history && updated.session === 0) await this.#restartExpiredSession(history.sessionId, history.items);
       if (updated) {
         this.#notify(notification("record", runId, updated.version));
         // What was stored is `value`: parsing it here spares the database sending it back.
@@ -287,48 +291,49 @@ export class PostgreSQLStore implements Store {
   }
 
   async appendHistory(sessionId: string, items: HistoryItem[]): Promise<void> {
-    const { records, history } = this.#tables;
-    const ttl = interval(this.#ttlMs);
-    const itemList = itemsJson(items);
-    // The upsert locks the session row until commit, so concurrent appends take turns and each
-    // gets a contiguous range of positions after the row's last_seq. No notification: nobody
-    // subscribes to sessions.
     await this.#attempt("appendHistory", async () => {
       const [session] = await this.#sql<{ found: number }[]>`
-        WITH session AS (
+        WITH ${this.#appendToSession({ sessionId, items }, this.#sql``)}
+        SELECT count(*)::int AS found FROM session`;
+      if (session?.found !== 1) await this.#restartExpiredSession(sessionId, items);
+    });
+  }
+
+  /**
+   * The CTEs `session` and `session_items` of a statement that appends `items` to a session,
+   * once per row of `from` (empty: once). The upsert locks the session row until commit, so
+   * concurrent appends take turns and each gets a contiguous range of positions after the row's
+   * last_seq. An expired session yields no `session` row, and takes no items. No notification:
+   * nobody subscribes to sessions.
+   */
+  #appendToSession({ sessionId, items }: HistoryAppend, from: PendingQuery<Row[]>): PendingQuery<Row[]> {
+    const { records, history } = this.#tables;
+    // `WHERE true`: without it, PostgreSQL could read the ON of ON CONFLICT as a join's.
+    return this.#sql`session AS (
           INSERT INTO ${records} AS r (kind, id, last_seq, expires_at)
-          VALUES ('session', ${sessionId}, ${items.length}, now() + ${ttl}::interval)
+          SELECT 'session', ${sessionId}, ${items.length}, now() + ${interval(this.#ttlMs)}::interval ${from} WHERE true
           ON CONFLICT (kind, id) DO UPDATE SET
             last_seq = r.last_seq + excluded.last_seq, expires_at = excluded.expires_at
           WHERE r.expires_at > now()
           RETURNING last_seq
-        ), appended AS (
+        ), session_items AS (
           INSERT INTO ${history} (session_id, position, item_id, message)
           SELECT ${sessionId}, session.last_seq - ${items.length} + x.ord, x.item->>'id', x.item->'message'
-          FROM session, jsonb_array_elements(${itemList}::text::jsonb) WITH ORDINALITY AS x(item, ord)
+          FROM session, jsonb_array_elements(${itemsJson(items)}::text::jsonb) WITH ORDINALITY AS x(item, ord)
+        )`;
+  }
+
+  /** Appends to a session that expired but is not swept yet: it starts over, without its old items. */
+  async #restartExpiredSession(sessionId: string, items: HistoryItem[]): Promise<void> {
+    const { records, history } = this.#tables;
+    await this.#sql.begin(async (tx) => {
+      await tx`
+        WITH gone AS (
+          DELETE FROM ${records} WHERE kind = 'session' AND id = ${sessionId} AND expires_at <= now()
+          RETURNING id
         )
-        SELECT count(*)::int AS found FROM session`;
-      if (session?.found === 1) return;
-      // An expired session that the sweep has not deleted yet: it starts over.
-      await this.#sql.begin(async function restartExpiredSession(tx) {
-        await tx`
-          WITH gone AS (
-            DELETE FROM ${records} WHERE kind = 'session' AND id = ${sessionId} AND expires_at <= now()
-            RETURNING id
-          )
-          DELETE FROM ${history} WHERE session_id IN (SELECT id FROM gone)`;
-        await tx`
-          WITH session AS (
-            INSERT INTO ${records} AS r (kind, id, last_seq, expires_at)
-            VALUES ('session', ${sessionId}, ${items.length}, now() + ${ttl}::interval)
-            ON CONFLICT (kind, id) DO UPDATE SET
-              last_seq = r.last_seq + excluded.last_seq, expires_at = excluded.expires_at
-            RETURNING last_seq
-          )
-          INSERT INTO ${history} (session_id, position, item_id, message)
-          SELECT ${sessionId}, session.last_seq - ${items.length} + x.ord, x.item->>'id', x.item->'message'
-          FROM session, jsonb_array_elements(${itemList}::text::jsonb) WITH ORDINALITY AS x(item, ord)`;
-      });
+        DELETE FROM ${history} WHERE session_id IN (SELECT id FROM gone)`;
+      await tx`WITH ${this.#appendToSession({ sessionId, items }, tx``)} SELECT 1`;
     });
   }
 

@@ -5,6 +5,7 @@ import {
   StoreError,
   type ChangeListener,
   type Event,
+  type HistoryAppend,
   type HistoryItem,
   type Store,
   type StoredEvent,
@@ -99,8 +100,12 @@ export class RedisStore implements Store {
     });
   }
 
-  updateRun(runId: string, expectedVersion: number, next: StoredRun, events: Event[]): Promise<UpdateResult> {
+  updateRun(runId: string, expectedVersion: number, next: StoredRun, events: Event[], history?: HistoryAppend): Promise<UpdateResult> {
     return this.#attempt("updateRun", async () => {
+      // The session's keys may live in another cluster slot than the run's, so the history cannot
+      // join the run's script: it goes first (a reader of the new record finds it), and the
+      // script skips items it holds already (a retried update does not double them).
+      if (history) await this.#appendHistory(history.sessionId, history.items);
       const json = JSON.stringify({ ...next, version: expectedVersion + 1 });
       const ended = isTerminal(next.run.status);
       // Before the write, for the same reason as in createRun; a refused update leaves it as it was.
@@ -151,21 +156,23 @@ export class RedisStore implements Store {
   }
 
   appendHistory(sessionId: string, items: HistoryItem[]): Promise<void> {
-    return this.#attempt("appendHistory", async () => {
-      // Pointers first: a failure before the script leaves pointers to nothing (read as unknown
-      // items), never items that cannot be found by id.
-      await Promise.all(items.map((item) => this.#send(this.#keys.item(item.id), ["SET", sessionId, "PX", this.#ttl])));
-      const ids = (await scripts.appendHistory.run(
-        this.#commands,
-        [this.#keys.session(sessionId), this.#keys.sessionHistory(sessionId), this.#keys.sessionPositions(sessionId)],
-        [this.#ttl, ...items.flatMap((item) => [item.id, JSON.stringify(item)])],
-      )) as unknown[];
-      // The session's older items must live as long as the session: restart their pointers' TTL.
-      // This costs one command per item of the session, pipelined by node-redis.
-      const appended = new Set(items.map((item) => item.id));
-      const older = ids.map(String).filter((id) => !appended.has(id));
-      await Promise.all(older.map((id) => this.#send(this.#keys.item(id), ["PEXPIRE", this.#ttl])));
-    });
+    return this.#attempt("appendHistory", () => this.#appendHistory(sessionId, items));
+  }
+
+  async #appendHistory(sessionId: string, items: HistoryItem[]): Promise<void> {
+    // Pointers first: a failure before the script leaves pointers to nothing (read as unknown
+    // items), never items that cannot be found by id.
+    await Promise.all(items.map((item) => this.#send(this.#keys.item(item.id), ["SET", sessionId, "PX", this.#ttl])));
+    const ids = (await scripts.appendHistory.run(
+      this.#commands,
+      [this.#keys.session(sessionId), this.#keys.sessionHistory(sessionId), this.#keys.sessionPositions(sessionId)],
+      [this.#ttl, ...items.flatMap((item) => [item.id, JSON.stringify(item)])],
+    )) as unknown[];
+    // The session's older items must live as long as the session: restart their pointers' TTL.
+    // This costs one command per item of the session, pipelined by node-redis.
+    const appended = new Set(items.map((item) => item.id));
+    const older = ids.map(String).filter((id) => !appended.has(id));
+    await Promise.all(older.map((id) => this.#send(this.#keys.item(id), ["PEXPIRE", this.#ttl])));
   }
 
   getHistory(sessionId: string): Promise<HistoryItem[] | undefined> {

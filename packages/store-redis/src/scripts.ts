@@ -80,14 +80,17 @@ return length
 
 /**
  * KEYS = [session, history, positions]; ARGV[1] the TTL in milliseconds, then pairs of item id
- * and item JSON. Returns the ids of every item of the session, whose pointers the caller refreshes.
+ * and item JSON. Items whose id the session holds already are skipped (a retried write).
+ * Returns the ids of every item of the session, whose pointers the caller refreshes.
  */
 const APPEND_HISTORY = `
 local position = redis.call('LLEN', KEYS[2])
 for i = 2, #ARGV, 2 do
-  redis.call('RPUSH', KEYS[2], ARGV[i + 1])
-  redis.call('HSET', KEYS[3], ARGV[i], position)
-  position = position + 1
+  if redis.call('HEXISTS', KEYS[3], ARGV[i]) == 0 then
+    redis.call('RPUSH', KEYS[2], ARGV[i + 1])
+    redis.call('HSET', KEYS[3], ARGV[i], position)
+    position = position + 1
+  end
 end
 redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
 redis.call('PEXPIRE', KEYS[2], ARGV[1])

@@ -8,11 +8,11 @@ import type { Agent, AgentGenerator, Context, Yielded } from "../agent.ts";
 import { ACPError, toErrorModel } from "../errors.ts";
 import { eventLimitError } from "../limits.ts";
 import { isTerminal, type AwaitResume, type ErrorModel, type Event, type Message, type MessagePart, type Run } from "../models.ts";
-import type { ChangeKind, HistoryItem, Store, StoredRun, Unsubscribe } from "../store.ts";
+import type { ChangeKind, HistoryAppend, Store, StoredRun, Unsubscribe } from "../store.ts";
 import { Cancellation } from "./cancellation.ts";
 import { EventWriter, RunGoneError } from "./event-writer.ts";
 import { waitForRecord } from "./follow.ts";
-import { isStoreOutage, retryOutage, waitSettled, whenSettled } from "./guarded-store.ts";
+import { isStoreOutage, retryOutage } from "./guarded-store.ts";
 import { sameValue } from "./same-value.ts";
 import { classify, type Classified } from "./yielded.ts";
 import type { SessionHistory } from "../session.ts";
@@ -411,7 +411,7 @@ export class RunExecutor {
    * conflict it re-reads: a cancel makes it return false (and abort the handler); an end decided
    * elsewhere throws {@link RunGoneError}; anything else is retried on the fresh record.
    */
-  async #update(change: (run: Run) => Run, events: (run: Run) => Event[], final = false): Promise<boolean> {
+  async #update(change: (run: Run) => Run, events: (run: Run) => Event[], final = false, history?: HistoryAppend): Promise<boolean> {
     // #finish flushed already, and recorded a failed flush as the run's failure: the end must
     // still be written after it.
     // Appends in flight land first (the log keeps its order). A failed one fails a normal
@@ -440,7 +440,7 @@ export class RunExecutor {
       this.#writingVersion = current.version + 1;
       let result = await retryOutage(
         () =>
-          this.#store.updateRun(this.runId, current.version, { ...current, run, resume: null }, written).catch((error: unknown) => {
+          this.#store.updateRun(this.runId, current.version, { ...current, run, resume: null }, written, history).catch((error: unknown) => {
             uncertain ||= isStoreOutage(error);
             throw error;
           }),
@@ -463,33 +463,7 @@ export class RunExecutor {
     }
   }
 
-  /**
-   * Appends the run's messages to its session through an outage. An append that timed out may
-   * have landed (it is atomic): before writing again, its first item tells, so nothing is doubled.
-   */
-  async #appendHistory(items: HistoryItem[]): Promise<void> {
-    let uncertain = false;
-    let pending: Promise<void> | undefined;
-    await retryOutage(
-      async () => {
-        if (uncertain) {
-          if (pending) await waitSettled(pending, 1000, `an earlier history append of run ${this.runId}`);
-          if (items[0] !== undefined && (await this.#history.has(items[0].id))) return;
-        }
-        uncertain = true;
-        try {
-          await this.#history.append(items);
-        } catch (error) {
-          pending = whenSettled(error);
-          throw error;
-        }
-      },
-      Date.now() + FINISH_RETRY_MS,
-      this.#giveUp,
-    );
-  }
-
-  /** Records the end: history first (so a client that sees the end sees the history), then the run. */
+  /** Records the end, with the session's history in the same write (so a client that sees the end sees the history). */
   async #finish(outcome: Outcome): Promise<void> {
     try {
       // What is still queued goes with the final transition.
@@ -501,7 +475,6 @@ export class RunExecutor {
     const closed = this.#closeOpen();
     const output = [...this.#record.run.output, ...this.#unsavedOutput, ...closed.output];
     const items = [...this.#input, ...output].map((message) => ({ id: randomUUID(), message }));
-    await this.#appendHistory(items);
     await this.#update(
       (run) => {
         // A cancel that won the race against completion turns the end into a cancel.
@@ -511,6 +484,8 @@ export class RunExecutor {
       },
       (run) => [...closed.events, { type: `run.${run.status as "completed" | "failed" | "cancelled"}`, run }],
       true,
+      // Made once: a retried write carries the same item ids, which is how stores avoid doubling them.
+      { sessionId: this.#history.sessionId, items },
     );
   }
 }

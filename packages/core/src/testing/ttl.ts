@@ -38,6 +38,13 @@ export function describeTtl(target: ConformanceTarget, { describe, it }: TestApi
           assert.deepEqual(update, { ok: false, record: undefined }, "updateRun applied to an expired run");
           assert.equal(await store.createRun(record, []), true, "an expired run id could not be created again");
           assert.deepEqual(await store.readEvents(record.run.run_id, 0), [], "a re-created run got the expired run's events");
+          // A run's end that writes history to the expired session starts the session over.
+          const next = newRun("in-progress");
+          const fresh = historyItem("fresh");
+          await store.createRun(next, []);
+          const ended = await store.updateRun(next.run.run_id, 1, withStatus(next, "completed"), [], { sessionId, items: [fresh] });
+          assert.equal(ended.ok, true, "the update of a new run did not apply");
+          assert.deepEqual(await peer.getHistory(sessionId), [fresh], "an update's history did not start the expired session over");
         },
         TTL_MS,
       );

@@ -1,7 +1,7 @@
 /** Conformance: compare-and-set of run records with `updateRun`. */
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { label, newRun, runEvent, withStatus } from "./fixtures.ts";
+import { historyItem, label, newRun, runEvent, withStatus } from "./fixtures.ts";
 import { withStores, type ConformanceTarget, type TestApi } from "./target.ts";
 
 export function describeUpdate(target: ConformanceTarget, { describe, it }: TestApi): void {
@@ -89,6 +89,42 @@ export function describeUpdate(target: ConformanceTarget, { describe, it }: Test
         result.record.run.status = "cancelled";
         result.record.owner = "someone-else";
         assert.deepEqual(await store.getRun(record.run.run_id), expected);
+      });
+    });
+
+    it("appends the history given with an update to the session, readable by item id, after what it held", async () => {
+      await withStores(target, async ({ store, peer }) => {
+        const record = newRun();
+        const sessionId = randomUUID();
+        const earlier = historyItem("an earlier turn");
+        await store.appendHistory(sessionId, [earlier]);
+        await store.createRun(record, []);
+        const items = [historyItem("question"), historyItem("answer")];
+        const result = await peer.updateRun(record.run.run_id, 1, withStatus(record, "completed"), [label("end")], { sessionId, items });
+        assert.equal(result.ok, true);
+        assert.deepEqual(await store.getHistory(sessionId), [earlier, ...items]);
+        assert.deepEqual(await store.getHistoryItem(items[1]!.id), items[1]);
+        // A new session is created by it too.
+        const other = newRun();
+        const newSession = randomUUID();
+        await store.createRun(other, []);
+        await store.updateRun(other.run.run_id, 1, withStatus(other, "failed"), [], { sessionId: newSession, items: [historyItem("alone")] });
+        assert.equal((await peer.getHistory(newSession))?.length, 1);
+      });
+    });
+
+    it("never doubles the history of an update retried after it applied", async () => {
+      await withStores(target, async ({ store, peer }) => {
+        const record = newRun();
+        const sessionId = randomUUID();
+        await store.createRun(record, []);
+        const history = { sessionId, items: [historyItem("question"), historyItem("answer")] };
+        const next = withStatus(record, "completed");
+        assert.equal((await store.updateRun(record.run.run_id, 1, next, [], history)).ok, true);
+        // The writer did not learn that it applied (a timeout), and writes again.
+        const retried = await peer.updateRun(record.run.run_id, 1, next, [], history);
+        assert.equal(retried.ok, false);
+        assert.deepEqual(await store.getHistory(sessionId), history.items);
       });
     });
   });
