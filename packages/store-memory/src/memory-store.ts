@@ -33,12 +33,18 @@ export interface MemoryStoreOptions {
    * @default 10_000
    */
   maxRuns?: number;
+  /**
+   * The most sessions kept at once (each with its history). Past it, the least recently written
+   * sessions are dropped. Without a bound, a busy server would keep every session for `ttlMs`.
+   * @default 10_000
+   */
+  maxSessions?: number;
 }
 
 interface RunEntry {
   record: StoredRun;
   /** The log: the event with seq `n` is at index `n - 1`. */
-  events: Event[];
+  events: string[];
   expiresAt: number;
 }
 
@@ -70,24 +76,28 @@ const MAX_SWEEP_INTERVAL_MS = 60_000;
 export class MemoryStore implements Store {
   readonly #ttlMs: number;
   readonly #maxRuns: number;
+  readonly #maxSessions: number;
   readonly #runs = new Map<string, RunEntry>();
   // Run ids by last write, oldest first. With one TTL for all, this is also expiry order. Finished runs are kept apart so that the
   // size limit can drop them first.
   readonly #activeOrder = new RecencyList<string>();
   readonly #finishedOrder = new RecencyList<string>();
-  /** Sessions by last write, oldest first, as for runs. */
   readonly #sessions = new Map<string, SessionEntry>();
+  /** Session ids by last write, oldest first, as for runs. */
+  readonly #sessionOrder = new RecencyList<string>();
   readonly #items = new Map<string, ItemLocation>();
   /** Lease expiry time of each instance. */
   readonly #heartbeats = new Map<string, number>();
   readonly #listeners = new Map<string, Set<{ listener: ChangeListener }>>();
   #sweepTimer: ReturnType<typeof setInterval> | undefined;
 
-  constructor({ ttlMs = 3_600_000, maxRuns = 10_000 }: MemoryStoreOptions = {}) {
+  constructor({ ttlMs = 3_600_000, maxRuns = 10_000, maxSessions = 10_000 }: MemoryStoreOptions = {}) {
     if (!(Number.isFinite(ttlMs) && ttlMs > 0)) throw new RangeError(`[acp] [store-memory] ttlMs must be a positive number of milliseconds, got ${ttlMs}`);
     if (!(Number.isSafeInteger(maxRuns) && maxRuns > 0)) throw new RangeError(`[acp] [store-memory] maxRuns must be a positive integer, got ${maxRuns}`);
     this.#ttlMs = ttlMs;
+    if (!(Number.isSafeInteger(maxSessions) && maxSessions > 0)) throw new RangeError(`[acp] [store-memory] maxSessions must be a positive integer, got ${maxSessions}`);
     this.#maxRuns = maxRuns;
+    this.#maxSessions = maxSessions;
     const interval = Math.min(Math.max(ttlMs, MIN_SWEEP_INTERVAL_MS), MAX_SWEEP_INTERVAL_MS);
     this.#sweepTimer = setInterval(() => this.#sweep(), interval);
     // Expiry is also checked on every read; the timer only returns memory, so it must not keep the process alive.
@@ -97,7 +107,7 @@ export class MemoryStore implements Store {
   async createRun(record: StoredRun, events: Event[]): Promise<boolean> {
     const runId = record.run.run_id;
     if (this.#liveRun(runId)) return false;
-    const entry: RunEntry = { record: { ...copyAsJson(record), version: 1 }, events: events.map((event) => copyAsJson(event)), expiresAt: 0 };
+    const entry: RunEntry = { record: { ...copyAsJson(record), version: 1 }, events: events.map((event) => JSON.stringify(event)), expiresAt: 0 };
     this.#runs.set(runId, entry);
     this.#touchRun(runId, entry);
     this.#evictOverLimit();
@@ -114,7 +124,7 @@ export class MemoryStore implements Store {
     if (!entry || entry.record.version !== expectedVersion) return { ok: false, record: entry && copyAsJson(entry.record) };
     // Everything is copied before anything changes: a value that cannot be copied writes nothing.
     const record = { ...copyAsJson(next), version: expectedVersion + 1 };
-    const copied = events.map((event) => copyAsJson(event));
+    const copied = events.map((event) => JSON.stringify(event));
     const items = history?.items.map((item) => copyAsJson(item));
     if (history && items) this.#appendItems(history.sessionId, items);
     entry.record = record;
@@ -129,7 +139,7 @@ export class MemoryStore implements Store {
     const entry = this.#liveRun(runId);
     if (!entry || isTerminal(entry.record.run.status)) return null;
     if (events.length === 0) return entry.events.length;
-    const copied = events.map((event) => copyAsJson(event));
+    const copied = events.map((event) => JSON.stringify(event));
     for (const event of copied) entry.events.push(event);
     // A run that keeps streaming is in use: an append keeps it (and its log) from expiring.
     this.#touchRun(runId, entry);
@@ -142,7 +152,7 @@ export class MemoryStore implements Store {
     if (!entry) return [];
     const start = Math.max(0, Math.floor(afterSeq));
     const end = limit === undefined ? undefined : start + Math.max(0, limit);
-    return entry.events.slice(start, end).map((event, i) => ({ seq: start + i + 1, event: copyAsJson(event) }));
+    return entry.events.slice(start, end).map((event, i) => ({ seq: start + i + 1, event: JSON.parse(event) as Event }));
   }
 
   async subscribe(runId: string, listener: ChangeListener): Promise<Unsubscribe> {
@@ -167,14 +177,20 @@ export class MemoryStore implements Store {
   /** Appends items (copies already) to the session, creating it when missing. */
   #appendItems(sessionId: string, items: HistoryItem[]): void {
     let session = this.#liveSession(sessionId);
-    if (session) this.#sessions.delete(sessionId); // re-inserted below: most recently written last
-    else session = { items: [], expiresAt: 0 };
+    if (!session) {
+      session = { items: [], expiresAt: 0 };
+      this.#sessions.set(sessionId, session);
+    }
     for (const item of items) {
       this.#items.set(item.id, { sessionId, index: session.items.length });
       session.items.push(item);
     }
     session.expiresAt = Date.now() + this.#ttlMs;
-    this.#sessions.set(sessionId, session);
+    this.#sessionOrder.touch(sessionId);
+    while (this.#sessions.size > this.#maxSessions) {
+      const oldest = this.#sessionOrder.oldest()!;
+      this.#dropSession(oldest, this.#sessions.get(oldest)!);
+    }
   }
 
   async getHistory(sessionId: string): Promise<HistoryItem[] | undefined> {
@@ -256,6 +272,7 @@ export class MemoryStore implements Store {
 
   #dropSession(sessionId: string, session: SessionEntry): void {
     this.#sessions.delete(sessionId);
+    this.#sessionOrder.delete(sessionId);
     for (const item of session.items) if (this.#items.get(item.id)?.sessionId === sessionId) this.#items.delete(item.id);
   }
 
@@ -277,7 +294,8 @@ export class MemoryStore implements Store {
         this.#dropRun(runId);
       }
     }
-    for (const [sessionId, session] of this.#sessions) {
+    for (const sessionId of this.#sessionOrder) {
+      const session = this.#sessions.get(sessionId)!;
       if (session.expiresAt > now) break;
       this.#dropSession(sessionId, session);
     }

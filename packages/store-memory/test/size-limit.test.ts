@@ -85,7 +85,33 @@ describe("MemoryStore size limit", () => {
   });
 });
 
+describe("MemoryStore session limit", () => {
+  it("keeps at most maxSessions sessions, dropping the least recently written with their items", async () => {
+    const store = new MemoryStore({ maxSessions: 2 });
+    stores.push(store);
+    const item = (text: string) => ({ id: randomUUID(), message: { role: "user", parts: [{ content_type: "text/plain", content: text, content_encoding: "plain" as const }] } });
+    const [a, b, c] = [randomUUID(), randomUUID(), randomUUID()];
+    const first = item("a1");
+    await store.appendHistory(a, [first]);
+    await store.appendHistory(b, [item("b1")]);
+    // Writing to a again makes b the least recently written.
+    await store.appendHistory(a, [item("a2")]);
+    await store.appendHistory(c, [item("c1")]);
+    expect(await store.getHistory(b)).toBeUndefined();
+    expect((await store.getHistory(a))?.length).toBe(2);
+    expect((await store.getHistory(c))?.length).toBe(1);
+    expect(await store.getHistoryItem(first.id)).toEqual(first);
+    // The session dropped for size takes its items along.
+    await store.appendHistory(randomUUID(), [item("d1")]);
+    expect(await store.getHistoryItem(first.id)).toBeUndefined();
+  });
+});
+
 describe("MemoryStore options", () => {
+  it.each([0, -1, 2.5])("refuses maxSessions %s", (maxSessions) => {
+    expect(() => new MemoryStore({ maxSessions })).toThrow(/\[store-memory\] maxSessions/);
+  });
+
   it.each([0, -1, 1.5, Number.NaN])("refuses maxRuns %s", (maxRuns) => {
     expect(() => new MemoryStore({ maxRuns })).toThrow(/\[store-memory\] maxRuns/);
   });

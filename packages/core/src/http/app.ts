@@ -21,6 +21,7 @@ import { resourceUrl } from "../session.ts";
 import { StoreError, type Store } from "../store.ts";
 import { apiKeyAuth, type AuthOptions } from "./auth.ts";
 import { acpCors, type CorsOptions } from "./cors.ts";
+import { requestHeader } from "./request-header.ts";
 import { endsAtTerminal, endsAtTerminalOrAwait, streamRunEvents } from "./sse.ts";
 
 export interface AppOptions {
@@ -102,10 +103,11 @@ function unstorable(value: unknown, levels: number, path: string[] = []): string
   }
   if (typeof value !== "object" || value === null) return undefined;
   if (levels === 0) return `The request body is nested deeper than ${MAX_JSON_DEPTH} levels`;
-  for (const [key, item] of Object.entries(value)) {
+  // for…in rather than Object.entries: no array of pairs per object. Parsed JSON has no inherited keys.
+  for (const key in value) {
     if (UNSTORABLE_TEXT.test(key)) return `A key in ${at()} holds NUL or an unpaired surrogate`;
     path.push(key);
-    const problem = unstorable(item, levels - 1, path);
+    const problem = unstorable((value as Record<string, unknown>)[key], levels - 1, path);
     path.pop();
     if (problem !== undefined) return problem;
   }
@@ -122,8 +124,8 @@ function finishUnreadBody(maxBodyBytes: number): MiddlewareHandler {
   return async function finishUnreadBody(c, next) {
     await next();
     const request = c.req.raw;
-    const length = c.req.header("content-length");
-    const chunked = c.req.header("transfer-encoding") !== undefined;
+    const length = requestHeader(c, "content-length");
+    const chunked = requestHeader(c, "transfer-encoding") !== undefined;
     // `bodyUsed` and the headers first: touching `request.body` makes Node's adapter build a full
     // Request for every request, a large part of a request's cost.
     if (request.bodyUsed || (length === undefined && !chunked) || length === "0" || request.body === null) return;
@@ -144,8 +146,8 @@ function limitBody(maxBodyBytes: number): MiddlewareHandler {
     onError: (c) => tooLarge(c, maxBodyBytes),
   });
   return async function limitBody(c, next) {
-    const length = c.req.header("content-length");
-    if (c.req.header("transfer-encoding") === undefined) {
+    const length = requestHeader(c, "content-length");
+    if (requestHeader(c, "transfer-encoding") === undefined) {
       if (length === undefined) return next();
       return Number(length) > maxBodyBytes ? tooLarge(c, maxBodyBytes) : next();
     }
@@ -160,16 +162,17 @@ function tooLarge(c: Context, maxBodyBytes: number): Response {
 /** The request body as a JSON object; every ACP request body is one. */
 async function readJson(c: Context): Promise<Record<string, unknown>> {
   // No Content-Type is taken as JSON; any other type is refused rather than guessed at.
-  const type = c.req.header("content-type");
+  const type = requestHeader(c, "content-type");
   if (type !== undefined && !/^application\/([\w.-]+\+)?json\s*(;|$)/i.test(type)) {
     throw invalidInput(`Content-Type must be application/json, not ${type.replace(/;.*$/s, "").trim().slice(0, 100)}`, 415);
   }
   const text = await c.req.text();
-  if (text.trim() === "") throw invalidInput("The request body is empty: send a JSON object", 400);
   let body: unknown;
   try {
     body = JSON.parse(text);
   } catch {
+    // Only now: trimming copies the whole body.
+    if (text.trim() === "") throw invalidInput("The request body is empty: send a JSON object", 400);
     throw invalidInput("The request body is not valid JSON", 400);
   }
   if (typeof body !== "object" || body === null || Array.isArray(body)) throw invalidInput("The request body must be a JSON object");
@@ -267,8 +270,8 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
   app.get("/runs/:run_id/events", async (c) => {
     const runId = runIdParam(c);
     const record = await runtime.getRun(runId);
-    if (c.req.header("accept")?.includes("text/event-stream")) {
-      const last = c.req.header("last-event-id");
+    if (requestHeader(c, "accept")?.includes("text/event-stream")) {
+      const last = requestHeader(c, "last-event-id");
       const afterSeq = last === undefined ? 0 : parse(LastEventIdSchema, last, "Last-Event-ID header");
       // A finished run's terminal event is in its log: a client that saw it gets an empty stream, not one that never ends.
       if (isTerminal(record.run.status) && (await store.readEvents(runId, afterSeq, 1)).length === 0) {

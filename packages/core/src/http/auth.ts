@@ -4,6 +4,7 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { Context, MiddlewareHandler } from "hono";
+import { requestHeader } from "./request-header.ts";
 
 export interface AuthOptions {
   /**
@@ -23,9 +24,9 @@ function sha256(text: string): Buffer {
 
 /** The key a request presents, from `Authorization: Bearer …` first, else from `X-API-Key`. */
 function presentedKey(c: Context): string | undefined {
-  const authorization = c.req.header("authorization");
+  const authorization = requestHeader(c, "authorization");
   const bearer = authorization === undefined ? undefined : /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(authorization)?.[1];
-  return bearer ?? c.req.header("x-api-key")?.trim();
+  return bearer ?? requestHeader(c, "x-api-key")?.trim();
 }
 
 /**
