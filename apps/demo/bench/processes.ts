@@ -57,7 +57,7 @@ export async function startServer({ script, env = {}, profileDir }: StartOptions
   const profile = profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [];
   // `acp-built` makes the packages resolve to their built code (dist), as users run them once
   // installed from npm, rather than to their TypeScript sources compiled on the fly by tsx.
-  const child = spawn(process.execPath, ["--expose-gc", "--conditions=acp-built", ...profile, "--import", "tsx", path.join("bench", script)], {
+  const child = spawn(process.execPath, ["--expose-gc", "--conditions=acp-built", ...(process.env.BENCH_NODE_FLAGS ?? "").split(" ").filter(Boolean), ...profile, "--import", "tsx", path.join("bench", script)], {
     cwd: demoDir,
     env: { ...inherited, ...env, PORT: String(port) },
     stdio: ["ignore", "pipe", "pipe"],

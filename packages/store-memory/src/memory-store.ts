@@ -15,7 +15,7 @@ import {
   type Unsubscribe,
   type UpdateResult,
 } from "@acp/core";
-import { copyAsJson } from "./copy-as-json.ts";
+import { copyAsJson, type Copies } from "./copy-as-json.ts";
 import { RecencyList } from "./recency-list.ts";
 
 
@@ -44,7 +44,7 @@ export interface MemoryStoreOptions {
 interface RunEntry {
   record: StoredRun;
   /** The log: the event with seq `n` is at index `n - 1`. */
-  events: string[];
+  events: Event[];
   expiresAt: number;
 }
 
@@ -107,7 +107,8 @@ export class MemoryStore implements Store {
   async createRun(record: StoredRun, events: Event[]): Promise<boolean> {
     const runId = record.run.run_id;
     if (this.#liveRun(runId)) return false;
-    const entry: RunEntry = { record: { ...copyAsJson(record), version: 1 }, events: events.map((event) => JSON.stringify(event)), expiresAt: 0 };
+    const shared: Copies = new Map();
+    const entry: RunEntry = { record: { ...copyAsJson(record, shared), version: 1 }, events: events.map((event) => copyAsJson(event, shared)), expiresAt: 0 };
     this.#runs.set(runId, entry);
     this.#touchRun(runId, entry);
     this.#evictOverLimit();
@@ -123,9 +124,10 @@ export class MemoryStore implements Store {
     const entry = this.#liveRun(runId);
     if (!entry || entry.record.version !== expectedVersion) return { ok: false, record: entry && copyAsJson(entry.record) };
     // Everything is copied before anything changes: a value that cannot be copied writes nothing.
-    const record = { ...copyAsJson(next), version: expectedVersion + 1 };
-    const copied = events.map((event) => JSON.stringify(event));
-    const items = history?.items.map((item) => copyAsJson(item));
+    const shared: Copies = new Map();
+    const record = { ...copyAsJson(next, shared), version: expectedVersion + 1 };
+    const copied = events.map((event) => copyAsJson(event, shared));
+    const items = history?.items.map((item) => copyAsJson(item, shared));
     if (history && items) this.#appendItems(history.sessionId, items);
     entry.record = record;
     for (const event of copied) entry.events.push(event);
@@ -139,7 +141,7 @@ export class MemoryStore implements Store {
     const entry = this.#liveRun(runId);
     if (!entry || isTerminal(entry.record.run.status)) return null;
     if (events.length === 0) return entry.events.length;
-    const copied = events.map((event) => JSON.stringify(event));
+    const copied = events.map((event) => copyAsJson(event));
     for (const event of copied) entry.events.push(event);
     // A run that keeps streaming is in use: an append keeps it (and its log) from expiring.
     this.#touchRun(runId, entry);
@@ -152,7 +154,7 @@ export class MemoryStore implements Store {
     if (!entry) return [];
     const start = Math.max(0, Math.floor(afterSeq));
     const end = limit === undefined ? undefined : start + Math.max(0, limit);
-    return entry.events.slice(start, end).map((event, i) => ({ seq: start + i + 1, event: JSON.parse(event) as Event }));
+    return entry.events.slice(start, end).map((event, i) => ({ seq: start + i + 1, event: copyAsJson(event) }));
   }
 
   async subscribe(runId: string, listener: ChangeListener): Promise<Unsubscribe> {

@@ -40,4 +40,14 @@ describe("copyAsJson", () => {
   it("throws on a BigInt, as JSON.stringify does", () => {
     expect(() => copyAsJson({ n: 1n })).toThrow(TypeError);
   });
+
+  it("copies an object once among values copied with the same shared map", () => {
+    const run = { status: "completed", output: [{ parts: [{ content: "a" }] }] };
+    const shared = new Map<object, unknown>();
+    const record = copyAsJson({ run }, shared);
+    const event = copyAsJson({ type: "run.completed", run }, shared);
+    expect(event.run).toBe(record.run);
+    expect(record.run).not.toBe(run);
+    expect(copyAsJson({ run }).run).not.toBe(record.run);
+  });
 });

@@ -14,6 +14,7 @@ import type { Store, StoredRun } from "../store.ts";
 import { RunExecutor } from "./executor.ts";
 import { waitForRecord } from "./follow.ts";
 import { guardStore, whenSettled } from "./guarded-store.ts";
+import { now } from "./now.ts";
 
 export interface RuntimeOptions {
   store: Store;
@@ -129,7 +130,7 @@ export class Runtime {
       await_request: null,
       output: [],
       error: null,
-      created_at: new Date().toISOString(),
+      created_at: now(),
     };
     // The run is stored already started: one write instead of two, with both events in order.
     const started: Run = { ...run, status: "in-progress" };
@@ -175,7 +176,7 @@ export class Runtime {
         // Still as created: nobody ever ran it.
         if (stored === undefined || stored.version !== 1) return;
         const message = "The run could not be started: the store answered too late, and the client was told so";
-        const run: Run = { ...stored.run, status: "failed", error: { code: "server_error", message }, finished_at: new Date().toISOString() };
+        const run: Run = { ...stored.run, status: "failed", error: { code: "server_error", message }, finished_at: now() };
         return this.store.updateRun(runId, stored.version, { ...stored, run }, [{ type: "run.failed", run }]);
       })
       .catch(() => {});
@@ -258,7 +259,7 @@ export class Runtime {
         status === "failed"
           ? { code: "server_error", message: "The server instance running this run was lost (its lease ran out); the run cannot continue" }
           : null;
-      const run: Run = { ...record.run, status, error, await_request: null, finished_at: new Date().toISOString() };
+      const run: Run = { ...record.run, status, error, await_request: null, finished_at: now() };
       const result = await this.store.updateRun(runId, record.version, { ...record, run, resume: null }, [{ type: `run.${status}`, run }]);
       if (result.ok) ended += 1;
     }
