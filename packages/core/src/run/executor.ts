@@ -53,9 +53,27 @@ function isSettledStatus(status: Run["status"]): boolean {
 function stamped(message: Message, created_at: string, completed_at?: string): Message {
   return completed_at === undefined ? { role: message.role, parts: message.parts, created_at } : { role: message.role, parts: message.parts, created_at, completed_at };
 }
-// Fails to compile when Message gains a field that stamped() would drop.
+/** A run's last state, built field by field for the same reason as {@link stamped}. */
+function ended(run: Run, status: Run["status"], output: Message[], error: ErrorModel | null): Run {
+  const { run_id, agent_name, session_id, created_at } = run;
+  return { run_id, agent_name, session_id, status, await_request: null, output, error, created_at, finished_at: now() };
+}
+
+// Fail to compile when Message or Run gains a field that stamped() or ended() would drop.
 const STAMPED_FIELDS: Record<keyof Message, true> = { role: true, parts: true, created_at: true, completed_at: true };
+const ENDED_FIELDS: Record<keyof Run, true> = {
+  run_id: true,
+  agent_name: true,
+  session_id: true,
+  status: true,
+  await_request: true,
+  output: true,
+  error: true,
+  created_at: true,
+  finished_at: true,
+};
 void STAMPED_FIELDS;
+void ENDED_FIELDS;
 
 function toGenerator(result: ReturnType<Agent["handler"]>): AgentGenerator {
   if (result && typeof result === "object" && typeof (result as AgentGenerator).next === "function") {
@@ -67,6 +85,42 @@ function toGenerator(result: ReturnType<Agent["handler"]>): AgentGenerator {
     if (Array.isArray(value)) yield* value;
     else yield value;
   })();
+}
+
+/**
+ * What a handler gets besides its input. A class rather than an object literal with a getter:
+ * one is made per run, and a literal with an accessor is slow to create.
+ */
+class RunContext implements Context {
+  readonly runId: string;
+  readonly sessionId: string;
+  readonly #history: SessionHistory;
+  readonly #input: Message[];
+  readonly #cancellation: Cancellation;
+
+  constructor(runId: string, history: SessionHistory, input: Message[], cancellation: Cancellation) {
+    this.runId = runId;
+    this.sessionId = history.sessionId;
+    this.#history = history;
+    this.#input = input;
+    this.#cancellation = cancellation;
+  }
+
+  /** Made when the handler first looks at it: most handlers never do. */
+  get signal(): AbortSignal {
+    return this.#cancellation.signal;
+  }
+
+  get session(): Context["session"] {
+    const history = this.#history;
+    const input = this.#input;
+    return {
+      async *loadHistory() {
+        yield* history.messages();
+        yield* input;
+      },
+    };
+  }
 }
 
 export interface ExecutorInit {
@@ -217,23 +271,7 @@ export class RunExecutor {
   }
 
   #context(): Context {
-    const history = this.#history;
-    const input = this.#input;
-    const cancellation = this.#abort;
-    return {
-      runId: this.runId,
-      sessionId: history.sessionId,
-      // Made when the handler first looks at it: most handlers never do.
-      get signal() {
-        return cancellation.signal;
-      },
-      session: {
-        async *loadHistory() {
-          yield* history.messages();
-          yield* input;
-        },
-      },
-    };
+    return new RunContext(this.runId, this.#history, this.#input, this.#abort);
   }
 
   /** Watches for a cancel (or an end decided elsewhere) while the agent runs. */
@@ -481,7 +519,7 @@ export class RunExecutor {
         // A cancel that won the race against completion turns the end into a cancel.
         const status = run.status === "cancelling" ? "cancelled" : outcome.status;
         const error = status === "failed" && outcome.status === "failed" ? outcome.error : null;
-        return { ...run, status, output: [...run.output, ...closed.output], await_request: null, error, finished_at: now() };
+        return ended(run, status, [...run.output, ...closed.output], error);
       },
       (run) => [...closed.events, { type: `run.${run.status as "completed" | "failed" | "cancelled"}`, run }],
       true,
