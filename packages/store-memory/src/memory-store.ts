@@ -16,7 +16,7 @@ import {
   type UpdateResult,
 } from "@acp/core";
 import { copyAsJson, type Copies } from "./copy-as-json.ts";
-import { RecencyList } from "./recency-list.ts";
+import { RecencyList, type Linked } from "./recency-list.ts";
 
 
 /** Options of {@link MemoryStore}. */
@@ -41,14 +41,16 @@ export interface MemoryStoreOptions {
   maxSessions?: number;
 }
 
-interface RunEntry {
+interface RunEntry extends Linked<RunEntry> {
+  runId: string;
   record: StoredRun;
   /** The log: the event with seq `n` is at index `n - 1`. */
   events: Event[];
   expiresAt: number;
 }
 
-interface SessionEntry {
+interface SessionEntry extends Linked<SessionEntry> {
+  sessionId: string;
   items: HistoryItem[];
   expiresAt: number;
 }
@@ -78,13 +80,13 @@ export class MemoryStore implements Store {
   readonly #maxRuns: number;
   readonly #maxSessions: number;
   readonly #runs = new Map<string, RunEntry>();
-  // Run ids by last write, oldest first. With one TTL for all, this is also expiry order. Finished runs are kept apart so that the
+  // Runs by last write, oldest first. With one TTL for all, this is also expiry order. Finished runs are kept apart so that the
   // size limit can drop them first.
-  readonly #activeOrder = new RecencyList<string>();
-  readonly #finishedOrder = new RecencyList<string>();
+  readonly #activeOrder = new RecencyList<RunEntry>();
+  readonly #finishedOrder = new RecencyList<RunEntry>();
   readonly #sessions = new Map<string, SessionEntry>();
-  /** Session ids by last write, oldest first, as for runs. */
-  readonly #sessionOrder = new RecencyList<string>();
+  /** Sessions by last write, oldest first, as for runs. */
+  readonly #sessionOrder = new RecencyList<SessionEntry>();
   readonly #items = new Map<string, ItemLocation>();
   /** Lease expiry time of each instance. */
   readonly #heartbeats = new Map<string, number>();
@@ -108,9 +110,17 @@ export class MemoryStore implements Store {
     const runId = record.run.run_id;
     if (this.#liveRun(runId)) return false;
     const shared: Copies = new Map();
-    const entry: RunEntry = { record: { ...copyAsJson(record, shared), version: 1 }, events: events.map((event) => copyAsJson(event, shared)), expiresAt: 0 };
+    const entry: RunEntry = {
+      runId,
+      record: { ...copyAsJson(record, shared), version: 1 },
+      events: events.map((event) => copyAsJson(event, shared)),
+      expiresAt: 0,
+      older: undefined,
+      newer: undefined,
+      list: undefined,
+    };
     this.#runs.set(runId, entry);
-    this.#touchRun(runId, entry);
+    this.#touchRun(entry);
     this.#evictOverLimit();
     return true;
   }
@@ -131,7 +141,7 @@ export class MemoryStore implements Store {
     if (history && items) this.#appendItems(history.sessionId, items);
     entry.record = record;
     for (const event of copied) entry.events.push(event);
-    this.#touchRun(runId, entry);
+    this.#touchRun(entry);
     this.#notify(runId, "record", expectedVersion + 1);
     // The stored record is a copy of `next`: handing back `next` itself shares nothing with the store.
     return { ok: true, record: { ...next, version: expectedVersion + 1 }, lastSeq: entry.events.length };
@@ -144,7 +154,7 @@ export class MemoryStore implements Store {
     const copied = events.map((event) => copyAsJson(event));
     for (const event of copied) entry.events.push(event);
     // A run that keeps streaming is in use: an append keeps it (and its log) from expiring.
-    this.#touchRun(runId, entry);
+    this.#touchRun(entry);
     this.#notify(runId, "events");
     return entry.events.length;
   }
@@ -180,7 +190,7 @@ export class MemoryStore implements Store {
   #appendItems(sessionId: string, items: HistoryItem[]): void {
     let session = this.#liveSession(sessionId);
     if (!session) {
-      session = { items: [], expiresAt: 0 };
+      session = { sessionId, items: [], expiresAt: 0, older: undefined, newer: undefined, list: undefined };
       this.#sessions.set(sessionId, session);
     }
     for (const item of items) {
@@ -188,11 +198,8 @@ export class MemoryStore implements Store {
       session.items.push(item);
     }
     session.expiresAt = Date.now() + this.#ttlMs;
-    this.#sessionOrder.touch(sessionId);
-    while (this.#sessions.size > this.#maxSessions) {
-      const oldest = this.#sessionOrder.oldest()!;
-      this.#dropSession(oldest, this.#sessions.get(oldest)!);
-    }
+    this.#sessionOrder.touch(session);
+    while (this.#sessions.size > this.#maxSessions) this.#dropSession(this.#sessionOrder.oldest()!);
   }
 
   async getHistory(sessionId: string): Promise<HistoryItem[] | undefined> {
@@ -226,7 +233,7 @@ export class MemoryStore implements Store {
 
   async listActiveRuns(): Promise<string[]> {
     const now = Date.now();
-    return [...this.#activeOrder].filter((runId) => (this.#runs.get(runId)?.expiresAt ?? 0) > now);
+    return [...this.#activeOrder].filter((entry) => entry.expiresAt > now).map((entry) => entry.runId);
   }
 
   async ping(): Promise<void> {}
@@ -241,7 +248,7 @@ export class MemoryStore implements Store {
   #liveRun(runId: string): RunEntry | undefined {
     const entry = this.#runs.get(runId);
     if (entry && entry.expiresAt <= Date.now()) {
-      this.#dropRun(runId);
+      this.#dropRun(entry);
       return undefined;
     }
     return entry;
@@ -250,31 +257,32 @@ export class MemoryStore implements Store {
   #liveSession(sessionId: string): SessionEntry | undefined {
     const session = this.#sessions.get(sessionId);
     if (session && session.expiresAt <= Date.now()) {
-      this.#dropSession(sessionId, session);
+      this.#dropSession(session);
       return undefined;
     }
     return session;
   }
 
   /** Restarts the run's TTL and moves it to the most recently written end of its order. */
-  #touchRun(runId: string, entry: RunEntry): void {
+  #touchRun(entry: RunEntry): void {
     entry.expiresAt = Date.now() + this.#ttlMs;
     const finished = isTerminal(entry.record.run.status);
-    (finished ? this.#activeOrder : this.#finishedOrder).delete(runId);
-    (finished ? this.#finishedOrder : this.#activeOrder).touch(runId);
+    (finished ? this.#activeOrder : this.#finishedOrder).delete(entry);
+    (finished ? this.#finishedOrder : this.#activeOrder).touch(entry);
   }
 
-  #dropRun(runId: string): void {
-    this.#runs.delete(runId);
-    this.#activeOrder.delete(runId);
-    this.#finishedOrder.delete(runId);
+  #dropRun(entry: RunEntry): void {
+    this.#runs.delete(entry.runId);
+    this.#activeOrder.delete(entry);
+    this.#finishedOrder.delete(entry);
     // A reader waiting on this run wakes up, reads, and finds it gone instead of waiting forever.
-    this.#notify(runId, undefined);
+    this.#notify(entry.runId, undefined);
   }
 
-  #dropSession(sessionId: string, session: SessionEntry): void {
+  #dropSession(session: SessionEntry): void {
+    const { sessionId } = session;
     this.#sessions.delete(sessionId);
-    this.#sessionOrder.delete(sessionId);
+    this.#sessionOrder.delete(session);
     for (const item of session.items) if (this.#items.get(item.id)?.sessionId === sessionId) this.#items.delete(item.id);
   }
 
@@ -291,15 +299,14 @@ export class MemoryStore implements Store {
   #sweep(): void {
     const now = Date.now();
     for (const order of [this.#activeOrder, this.#finishedOrder]) {
-      for (const runId of order) {
-        if ((this.#runs.get(runId)?.expiresAt ?? 0) > now) break;
-        this.#dropRun(runId);
+      for (const entry of order) {
+        if (entry.expiresAt > now) break;
+        this.#dropRun(entry);
       }
     }
-    for (const sessionId of this.#sessionOrder) {
-      const session = this.#sessions.get(sessionId)!;
+    for (const session of this.#sessionOrder) {
       if (session.expiresAt > now) break;
-      this.#dropSession(sessionId, session);
+      this.#dropSession(session);
     }
     for (const [instanceId, expiresAt] of this.#heartbeats) if (expiresAt <= now) this.#heartbeats.delete(instanceId);
   }

@@ -1,64 +1,69 @@
 /**
- * Keys in the order they were last touched, oldest first, as a doubly linked list: touching,
- * deleting and finding the oldest are O(1). A `Set` re-inserted on every write looks the same but
- * is not: V8 leaves a hole for each deleted entry until it rehashes, and finding the first live
- * one walks over them all, which made a full store's eviction cost grow with its size.
+ * Entries in the order they were last touched, oldest first, as a doubly linked list threaded
+ * through the entries themselves: touching, deleting and finding the oldest are O(1) and need no
+ * lookup. (A `Set` re-inserted on every write looks the same but is not: V8 leaves a hole per
+ * deleted entry until it rehashes, and finding the first live one walks over them all; a list
+ * with its own key-to-node map costs one more large-map lookup per write.)
  */
-interface Node<K> {
-  key: K;
-  older: Node<K> | undefined;
-  newer: Node<K> | undefined;
+
+/** What an entry carries to sit in a list; an entry sits in at most one list at a time. */
+export interface Linked<N> {
+  older: N | undefined;
+  newer: N | undefined;
+  /** The list the entry sits in, if any. */
+  list: object | undefined;
 }
 
-export class RecencyList<K> {
-  readonly #nodes = new Map<K, Node<K>>();
-  #oldest: Node<K> | undefined;
-  #newest: Node<K> | undefined;
+export class RecencyList<N extends Linked<N>> {
+  #oldest: N | undefined;
+  #newest: N | undefined;
+  #size = 0;
 
   get size(): number {
-    return this.#nodes.size;
+    return this.#size;
   }
 
-  /** The least recently touched key. */
-  oldest(): K | undefined {
-    return this.#oldest?.key;
+  /** The least recently touched entry. */
+  oldest(): N | undefined {
+    return this.#oldest;
   }
 
-  /** Makes `key` the most recently touched, adding it if absent. */
-  touch(key: K): void {
-    let node = this.#nodes.get(key);
-    if (node === undefined) {
-      node = { key, older: undefined, newer: undefined };
-      this.#nodes.set(key, node);
-    } else if (node === this.#newest) {
-      return;
-    } else {
+  /** Makes `node` the most recently touched, adding it if it is in no list. */
+  touch(node: N): void {
+    if (node.list === this) {
+      if (node === this.#newest) return;
       this.#unlink(node);
+    } else {
+      if (node.list !== undefined) throw new Error("[acp] [store-memory] an entry sits in another recency list");
+      node.list = this;
+      this.#size += 1;
     }
     node.older = this.#newest;
+    node.newer = undefined;
     if (this.#newest) this.#newest.newer = node;
     else this.#oldest = node;
     this.#newest = node;
   }
 
-  delete(key: K): void {
-    const node = this.#nodes.get(key);
-    if (node === undefined) return;
-    this.#nodes.delete(key);
+  /** Takes `node` out of this list; nothing happens if it is not in it. */
+  delete(node: N): void {
+    if (node.list !== this) return;
     this.#unlink(node);
+    node.list = undefined;
+    this.#size -= 1;
   }
 
-  /** Oldest first. Deleting the key just yielded is safe. */
-  *[Symbol.iterator](): IterableIterator<K> {
+  /** Oldest first. Deleting the entry just yielded is safe. */
+  *[Symbol.iterator](): IterableIterator<N> {
     let node = this.#oldest;
     while (node !== undefined) {
       const newer = node.newer;
-      yield node.key;
+      yield node;
       node = newer;
     }
   }
 
-  #unlink(node: Node<K>): void {
+  #unlink(node: N): void {
     if (node.older) node.older.newer = node.newer;
     else this.#oldest = node.newer;
     if (node.newer) node.newer.older = node.older;

@@ -242,8 +242,9 @@ export class PostgreSQLStore implements Store {
       if (updated && history && updated.session === 0) await this.#restartExpiredSession(history.sessionId, history.items);
       if (updated) {
         this.#notify(notification("record", runId, updated.version));
-        // What was stored is `value`: parsing it here spares the database sending it back.
-        const record = toStoredRun({ value: JSON.parse(value) as RunRow["value"], version: updated.version });
+        // What was stored is `next`: a shallow copy with the new version spares the database
+        // sending it back and us parsing it (the caller's nested objects are its own anyway).
+        const record = { ...next, version: updated.version };
         return { ok: true, record, lastSeq: updated.last };
       }
       return { ok: false, record: await this.#readRun(runId) };

@@ -122,7 +122,8 @@ export class RedisStore implements Store {
         return { ok: false, record: reply[1] == null ? undefined : parse<StoredRun>(reply[1]) };
       }
       if (ended) await this.#unlistActive(runId);
-      return { ok: true, record: parse<StoredRun>(json), lastSeq: Number(reply[1]) };
+      // What was stored is `next` with the new version: no need to parse the JSON back.
+      return { ok: true, record: { ...next, version: expectedVersion + 1 }, lastSeq: Number(reply[1]) };
     });
   }
 
