@@ -73,7 +73,7 @@ describe("a slow run end with its session history", () => {
         if (property === "updateRun") {
           return async (...args: Parameters<Store["updateRun"]>) => {
             const landed = target.updateRun(...args);
-            if (args[4] !== undefined && !slowed) {
+            if (args[4]?.history !== undefined && !slowed) {
               slowed = true;
               await new Promise((resolve) => setTimeout(resolve, 300));
             }

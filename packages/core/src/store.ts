@@ -54,6 +54,17 @@ export interface HistoryAppend {
   items: HistoryItem[];
 }
 
+/** What else an update may carry (see {@link Store.updateRun}). */
+export interface UpdateOptions {
+  /** The session history of a run's end, written with it. */
+  history?: HistoryAppend;
+  /**
+   * Nobody can be subscribed to the run yet (a sync run, whose id goes out only with its answer):
+   * the store may skip notifying this change. A hint: notifying anyway is correct.
+   */
+  unobserved?: boolean;
+}
+
 /** The outcome of a compare-and-set: either it applied, or here is what the store holds now. */
 export type UpdateResult =
   | { ok: true; record: StoredRun; lastSeq: number }
@@ -96,7 +107,7 @@ export interface Store {
    * `events` to the run's log, all in one atomic step, then notifies subscribers of the run.
    * Refreshes the TTL of the run and its events.
    *
-   * With `history` (a run's end), its items are also appended to the session as
+   * With `options.history` (a run's end), its items are also appended to the session as
    * {@link Store.appendHistory} would, so that whoever reads the new record finds them: in the
    * same atomic step where the backend allows it (nothing is appended when the version differs).
    * A store that cannot (keys in different Redis Cluster slots) appends them first and skips
@@ -105,7 +116,7 @@ export interface Store {
    * of the log after the append; `{ ok: false, record }` with the current record (or `undefined`
    * when the run is unknown) when the version differs; the run is not written then.
    */
-  updateRun(runId: string, expectedVersion: number, next: StoredRun, events: Event[], history?: HistoryAppend): Promise<UpdateResult>;
+  updateRun(runId: string, expectedVersion: number, next: StoredRun, events: Event[], options?: UpdateOptions): Promise<UpdateResult>;
 
   /**
    * Appends events to the log of a run that has not ended, atomically and in order, then

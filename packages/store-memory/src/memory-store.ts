@@ -7,12 +7,12 @@ import {
   type ChangeKind,
   type ChangeListener,
   type Event,
-  type HistoryAppend,
   type HistoryItem,
   type Store,
   type StoredEvent,
   type StoredRun,
   type Unsubscribe,
+  type UpdateOptions,
   type UpdateResult,
 } from "@acp/core";
 import { copyAsJson, type Copies } from "./copy-as-json.ts";
@@ -130,7 +130,7 @@ export class MemoryStore implements Store {
     return entry && copyAsJson(entry.record);
   }
 
-  async updateRun(runId: string, expectedVersion: number, next: StoredRun, events: Event[], history?: HistoryAppend): Promise<UpdateResult> {
+  async updateRun(runId: string, expectedVersion: number, next: StoredRun, events: Event[], { history }: UpdateOptions = {}): Promise<UpdateResult> {
     const entry = this.#liveRun(runId);
     if (!entry || entry.record.version !== expectedVersion) return { ok: false, record: entry && copyAsJson(entry.record) };
     // Everything is copied before anything changes: a value that cannot be copied writes nothing.

@@ -13,6 +13,7 @@ import {
   type StoredEvent,
   type StoredRun,
   type Unsubscribe,
+  type UpdateOptions,
   type UpdateResult,
 } from "@acp/core";
 import type { PendingQuery, Row, Sql } from "postgres";
@@ -217,7 +218,7 @@ export class PostgreSQLStore implements Store {
     return this.#attempt("getRun", () => this.#readRun(runId));
   }
 
-  async updateRun(runId: string, expectedVersion: number, next: StoredRun, events: Event[], history?: HistoryAppend): Promise<UpdateResult> {
+  async updateRun(runId: string, expectedVersion: number, next: StoredRun, events: Event[], { history, unobserved = false }: UpdateOptions = {}): Promise<UpdateResult> {
     const { records, events: eventTable } = this.#tables;
     const value = recordJson(next);
     return this.#attempt("updateRun", async () => {
@@ -241,7 +242,8 @@ export class PostgreSQLStore implements Store {
       // An expired session that the sweep has not deleted yet takes no items: it starts over.
       if (updated && history && updated.session === 0) await this.#restartExpiredSession(history.sessionId, history.items);
       if (updated) {
-        this.#notify(notification("record", runId, updated.version));
+        // Every instance hears every notification on the one channel: skip those nobody can want.
+        if (!unobserved) this.#notify(notification("record", runId, updated.version));
         // What was stored is `next`: a shallow copy with the new version spares the database
         // sending it back and us parsing it (the caller's nested objects are its own anyway).
         const record = { ...next, version: updated.version };

@@ -5,13 +5,13 @@ import {
   StoreError,
   type ChangeListener,
   type Event,
-  type HistoryAppend,
   type HistoryItem,
   type Store,
   type StoredEvent,
   type StoredRun,
   type StoreOptions,
   type Unsubscribe,
+  type UpdateOptions,
   type UpdateResult,
 } from "@acp/core";
 import { commandsOf, type Commands, type RedisConnection } from "./connection.ts";
@@ -100,7 +100,8 @@ export class RedisStore implements Store {
     });
   }
 
-  updateRun(runId: string, expectedVersion: number, next: StoredRun, events: Event[], history?: HistoryAppend): Promise<UpdateResult> {
+  // `unobserved` is not needed: Redis publishes to a channel per run, which nobody listens to then.
+  updateRun(runId: string, expectedVersion: number, next: StoredRun, events: Event[], { history }: UpdateOptions = {}): Promise<UpdateResult> {
     return this.#attempt("updateRun", async () => {
       // The session's keys may live in another cluster slot than the run's, so the history cannot
       // join the run's script: it goes first (a reader of the new record finds it), and the

@@ -479,7 +479,7 @@ export class RunExecutor {
       this.#writingVersion = current.version + 1;
       let result = await retryOutage(
         () =>
-          this.#store.updateRun(this.runId, current.version, { ...current, run, resume: null }, written, history).catch((error: unknown) => {
+          this.#store.updateRun(this.runId, current.version, { ...current, run, resume: null }, written, { history, unobserved: this.#quiet }).catch((error: unknown) => {
             uncertain ||= isStoreOutage(error);
             throw error;
           }),

@@ -42,7 +42,7 @@ export function describeTtl(target: ConformanceTarget, { describe, it }: TestApi
           const next = newRun("in-progress");
           const fresh = historyItem("fresh");
           await store.createRun(next, []);
-          const ended = await store.updateRun(next.run.run_id, 1, withStatus(next, "completed"), [], { sessionId, items: [fresh] });
+          const ended = await store.updateRun(next.run.run_id, 1, withStatus(next, "completed"), [], { history: { sessionId, items: [fresh] } });
           assert.equal(ended.ok, true, "the update of a new run did not apply");
           assert.deepEqual(await peer.getHistory(sessionId), [fresh], "an update's history did not start the expired session over");
         },

@@ -100,7 +100,7 @@ export function describeUpdate(target: ConformanceTarget, { describe, it }: Test
         await store.appendHistory(sessionId, [earlier]);
         await store.createRun(record, []);
         const items = [historyItem("question"), historyItem("answer")];
-        const result = await peer.updateRun(record.run.run_id, 1, withStatus(record, "completed"), [label("end")], { sessionId, items });
+        const result = await peer.updateRun(record.run.run_id, 1, withStatus(record, "completed"), [label("end")], { history: { sessionId, items } });
         assert.equal(result.ok, true);
         assert.deepEqual(await store.getHistory(sessionId), [earlier, ...items]);
         assert.deepEqual(await store.getHistoryItem(items[1]!.id), items[1]);
@@ -108,7 +108,7 @@ export function describeUpdate(target: ConformanceTarget, { describe, it }: Test
         const other = newRun();
         const newSession = randomUUID();
         await store.createRun(other, []);
-        await store.updateRun(other.run.run_id, 1, withStatus(other, "failed"), [], { sessionId: newSession, items: [historyItem("alone")] });
+        await store.updateRun(other.run.run_id, 1, withStatus(other, "failed"), [], { history: { sessionId: newSession, items: [historyItem("alone")] } });
         assert.equal((await peer.getHistory(newSession))?.length, 1);
       });
     });
@@ -120,9 +120,9 @@ export function describeUpdate(target: ConformanceTarget, { describe, it }: Test
         await store.createRun(record, []);
         const history = { sessionId, items: [historyItem("question"), historyItem("answer")] };
         const next = withStatus(record, "completed");
-        assert.equal((await store.updateRun(record.run.run_id, 1, next, [], history)).ok, true);
+        assert.equal((await store.updateRun(record.run.run_id, 1, next, [], { history })).ok, true);
         // The writer did not learn that it applied (a timeout), and writes again.
-        const retried = await peer.updateRun(record.run.run_id, 1, next, [], history);
+        const retried = await peer.updateRun(record.run.run_id, 1, next, [], { history });
         assert.equal(retried.ok, false);
         assert.deepEqual(await store.getHistory(sessionId), history.items);
       });
