@@ -501,10 +501,14 @@ function interval(ms: number): string {
  * JSON goes to PostgreSQL as text and is cast there (`::text::jsonb`): a parameter typed jsonb
  * would make postgres.js encode the string once more.
  */
-function recordJson(record: StoredRun): string {
-  const { version: _version, ...rest } = record;
-  return JSON.stringify(rest);
+function recordJson({ run, owner, resume }: StoredRun): string {
+  // The version lives in its own column. Named fields rather than `...rest`: copying an object
+  // of varying shape by rest is slow in V8, and this runs on every write.
+  return JSON.stringify({ run, owner, resume });
 }
+// Fails to compile when StoredRun gains a field that recordJson() would leave out.
+const RECORD_FIELDS: Record<keyof StoredRun, true> = { run: true, version: true, owner: true, resume: true };
+void RECORD_FIELDS;
 
 /**
  * Events as one JSON array, unpacked by `jsonb_array_elements`: cheaper than a text[]
