@@ -127,6 +127,10 @@ export const badInputCases: BadInputCase[] = [
   { input: "an invalid message role", method: "POST", path: "/runs", body: run({ input: [{ role: "robot", parts: [{ content: "x" }] }] }), status: 422, code: "invalid_input", says: "role" },
   { input: "a message without parts", method: "POST", path: "/runs", body: run({ input: [{ role: "user", parts: [] }] }), status: 422, code: "invalid_input", says: "at least one part" },
   { input: "a message with parts of the wrong type", method: "POST", path: "/runs", body: run({ input: [{ role: "user", parts: "x" }] }), status: 422, code: "invalid_input", says: "parts must be an array" },
+  { input: "a message that is an array", method: "POST", path: "/runs", body: run({ input: [[user("x")]] }), status: 422, code: "invalid_input", says: "input.0: must be an object, not an array" },
+  { input: "a part that is an array", method: "POST", path: "/runs", body: run({ input: [{ role: "user", parts: [[]] }] }), status: 422, code: "invalid_input", says: "input.0.parts.0: must be an object, not an array" },
+  { input: "part metadata that is an array", method: "POST", path: "/runs", body: part({ content: "x", metadata: [] }), status: 422, code: "invalid_input", says: "metadata: must be an object, not an array" },
+  { input: "a session descriptor that is an array", method: "POST", path: "/runs", body: run({ session: [] }), status: 422, code: "invalid_input", says: "session: must be an object, not an array" },
   { input: "a part with both content and content_url", method: "POST", path: "/runs", body: part({ content: "x", content_url: "https://example.com/x" }), status: 422, code: "invalid_input", says: "not both" },
   { input: "an invalid content_url", method: "POST", path: "/runs", body: part({ content_url: "not a url" }), status: 422, code: "invalid_input", says: "content_url must be a URL" },
   { input: "invalid base64 under content_encoding: base64", method: "POST", path: "/runs", body: part({ content: "not base64!", content_encoding: "base64" }), status: 422, code: "invalid_input", says: "base64" },
@@ -197,6 +201,7 @@ export const badInputCases: BadInputCase[] = [
   },
   { input: "resume without await_resume", method: "POST", path: "/runs/{awaiting-run}", body: { mode: "sync" }, status: 422, code: "invalid_input", says: "await_resume is required" },
   { input: "resume whose await_resume is not an object", method: "POST", path: "/runs/{awaiting-run}", body: { await_resume: "yes" }, status: 422, code: "invalid_input", says: "await_resume must be an object" },
+  { input: "resume whose await_resume is an array", method: "POST", path: "/runs/{awaiting-run}", body: { await_resume: [] }, status: 422, code: "invalid_input", says: "await_resume: must be an object, not an array" },
   { input: "resume without await_resume.message", method: "POST", path: "/runs/{awaiting-run}", body: { await_resume: { type: "message" } }, status: 422, code: "invalid_input", says: "await_resume.message is required" },
   {
     input: "resume with an invalid message role",

@@ -53,6 +53,14 @@ export const AgentNameSchema = v.pipe(
   v.regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "agent_name must be an RFC 1123 DNS label"),
 );
 
+/**
+ * valibot's object and record schemas take an array for an object, its indexes as keys: `parts:
+ * [[]]` would be read as one empty part. Every object a client sends goes through this first.
+ */
+const notAnArray = v.custom<unknown>((input) => !Array.isArray(input), "must be an object, not an array");
+/** A record of a request: an object with any keys, not an array. */
+const inputRecord = v.pipe(notAnArray, v.record(v.string(), v.unknown()));
+
 const optionalText = v.nullish(v.string());
 const optionalInt = v.nullish(v.pipe(v.number(), v.integer()));
 
@@ -73,17 +81,18 @@ export const TrajectoryMetadataSchema = v.pipe(
     kind: v.optional(v.literal("trajectory"), "trajectory"),
     message: optionalText,
     tool_name: optionalText,
-    tool_input: v.nullish(v.record(v.string(), v.unknown())),
-    tool_output: v.nullish(v.record(v.string(), v.unknown())),
+    tool_input: v.nullish(inputRecord),
+    tool_output: v.nullish(inputRecord),
   }),
   v.transform(dropNulls),
 );
 
-export const MetadataPartSchema = v.variant("kind", [CitationMetadataSchema, TrajectoryMetadataSchema]);
+export const MetadataPartSchema = v.pipe(notAnArray, v.variant("kind", [CitationMetadataSchema, TrajectoryMetadataSchema]));
 
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 export const MessagePartSchema = v.pipe(
+  notAnArray,
   v.object({
     name: optionalText,
     content_type: v.optional(v.nullable(v.string()), "text/plain"),
@@ -120,6 +129,7 @@ export const RoleSchema = v.pipe(
 );
 
 export const MessageSchema = v.pipe(
+  notAnArray,
   v.object({
     role: v.optional(RoleSchema, "user"),
     parts: v.pipe(v.array(MessagePartSchema, "parts must be an array"), v.minLength(1, "a message needs at least one part")),
@@ -133,17 +143,20 @@ export type Message = v.InferOutput<typeof MessageSchema>;
 /** What an agent asks the client for when it awaits; ACP 0.2 defines the `message` kind. */
 export const AwaitRequestSchema = v.object({ type: v.literal("message"), message: MessageSchema });
 export type AwaitRequest = v.InferOutput<typeof AwaitRequestSchema>;
-export const AwaitResumeSchema = v.object(
-  { type: v.literal("message", 'await_resume.type must be "message"'), message: MessageSchema },
-  "await_resume must be an object",
+export const AwaitResumeSchema = v.pipe(
+  notAnArray,
+  v.object({ type: v.literal("message", 'await_resume.type must be "message"'), message: MessageSchema }, "await_resume must be an object"),
 );
 export type AwaitResume = v.InferOutput<typeof AwaitResumeSchema>;
 
-export const SessionSchema = v.object({
-  id: SessionIdSchema,
-  history: v.optional(v.array(v.pipe(v.string(), v.url("history items must be URLs"))), []),
-  state: v.nullish(v.pipe(v.string(), v.url("state must be a URL"))),
-});
+export const SessionSchema = v.pipe(
+  notAnArray,
+  v.object({
+    id: SessionIdSchema,
+    history: v.optional(v.array(v.pipe(v.string(), v.url("history items must be URLs"))), []),
+    state: v.nullish(v.pipe(v.string(), v.url("state must be a URL"))),
+  }),
+);
 export type Session = v.InferOutput<typeof SessionSchema>;
 
 export const RunSchema = v.object({
@@ -176,13 +189,11 @@ export const RunCreateRequestSchema = v.pipe(
 );
 export type RunCreateRequest = v.InferOutput<typeof RunCreateRequestSchema>;
 
-export const RunResumeRequestSchema = v.object(
-  {
-    run_id: v.nullish(RunIdSchema),
-    await_resume: AwaitResumeSchema,
-    mode: v.optional(v.nullable(RunModeSchema), "sync"),
-  },
-);
+export const RunResumeRequestSchema = v.object({
+  run_id: v.nullish(RunIdSchema),
+  await_resume: AwaitResumeSchema,
+  mode: v.optional(v.nullable(RunModeSchema), "sync"),
+});
 export type RunResumeRequest = v.InferOutput<typeof RunResumeRequestSchema>;
 
 export const TimestampSchema = isoDateTime;
