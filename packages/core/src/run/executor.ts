@@ -430,8 +430,10 @@ export class RunExecutor {
   }
 
   /**
-   * Waits for the record to leave `awaiting`, however long that takes. A store outage meanwhile
-   * is ridden out like the agent's writes are: for up to `outageMs` from when it began.
+   * Waits for the record to leave `awaiting`, however long that takes, store outages included:
+   * the agent does nothing meanwhile and a person may take hours to answer, so an outage is
+   * waited out instead of failing the run. A run ended elsewhere meanwhile (its instance's lease
+   * ran out) is found ended once the store answers again.
    */
   async #waitForResume(): Promise<StoredRun | undefined> {
     const signal = this.#abort.signal;
@@ -440,7 +442,7 @@ export class RunExecutor {
         return await waitForRecord(this.#store, this.runId, (stored) => stored.run.status !== "awaiting", { signal });
       } catch (error) {
         if (!isStoreOutage(error) || signal.aborted) throw error;
-        await retryOutage(() => this.#store.ping(), Date.now() + this.#outageMs, signal);
+        await retryOutage(() => this.#store.ping(), Number.POSITIVE_INFINITY, signal);
       }
     }
   }

@@ -45,6 +45,12 @@ export class Runtime {
   readonly #fetchHistory: HistoryFetcher;
   /** Whether the last heartbeat failed: outages are logged once, not every beat. */
   #beatFailing = false;
+  /**
+   * No orphan sweep before this time (epoch ms). After an outage of the shared store, every
+   * instance's lease may have run out at once: each gets a lease's time to renew it before this
+   * one takes its runs for orphans.
+   */
+  #sweepNotBefore = 0;
   readonly #agents = new Map<string, Agent>();
   readonly #local = new Map<string, { executor: RunExecutor; done: Promise<void> }>();
   #started: Promise<void> | undefined;
@@ -91,6 +97,8 @@ export class Runtime {
       await this.store.heartbeat(this.instanceId, this.leaseMs);
       const beat = setInterval(() => this.#beat(), Math.max(50, Math.floor(this.leaseMs / 3)));
       const sweep = setInterval(() => {
+        // Not while the store is known to be down (it would only fail), nor during the grace after.
+        if (this.#beatFailing || Date.now() < this.#sweepNotBefore) return;
         this.sweepOrphans().catch((error: unknown) => console.error("[acp] orphan sweep failed:", error));
       }, Math.max(50, Math.floor(this.leaseMs / 2)));
       beat.unref();
@@ -106,7 +114,10 @@ export class Runtime {
   #beat(): void {
     this.store.heartbeat(this.instanceId, this.leaseMs).then(
       () => {
-        if (this.#beatFailing) console.error("[acp] the store answers again: heartbeats resumed");
+        if (this.#beatFailing) {
+          console.error("[acp] the store answers again: heartbeats resumed");
+          this.#sweepNotBefore = Date.now() + this.leaseMs;
+        }
         this.#beatFailing = false;
       },
       (error: unknown) => {
