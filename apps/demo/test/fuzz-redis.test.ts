@@ -1,0 +1,8 @@
+/**
+ * The fuzz suite (support/fuzz-suite.ts) on Redis, at half its size: what the memory store lets
+ * through must not make this backend fail either (a 5xx, a crash, a run left going).
+ */
+import { redisBackend } from "./ha/backends.ts";
+import { describeFuzzOn } from "./support/fuzz-suite.ts";
+
+describeFuzzOn(redisBackend, 0.5);
