@@ -11,6 +11,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { agent, createApp, type Agent, type AppOptions, type Message, type Run, type Store } from "@acp/core";
 import { MemoryStore } from "@acp/store-memory";
+import { Hono } from "hono";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { startServer, type DemoServer } from "../src/server.ts";
 import { startInstance, stopInstances } from "./support/cluster.ts";
@@ -153,6 +154,17 @@ describe("API-key authentication", () => {
 
   it("leaves /ping open for load balancers", async () => {
     expect((await fetch(`${demo.url}/ping`)).status).toBe(200);
+  });
+
+  it("leaves /ping open, and nothing else, also when the app is mounted under a prefix", async () => {
+    const store = new MemoryStore();
+    const outer = new Hono();
+    outer.route("/acp", createApp(agents, { store, auth: { apiKeys: ["first-key"] } }));
+    expect((await outer.request("/acp/ping")).status).toBe(200);
+    expect((await outer.request("/acp/ping", { method: "HEAD" })).status).toBe(200);
+    expect((await outer.request("/acp/agents")).status).toBe(401);
+    expect((await outer.request("/acp/agents", { headers: { authorization: "Bearer first-key" } })).status).toBe(200);
+    await store.close();
   });
 
   it("refuses to build an app with no key or an empty key", () => {

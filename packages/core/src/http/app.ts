@@ -221,10 +221,10 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
   app.use(finishUnreadBody(maxBodyBytes));
   // CORS first (a preflight carries no key), then authentication, before any body is read.
   if (corsMiddleware) app.use(corsMiddleware);
-  if (authMiddleware) app.use(authMiddleware);
-  app.use(limitBody(maxBodyBytes));
 
   // Load balancers route by /ping: it fails while draining and while the store does not answer.
+  // Registered before authentication, which it therefore never reaches: it needs no key wherever
+  // the app is mounted (the auth middleware's own path check sees the mount's prefix).
   app.get("/ping", async (c) => {
     if (runtime.draining) return c.json({ code: "server_error", message: "This instance is shutting down" }, 503);
     try {
@@ -234,6 +234,9 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
     }
     return c.json({});
   });
+
+  if (authMiddleware) app.use(authMiddleware);
+  app.use(limitBody(maxBodyBytes));
 
   app.get("/agents", (c) => {
     const limit = parse(LimitSchema, c.req.query("limit") ?? 10, "query parameter limit");
