@@ -126,7 +126,10 @@ function containersOf(value: unknown, found: (Record<string, unknown> | unknown[
   return found;
 }
 
-function applyMutation(body: unknown, { at, op, key, value }: Mutation): unknown {
+function applyMutation(body: unknown, { at, op, key, value: generated }: Mutation): unknown {
+  // A copy: constants such as {} and [] are one object shared by every run, and later mutations
+  // change the body in place (they would change the constant, or put it inside itself).
+  const value = structuredClone(generated);
   if (op === "replace-root") return value;
   const containers = containersOf(body);
   if (containers.length === 0) return body;
