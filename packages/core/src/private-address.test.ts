@@ -26,13 +26,20 @@ describe("isInternalAddress", () => {
       "[::1]",
       "224.0.0.1",
       "255.255.255.255",
+      "64:ff9b::7f00:1",
+      "64:ff9b::10.0.0.1",
+      "64:ff9b::a9fe:a9fe",
+      "64:ff9b:1::1",
+      "2002:7f00:1::",
+      "2002:c0a8:0101::1",
+      "2001:0:4136:e378:8000:63bf:3fff:fdd2",
     ]) {
       expect(isInternalAddress(address), address).toBe(true);
     }
   });
 
   it("lets public addresses through", () => {
-    for (const address of ["8.8.8.8", "1.1.1.1", "172.32.0.1", "192.169.0.1", "2606:4700:4700::1111", "::ffff:8.8.8.8"]) {
+    for (const address of ["8.8.8.8", "1.1.1.1", "172.32.0.1", "192.169.0.1", "2606:4700:4700::1111", "::ffff:8.8.8.8", "64:ff9b::8.8.8.8", "2002:0808:0808::1"]) {
       expect(isInternalAddress(address), address).toBe(false);
     }
   });
