@@ -10,6 +10,7 @@ import { once } from "node:events";
 import { chown, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { untilReady } from "./child-ready.ts";
 import { freePort } from "./cluster.ts";
 
 const START_TIMEOUT_MS = 20_000;
@@ -72,28 +73,8 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
       { ...user, detached: true, stdio: ["ignore", "pipe", "pipe"] },
     );
     child = started;
-    let output = "";
     try {
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`PostgreSQL on port ${port} did not start within ${START_TIMEOUT_MS} ms:\n${output}`)), START_TIMEOUT_MS);
-        started.once("error", (error) => {
-          clearTimeout(timer);
-          reject(new Error(`cannot run ${bin}/postgres: ${error.message}`));
-        });
-        started.once("exit", (code) => {
-          clearTimeout(timer);
-          reject(new Error(`PostgreSQL on port ${port} exited with ${code}:\n${output}`));
-        });
-        const onData = (chunk: Buffer): void => {
-          output += chunk.toString();
-          if (output.includes("database system is ready to accept connections")) {
-            clearTimeout(timer);
-            resolve();
-          }
-        };
-        started.stdout!.on("data", onData);
-        started.stderr!.on("data", onData);
-      });
+      await untilReady(started, "database system is ready to accept connections", `PostgreSQL on port ${port}`, START_TIMEOUT_MS);
     } catch (error) {
       await killGroup(started);
       throw error;

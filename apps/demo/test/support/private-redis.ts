@@ -9,6 +9,7 @@ import { once } from "node:events";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { untilReady } from "./child-ready.ts";
 import { freePort } from "./cluster.ts";
 
 const START_TIMEOUT_MS = 10_000;
@@ -36,28 +37,8 @@ export async function startPrivateRedis({ persistent = false }: { persistent?: b
   async function launch(): Promise<void> {
     const started = spawn("redis-server", args, { cwd: dir, stdio: ["ignore", "pipe", "pipe"] });
     child = started;
-    let output = "";
     try {
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`redis-server on port ${port} did not start within ${START_TIMEOUT_MS} ms:\n${output}`)), START_TIMEOUT_MS);
-        started.once("error", (error) => {
-          clearTimeout(timer);
-          reject(new Error(`cannot run redis-server (is it installed?): ${error.message}`));
-        });
-        started.once("exit", (code) => {
-          clearTimeout(timer);
-          reject(new Error(`redis-server on port ${port} exited with ${code}:\n${output}`));
-        });
-        const onData = (chunk: Buffer): void => {
-          output += chunk.toString();
-          if (output.includes("Ready to accept connections")) {
-            clearTimeout(timer);
-            resolve();
-          }
-        };
-        started.stdout!.on("data", onData);
-        started.stderr!.on("data", onData);
-      });
+      await untilReady(started, "Ready to accept connections", `redis-server on port ${port}`, START_TIMEOUT_MS);
     } catch (error) {
       await terminate(started, "SIGKILL");
       throw error;
