@@ -1,9 +1,12 @@
 /**
  * A store outage longer than the lease lets every instance's heartbeat lapse at once. Once the
  * store is back, no instance may fail another's runs as orphaned before that one could renew its
- * lease; and a run awaiting input outlasts an outage of any length. In process: two apps over one
- * memory store, each behind its own switch that makes every call fail like an unreachable backend.
+ * lease; and a run awaiting input outlasts an outage of any length. Two instances over real HTTP
+ * share one memory store, each behind its own switch that makes every call fail like an
+ * unreachable backend.
  */
+import type { AddressInfo } from "node:net";
+import { serve, type ServerType } from "@hono/node-server";
 import { createApp, type ACPApp, type Store } from "@acp/core";
 import { MemoryStore } from "@acp/store-memory";
 import { afterEach, describe, expect, it } from "vitest";
@@ -25,25 +28,37 @@ function behindSwitch(store: Store, state: Switch): Store {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function post(app: ACPApp, path: string, body: unknown): Promise<{ status: number; run: { run_id: string; status: string } }> {
-  const response = await app.request(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+/** An instance listening on a loopback port. */
+interface Instance {
+  app: ACPApp;
+  url: string;
+}
+
+async function post(instance: Instance, path: string, body: unknown): Promise<{ status: number; run: { run_id: string; status: string } }> {
+  const response = await fetch(`${instance.url}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
   return { status: response.status, run: (await response.json()) as { run_id: string; status: string } };
 }
 
 const ask = { agent_name: "approval", input: [{ role: "user", parts: [{ content: "the release" }] }] };
 const yes = { await_resume: { type: "message", message: { role: "user", parts: [{ content: "yes" }] } }, mode: "sync" };
 
-const apps: ACPApp[] = [];
+const running: { app: ACPApp; server: ServerType }[] = [];
 const stores: MemoryStore[] = [];
 afterEach(async () => {
-  await Promise.all(apps.splice(0).map((app) => app.shutdown({ deadlineMs: 100 })));
+  for (const { app, server } of running.splice(0)) {
+    await app.shutdown({ deadlineMs: 100 });
+    await new Promise((resolve) => server.close(resolve));
+  }
   await Promise.all(stores.splice(0).map((store) => store.close()));
 });
 
-function instance(store: Store, state: Switch, options: { leaseMs?: number; outageMs?: number } = {}): ACPApp {
+async function instance(store: Store, state: Switch, options: { leaseMs?: number; outageMs?: number } = {}): Promise<Instance> {
   const app = createApp([approval], { store: behindSwitch(store, state), storeTimeoutMs: 100, ...options });
-  apps.push(app);
-  return app;
+  const server = await new Promise<ServerType>((resolve) => {
+    const started = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, () => resolve(started));
+  });
+  running.push({ app, server });
+  return { app, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
 }
 
 describe("after a store outage longer than the lease", () => {
@@ -51,9 +66,9 @@ describe("after a store outage longer than the lease", () => {
     const store = new MemoryStore();
     stores.push(store);
     const [a, b] = [{ down: false }, { down: false }];
-    const owner = instance(store, a, { leaseMs: 1000 });
-    const peer = instance(store, b, { leaseMs: 1000 });
-    await peer.runtime.start();
+    const owner = await instance(store, a, { leaseMs: 1000 });
+    const peer = await instance(store, b, { leaseMs: 1000 });
+    await peer.app.runtime.start();
     const waiting = await post(owner, "/runs", ask);
     expect(waiting.run.status).toBe("awaiting");
 
@@ -66,7 +81,7 @@ describe("after a store outage longer than the lease", () => {
     // Long enough for the peer's sweep (every 500 ms) to have run several times.
     await sleep(1700);
 
-    const read = await peer.request(`/runs/${waiting.run.run_id}`);
+    const read = await fetch(`${peer.url}/runs/${waiting.run.run_id}`);
     expect(((await read.json()) as { status: string }).status).toBe("awaiting");
     const resumed = await post(peer, `/runs/${waiting.run.run_id}`, yes);
     expect(resumed.run.status).toBe("completed");
@@ -76,8 +91,8 @@ describe("after a store outage longer than the lease", () => {
     const store = new MemoryStore();
     stores.push(store);
     const [a, b] = [{ down: false }, { down: false }];
-    const owner = instance(store, a, { outageMs: 200 });
-    const peer = instance(store, b);
+    const owner = await instance(store, a, { outageMs: 200 });
+    const peer = await instance(store, b);
     const waiting = await post(owner, "/runs", ask);
     expect(waiting.run.status).toBe("awaiting");
 

@@ -11,6 +11,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { agent, createApp, type Agent, type AppOptions, type Message, type Run, type Store } from "@acp/core";
 import { MemoryStore } from "@acp/store-memory";
+import { serve } from "@hono/node-server";
 import { Hono } from "hono";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { startServer, type DemoServer } from "../src/server.ts";
@@ -160,11 +161,18 @@ describe("API-key authentication", () => {
     const store = new MemoryStore();
     const outer = new Hono();
     outer.route("/acp", createApp(agents, { store, auth: { apiKeys: ["first-key"] } }));
-    expect((await outer.request("/acp/ping")).status).toBe(200);
-    expect((await outer.request("/acp/ping", { method: "HEAD" })).status).toBe(200);
-    expect((await outer.request("/acp/agents")).status).toBe(401);
-    expect((await outer.request("/acp/agents", { headers: { authorization: "Bearer first-key" } })).status).toBe(200);
-    await store.close();
+    const server = serve({ fetch: outer.fetch, port: 0, hostname: "127.0.0.1" });
+    await once(server, "listening");
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/acp`;
+    try {
+      expect((await fetch(`${base}/ping`)).status).toBe(200);
+      expect((await fetch(`${base}/ping`, { method: "HEAD" })).status).toBe(200);
+      expect((await fetch(`${base}/agents`)).status).toBe(401);
+      expect((await fetch(`${base}/agents`, { headers: { authorization: "Bearer first-key" } })).status).toBe(200);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+      await store.close();
+    }
   });
 
   it("refuses to build an app with no key or an empty key", () => {
