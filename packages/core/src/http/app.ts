@@ -185,6 +185,7 @@ const LimitSchema = v.pipe(v.unknown(), v.transform(Number), v.integer("limit mu
 const OffsetSchema = v.pipe(v.unknown(), v.transform(Number), v.integer("offset must be an integer"), v.minValue(0, "offset must be at least 0"));
 // Event ids are the `seq` numbers this server sends; anything else is not an id of ours.
 const LastEventIdSchema = v.pipe(v.string(), v.regex(/^\d{1,15}$/, "it must be the id of an event this server sent, a whole number"), v.transform(Number));
+const ResourceIdSchema = v.pipe(v.string(), v.uuid("must be a UUID"));
 
 /**
  * Builds the ACP server as a Hono app.
@@ -297,7 +298,7 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
   app.get("/session/:session_id", session);
 
   app.get("/resources/:resource_id", async (c) => {
-    const id = parse(v.pipe(v.string(), v.uuid("must be a UUID")), c.req.param("resource_id"), "resource id");
+    const id = parse(ResourceIdSchema, c.req.param("resource_id"), "resource id");
     const item = await store.getHistoryItem(id);
     if (!item) throw notFound(`Resource ${id} not found`);
     return c.json(item.message);
