@@ -2,8 +2,7 @@
  * Test helper: validates values against the `components.schemas` of the ACP 0.2 OpenAPI document,
  * so tests can check that what the server sends is what the protocol describes.
  *
- * The document lives outside the repository, in `../shared/spec/` next to the repository root
- * (CI clones the repository with `shared/` beside it).
+ * The document is vendored in the repository, in `spec/` at its root (see `spec/README.md`).
  * @module
  */
 import { existsSync, readFileSync } from "node:fs";
@@ -16,7 +15,7 @@ import { parse as parseYaml } from "yaml";
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../..");
 
 /** Where the ACP OpenAPI document is read from. */
-export const openApiSpecPath = path.resolve(repoRoot, "../shared/spec/acp-openapi-0.2.0.yaml");
+export const openApiSpecPath = path.join(repoRoot, "spec/acp-openapi-0.2.0.yaml");
 
 /** `$id` given to the translated schemas; only used to resolve `$ref`s, never fetched. */
 const schemaBaseId = "https://acp.invalid/openapi-0.2.0";
@@ -74,7 +73,7 @@ function compileComponentSchemas(): { ajv: Ajv2020; componentNames: string[] } {
 
 function loadComponentSchemas(): Record<string, unknown> {
   if (!existsSync(openApiSpecPath)) {
-    throw new Error(`ACP OpenAPI document not found at ${openApiSpecPath}: the repository expects shared/spec/ beside its root`);
+    throw new Error(`ACP OpenAPI document not found at ${openApiSpecPath}: it is part of the repository (spec/)`);
   }
   const document = parseYaml(readFileSync(openApiSpecPath, "utf8")) as { components?: { schemas?: unknown } };
   const schemas = document.components?.schemas;
