@@ -11,13 +11,16 @@ export interface SessionHandle {
 }
 
 /** What a handler gets besides its input. */
-export interface Context {
+export interface AgentContext {
   runId: string;
   sessionId: string;
   session: SessionHandle;
   /** Aborts when the run is cancelled (or the server gives the run up): stop work then. */
   signal: AbortSignal;
 }
+
+/** @deprecated use {@link AgentContext} (this name clashes with Hono's `Context`). */
+export type Context = AgentContext;
 
 /** A part as a handler may yield it: content type and encoding may be left out. */
 export type PartInput = Omit<MessagePart, "content_type" | "content_encoding"> & {
@@ -46,7 +49,7 @@ export type Yielded = string | PartInput | MessageInput | AwaitRequestInput | Re
 export type AgentGenerator = AsyncGenerator<Yielded, unknown, AwaitResume | undefined>;
 
 /** An async generator function, or an async function whose return value is yielded once. */
-export type AgentHandler = (input: Message[], ctx: Context) => AgentGenerator | Promise<Yielded | Yielded[]> | Yielded;
+export type AgentHandler = (input: Message[], ctx: AgentContext) => AgentGenerator | Promise<Yielded | Yielded[]> | Yielded;
 
 export interface AgentOptions {
   /** RFC 1123 DNS label: lower-case letters, digits and dashes. */

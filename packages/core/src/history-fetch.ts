@@ -132,7 +132,7 @@ async function get(url: URL, addresses: { address: string; family: number }[], s
   return readCapped(response, maxBytes);
 }
 
-/** Settles like `promise`, or rejects as soon as `signal` aborts (a DNS lookup cannot be cancelled). */
+/** Resolves or rejects like `promise`, or rejects as soon as `signal` aborts (a DNS lookup cannot be cancelled). */
 function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
   return new Promise((resolve, reject) => {
     const onAbort = (): void => reject(signal.reason);

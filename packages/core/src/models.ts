@@ -39,8 +39,13 @@ export const RunStatusSchema = v.picklist([
 ]);
 export type RunStatus = v.InferOutput<typeof RunStatusSchema>;
 export const TERMINAL_STATUSES: readonly RunStatus[] = ["completed", "failed", "cancelled"];
+/** The run has ended: completed, failed or cancelled. */
 export function isTerminal(status: RunStatus): boolean {
   return status === "completed" || status === "failed" || status === "cancelled";
+}
+/** The run has settled: it stopped moving until someone acts (it ended, or awaits a resume). */
+export function isSettled(status: RunStatus): boolean {
+  return status === "awaiting" || isTerminal(status);
 }
 
 export const RunModeSchema = v.picklist(["sync", "async", "stream"], "mode must be sync, async or stream");

@@ -1,9 +1,7 @@
 /**
  * `createApp()`: the ACP 0.2 HTTP API as a Hono app over a {@link Store}.
  */
-import { Hono, type Context, type MiddlewareHandler } from "hono";
-import { bodyLimit } from "hono/body-limit";
-import * as v from "valibot";
+import { Hono, type Context } from "hono";
 import type { Agent } from "../agent.ts";
 import { ACPError, invalidInput, notFound } from "../errors.ts";
 import {
@@ -20,7 +18,9 @@ import { Runtime } from "../run/runtime.ts";
 import { resourceUrl } from "../session.ts";
 import { StoreError, type Store } from "../store.ts";
 import { apiKeyAuth, type AuthOptions } from "./auth.ts";
+import { finishUnreadBody, limitBody, readJson } from "./body.ts";
 import { acpCors, type CorsOptions } from "./cors.ts";
+import { LastEventIdSchema, LimitSchema, OffsetSchema, parse, ResourceIdSchema } from "./params.ts";
 import { requestHeader } from "./request-header.ts";
 import { endsAtTerminal, endsAtTerminalOrAwait, streamRunEvents } from "./sse.ts";
 
@@ -73,119 +73,6 @@ export type ACPApp = Hono & {
    */
   shutdown(options?: { deadlineMs?: number }): Promise<void>;
 };
-
-/** Parses a body or a parameter, or throws an `invalid_input` error naming the field. */
-function parse<T>(schema: v.GenericSchema<unknown, T>, value: unknown, where: string): T {
-  const result = v.safeParse(schema, value);
-  if (result.success) return result.output;
-  const issue = result.issues[0];
-  const path = issue.path?.map((item) => String(item.key)).join(".");
-  if (path && issue.input === undefined && issue.kind === "schema") throw invalidInput(`Invalid ${where}: ${path} is required`);
-  throw invalidInput(`Invalid ${where}${path ? ` at ${path}` : ""}: ${issue.message}`);
-}
-
-/** Deepest nesting of arrays and objects a body may have: deeper values overflow the stack of the stores that copy or serialise them. */
-const MAX_JSON_DEPTH = 64;
-
-/** NUL and unpaired surrogates: JSON allows them in strings, PostgreSQL's jsonb refuses them, and UTF-8 cannot carry the latter. */
-const UNSTORABLE_TEXT = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
-
-/**
- * Why a parsed body cannot be stored by every store, or `undefined`: nesting deeper than `levels`,
- * or a string or key with NUL or an unpaired surrogate. Stops descending at the depth limit, so
- * it cannot overflow itself.
- */
-function unstorable(value: unknown, levels: number, path: string[] = []): string | undefined {
-  // The path is joined only for the message: keys may be long.
-  const at = (): string => (path.length === 0 ? "the body" : path.join(".").slice(0, 200));
-  if (typeof value === "string") {
-    return UNSTORABLE_TEXT.test(value) ? `Text at ${at()} holds NUL or an unpaired surrogate: send binary data base64-encoded` : undefined;
-  }
-  if (typeof value !== "object" || value === null) return undefined;
-  if (levels === 0) return `The request body is nested deeper than ${MAX_JSON_DEPTH} levels`;
-  // for…in rather than Object.entries: no array of pairs per object. Parsed JSON has no inherited keys.
-  for (const key in value) {
-    if (UNSTORABLE_TEXT.test(key)) return `A key in ${at()} holds NUL or an unpaired surrogate`;
-    path.push(key);
-    const problem = unstorable((value as Record<string, unknown>)[key], levels - 1, path);
-    path.pop();
-    if (problem !== undefined) return problem;
-  }
-  return undefined;
-}
-
-/**
- * Reads, after the answer, what is left of a request body that no handler read (an early error, a
- * cancel sent with a body): the connection cannot serve its next request before that, and Node's
- * adapter would cut it although the answer said keep-alive. A body that may be over the limit is
- * not read: its connection closes after the answer instead.
- */
-function finishUnreadBody(maxBodyBytes: number): MiddlewareHandler {
-  return async function finishUnreadBody(c, next) {
-    await next();
-    const request = c.req.raw;
-    const length = requestHeader(c, "content-length");
-    const chunked = requestHeader(c, "transfer-encoding") !== undefined;
-    // `bodyUsed` and the headers first: touching `request.body` makes Node's adapter build a full
-    // Request for every request, a large part of a request's cost.
-    if (request.bodyUsed || (length === undefined && !chunked) || length === "0" || request.body === null) return;
-    if (!chunked && Number(length) <= maxBodyBytes) void request.arrayBuffer().catch(() => undefined);
-    else c.header("connection", "close");
-  };
-}
-
-/**
- * 413 for a body over the limit, without reading it whole. A declared length is checked from the
- * header alone (hono's bodyLimit looks at `request.body` first, which costs every request a full
- * Request object on Node); a chunked body is counted as it streams in.
- */
-function limitBody(maxBodyBytes: number): MiddlewareHandler {
-  const counting = bodyLimit({
-    maxSize: maxBodyBytes,
-    // The rest of the body is never read, so the connection cannot carry another request.
-    onError: (c) => tooLarge(c, maxBodyBytes),
-  });
-  return async function limitBody(c, next) {
-    const length = requestHeader(c, "content-length");
-    if (requestHeader(c, "transfer-encoding") === undefined) {
-      if (length === undefined) return next();
-      return Number(length) > maxBodyBytes ? tooLarge(c, maxBodyBytes) : next();
-    }
-    return counting(c, next);
-  };
-}
-
-function tooLarge(c: Context, maxBodyBytes: number): Response {
-  return c.json({ code: "invalid_input", message: `The request body is larger than ${maxBodyBytes} bytes` }, 413, { connection: "close" });
-}
-
-/** The request body as a JSON object; every ACP request body is one. */
-async function readJson(c: Context): Promise<Record<string, unknown>> {
-  // No Content-Type is taken as JSON; any other type is refused rather than guessed at.
-  const type = requestHeader(c, "content-type");
-  if (type !== undefined && !/^application\/([\w.-]+\+)?json\s*(;|$)/i.test(type)) {
-    throw invalidInput(`Content-Type must be application/json, not ${type.replace(/;.*$/s, "").trim().slice(0, 100)}`, 415);
-  }
-  const text = await c.req.text();
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    // Only now: trimming copies the whole body.
-    if (text.trim() === "") throw invalidInput("The request body is empty: send a JSON object", 400);
-    throw invalidInput("The request body is not valid JSON", 400);
-  }
-  if (typeof body !== "object" || body === null || Array.isArray(body)) throw invalidInput("The request body must be a JSON object");
-  const problem = unstorable(body, MAX_JSON_DEPTH);
-  if (problem !== undefined) throw invalidInput(problem);
-  return body as Record<string, unknown>;
-}
-
-const LimitSchema = v.pipe(v.unknown(), v.transform(Number), v.integer("limit must be an integer"), v.minValue(1, "limit must be at least 1"), v.maxValue(1000, "limit must be at most 1000"));
-const OffsetSchema = v.pipe(v.unknown(), v.transform(Number), v.integer("offset must be an integer"), v.minValue(0, "offset must be at least 0"));
-// Event ids are the `seq` numbers this server sends; anything else is not an id of ours.
-const LastEventIdSchema = v.pipe(v.string(), v.regex(/^\d{1,15}$/, "it must be the id of an event this server sent, a whole number"), v.transform(Number));
-const ResourceIdSchema = v.pipe(v.string(), v.uuid("must be a UUID"));
 
 /**
  * Builds the ACP server as a Hono app.
@@ -254,7 +141,7 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
     c.header("Run-ID", runId);
     if (request.mode === "async") return c.json(record.run, 202);
     if (request.mode === "stream") return streamRunEvents(c, store, runId, 0, endsAtTerminalOrAwait);
-    return c.json((await runtime.waitSettled(runId, record.version)).run);
+    return c.json((await runtime.whenSettled(runId, record.version)).run);
   });
 
   app.get("/runs/:run_id", async (c) => c.json((await runtime.getRun(runIdParam(c))).run));
@@ -266,7 +153,7 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
     const { record, seq } = await runtime.resume(runId, request.await_resume);
     if (request.mode === "async") return c.json(record.run, 202);
     if (request.mode === "stream") return streamRunEvents(c, store, runId, seq - 1, endsAtTerminalOrAwait);
-    return c.json((await runtime.waitSettled(runId, record.version)).run);
+    return c.json((await runtime.whenSettled(runId, record.version)).run);
   });
 
   app.post("/runs/:run_id/cancel", async (c) => c.json((await runtime.cancel(runIdParam(c))).run, 202));

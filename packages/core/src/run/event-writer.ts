@@ -5,17 +5,17 @@
  *
  * Through a store outage it retries for a while. An append that failed may still have landed (a
  * timeout after the write), or may land later (it timed out waiting in a client library's queue),
- * so before writing a batch again it waits for that append to settle, then reads the log's tail:
- * no event is lost and none is written twice. This relies on the owner being the only writer of a
- * running run's log, which the runtime guarantees (others only write while it awaits, or once it
- * is gone).
+ * so before writing a batch again it waits for that append to land (or fail for good), then reads
+ * the log's tail: no event is lost and none is written twice. This relies on the owner being the
+ * only writer of a running run's log, which the runtime guarantees (others only write while it
+ * awaits, or once it is gone).
  */
 import type { Event } from "../models.ts";
 import type { Store } from "../store.ts";
-import { retryOutage, waitSettled, whenSettled } from "./guarded-store.ts";
+import { retryOutage, waitLanded, whenLanded } from "./guarded-store.ts";
 
-/** How long one attempt waits for an earlier append that timed out to settle. */
-const SETTLE_WAIT_MS = 1000;
+/** How long one attempt waits for an earlier append that timed out to land. */
+const LANDED_WAIT_MS = 1000;
 
 /** Thrown when the store refuses an append because the run ended elsewhere (or expired). */
 export class RunGoneError extends Error {
@@ -39,7 +39,7 @@ export class EventWriter {
   untilTurnEnds = false;
   /** The last append failed in a way that may have stored it anyway. */
   #uncertain = false;
-  /** That append timed out and may still land (a client library's queue): settles when it has. */
+  /** That append timed out and may still land (a client library's queue): resolves when it has landed or failed. */
   #pending: Promise<void> | undefined;
 
   constructor(
@@ -81,14 +81,14 @@ export class EventWriter {
       this.#scheduled = true;
       (this.untilTurnEnds ? setImmediate : queueMicrotask)(() => {
         this.#scheduled = false;
-        if (this.#buffer.length > 0) this.#inFlight ??= this.#drain();
+        if (this.#buffer.length > 0) this.#inFlight ??= this.#appendBuffered();
       });
     }
   }
 
   /** Resolves when everything pushed so far is stored; rejects when an append failed. */
   async flush(): Promise<void> {
-    if (this.#buffer.length > 0 && this.#failure === undefined) this.#inFlight ??= this.#drain();
+    if (this.#buffer.length > 0 && this.#failure === undefined) this.#inFlight ??= this.#appendBuffered();
     while (this.#inFlight) await this.#inFlight;
     if (this.#failure !== undefined) throw this.#failure;
   }
@@ -104,7 +104,7 @@ export class EventWriter {
   }
 
   /** Resolves when no append is in flight (queued events may remain); rejects when one failed. */
-  async settle(): Promise<void> {
+  async drain(): Promise<void> {
     while (this.#inFlight) await this.#inFlight;
     if (this.#failure !== undefined) throw this.#failure;
   }
@@ -124,7 +124,7 @@ export class EventWriter {
     if (events.length > 0) this.#buffer.unshift(...events);
   }
 
-  async #drain(): Promise<void> {
+  async #appendBuffered(): Promise<void> {
     try {
       while (this.#buffer.length > 0 && this.#failure === undefined) {
         const batch = this.#buffer.splice(0, this.maxBatch);
@@ -153,7 +153,7 @@ export class EventWriter {
     try {
       seq = await this.store.appendEvents(this.runId, batch);
     } catch (error) {
-      this.#pending = whenSettled(error);
+      this.#pending = whenLanded(error);
       throw error;
     }
     this.#uncertain = false;
@@ -163,7 +163,7 @@ export class EventWriter {
 
   /** Waits a little for `pending`; throws a store outage (retried by the caller) if it runs on. */
   async #waitForPending(pending: Promise<void>): Promise<void> {
-    await waitSettled(pending, SETTLE_WAIT_MS, `an earlier append to run ${this.runId}`);
+    await waitLanded(pending, LANDED_WAIT_MS, `an earlier append to run ${this.runId}`);
     if (this.#pending === pending) this.#pending = undefined;
   }
 }

@@ -4,17 +4,19 @@
  * writes, so that a cancel or resume arriving through any instance is seen here.
  */
 import { randomUUID } from "node:crypto";
-import type { Agent, AgentGenerator, Context, Yielded } from "../agent.ts";
+import type { Agent, AgentContext, AgentGenerator, Yielded } from "../agent.ts";
 import { ACPError, toErrorModel } from "../errors.ts";
 import { eventLimitError } from "../limits.ts";
-import { isTerminal, type AwaitResume, type ErrorModel, type Event, type Message, type MessagePart, type Run } from "../models.ts";
+import { isSettled, isTerminal, type AwaitResume, type ErrorModel, type Event, type Message, type MessagePart, type Run } from "../models.ts";
 import type { ChangeKind, HistoryAppend, Store, StoredRun, Unsubscribe } from "../store.ts";
 import { Cancellation } from "./cancellation.ts";
 import { EventWriter, RunGoneError } from "./event-writer.ts";
 import { waitForRecord } from "./follow.ts";
 import { isStoreOutage, retryOutage } from "./guarded-store.ts";
-import { sameValue } from "./same-value.ts";
 import { now } from "./now.ts";
+import { ended, stamped } from "./one-shape.ts";
+import { RunContext } from "./run-context.ts";
+import { sameValue } from "./same-value.ts";
 import { classify, type Classified } from "./yielded.ts";
 import type { SessionHistory } from "../session.ts";
 
@@ -41,40 +43,7 @@ interface Waiter {
   resolve: (record: StoredRun | undefined) => void;
 }
 
-function isSettledStatus(status: Run["status"]): boolean {
-  return status === "awaiting" || isTerminal(status);
-}
-
-/**
- * A yielded message with its timestamps, built field by field: every message the executor makes
- * then has one shape, where spreading the validator's output (whose shape varies) took V8's
- * slow generic copy.
- */
-function stamped(message: Message, created_at: string, completed_at?: string): Message {
-  return completed_at === undefined ? { role: message.role, parts: message.parts, created_at } : { role: message.role, parts: message.parts, created_at, completed_at };
-}
-/** A run's last state, built field by field for the same reason as {@link stamped}. */
-function ended(run: Run, status: Run["status"], output: Message[], error: ErrorModel | null): Run {
-  const { run_id, agent_name, session_id, created_at } = run;
-  return { run_id, agent_name, session_id, status, await_request: null, output, error, created_at, finished_at: now() };
-}
-
-// Fail to compile when Message or Run gains a field that stamped() or ended() would drop.
-const STAMPED_FIELDS: Record<keyof Message, true> = { role: true, parts: true, created_at: true, completed_at: true };
-const ENDED_FIELDS: Record<keyof Run, true> = {
-  run_id: true,
-  agent_name: true,
-  session_id: true,
-  status: true,
-  await_request: true,
-  output: true,
-  error: true,
-  created_at: true,
-  finished_at: true,
-};
-void STAMPED_FIELDS;
-void ENDED_FIELDS;
-
+/** The handler's result as a generator: an async function's value (or array of values) is yielded once. */
 function toGenerator(result: ReturnType<Agent["handler"]>): AgentGenerator {
   if (result && typeof result === "object" && typeof (result as AgentGenerator).next === "function") {
     const iterator = result as AgentGenerator;
@@ -85,42 +54,6 @@ function toGenerator(result: ReturnType<Agent["handler"]>): AgentGenerator {
     if (Array.isArray(value)) yield* value;
     else yield value;
   })();
-}
-
-/**
- * What a handler gets besides its input. A class rather than an object literal with a getter:
- * one is made per run, and a literal with an accessor is slow to create.
- */
-class RunContext implements Context {
-  readonly runId: string;
-  readonly sessionId: string;
-  readonly #history: SessionHistory;
-  readonly #input: Message[];
-  readonly #cancellation: Cancellation;
-
-  constructor(runId: string, history: SessionHistory, input: Message[], cancellation: Cancellation) {
-    this.runId = runId;
-    this.sessionId = history.sessionId;
-    this.#history = history;
-    this.#input = input;
-    this.#cancellation = cancellation;
-  }
-
-  /** Made when the handler first looks at it: most handlers never do. */
-  get signal(): AbortSignal {
-    return this.#cancellation.signal;
-  }
-
-  get session(): Context["session"] {
-    const history = this.#history;
-    const input = this.#input;
-    return {
-      async *loadHistory() {
-        yield* history.messages();
-        yield* input;
-      },
-    };
-  }
 }
 
 export interface ExecutorInit {
@@ -137,9 +70,10 @@ export interface ExecutorInit {
    * The run is known to its creator only (a sync run until it settles: its id goes out with the
    * answer), so nobody can read or cancel it yet. Its writes are then gathered: no subscription,
    * events written at the end of each event-loop turn, and completed messages reach the record's
-   * output with the next transition. It stops being quiet when it first awaits. @default false
+   * output with the next transition (the store's `UpdateOptions.unobserved`). It stops being
+   * unobserved when it first awaits. @default false
    */
-  quiet?: boolean;
+  unobserved?: boolean;
 }
 
 export class RunExecutor {
@@ -167,14 +101,14 @@ export class RunExecutor {
   readonly #maxEvents: number;
   /** Events the handler's output has produced so far (status events not counted). */
   #produced = 0;
-  /** See {@link ExecutorInit.quiet}. */
-  #quiet: boolean;
-  /** Completed messages whose events are written or queued but which the record's output lacks (quiet runs). */
+  /** See {@link ExecutorInit.unobserved}. */
+  #unobserved: boolean;
+  /** Completed messages whose events are written or queued but which the record's output lacks (unobserved runs). */
   #unsavedOutput: Message[] = [];
 
-  constructor({ store, agent, record, input, history, outageMs, maxEvents = 100_000, quiet = false }: ExecutorInit) {
+  constructor({ store, agent, record, input, history, outageMs, maxEvents = 100_000, unobserved = false }: ExecutorInit) {
     this.#maxEvents = maxEvents;
-    this.#quiet = quiet;
+    this.#unobserved = unobserved;
     this.#store = store;
     this.#agent = agent;
     this.#record = record;
@@ -184,7 +118,7 @@ export class RunExecutor {
     this.#outageMs = outageMs;
     // createRun stored exactly two events: run.created and run.in-progress.
     this.#writer = new EventWriter(store, record.run.run_id, 2, outageMs);
-    this.#writer.untilTurnEnds = quiet;
+    this.#writer.untilTurnEnds = unobserved;
   }
 
   get runId(): string {
@@ -226,7 +160,7 @@ export class RunExecutor {
       if (!(error instanceof RunGoneError)) console.error(`[acp] run ${this.runId}: could not record its end:`, error);
     } finally {
       await this.stopListening();
-      this.#settle(undefined);
+      this.#wakeWaiters(undefined);
     }
   }
 
@@ -236,17 +170,17 @@ export class RunExecutor {
    */
   whenSettled(minVersion: number): Promise<StoredRun | undefined> {
     const record = this.#record;
-    if (record.version >= minVersion && isSettledStatus(record.run.status)) return Promise.resolve(record);
+    if (record.version >= minVersion && isSettled(record.run.status)) return Promise.resolve(record);
     return new Promise((resolve) => this.#waiters.push({ minVersion, resolve }));
   }
 
   /** Hands the new record to the waiters it satisfies; `undefined` releases them all. */
-  #settle(record: StoredRun | undefined): void {
+  #wakeWaiters(record: StoredRun | undefined): void {
     if (this.#waiters.length === 0) return;
     const still: Waiter[] = [];
     for (const waiter of this.#waiters) {
       if (record === undefined) waiter.resolve(undefined);
-      else if (record.version >= waiter.minVersion && isSettledStatus(record.run.status)) waiter.resolve(record);
+      else if (record.version >= waiter.minVersion && isSettled(record.run.status)) waiter.resolve(record);
       else still.push(waiter);
     }
     this.#waiters = still;
@@ -270,7 +204,7 @@ export class RunExecutor {
     return this.#stopError === undefined ? outcome : { status: "failed", error: this.#stopError };
   }
 
-  #context(): Context {
+  #context(): AgentContext {
     return new RunContext(this.runId, this.#history, this.#input, this.#abort);
   }
 
@@ -387,7 +321,7 @@ export class RunExecutor {
     for (const event of closed.events) this.#writer.push(event);
     this.#writer.push({ type: "message.created", message: stamped(message, created_at) });
     for (const part of message.parts) this.#writer.push({ type: "message.part", part });
-    if (this.#quiet) {
+    if (this.#unobserved) {
       // Nobody can see the record yet: the output goes with the next transition.
       this.#writer.push({ type: "message.completed", message: whole });
       this.#unsavedOutput.push(...closed.output, whole);
@@ -399,10 +333,10 @@ export class RunExecutor {
     );
   }
 
-  /** Ends the quiet phase: from now on the run can be seen and cancelled, so listen, and write at once. */
+  /** Ends the unobserved phase: from now on the run can be seen and cancelled, so listen, and write at once. */
   async #becomeVisible(): Promise<void> {
-    if (!this.#quiet) return;
-    this.#quiet = false;
+    if (!this.#unobserved) return;
+    this.#unobserved = false;
     this.#writer.untilTurnEnds = false;
     await this.listen();
   }
@@ -459,8 +393,8 @@ export class RunExecutor {
     // transition; the final one is written anyway (#finish recorded the failure).
     // Checked before any await: the queued events' own append would start on the next microtask.
     while (this.#writer.busy) {
-      if (final) await this.#writer.settle().catch(() => {});
-      else await this.#writer.settle();
+      if (final) await this.#writer.drain().catch(() => {});
+      else await this.#writer.drain();
     }
     if (!final) this.#writer.throwIfFailed();
     // Events the agent produced just before this transition go in the same store call.
@@ -473,7 +407,7 @@ export class RunExecutor {
         this.#abort.abort();
         return false;
       }
-      // Messages completed while quiet join the output now, before the transition's own change.
+      // Messages completed while unobserved join the output now, before the transition's own change.
       const unsaved = this.#unsavedOutput.length;
       const run = change(unsaved === 0 ? current.run : { ...current.run, output: [...current.run.output, ...this.#unsavedOutput] });
       const written = [...queued, ...events(run)];
@@ -481,7 +415,7 @@ export class RunExecutor {
       this.#writingVersion = current.version + 1;
       let result = await retryOutage(
         () =>
-          this.#store.updateRun(this.runId, current.version, { ...current, run, resume: null }, written, { history, unobserved: this.#quiet }).catch((error: unknown) => {
+          this.#store.updateRun(this.runId, current.version, { ...current, run, resume: null }, written, { history, unobserved: this.#unobserved }).catch((error: unknown) => {
             uncertain ||= isStoreOutage(error);
             throw error;
           }),
@@ -496,7 +430,7 @@ export class RunExecutor {
         this.#unsavedOutput.splice(0, unsaved);
         this.#record = result.record;
         this.#writer.lastSeq = result.lastSeq;
-        this.#settle(result.record);
+        this.#wakeWaiters(result.record);
         return true;
       }
       if (result.record === undefined || isTerminal(result.record.run.status)) throw new RunGoneError(this.runId);
@@ -508,7 +442,7 @@ export class RunExecutor {
   async #finish(outcome: Outcome): Promise<void> {
     try {
       // What is still queued goes with the final transition.
-      await this.#writer.settle();
+      await this.#writer.drain();
     } catch (error) {
       if (error instanceof RunGoneError) throw error;
       outcome = { status: "failed", error: failure(error) };

@@ -10,14 +10,15 @@ function asStoreError(method: string, error: unknown): StoreError {
   return new StoreError("core", `store.${method}() failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
 }
 
-/** The calls behind timeout errors: each settles when its call does, which may still land. */
+/** The calls behind timeout errors: each resolves when its call ends, which may still land. */
 const stillRunning = new WeakMap<StoreError, Promise<void>>();
 
 /**
- * For an error of a call that timed out: resolves once that call has settled, so that reading
- * the store afterwards shows whether it landed. `undefined` for other errors (nothing runs on).
+ * For an error of a call that timed out: resolves once that call has ended (landed or failed),
+ * so that reading the store afterwards shows whether it landed. `undefined` for other errors
+ * (nothing runs on).
  */
-export function whenSettled(error: unknown): Promise<void> | undefined {
+export function whenLanded(error: unknown): Promise<void> | undefined {
   return error instanceof StoreError ? stillRunning.get(error) : undefined;
 }
 
@@ -38,7 +39,7 @@ class Deadlines {
         due: Date.now() + this.timeoutMs,
         expire: () => {
           const error = new StoreError("core", `store.${method}() did not answer within ${this.timeoutMs} ms`);
-          stillRunning.set(error, promise.then(settledOk, settledOk));
+          stillRunning.set(error, promise.then(ignore, ignore));
           reject(error);
         },
       };
@@ -122,23 +123,23 @@ function guardSubscribe(store: Store, args: unknown[], deadlines: Deadlines): Pr
   return guarded;
 }
 
-function settledOk(): void {}
+function ignore(): void {}
 
 /**
- * Waits up to `ms` for a timed-out call (see {@link whenSettled}) to settle, so that reading the
+ * Waits up to `ms` for a timed-out call (see {@link whenLanded}) to end, so that reading the
  * store afterwards shows whether it landed; throws a store outage (for the caller to retry) if
  * it is still running then.
  */
-export async function waitSettled(pending: Promise<void>, ms: number, what: string): Promise<void> {
+export async function waitLanded(pending: Promise<void>, ms: number, what: string): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
-  const settled = await Promise.race([
+  const ended = await Promise.race([
     pending.then(() => true),
     new Promise<false>((resolve) => {
       timer = setTimeout(() => resolve(false), ms);
     }),
   ]);
   clearTimeout(timer);
-  if (!settled) throw new StoreError("core", `${what} has not settled yet`);
+  if (!ended) throw new StoreError("core", `${what} has not landed yet`);
 }
 
 /** The store is unavailable (as opposed to a run that ended or a conflict). */

@@ -8,12 +8,12 @@ import type { Agent } from "../agent.ts";
 import { ACPError, notFound } from "../errors.ts";
 import { createHistoryFetcher, type HistoryFetcher, type HistoryOptions } from "../history-fetch.ts";
 import { checkMessageParts, checkRunInput, resolveLimits, type LimitOptions, type Limits } from "../limits.ts";
-import { isTerminal, type AwaitResume, type ErrorModel, type RunCreateRequest, type Run } from "../models.ts";
+import { isSettled, isTerminal, type AwaitResume, type ErrorModel, type RunCreateRequest, type Run } from "../models.ts";
 import { SessionHistory } from "../session.ts";
 import type { Store, StoredRun } from "../store.ts";
 import { RunExecutor } from "./executor.ts";
 import { waitForRecord } from "./follow.ts";
-import { guardStore, whenSettled } from "./guarded-store.ts";
+import { guardStore, whenLanded } from "./guarded-store.ts";
 import { now } from "./now.ts";
 
 export interface RuntimeOptions {
@@ -29,11 +29,6 @@ export interface RuntimeOptions {
   history?: HistoryOptions;
   /** Limits on run input and output. @default see {@link LimitOptions} */
   limits?: LimitOptions;
-}
-
-/** The run has stopped moving until someone acts: it ended or waits for a resume. */
-export function isSettled(run: Run): boolean {
-  return isTerminal(run.status) || run.status === "awaiting";
 }
 
 export class Runtime {
@@ -148,10 +143,19 @@ export class Runtime {
     const record: StoredRun = { run: started, version: 1, owner: this.instanceId, resume: null };
     const history = new SessionHistory(this.store, sessionId, request.session?.history ?? [], this.#fetchHistory);
     // A sync run's id reaches its client with the answer: until then nobody else can read or cancel it.
-    const quiet = request.mode !== "async" && request.mode !== "stream";
-    const executor = new RunExecutor({ store: this.store, agent, record, input: request.input, history, outageMs: this.outageMs, maxEvents: this.limits.maxEventsPerRun, quiet });
+    const unobserved = request.mode !== "async" && request.mode !== "stream";
+    const executor = new RunExecutor({
+      store: this.store,
+      agent,
+      record,
+      input: request.input,
+      history,
+      outageMs: this.outageMs,
+      maxEvents: this.limits.maxEventsPerRun,
+      unobserved,
+    });
     // Listening before the run exists, so that no cancel can slip past the executor.
-    if (!quiet) await executor.listen();
+    if (!unobserved) await executor.listen();
     let created: boolean;
     try {
       created = await this.store.createRun(record, [
@@ -175,13 +179,13 @@ export class Runtime {
 
   /**
    * A create that timed out may still land later, as a run nobody executes (its owner is alive,
-   * so no sweep would end it). Once the call has settled, such a run is failed.
+   * so no sweep would end it). Once the call has landed (or failed for good), such a run is failed.
    */
   #failIfLanded(error: unknown, record: StoredRun): void {
-    const settling = whenSettled(error);
-    if (settling === undefined) return;
+    const landed = whenLanded(error);
+    if (landed === undefined) return;
     const runId = record.run.run_id;
-    void settling
+    void landed
       .then(() => this.store.getRun(runId))
       .then((stored) => {
         // Still as created: nobody ever ran it.
@@ -203,10 +207,10 @@ export class Runtime {
    * Waits until the run ends or awaits, in a version of at least `minVersion`; the record then.
    * A run executing here is watched in process; any other through the store.
    */
-  async waitSettled(runId: string, minVersion: number, signal?: AbortSignal): Promise<StoredRun> {
+  async whenSettled(runId: string, minVersion: number, signal?: AbortSignal): Promise<StoredRun> {
     const local = await this.#local.get(runId)?.executor.whenSettled(minVersion);
     if (local !== undefined) return local;
-    const record = await waitForRecord(this.store, runId, (stored) => stored.version >= minVersion && isSettled(stored.run), { signal });
+    const record = await waitForRecord(this.store, runId, (stored) => stored.version >= minVersion && isSettled(stored.run.status), { signal });
     if (!record) throw notFound(`Run ${runId} not found`);
     return record;
   }

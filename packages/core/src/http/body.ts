@@ -1,0 +1,106 @@
+/**
+ * Request bodies: the size limit (413 without reading a body whole), reading a body as a JSON
+ * object that every store can hold, and reading what no handler read so the connection stays usable.
+ */
+import type { Context, MiddlewareHandler } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { invalidInput } from "../errors.ts";
+import { requestHeader } from "./request-header.ts";
+
+/** Deepest nesting of arrays and objects a body may have: deeper values overflow the stack of the stores that copy or serialise them. */
+export const MAX_JSON_DEPTH = 64;
+
+/** NUL and unpaired surrogates: JSON allows them in strings, PostgreSQL's jsonb refuses them, and UTF-8 cannot carry the latter. */
+const UNSTORABLE_TEXT = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/**
+ * Why a parsed body cannot be stored by every store, or `undefined`: nesting deeper than `levels`,
+ * or a string or key with NUL or an unpaired surrogate. Stops descending at the depth limit, so
+ * it cannot overflow itself.
+ */
+export function unstorable(value: unknown, levels: number, path: string[] = []): string | undefined {
+  // The path is joined only for the message: keys may be long.
+  const at = (): string => (path.length === 0 ? "the body" : path.join(".").slice(0, 200));
+  if (typeof value === "string") {
+    return UNSTORABLE_TEXT.test(value) ? `Text at ${at()} holds NUL or an unpaired surrogate: send binary data base64-encoded` : undefined;
+  }
+  if (typeof value !== "object" || value === null) return undefined;
+  if (levels === 0) return `The request body is nested deeper than ${MAX_JSON_DEPTH} levels`;
+  // for…in rather than Object.entries: no array of pairs per object. Parsed JSON has no inherited keys.
+  for (const key in value) {
+    if (UNSTORABLE_TEXT.test(key)) return `A key in ${at()} holds NUL or an unpaired surrogate`;
+    path.push(key);
+    const problem = unstorable((value as Record<string, unknown>)[key], levels - 1, path);
+    path.pop();
+    if (problem !== undefined) return problem;
+  }
+  return undefined;
+}
+
+/**
+ * Reads, after the answer, what is left of a request body that no handler read (an early error, a
+ * cancel sent with a body): the connection cannot serve its next request before that, and Node's
+ * adapter would cut it although the answer said keep-alive. A body that may be over the limit is
+ * not read: its connection closes after the answer instead.
+ */
+export function finishUnreadBody(maxBodyBytes: number): MiddlewareHandler {
+  return async function finishUnreadBody(c, next) {
+    await next();
+    const request = c.req.raw;
+    const length = requestHeader(c, "content-length");
+    const chunked = requestHeader(c, "transfer-encoding") !== undefined;
+    // `bodyUsed` and the headers first: touching `request.body` makes Node's adapter build a full
+    // Request for every request, a large part of a request's cost.
+    if (request.bodyUsed || (length === undefined && !chunked) || length === "0" || request.body === null) return;
+    if (!chunked && Number(length) <= maxBodyBytes) void request.arrayBuffer().catch(() => undefined);
+    else c.header("connection", "close");
+  };
+}
+
+/**
+ * 413 for a body over the limit, without reading it whole. A declared length is checked from the
+ * header alone (hono's bodyLimit looks at `request.body` first, which costs every request a full
+ * Request object on Node); a chunked body is counted as it streams in.
+ */
+export function limitBody(maxBodyBytes: number): MiddlewareHandler {
+  const counting = bodyLimit({
+    maxSize: maxBodyBytes,
+    // The rest of the body is never read, so the connection cannot carry another request.
+    onError: (c) => tooLarge(c, maxBodyBytes),
+  });
+  return async function limitBody(c, next) {
+    const length = requestHeader(c, "content-length");
+    if (requestHeader(c, "transfer-encoding") === undefined) {
+      if (length === undefined) return next();
+      return Number(length) > maxBodyBytes ? tooLarge(c, maxBodyBytes) : next();
+    }
+    return counting(c, next);
+  };
+}
+
+/** The 413 answer; the connection closes, as the rest of the body is never read. */
+function tooLarge(c: Context, maxBodyBytes: number): Response {
+  return c.json({ code: "invalid_input", message: `The request body is larger than ${maxBodyBytes} bytes` }, 413, { connection: "close" });
+}
+
+/** The request body as a JSON object; every ACP request body is one. */
+export async function readJson(c: Context): Promise<Record<string, unknown>> {
+  // No Content-Type is taken as JSON; any other type is refused rather than guessed at.
+  const type = requestHeader(c, "content-type");
+  if (type !== undefined && !/^application\/([\w.-]+\+)?json\s*(;|$)/i.test(type)) {
+    throw invalidInput(`Content-Type must be application/json, not ${type.replace(/;.*$/s, "").trim().slice(0, 100)}`, 415);
+  }
+  const text = await c.req.text();
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    // Only now: trimming copies the whole body.
+    if (text.trim() === "") throw invalidInput("The request body is empty: send a JSON object", 400);
+    throw invalidInput("The request body is not valid JSON", 400);
+  }
+  if (typeof body !== "object" || body === null || Array.isArray(body)) throw invalidInput("The request body must be a JSON object");
+  const problem = unstorable(body, MAX_JSON_DEPTH);
+  if (problem !== undefined) throw invalidInput(problem);
+  return body as Record<string, unknown>;
+}
