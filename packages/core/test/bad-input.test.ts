@@ -1,25 +1,23 @@
 /**
- * Bad input over real HTTP: each case gets the right 4xx and an ACP error body `{ code, message }`
- * that names the problem, and the instance stays healthy afterwards.
+ * Bad input through `app.request()`: each case gets the right 4xx and an ACP error body
+ * `{ code, message }` that names the problem, and the app stays healthy afterwards.
  *
- * The same cases, with what the server answered, make the table in docs/bad-input.md: run with
+ * The same cases, with what the app answered, make the table in docs/bad-input.md: run with
  * `UPDATE_DOCS=1` to write it; otherwise the test fails when the committed table is stale.
  */
 import { randomUUID } from "node:crypto";
-import { MemoryStore } from "@acp/store-memory";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { assertMatchesSchema } from "../../../packages/core/test/support/openapi.ts";
-import { demoAgents } from "../src/agents.ts";
-import { startServer, type DemoServer } from "../src/server.ts";
+import { testAgents } from "./support/agents.ts";
+import { startApp, type TestApp } from "./support/app.ts";
 import { badInputDocsPath, checkOrWriteDocs, renderBadInputDocs, type Answer } from "./support/bad-input-docs.ts";
+import { assertMatchesSchema } from "./support/openapi.ts";
 
-let demo: DemoServer;
+let served: TestApp;
 /** Runs in each state a case needs, by the placeholder that stands for them in case paths. */
 const runs: Record<string, string> = {};
 
 beforeAll(async () => {
-  const store = new MemoryStore();
-  demo = await startServer(demoAgents, { store, description: "memory", close: async () => store.close?.() }, { port: 0, host: "127.0.0.1", drainMs: 500 });
+  served = await startApp(testAgents);
   runs["{finished-run}"] = await startRun({ agent_name: "echo", input: [user("hi")] }, "completed");
   runs["{running-run}"] = await startRun({ agent_name: "slow", input: [user("ticks=600")], mode: "async" }, "created");
   // Sync mode answers as soon as the run awaits.
@@ -28,13 +26,13 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const placeholder of ["{running-run}", "{awaiting-run}"]) {
-    if (runs[placeholder]) await fetch(`${demo.url}/runs/${runs[placeholder]}/cancel`, { method: "POST" });
+    if (runs[placeholder]) await served.request(`/runs/${runs[placeholder]}/cancel`, { method: "POST" });
   }
-  await demo?.stop();
+  await served?.stop(500);
 });
 
 async function startRun(body: unknown, status: string): Promise<string> {
-  const response = await fetch(`${demo.url}/runs`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  const response = await served.request("/runs", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
   const run = (await response.json()) as { run_id: string; status: string };
   expect(run.status).toBe(status);
   return run.run_id;
@@ -241,8 +239,9 @@ export const badInputCases: BadInputCase[] = [
 function send(testCase: BadInputCase): Promise<Response> {
   const path = testCase.path.replace(/\{[a-z-]+\}/g, (placeholder) => (placeholder === "{random-uuid}" ? randomUUID() : runs[placeholder]!));
   const payload = testCase.raw ?? (testCase.body === undefined ? undefined : JSON.stringify(testCase.body));
-  const headers = { ...(payload === undefined ? {} : { "content-type": "application/json" }), ...testCase.headers };
-  return fetch(`${demo.url}${path}`, { method: testCase.method, headers, body: payload, signal: AbortSignal.timeout(10_000) });
+  // As a client sends it over HTTP: with its length (app.request() would add none).
+  const sized: Record<string, string> = payload === undefined ? {} : { "content-type": "application/json", "content-length": String(Buffer.byteLength(payload)) };
+  return served.request(path, { method: testCase.method, headers: { ...sized, ...testCase.headers }, body: payload });
 }
 
 /** What the server answered to each case, in the order of the cases, for the docs. */
@@ -262,21 +261,20 @@ describe("bad input", () => {
   }
 
   it("stays healthy after all of them, and the runs they touched were not disturbed", async () => {
-    expect((await fetch(`${demo.url}/ping`)).status).toBe(200);
-    const status = async (runId: string) => ((await (await fetch(`${demo.url}/runs/${runId}`)).json()) as { status: string }).status;
+    expect((await served.request("/ping")).status).toBe(200);
+    const status = async (runId: string) => ((await (await served.request(`/runs/${runId}`)).json()) as { status: string }).status;
     expect(await status(runs["{running-run}"]!)).toBe("in-progress");
     expect(await status(runs["{awaiting-run}"]!)).toBe("awaiting");
-    const echoed = await fetch(`${demo.url}/runs`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(run({})) });
+    const echoed = await served.request("/runs", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(run({})) });
     expect(((await echoed.json()) as { status: string }).status).toBe("completed");
   });
 
   it("ends at once the event stream of a finished run asked for after its last event", async () => {
     const runId = runs["{finished-run}"]!;
-    const { events } = (await (await fetch(`${demo.url}/runs/${runId}/events`)).json()) as { events: unknown[] };
+    const { events } = (await (await served.request(`/runs/${runId}/events`)).json()) as { events: unknown[] };
     for (const lastEventId of [events.length, events.length + 100]) {
-      const response = await fetch(`${demo.url}/runs/${runId}/events`, {
+      const response = await served.request(`/runs/${runId}/events`, {
         headers: { accept: "text/event-stream", "last-event-id": String(lastEventId) },
-        signal: AbortSignal.timeout(10_000),
       });
       expect(response.headers.get("content-type")).toContain("text/event-stream");
       expect(await response.text()).toBe("");
