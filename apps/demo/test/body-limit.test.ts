@@ -1,7 +1,8 @@
 /**
- * The request body limit (`createApp({ maxBodyBytes })`) over real sockets: a body over it gets 413
- * with an ACP error body, whether its size is announced (Content-Length) or not (a chunked stream),
- * and the server stops reading it instead of taking it in whole.
+ * The request body limit (`createApp({ maxBodyBytes })`) on a real socket: what `app.request()`
+ * cannot show (packages/core/test/body-limit.test.ts has the rest). A slow chunked body over the
+ * limit is cut off and its connection closed, so the server reads a sliver of it; a body refused
+ * before it was read is read to its end, so the connection serves the next request.
  */
 import { once } from "node:events";
 import { connect, type AddressInfo, type Socket } from "node:net";
@@ -71,17 +72,6 @@ async function expectTooLarge(response: Response, limit: number): Promise<void> 
 }
 
 describe("the request body limit", () => {
-  it("answers 413 with an ACP error to a body one byte over a configured limit, and takes one at the limit", async () => {
-    const served = await serveApp({ maxBodyBytes: 1024 });
-    const over = await postRun(served.url, echoBodyOf(1025));
-    // The rest of that body is never read, so the connection must not be reused.
-    expect(over.headers.get("connection")).toBe("close");
-    await expectTooLarge(over, 1024);
-    const atLimit = await postRun(served.url, echoBodyOf(1024));
-    expect(atLimit.status).toBe(200);
-    expect(((await atLimit.json()) as { status: string }).status).toBe("completed");
-  });
-
   it("cuts off a slow chunked body over the limit and stops reading it", async () => {
     const limit = 1024;
     const served = await serveApp({ maxBodyBytes: limit });
@@ -136,13 +126,5 @@ describe("the request body limit", () => {
     socket.destroy();
     expect(statuses()).toEqual([415, 200]);
     expect(received).toContain("Content-Type must be application/json");
-  });
-
-  it("defaults to 4 MiB", async () => {
-    const served = await serveApp({});
-    const limit = 4 * 1024 * 1024;
-    await expectTooLarge(await postRun(served.url, echoBodyOf(limit + 1)), limit);
-    const atLimit = await postRun(served.url, echoBodyOf(limit));
-    expect(atLimit.status).toBe(200);
   });
 });
