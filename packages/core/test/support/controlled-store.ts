@@ -19,6 +19,8 @@ export interface StoreControl {
   release(): void;
   /** How many times each method was called (failed calls included). */
   calls: Partial<Record<StoreMethod, number>>;
+  /** The arguments of each method's latest call. */
+  lastArgs: Partial<Record<StoreMethod, unknown[]>>;
   /** The store behind the switchboard, reachable whatever the switches say. */
   inner: Store;
 }
@@ -49,6 +51,7 @@ export function controlledStore(inner: Store = new MemoryStore()): { store: Stor
       waiting = [];
     },
     calls: {},
+    lastArgs: {},
     inner,
   };
   const fails = (method: StoreMethod): boolean => control.failing === "all" || control.failing.has(method);
@@ -60,6 +63,7 @@ export function controlledStore(inner: Store = new MemoryStore()): { store: Stor
       if (property === "close") return (value as () => Promise<void>).bind(target);
       return async (...args: unknown[]) => {
         control.calls[method] = (control.calls[method] ?? 0) + 1;
+        control.lastArgs[method] = args;
         if (fails(method)) throw new BackendDown(method);
         if (control.held.has(method)) await new Promise<void>((resume) => waiting.push(resume));
         const delay = control.delayMs[method];
