@@ -10,7 +10,7 @@ import { echo, testAgents } from "../../test/support/agents.ts";
 import { eventually } from "../../test/support/app.ts";
 import { controlledStore } from "../../test/support/controlled-store.ts";
 import { ACPError } from "../errors.ts";
-import { RunCreateRequestSchema, type RunCreateRequest, type RunMode } from "../models.ts";
+import { RunCreateRequestSchema, RunResumeRequestSchema, type AwaitResume, type RunCreateRequest, type RunMode } from "../models.ts";
 import type { Store, StoredRun } from "../store.ts";
 import { Runtime, type RuntimeOptions } from "./runtime.ts";
 
@@ -37,7 +37,10 @@ function request(agentName: string, text: string, mode: RunMode = "sync", fields
   return v.parse(RunCreateRequestSchema, { agent_name: agentName, input: [{ role: "user", parts: [{ content: text }] }], mode, ...fields });
 }
 
-const resumeWith = (text: string) => ({ type: "message" as const, message: { role: "user", parts: [{ content_type: "text/plain", content: text }] } });
+/** A resume as the HTTP layer hands it over. */
+function resumeWith(text: string): AwaitResume {
+  return v.parse(RunResumeRequestSchema, { await_resume: { type: "message", message: { role: "user", parts: [{ content: text }] } } }).await_resume;
+}
 
 async function rejection(promise: Promise<unknown>): Promise<ACPError> {
   const error = await promise.then(
