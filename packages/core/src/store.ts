@@ -10,14 +10,23 @@
  *   can continue from any sequence number;
  * - change notifications per run, which only wake readers up (they then read the log), so a lost
  *   notification delays a reader but never loses an event;
- * - an append-only session history;
+ * - an append-only session history, written with a run's last update;
  * - instance heartbeats, so that another instance can fail the runs of an instance that died.
  *
  * Time is in milliseconds everywhere. Every method rejects (never resolves `false` or `undefined`)
  * when the backend fails, so the runtime sees outages.
+ *
+ * What every store needs besides the interface is exported here too: {@link StoreError} with
+ * {@link wrapStoreError} and {@link attemptStore}, {@link ListenerSet}, {@link StoreOptions} with
+ * {@link resolveTtlMs}, and {@link STORE_CONTRACT_VERSION}.
  * @module
  */
 import type { Event, Message, Run } from "./models.ts";
+
+export { assertStoreContract, STORE_CONTRACT_VERSION } from "./store/contract.ts";
+export { ListenerSet } from "./store/listener-set.ts";
+export { DEFAULT_TTL_MS, resolveTtlMs, type StoreOptions } from "./store/options.ts";
+export { attemptStore, StoreError, wrapStoreError } from "./store/store-error.ts";
 
 /** A run as the store keeps it: the wire-shaped run plus what instances need to coordinate. */
 export interface StoredRun {
@@ -79,9 +88,10 @@ export type UpdateResult =
 export type ChangeKind = "events" | "record";
 
 /**
- * Called when a run changes. Must not throw. With `"record"`, stores SHOULD also pass the
- * record's version after the change: the instance running the agent then skips re-reading the
- * record after its own writes.
+ * Called when a run changes. Must not throw: a store logs one that does and still calls the
+ * others ({@link ListenerSet}). With `"record"`, stores SHOULD also pass the record's version
+ * after the change: the instance running the agent then skips re-reading the record after its
+ * own writes.
  */
 export type ChangeListener = (change?: ChangeKind, version?: number) => void;
 
@@ -89,6 +99,15 @@ export type ChangeListener = (change?: ChangeKind, version?: number) => void;
 export type Unsubscribe = () => Promise<void>;
 
 export interface Store {
+  /**
+   * The version of the store contract this store implements: {@link STORE_CONTRACT_VERSION} of
+   * the core it was written for (see there what each version added). `new Runtime()` and
+   * `createApp()` refuse a store whose version is lower than their core needs, or missing.
+   * @example
+   * readonly contractVersion = STORE_CONTRACT_VERSION;
+   */
+  readonly contractVersion: number;
+
   /**
    * Stores a new run with `version: 1` and appends `events` as seq 1, 2, … atomically.
    * Refreshes the TTL of the run and its events.
@@ -107,11 +126,14 @@ export interface Store {
    * `events` to the run's log, all in one atomic step, then notifies subscribers of the run.
    * Refreshes the TTL of the run and its events.
    *
-   * With `options.history` (a run's end), its items are also appended to the session as
-   * {@link Store.appendHistory} would, so that whoever reads the new record finds them: in the
-   * same atomic step where the backend allows it (nothing is appended when the version differs).
-   * A store that cannot (keys in different Redis Cluster slots) appends them first and skips
-   * items whose id the session holds already, so that a retried update never doubles them.
+   * With `options.history` (a run's end), its items are also appended to that session, so that
+   * whoever reads the new record finds them: in the same atomic step where the backend allows it
+   * (nothing is appended when the version differs). A store that cannot (keys in different Redis
+   * Cluster slots) appends them first and skips items whose id the session holds already, so
+   * that a retried update never doubles them. This is the only way history is written: the
+   * session is created when missing; concurrent updates to one session all land, each one's
+   * items contiguous and in order; each item is readable by its id through
+   * {@link Store.getHistoryItem}; the session's TTL (and its items') restarts.
    * @returns `{ ok: true, record, lastSeq }` with the stored record and the seq of the last event
    * of the log after the append; `{ ok: false, record }` with the current record (or `undefined`
    * when the run is unknown) when the version differs; the run is not written then.
@@ -142,13 +164,6 @@ export interface Store {
    */
   subscribe(runId: string, listener: ChangeListener): Promise<Unsubscribe>;
 
-  /**
-   * Appends messages to a session's history atomically: concurrent appends to one session both
-   * land, each one's items contiguous and in order. Creates the session when missing. Each item
-   * is also readable by its id through {@link Store.getHistoryItem}. Refreshes the session's TTL.
-   */
-  appendHistory(sessionId: string, items: HistoryItem[]): Promise<void>;
-
   /** The session's history in append order; `undefined` when the session is unknown or expired. */
   getHistory(sessionId: string): Promise<HistoryItem[] | undefined>;
 
@@ -177,21 +192,3 @@ export interface Store {
   close?(): Promise<void>;
 }
 
-/** Options every store accepts. */
-export interface StoreOptions {
-  /**
-   * How long runs, their events and sessions live after their last write, in milliseconds.
-   * @default 3_600_000 (one hour)
-   */
-  ttlMs?: number;
-}
-
-export const DEFAULT_TTL_MS = 3_600_000;
-
-/** The error every store throws when its backend fails: names the package, keeps the cause. */
-export class StoreError extends Error {
-  constructor(pkg: string, message: string, options?: { cause?: unknown }) {
-    super(`[acp] [${pkg}] ${message}`, options);
-    this.name = "StoreError";
-  }
-}

@@ -1,6 +1,7 @@
 /** The whole store conformance suite, one `describe` per group. */
 import { describeActiveRuns } from "./active-runs.ts";
 import { describeConcurrency } from "./concurrency.ts";
+import { describeContract } from "./contract.ts";
 import { describeEvents } from "./events.ts";
 import { describeInstances } from "./instances.ts";
 import { describeRuns } from "./runs.ts";
@@ -22,6 +23,7 @@ import { describeUpdate } from "./update.ts";
  */
 export function describeStoreConformance(target: ConformanceTarget, t: TestApi): void {
   t.describe(`${target.name} conformance`, () => {
+    describeContract(target, t);
     describeRuns(target, t);
     describeUpdate(target, t);
     describeEvents(target, t);

@@ -3,9 +3,10 @@
  * needs. Fixtures never carry `undefined` properties, so they compare equal after a JSON round
  * trip through a serialising store.
  */
+import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import type { Event, Message, RunStatus } from "../models.ts";
-import type { ChangeKind, HistoryItem, StoredRun } from "../store.ts";
+import type { ChangeKind, HistoryItem, Store, StoredRun } from "../store.ts";
 
 /** A new run record with a random id, `version: 1` and the given status. */
 export function newRun(status: RunStatus = "created"): StoredRun {
@@ -58,6 +59,18 @@ export function historyItem(text: string): HistoryItem {
   return { id: randomUUID(), message: textMessage(text) };
 }
 
+/**
+ * Appends `items` to a session the one way a store takes history: with the last update of a
+ * run (a new one, created here and completed with them).
+ */
+export async function writeHistory(store: Store, sessionId: string, items: HistoryItem[]): Promise<void> {
+  const record = newRun("in-progress");
+  assert.equal(await store.createRun(record, []), true, "the run that carries the history was not created");
+  const result = await store.updateRun(record.run.run_id, 1, withStatus(record, "completed"), [], { history: { sessionId, items } });
+  assert.equal(result.ok, true, "the update that carries the history did not apply");
+}
+
+/** Resolves after `ms` milliseconds. */
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -89,28 +102,24 @@ export function signalled(call: Promise<void>, what: string): Promise<void> {
  */
 export class ListenerProbe {
   readonly kinds: (ChangeKind | undefined)[] = [];
-  #wake: () => void = () => undefined;
-  #next: Promise<void> = this.#arm();
+  #waiters: { accept: (kind: ChangeKind | undefined) => boolean; resolve: () => void }[] = [];
 
   /** The listener to pass to `subscribe`. */
   readonly listener = (change?: ChangeKind): void => {
     this.kinds.push(change);
-    this.#wake();
-    this.#next = this.#arm();
+    this.#waiters = this.#waiters.filter((waiter) => {
+      if (!waiter.accept(change)) return true;
+      waiter.resolve();
+      return false;
+    });
   };
 
   get calls(): number {
     return this.kinds.length;
   }
 
-  /** Resolves at the first call after this moment. */
-  next(): Promise<void> {
-    return this.#next;
-  }
-
-  #arm(): Promise<void> {
-    return new Promise((resolve) => {
-      this.#wake = resolve;
-    });
+  /** Resolves at the first call after this moment (of a kind `accept` takes, when given). */
+  next(accept: (kind: ChangeKind | undefined) => boolean = () => true): Promise<void> {
+    return new Promise((resolve) => this.#waiters.push({ accept, resolve }));
   }
 }

@@ -1,6 +1,23 @@
 /**
- * `@acp/core/testing`: the conformance suite that every `Store` backend runs against itself.
+ * `@acp/core/testing`: the conformance suite that every `Store` backend runs against itself, and
+ * the fixtures it is built from (runs, events, history items, a listener probe), for a store's
+ * own tests.
  * @module
  */
 export { describeStoreConformance } from "./conformance.ts";
+export {
+  historyItem,
+  label,
+  labelOf,
+  ListenerProbe,
+  newRun,
+  NOTIFY_TIMEOUT_MS,
+  runEvent,
+  signalled,
+  sleep,
+  textMessage,
+  within,
+  withStatus,
+  writeHistory,
+} from "./fixtures.ts";
 export type { ConformanceTarget, TestApi } from "./target.ts";

@@ -1,26 +1,26 @@
-/** Conformance: session histories and their items. */
+/** Conformance: session histories and their items, written with the last update of runs. */
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import type { HistoryItem } from "../store.ts";
-import { historyItem, textMessage } from "./fixtures.ts";
+import { historyItem, textMessage, writeHistory } from "./fixtures.ts";
 import { withStores, type ConformanceTarget, type TestApi } from "./target.ts";
 
 export function describeSessions(target: ConformanceTarget, { describe, it }: TestApi): void {
   describe("sessions", () => {
-    it("creates a session on first append and keeps items in append order", async () => {
+    it("creates a session on the first update that carries history and keeps items in append order", async () => {
       await withStores(target, async ({ store, peer }) => {
         const sessionId = randomUUID();
         const [a, b, c] = [historyItem("a"), historyItem("b"), historyItem("c")];
-        await store.appendHistory(sessionId, [a, b]);
+        await writeHistory(store, sessionId, [a, b]);
         assert.deepEqual(await peer.getHistory(sessionId), [a, b]);
-        await peer.appendHistory(sessionId, [c]);
+        await writeHistory(peer, sessionId, [c]);
         assert.deepEqual(await store.getHistory(sessionId), [a, b, c]);
       });
     });
 
     it("returns undefined for an unknown session", async () => {
       await withStores(target, async ({ store }) => {
-        await store.appendHistory(randomUUID(), [historyItem("elsewhere")]);
+        await writeHistory(store, randomUUID(), [historyItem("elsewhere")]);
         assert.equal(await store.getHistory(randomUUID()), undefined);
       });
     });
@@ -29,21 +29,21 @@ export function describeSessions(target: ConformanceTarget, { describe, it }: Te
       await withStores(target, async ({ store, peer }) => {
         const first = historyItem("in the first session");
         const second = historyItem("in the second session");
-        await store.appendHistory(randomUUID(), [first]);
-        await peer.appendHistory(randomUUID(), [second]);
+        await writeHistory(store, randomUUID(), [first]);
+        await writeHistory(peer, randomUUID(), [second]);
         assert.deepEqual(await peer.getHistoryItem(first.id), first);
         assert.deepEqual(await store.getHistoryItem(second.id), second);
         assert.equal(await store.getHistoryItem(randomUUID()), undefined);
       });
     });
 
-    it("keeps every item of concurrent appends, each append's items contiguous and in order", async () => {
+    it("keeps every item of concurrent updates to one session, each update's items contiguous and in order", async () => {
       await withStores(target, async ({ store, peer }) => {
         const sessionId = randomUUID();
         const batches: HistoryItem[][] = Array.from({ length: 12 }, (_, batch) =>
           Array.from({ length: 3 }, (_, i) => historyItem(`${batch}.${i}`)),
         );
-        await Promise.all(batches.map((items, i) => (i % 2 === 0 ? store : peer).appendHistory(sessionId, items)));
+        await Promise.all(batches.map((items, i) => writeHistory(i % 2 === 0 ? store : peer, sessionId, items)));
         const history = await store.getHistory(sessionId);
         assert.ok(history, "the session was not created");
         assert.equal(history.length, 36, "some appended items are missing or repeated");
@@ -60,7 +60,7 @@ export function describeSessions(target: ConformanceTarget, { describe, it }: Te
         const sessionId = randomUUID();
         const item = historyItem("original");
         const kept = structuredClone(item);
-        await store.appendHistory(sessionId, [item]);
+        await writeHistory(store, sessionId, [item]);
         item.message.parts[0]!.content = "changed";
         const read = await store.getHistory(sessionId);
         read?.push(historyItem("injected"));

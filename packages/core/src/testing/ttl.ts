@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { historyItem, label, newRun, runEvent, sleep, withStatus } from "./fixtures.ts";
+import { historyItem, label, newRun, runEvent, sleep, withStatus, writeHistory } from "./fixtures.ts";
 import { withStores, type ConformanceTarget, type TestApi } from "./target.ts";
 
 const TTL_MS = 1_000;
@@ -22,7 +22,7 @@ export function describeTtl(target: ConformanceTarget, { describe, it }: TestApi
           const sessionId = randomUUID();
           const item = historyItem("short-lived");
           await store.createRun(record, [runEvent(record), label("x")]);
-          await store.appendHistory(sessionId, [item]);
+          await writeHistory(store, sessionId, [item]);
           assert.ok(await store.getRun(record.run.run_id), "the run was not stored");
           assert.ok(await store.getHistoryItem(item.id), "the item was not stored");
 
@@ -50,7 +50,7 @@ export function describeTtl(target: ConformanceTarget, { describe, it }: TestApi
       );
     }, TIMEOUT_MS);
 
-    it("restarts the TTL of a run and its events on updateRun, and of a session and its items on appendHistory", async () => {
+    it("restarts the TTL of a run and its events on updateRun, and of a session and its items on an update that carries history", async () => {
       await withStores(
         target,
         async ({ store, peer }) => {
@@ -62,21 +62,21 @@ export function describeTtl(target: ConformanceTarget, { describe, it }: TestApi
           const newItem = historyItem("new");
           const createdAt = Date.now();
           await store.createRun(untouched, [runEvent(untouched)]);
-          await store.appendHistory(untouchedSession, [historyItem("forgotten")]);
+          await writeHistory(store, untouchedSession, [historyItem("forgotten")]);
           await store.createRun(refreshed, [runEvent(refreshed)]);
-          await store.appendHistory(refreshedSession, [oldItem]);
+          await writeHistory(store, refreshedSession, [oldItem]);
 
           // Write again halfway through the TTL, then look after the first TTL has passed.
           await sleep(TTL_MS / 2);
           const update = await peer.updateRun(refreshed.run.run_id, 1, withStatus(refreshed, "awaiting"), []);
           assert.equal(update.ok, true);
-          await peer.appendHistory(refreshedSession, [newItem]);
+          await writeHistory(peer, refreshedSession, [newItem]);
           await sleep(Math.max(0, createdAt + TTL_MS + MARGIN_MS - Date.now()));
 
           assert.equal((await store.getRun(refreshed.run.run_id))?.version, 2, "updateRun did not restart the run's TTL");
           assert.equal((await store.readEvents(refreshed.run.run_id, 0)).length, 1, "updateRun did not restart the TTL of the run's events");
-          assert.deepEqual(await store.getHistory(refreshedSession), [oldItem, newItem], "appendHistory did not restart the session's TTL");
-          assert.deepEqual(await store.getHistoryItem(oldItem.id), oldItem, "appendHistory did not restart the TTL of the session's items");
+          assert.deepEqual(await store.getHistory(refreshedSession), [oldItem, newItem], "history written later did not restart the session's TTL");
+          assert.deepEqual(await store.getHistoryItem(oldItem.id), oldItem, "history written later did not restart the TTL of the session's items");
           // The runs and sessions not written again are the control: they are gone.
           assert.equal(await store.getRun(untouched.run.run_id), undefined, "the run not written again did not expire");
           assert.equal(await store.getHistory(untouchedSession), undefined, "the session not written again did not expire");

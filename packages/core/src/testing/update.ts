@@ -1,7 +1,7 @@
 /** Conformance: compare-and-set of run records with `updateRun`. */
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { historyItem, label, newRun, runEvent, withStatus } from "./fixtures.ts";
+import { historyItem, label, newRun, runEvent, withStatus, writeHistory } from "./fixtures.ts";
 import { withStores, type ConformanceTarget, type TestApi } from "./target.ts";
 
 export function describeUpdate(target: ConformanceTarget, { describe, it }: TestApi): void {
@@ -97,7 +97,7 @@ export function describeUpdate(target: ConformanceTarget, { describe, it }: Test
         const record = newRun();
         const sessionId = randomUUID();
         const earlier = historyItem("an earlier turn");
-        await store.appendHistory(sessionId, [earlier]);
+        await writeHistory(store, sessionId, [earlier]);
         await store.createRun(record, []);
         const items = [historyItem("question"), historyItem("answer")];
         const result = await peer.updateRun(record.run.run_id, 1, withStatus(record, "completed"), [label("end")], { history: { sessionId, items } });

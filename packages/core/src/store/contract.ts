@@ -1,0 +1,46 @@
+/** Which version of the {@link Store} contract this core needs, and the start-up check of a store against it. */
+import type { Store } from "../store.ts";
+
+/**
+ * The version of the {@link Store} contract this core needs. It goes up by one whenever core
+ * starts to rely on something a store did not have to do before, so that a store written for an
+ * older contract is refused at start-up instead of quietly losing data; a store declares the
+ * version it implements in {@link Store.contractVersion}. Versions:
+ * - `1`: session history is written only with {@link Store.updateRun}'s `options.history` (a
+ *   run's end and its history land together; a retried update never doubles them), and there is
+ *   no `appendHistory` any more. A store without `contractVersion` predates this: with it, core
+ *   would lose every session's history.
+ */
+export const STORE_CONTRACT_VERSION = 1;
+
+/**
+ * Refuses a store that implements an older contract than {@link STORE_CONTRACT_VERSION}, or
+ * that does not say which one it implements. A newer one is accepted (contracts only add).
+ * `new Runtime()`, and so `createApp()`, call it first.
+ * @param who names the caller in the error, e.g. `"Runtime"`.
+ * @throws TypeError naming the store, the version it implements and the one needed.
+ * @example
+ * assertStoreContract(new MemoryStore(), "Runtime"); // passes: MemoryStore implements the current contract
+ */
+export function assertStoreContract(store: Store, who: string): void {
+  if (typeof store !== "object" || store === null) {
+    throw new TypeError(`[acp] ${who}: a store is required (for example new MemoryStore() from @acp/store-memory)`);
+  }
+  const version: unknown = store.contractVersion;
+  if (typeof version === "number" && version >= STORE_CONTRACT_VERSION) return;
+  const name = className(store);
+  const declared =
+    version === undefined
+      ? "declares no contractVersion (it predates versioned store contracts)"
+      : `implements store contract version ${String(version)}`;
+  throw new TypeError(
+    `[acp] ${who}: the store ${name ?? "object"} ${declared}, but this @acp/core needs version ${STORE_CONTRACT_VERSION} or later. ` +
+      `Upgrade the package that provides ${name ?? "the store"} (e.g. @acp/store-redis, @acp/store-postgres, @acp/store-memory) to a release made for this @acp/core.`,
+  );
+}
+
+/** The store's class name (`RedisStore`); `undefined` for an object literal. */
+function className(store: object): string | undefined {
+  const name: unknown = store.constructor?.name;
+  return typeof name === "string" && name !== "" && name !== "Object" ? name : undefined;
+}
