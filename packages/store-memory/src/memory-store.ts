@@ -2,32 +2,15 @@
  * A `Store` in process memory, for development, tests and single-instance servers. Values are
  * copied in and out as JSON would copy them, so it behaves exactly like the stores that serialise.
  */
-import {
-  isTerminal,
-  type ChangeKind,
-  type ChangeListener,
-  type Event,
-  type HistoryItem,
-  type Store,
-  type StoredEvent,
-  type StoredRun,
-  type Unsubscribe,
-  type UpdateOptions,
-  type UpdateResult,
-} from "@acp/core";
+import { isTerminal, ListenerSet, resolveTtlMs, STORE_CONTRACT_VERSION } from "@acp/core";
+import type { ChangeListener, Event, HistoryItem, Store, StoredEvent, StoredRun, StoreOptions, Unsubscribe, UpdateOptions, UpdateResult } from "@acp/core";
 import { copyAsJson, type Copies } from "./copy-as-json.ts";
 import { RecencyList, type Linked } from "./recency-list.ts";
 
+const PACKAGE = "store-memory";
 
-/** Options of {@link MemoryStore}. */
-export interface MemoryStoreOptions {
-  /**
-   * How long runs, their events and sessions (with their items) live after their last write,
-   * in milliseconds.
-   * @default 3_600_000 (one hour)
-   */
-  ttlMs?: number;
-  /**
+/** Options of {@link MemoryStore}; `ttlMs` comes from {@link StoreOptions}. */
+export interface MemoryStoreOptions extends StoreOptions {  /**
    * The most runs kept at once. Past it, the least recently written runs are dropped, finished
    * ones before those still running.
    * @default 10_000
@@ -76,6 +59,7 @@ const MAX_SWEEP_INTERVAL_MS = 60_000;
  * const app = createApp([echo], { store: new MemoryStore({ ttlMs: 600_000 }) });
  */
 export class MemoryStore implements Store {
+  readonly contractVersion = STORE_CONTRACT_VERSION;
   readonly #ttlMs: number;
   readonly #maxRuns: number;
   readonly #maxSessions: number;
@@ -90,17 +74,16 @@ export class MemoryStore implements Store {
   readonly #items = new Map<string, ItemLocation>();
   /** Lease expiry time of each instance. */
   readonly #heartbeats = new Map<string, number>();
-  readonly #listeners = new Map<string, Set<{ listener: ChangeListener }>>();
+  readonly #listeners = new ListenerSet(PACKAGE);
   #sweepTimer: ReturnType<typeof setInterval> | undefined;
 
-  constructor({ ttlMs = 3_600_000, maxRuns = 10_000, maxSessions = 10_000 }: MemoryStoreOptions = {}) {
-    if (!(Number.isFinite(ttlMs) && ttlMs > 0)) throw new RangeError(`[acp] [store-memory] ttlMs must be a positive number of milliseconds, got ${ttlMs}`);
-    if (!(Number.isSafeInteger(maxRuns) && maxRuns > 0)) throw new RangeError(`[acp] [store-memory] maxRuns must be a positive integer, got ${maxRuns}`);
-    this.#ttlMs = ttlMs;
-    if (!(Number.isSafeInteger(maxSessions) && maxSessions > 0)) throw new RangeError(`[acp] [store-memory] maxSessions must be a positive integer, got ${maxSessions}`);
+  constructor({ ttlMs, maxRuns = 10_000, maxSessions = 10_000 }: MemoryStoreOptions = {}) {
+    this.#ttlMs = resolveTtlMs(ttlMs, PACKAGE);
+    if (!(Number.isSafeInteger(maxRuns) && maxRuns > 0)) throw new RangeError(`[acp] [${PACKAGE}] maxRuns must be a positive integer, got ${maxRuns}`);
+    if (!(Number.isSafeInteger(maxSessions) && maxSessions > 0)) throw new RangeError(`[acp] [${PACKAGE}] maxSessions must be a positive integer, got ${maxSessions}`);
     this.#maxRuns = maxRuns;
     this.#maxSessions = maxSessions;
-    const interval = Math.min(Math.max(ttlMs, MIN_SWEEP_INTERVAL_MS), MAX_SWEEP_INTERVAL_MS);
+    const interval = Math.min(Math.max(this.#ttlMs, MIN_SWEEP_INTERVAL_MS), MAX_SWEEP_INTERVAL_MS);
     this.#sweepTimer = setInterval(() => this.#sweep(), interval);
     // Expiry is also checked on every read; the timer only returns memory, so it must not keep the process alive.
     this.#sweepTimer.unref();
@@ -142,7 +125,7 @@ export class MemoryStore implements Store {
     entry.record = record;
     for (const event of copied) entry.events.push(event);
     this.#touchRun(entry);
-    this.#notify(runId, "record", expectedVersion + 1);
+    this.#listeners.notify(runId, "record", expectedVersion + 1);
     // The stored record is a copy of `next`: handing back `next` itself shares nothing with the store.
     return { ok: true, record: { ...next, version: expectedVersion + 1 }, lastSeq: entry.events.length };
   }
@@ -155,7 +138,7 @@ export class MemoryStore implements Store {
     for (const event of copied) entry.events.push(event);
     // A run that keeps streaming is in use: an append keeps it (and its log) from expiring.
     this.#touchRun(entry);
-    this.#notify(runId, "events");
+    this.#listeners.notify(runId, "events");
     return entry.events.length;
   }
 
@@ -168,22 +151,10 @@ export class MemoryStore implements Store {
   }
 
   async subscribe(runId: string, listener: ChangeListener): Promise<Unsubscribe> {
-    // A wrapper per subscription, so that one function subscribed twice is two subscriptions.
-    const subscription = { listener };
-    let subscribers = this.#listeners.get(runId);
-    if (!subscribers) this.#listeners.set(runId, (subscribers = new Set()));
-    subscribers.add(subscription);
-    const listeners = this.#listeners;
+    const remove = this.#listeners.add(runId, listener);
     return async function unsubscribe(): Promise<void> {
-      const current = listeners.get(runId);
-      if (!current) return;
-      current.delete(subscription);
-      if (current.size === 0) listeners.delete(runId);
+      remove();
     };
-  }
-
-  async appendHistory(sessionId: string, items: HistoryItem[]): Promise<void> {
-    this.#appendItems(sessionId, items.map((item) => copyAsJson(item)));
   }
 
   /** Appends items (copies already) to the session, creating it when missing. */
@@ -276,7 +247,7 @@ export class MemoryStore implements Store {
     this.#activeOrder.delete(entry);
     this.#finishedOrder.delete(entry);
     // A reader waiting on this run wakes up, reads, and finds it gone instead of waiting forever.
-    this.#notify(entry.runId, undefined);
+    this.#listeners.notify(entry.runId, undefined);
   }
 
   #dropSession(session: SessionEntry): void {
@@ -309,20 +280,5 @@ export class MemoryStore implements Store {
       this.#dropSession(session);
     }
     for (const [instanceId, expiresAt] of this.#heartbeats) if (expiresAt <= now) this.#heartbeats.delete(instanceId);
-  }
-
-  /** Calls the run's listeners after a write. A listener must not throw; if one does, the others still run and the error surfaces asynchronously. */
-  #notify(runId: string, change: ChangeKind | undefined, version?: number): void {
-    const subscribers = this.#listeners.get(runId);
-    if (!subscribers) return;
-    for (const { listener } of [...subscribers]) {
-      try {
-        listener(change, version);
-      } catch (error) {
-        queueMicrotask(() => {
-          throw error;
-        });
-      }
-    }
   }
 }

@@ -1,15 +1,6 @@
-import { randomUUID } from "node:crypto";
+import { newRun } from "@acp/core/testing";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import type { StoredRun } from "@acp/core";
 import { MemoryStore } from "../src/index.ts";
-
-function newRun(): StoredRun {
-  return {
-    run: { run_id: randomUUID(), agent_name: "echo", status: "in-progress", output: [], created_at: new Date().toISOString() },
-    version: 1,
-    owner: "instance-a",
-  };
-}
 
 describe("MemoryStore expiry", () => {
   beforeEach(() => {
@@ -21,7 +12,7 @@ describe("MemoryStore expiry", () => {
 
   it("drops expired runs on its timer, without a read, and wakes their subscribers", async () => {
     const store = new MemoryStore({ ttlMs: 5_000 });
-    const record = newRun();
+    const record = newRun("in-progress");
     await store.createRun(record, []);
     const listener = vi.fn();
     await store.subscribe(record.run.run_id, listener);
@@ -36,7 +27,7 @@ describe("MemoryStore expiry", () => {
 
   it("still expires on read once close() has stopped the timer", async () => {
     const store = new MemoryStore({ ttlMs: 5_000 });
-    const record = newRun();
+    const record = newRun("in-progress");
     await store.createRun(record, []);
     const listener = vi.fn();
     await store.subscribe(record.run.run_id, listener);

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
-import type { Event, RunStatus, StoredRun } from "@acp/core";
+import type { Event, RunStatus } from "@acp/core";
+import { historyItem, newRun, writeHistory } from "@acp/core/testing";
 import { MemoryStore } from "../src/index.ts";
 
 const stores: MemoryStore[] = [];
@@ -12,14 +13,6 @@ function openStore(maxRuns: number): MemoryStore {
   const store = new MemoryStore({ maxRuns });
   stores.push(store);
   return store;
-}
-
-function newRun(status: RunStatus): StoredRun {
-  return {
-    run: { run_id: randomUUID(), agent_name: "echo", status, output: [], created_at: new Date().toISOString() },
-    version: 1,
-    owner: "instance-a",
-  };
 }
 
 const hello: Event = { type: "generic", generic: { hello: "world" } };
@@ -89,20 +82,19 @@ describe("MemoryStore session limit", () => {
   it("keeps at most maxSessions sessions, dropping the least recently written with their items", async () => {
     const store = new MemoryStore({ maxSessions: 2 });
     stores.push(store);
-    const item = (text: string) => ({ id: randomUUID(), message: { role: "user", parts: [{ content_type: "text/plain", content: text, content_encoding: "plain" as const }] } });
     const [a, b, c] = [randomUUID(), randomUUID(), randomUUID()];
-    const first = item("a1");
-    await store.appendHistory(a, [first]);
-    await store.appendHistory(b, [item("b1")]);
+    const first = historyItem("a1");
+    await writeHistory(store, a, [first]);
+    await writeHistory(store, b, [historyItem("b1")]);
     // Writing to a again makes b the least recently written.
-    await store.appendHistory(a, [item("a2")]);
-    await store.appendHistory(c, [item("c1")]);
+    await writeHistory(store, a, [historyItem("a2")]);
+    await writeHistory(store, c, [historyItem("c1")]);
     expect(await store.getHistory(b)).toBeUndefined();
     expect((await store.getHistory(a))?.length).toBe(2);
     expect((await store.getHistory(c))?.length).toBe(1);
     expect(await store.getHistoryItem(first.id)).toEqual(first);
     // The session dropped for size takes its items along.
-    await store.appendHistory(randomUUID(), [item("d1")]);
+    await writeHistory(store, randomUUID(), [historyItem("d1")]);
     expect(await store.getHistoryItem(first.id)).toBeUndefined();
   });
 });
