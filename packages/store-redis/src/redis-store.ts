@@ -1,19 +1,6 @@
 /** The Redis implementation of core's `Store`. */
-import {
-  DEFAULT_TTL_MS,
-  isTerminal,
-  StoreError,
-  type ChangeListener,
-  type Event,
-  type HistoryItem,
-  type Store,
-  type StoredEvent,
-  type StoredRun,
-  type StoreOptions,
-  type Unsubscribe,
-  type UpdateOptions,
-  type UpdateResult,
-} from "@acp/core";
+import { attemptStore, isTerminal, resolveTtlMs, STORE_CONTRACT_VERSION } from "@acp/core";
+import type { ChangeListener, Event, HistoryItem, Store, StoredEvent, StoredRun, StoreOptions, Unsubscribe, UpdateOptions, UpdateResult } from "@acp/core";
 import { commandsOf, type Commands, type RedisConnection } from "./connection.ts";
 import { KeyLayout } from "./keys.ts";
 import { scripts } from "./scripts.ts";
@@ -21,6 +8,7 @@ import { Subscriptions } from "./subscriptions.ts";
 
 const PACKAGE = "store-redis";
 
+/** Options of {@link RedisStore}; `ttlMs` comes from {@link StoreOptions}. */
 export interface RedisStoreOptions extends StoreOptions {
   /**
    * A connected client from `createClient()` or `createCluster()` of the `redis` package
@@ -33,12 +21,6 @@ export interface RedisStoreOptions extends StoreOptions {
    * @default "acp"
    */
   prefix?: string;
-  /**
-   * How long runs, their events, sessions and their items live after their last write, in
-   * milliseconds.
-   * @default 3_600_000 (one hour)
-   */
-  ttlMs?: number;
 }
 
 /**
@@ -50,34 +32,33 @@ export interface RedisStoreOptions extends StoreOptions {
  * import { RedisStore } from "@acp/store-redis";
  *
  * const redis = await createClient({ url: process.env.REDIS_URL }).connect();
- * const store = new RedisStore({ redis, ttlMs: 24 * 3_600_000 });
+ * const store = new RedisStore({ redis, ttlMs: 24 * 60 * 60 * 1000 }); // runs and sessions live a day
  */
 export class RedisStore implements Store {
+  readonly contractVersion = STORE_CONTRACT_VERSION;
   readonly #commands: Commands;
   readonly #keys: KeyLayout;
   readonly #ttl: string;
   readonly #ttlMs: number;
   readonly #subscriptions: Subscriptions;
 
-  constructor({ redis, prefix = "acp", ttlMs = DEFAULT_TTL_MS }: RedisStoreOptions) {
+  constructor({ redis, prefix = "acp", ttlMs }: RedisStoreOptions) {
     if (typeof redis !== "object" || redis === null) {
       throw new TypeError(`[acp] [${PACKAGE}] redis must be a client from createClient() or createCluster() of the "redis" package`);
     }
     if (typeof prefix !== "string" || prefix === "" || /[{}]/.test(prefix)) {
       throw new TypeError(`[acp] [${PACKAGE}] prefix must be a non-empty string without "{" or "}", got ${JSON.stringify(prefix)}`);
     }
-    if (!Number.isFinite(ttlMs) || ttlMs < 1) {
-      throw new TypeError(`[acp] [${PACKAGE}] ttlMs must be a positive number of milliseconds, got ${ttlMs}`);
-    }
+    // Whole milliseconds: PX and PEXPIRE take integers.
+    this.#ttlMs = Math.ceil(resolveTtlMs(ttlMs, PACKAGE));
     this.#commands = commandsOf(redis);
     this.#keys = new KeyLayout(prefix);
-    this.#ttlMs = Math.ceil(ttlMs);
     this.#ttl = String(this.#ttlMs);
     this.#subscriptions = new Subscriptions(this.#commands);
   }
 
   createRun(record: StoredRun, events: Event[]): Promise<boolean> {
-    return this.#attempt("createRun", async () => {
+    return attemptStore(PACKAGE, "createRun", async () => {
       const runId = record.run.run_id;
       const ended = isTerminal(record.run.status);
       // Listed before it exists: a failure in between leaves an extra id (allowed), never an unlisted run.
@@ -93,7 +74,7 @@ export class RedisStore implements Store {
   }
 
   getRun(runId: string): Promise<StoredRun | undefined> {
-    return this.#attempt("getRun", async () => {
+    return attemptStore(PACKAGE, "getRun", async () => {
       const key = this.#keys.runRecord(runId);
       const json = await this.#commands.send(key, ["HGET", key, "json"]);
       return json == null ? undefined : parse<StoredRun>(json);
@@ -102,7 +83,7 @@ export class RedisStore implements Store {
 
   // `unobserved` is not needed: Redis publishes to a channel per run, which nobody listens to then.
   updateRun(runId: string, expectedVersion: number, next: StoredRun, events: Event[], { history }: UpdateOptions = {}): Promise<UpdateResult> {
-    return this.#attempt("updateRun", async () => {
+    return attemptStore(PACKAGE, "updateRun", async () => {
       // The session's keys may live in another cluster slot than the run's, so the history cannot
       // join the run's script: it goes first (a reader of the new record finds it), and the
       // script skips items it holds already (a retried update does not double them).
@@ -129,7 +110,7 @@ export class RedisStore implements Store {
   }
 
   appendEvents(runId: string, events: Event[]): Promise<number | null> {
-    return this.#attempt("appendEvents", async () => {
+    return attemptStore(PACKAGE, "appendEvents", async () => {
       const length = await scripts.appendEvents.run(this.#commands, this.#runKeys(runId), [
         ...this.#runArgs(runId),
         ...events.map((event) => JSON.stringify(event)),
@@ -139,7 +120,7 @@ export class RedisStore implements Store {
   }
 
   readEvents(runId: string, afterSeq: number, limit?: number): Promise<StoredEvent[]> {
-    return this.#attempt("readEvents", async () => {
+    return attemptStore(PACKAGE, "readEvents", async () => {
       if (limit !== undefined && limit < 1) return [];
       // The event with seq n sits at list index n - 1, so "after afterSeq" starts at index afterSeq.
       const start = Math.max(0, Math.floor(afterSeq));
@@ -151,14 +132,10 @@ export class RedisStore implements Store {
   }
 
   subscribe(runId: string, listener: ChangeListener): Promise<Unsubscribe> {
-    return this.#attempt("subscribe", async () => {
+    return attemptStore(PACKAGE, "subscribe", async () => {
       const unsubscribe = await this.#subscriptions.add(this.#keys.runChannel(runId), listener);
-      return (): Promise<void> => this.#attempt("unsubscribe", unsubscribe);
+      return (): Promise<void> => attemptStore(PACKAGE, "unsubscribe", unsubscribe);
     });
-  }
-
-  appendHistory(sessionId: string, items: HistoryItem[]): Promise<void> {
-    return this.#attempt("appendHistory", () => this.#appendHistory(sessionId, items));
   }
 
   async #appendHistory(sessionId: string, items: HistoryItem[]): Promise<void> {
@@ -178,7 +155,7 @@ export class RedisStore implements Store {
   }
 
   getHistory(sessionId: string): Promise<HistoryItem[] | undefined> {
-    return this.#attempt("getHistory", async () => {
+    return attemptStore(PACKAGE, "getHistory", async () => {
       const values = (await this.#send(this.#keys.sessionHistory(sessionId), ["LRANGE", "0", "-1"])) as unknown[];
       if (values.length > 0) return values.map((json) => parse<HistoryItem>(json));
       // An empty list does not exist in Redis; the session key tells "empty" from "unknown".
@@ -188,7 +165,7 @@ export class RedisStore implements Store {
   }
 
   getHistoryItem(itemId: string): Promise<HistoryItem | undefined> {
-    return this.#attempt("getHistoryItem", async () => {
+    return attemptStore(PACKAGE, "getHistoryItem", async () => {
       const sessionId = await this.#send(this.#keys.item(itemId), ["GET"]);
       if (sessionId == null) return undefined;
       const session = String(sessionId);
@@ -202,20 +179,20 @@ export class RedisStore implements Store {
   }
 
   heartbeat(instanceId: string, leaseMs: number): Promise<void> {
-    return this.#attempt("heartbeat", async () => {
+    return attemptStore(PACKAGE, "heartbeat", async () => {
       const lease = String(Math.max(1, Math.ceil(leaseMs)));
       await this.#send(this.#keys.instance(instanceId), ["SET", "alive", "PX", lease]);
     });
   }
 
   isAlive(instanceId: string): Promise<boolean> {
-    return this.#attempt("isAlive", async () => {
+    return attemptStore(PACKAGE, "isAlive", async () => {
       return Number(await this.#send(this.#keys.instance(instanceId), ["EXISTS"])) === 1;
     });
   }
 
   listActiveRuns(): Promise<string[]> {
-    return this.#attempt("listActiveRuns", async () => {
+    return attemptStore(PACKAGE, "listActiveRuns", async () => {
       const key = this.#keys.activeRuns;
       const entries = scoredMembers(await this.#commands.send(key, ["ZRANGE", key, "0", "-1", "WITHSCORES"]));
       // Scores are when an entry was last confirmed. Entries older than the TTL are checked:
@@ -243,12 +220,12 @@ export class RedisStore implements Store {
   }
 
   ping(): Promise<void> {
-    return this.#attempt("ping", () => this.#commands.ping());
+    return attemptStore(PACKAGE, "ping", () => this.#commands.ping());
   }
 
   /** Closes the store's own pub/sub connection, if it opened one; never the client it was given. */
   close(): Promise<void> {
-    return this.#attempt("close", () => this.#subscriptions.close());
+    return attemptStore(PACKAGE, "close", () => this.#subscriptions.close());
   }
 
   /** Sends a one-key command: `args` follow the command name and the key. */
@@ -281,16 +258,6 @@ export class RedisStore implements Store {
     } catch {
       // The update itself applied, and reporting it as failed would mislead the caller. The index
       // may list ended runs (callers check with getRun); listActiveRuns drops this entry later.
-    }
-  }
-
-  async #attempt<T>(operation: string, body: () => Promise<T>): Promise<T> {
-    try {
-      return await body();
-    } catch (error) {
-      if (error instanceof StoreError) throw error;
-      const reason = error instanceof Error ? error.message : String(error);
-      throw new StoreError(PACKAGE, `${operation} failed: ${reason}`, { cause: error });
     }
   }
 }

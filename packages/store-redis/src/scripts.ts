@@ -10,26 +10,36 @@
 import { createHash } from "node:crypto";
 import type { Commands } from "./connection.ts";
 
-/** Shared helpers, prepended to the run scripts. */
+/**
+ * Prepended to the run scripts: names the keys and the three arguments they share, and the
+ * helpers they use.
+ */
 const RUN_PRELUDE = `
-local function push(key, first)
-  -- unpack() has a stack limit, so long batches go in chunks.
-  local length = redis.call('LLEN', key)
+local recordKey = KEYS[1]
+local eventsKey = KEYS[2]
+local sharded = ARGV[1] == '1'
+local channel = ARGV[2]
+local ttl = ARGV[3]
+
+-- Pushes ARGV[first], ARGV[first + 1], … onto the log. unpack() has a stack limit, so long
+-- batches go in chunks. Returns the log's length.
+local function pushEvents(first)
+  local length = redis.call('LLEN', eventsKey)
   local i = first
   while i <= #ARGV do
     local last = math.min(i + 999, #ARGV)
-    length = redis.call('RPUSH', key, unpack(ARGV, i, last))
+    length = redis.call('RPUSH', eventsKey, unpack(ARGV, i, last))
     i = last + 1
   end
   return length
 end
 local function refresh()
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+  redis.call('PEXPIRE', recordKey, ttl)
+  redis.call('PEXPIRE', eventsKey, ttl)
 end
 -- "events", or "record:<version>" so that the writer can tell its own changes from others'.
 local function notify(kind)
-  redis.call(ARGV[1] == '1' and 'SPUBLISH' or 'PUBLISH', ARGV[2], kind)
+  redis.call(sharded and 'SPUBLISH' or 'PUBLISH', channel, kind)
 end
 `;
 
@@ -39,10 +49,14 @@ end
  * created again under an expired id never shows the old events.
  */
 const CREATE_RUN = `${RUN_PRELUDE}
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'version', '1', 'ended', ARGV[5], 'json', ARGV[4])
-redis.call('DEL', KEYS[2])
-push(KEYS[2], 6)
+local recordJson = ARGV[4]
+local ended = ARGV[5]
+local firstEvent = 6
+
+if redis.call('EXISTS', recordKey) == 1 then return 0 end
+redis.call('HSET', recordKey, 'version', '1', 'ended', ended, 'json', recordJson)
+redis.call('DEL', eventsKey)
+pushEvents(firstEvent)
 refresh()
 notify('record:1')
 return 1
@@ -54,13 +68,19 @@ return 1
  * Returns {1, lastSeq} when applied, {0, currentJson} when the version differs, {0} when unknown.
  */
 const UPDATE_RUN = `${RUN_PRELUDE}
-local current = redis.call('HMGET', KEYS[1], 'version', 'json')
+local expectedVersion = ARGV[4]
+local newVersion = ARGV[5]
+local ended = ARGV[6]
+local recordJson = ARGV[7]
+local firstEvent = 8
+
+local current = redis.call('HMGET', recordKey, 'version', 'json')
 if not current[1] then return {0} end
-if current[1] ~= ARGV[4] then return {0, current[2]} end
-redis.call('HSET', KEYS[1], 'version', ARGV[5], 'ended', ARGV[6], 'json', ARGV[7])
-local length = push(KEYS[2], 8)
+if current[1] ~= expectedVersion then return {0, current[2]} end
+redis.call('HSET', recordKey, 'version', newVersion, 'ended', ended, 'json', recordJson)
+local length = pushEvents(firstEvent)
 refresh()
-notify('record:' .. ARGV[5])
+notify('record:' .. newVersion)
 return {1, length}
 `;
 
@@ -69,9 +89,11 @@ return {1, length}
  * has ended (nothing written).
  */
 const APPEND_EVENTS = `${RUN_PRELUDE}
-if redis.call('HGET', KEYS[1], 'ended') ~= '0' then return nil end
-local length = push(KEYS[2], 4)
-if #ARGV >= 4 then
+local firstEvent = 4
+
+if redis.call('HGET', recordKey, 'ended') ~= '0' then return nil end
+local length = pushEvents(firstEvent)
+if #ARGV >= firstEvent then
   refresh()
   notify('events')
 end
@@ -84,25 +106,36 @@ return length
  * Returns the ids of every item of the session, whose pointers the caller refreshes.
  */
 const APPEND_HISTORY = `
-local position = redis.call('LLEN', KEYS[2])
-for i = 2, #ARGV, 2 do
-  if redis.call('HEXISTS', KEYS[3], ARGV[i]) == 0 then
-    redis.call('RPUSH', KEYS[2], ARGV[i + 1])
-    redis.call('HSET', KEYS[3], ARGV[i], position)
+local sessionKey = KEYS[1]
+local historyKey = KEYS[2]
+local positionsKey = KEYS[3]
+local ttl = ARGV[1]
+local firstItem = 2
+
+local position = redis.call('LLEN', historyKey)
+for i = firstItem, #ARGV, 2 do
+  local itemId, itemJson = ARGV[i], ARGV[i + 1]
+  if redis.call('HEXISTS', positionsKey, itemId) == 0 then
+    redis.call('RPUSH', historyKey, itemJson)
+    redis.call('HSET', positionsKey, itemId, position)
     position = position + 1
   end
 end
-redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
-redis.call('PEXPIRE', KEYS[2], ARGV[1])
-redis.call('PEXPIRE', KEYS[3], ARGV[1])
-return redis.call('HKEYS', KEYS[3])
+redis.call('SET', sessionKey, '1', 'PX', ttl)
+redis.call('PEXPIRE', historyKey, ttl)
+redis.call('PEXPIRE', positionsKey, ttl)
+return redis.call('HKEYS', positionsKey)
 `;
 
 /** KEYS = [history, positions]; ARGV[1] the item id. Returns the item's JSON, or nil. */
 const READ_HISTORY_ITEM = `
-local position = redis.call('HGET', KEYS[2], ARGV[1])
+local historyKey = KEYS[1]
+local positionsKey = KEYS[2]
+local itemId = ARGV[1]
+
+local position = redis.call('HGET', positionsKey, itemId)
 if not position then return nil end
-return redis.call('LINDEX', KEYS[1], position)
+return redis.call('LINDEX', historyKey, position)
 `;
 
 /** A Lua script with its SHA1, run by EVALSHA with a fallback to EVAL. */

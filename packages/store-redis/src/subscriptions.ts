@@ -2,17 +2,11 @@
  * Change subscriptions of one store: a single pub/sub connection, opened on the first
  * subscription, with one Redis subscription per run channel however many listeners it has.
  */
-import type { ChangeKind, ChangeListener, Unsubscribe } from "@acp/core";
+import { ListenerSet, type ChangeKind, type ChangeListener, type Unsubscribe } from "@acp/core";
 import type { Commands, MessageHandler, Subscriber } from "./connection.ts";
 
-/** One call of `subscribe`; an object, so the same listener may be subscribed twice. */
-interface Subscription {
-  listener: ChangeListener;
-}
-
-/** The subscriptions to one channel; `ready` settles when Redis confirmed the subscription. */
+/** The Redis subscription to one channel; `ready` settles when Redis confirmed it. */
 interface Channel {
-  subscriptions: Set<Subscription>;
   handler: MessageHandler;
   ready: Promise<void>;
 }
@@ -20,6 +14,8 @@ interface Channel {
 export class Subscriptions {
   readonly #commands: Commands;
   readonly #channels = new Map<string, Channel>();
+  /** The listeners of each channel that has an entry in `#channels`. */
+  readonly #listeners = new ListenerSet("store-redis");
   #subscriber: Promise<Subscriber> | undefined;
   #closed = false;
 
@@ -34,21 +30,24 @@ export class Subscriptions {
     if (this.#closed) throw new Error("the store is closed");
     let entry = this.#channels.get(channel);
     if (!entry) {
-      const subscriptions = new Set<Subscription>();
-      const handler: MessageHandler = (message) => notify(subscriptions, ...parseMessage(message));
-      entry = { subscriptions, handler, ready: subscriber.subscribe(channel, handler) };
-      this.#channels.set(channel, entry);
+      // A channel dropped and subscribed again gets a new entry: the old handler, until Redis
+      // has taken its UNSUBSCRIBE, must not call the listeners of the new one a second time.
+      const handler: MessageHandler = (message) => {
+        if (this.#channels.get(channel) === created) this.#listeners.notify(channel, ...parseMessage(message));
+      };
+      const created: Channel = { handler, ready: subscriber.subscribe(channel, handler) };
+      this.#channels.set(channel, created);
+      entry = created;
     }
-    const subscription: Subscription = { listener };
-    entry.subscriptions.add(subscription);
+    const removeListener = this.#listeners.add(channel, listener);
     try {
       await entry.ready;
     } catch (error) {
-      await this.#remove(channel, entry, subscription, subscriber);
+      await this.#remove(channel, entry, removeListener, subscriber);
       throw error;
     }
     let active = true;
-    const remove = (): Promise<void> => this.#remove(channel, entry, subscription, subscriber);
+    const remove = (): Promise<void> => this.#remove(channel, entry, removeListener, subscriber);
     return async function unsubscribe(): Promise<void> {
       if (!active) return;
       active = false;
@@ -59,7 +58,7 @@ export class Subscriptions {
   /** Closes the pub/sub connection, if one was opened; later subscriptions are refused. */
   async close(): Promise<void> {
     this.#closed = true;
-    for (const entry of this.#channels.values()) entry.subscriptions.clear();
+    this.#listeners.clear();
     this.#channels.clear();
     const subscriber = this.#subscriber;
     this.#subscriber = undefined;
@@ -69,9 +68,9 @@ export class Subscriptions {
   }
 
   /** Drops a subscription at once (no further calls), and the channel with its last one. */
-  async #remove(channel: string, entry: Channel, subscription: Subscription, subscriber: Subscriber): Promise<void> {
-    entry.subscriptions.delete(subscription);
-    if (entry.subscriptions.size > 0 || this.#channels.get(channel) !== entry) return;
+  async #remove(channel: string, entry: Channel, removeListener: () => void, subscriber: Subscriber): Promise<void> {
+    removeListener();
+    if (this.#listeners.has(channel) || this.#channels.get(channel) !== entry) return;
     this.#channels.delete(channel);
     // A later subscribe to this channel makes a new entry; its SUBSCRIBE is sent after this
     // UNSUBSCRIBE on the same connection, so the two cannot cross.
@@ -84,9 +83,7 @@ export class Subscriptions {
       const opening = this.#commands.openSubscriber().then((subscriber) => {
         // Messages sent while the connection was down are lost: wake every listener so readers
         // look at the store again. "undefined" means the kind of change is unknown.
-        subscriber.onReconnect?.(() => {
-          for (const entry of this.#channels.values()) notify(entry.subscriptions, undefined);
-        });
+        subscriber.onReconnect?.(() => this.#listeners.notifyAll());
         return subscriber;
       });
       // A failed open is retried by the next subscription rather than remembered.
@@ -104,15 +101,4 @@ function parseMessage(message: string): [ChangeKind | undefined, number | undefi
   if (message === "events" || message === "record") return [message, undefined];
   const version = /^record:(\d+)$/.exec(message)?.[1];
   return version === undefined ? [undefined, undefined] : ["record", Number(version)];
-}
-
-function notify(subscriptions: Set<Subscription>, kind: ChangeKind | undefined, version?: number): void {
-  // A copy, so that a listener unsubscribing (or subscribing) while we loop changes nothing here.
-  for (const { listener } of [...subscriptions]) {
-    try {
-      listener(kind, version);
-    } catch {
-      // Listeners must not throw; one that does must not starve the others of their call.
-    }
-  }
 }

@@ -2,21 +2,12 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import { StoreError, type Event, type StoredRun } from "@acp/core";
+import { StoreError } from "@acp/core";
+import { historyItem, label, newRun } from "@acp/core/testing";
 import { afterEach, describe, it } from "vitest";
 import { RedisStore } from "../src/index.ts";
 import { freePort, startRedisServer, tempDir } from "./support/redis-server.ts";
 import { connectClient, deleteKeys, REDIS_URL } from "./support/target.ts";
-
-function newRun(status: StoredRun["run"]["status"] = "in-progress"): StoredRun {
-  return {
-    run: { run_id: randomUUID(), agent_name: "echo", status, output: [], created_at: new Date().toISOString() },
-    version: 1,
-    owner: "instance-a",
-  };
-}
-
-const generic = (label: string): Event => ({ type: "generic", generic: { label } });
 
 /** Clients and prefixes opened by a test, released after it. */
 const cleanups: (() => Promise<void>)[] = [];
@@ -60,12 +51,14 @@ describe("RedisStore", () => {
   it("keeps a run's keys, and a session's, under one hash tag, as the README lays them out", async () => {
     const { redis, prefix } = await open();
     const store = new RedisStore({ redis, prefix });
-    const record = newRun();
+    const record = newRun("in-progress");
     const runId = record.run.run_id;
     const sessionId = randomUUID();
-    const itemId = randomUUID();
-    await store.createRun(record, [generic("a")]);
-    await store.appendHistory(sessionId, [{ id: itemId, message: { role: "user", parts: [{ content_type: "text/plain", content: "hi", content_encoding: "plain" }] } }]);
+    const item = historyItem("hi");
+    const itemId = item.id;
+    await store.createRun(record, [label("a")]);
+    // Not an end: the run stays listed in active-runs.
+    await store.updateRun(runId, 1, { ...record, run: { ...record.run, status: "awaiting" } }, [], { history: { sessionId, items: [item] } });
     await store.heartbeat("instance-a", 60_000);
     assert.deepEqual(
       await keysOf(redis, prefix),
@@ -86,10 +79,10 @@ describe("RedisStore", () => {
     const { redis, prefix } = await open();
     const store = new RedisStore({ redis, prefix, ttlMs: 60_000 });
     const record = newRun("created");
-    await store.createRun(record, [generic("created")]);
-    await store.appendEvents(record.run.run_id, [generic("more")]);
-    await store.updateRun(record.run.run_id, 1, { ...record, run: { ...record.run, status: "in-progress" } }, [generic("running")]);
-    await store.appendHistory(randomUUID(), [{ id: randomUUID(), message: { role: "user", parts: [{ content_type: "text/plain", content: "hi", content_encoding: "plain" }] } }]);
+    await store.createRun(record, [label("created")]);
+    await store.appendEvents(record.run.run_id, [label("more")]);
+    const history = { sessionId: randomUUID(), items: [historyItem("hi")] };
+    await store.updateRun(record.run.run_id, 1, { ...record, run: { ...record.run, status: "in-progress" } }, [label("running")], { history });
     await store.heartbeat(randomUUID(), 60_000);
     await store.listActiveRuns();
     const keys = await keysOf(redis, prefix);
@@ -103,11 +96,11 @@ describe("RedisStore", () => {
   it("drops from listActiveRuns the runs that expired or ended, once their entry is older than the TTL", async () => {
     const { redis, prefix } = await open();
     const store = new RedisStore({ redis, prefix, ttlMs: 200 });
-    const expired = newRun();
+    const expired = newRun("in-progress");
     await store.createRun(expired, []);
     assert.deepEqual(await store.listActiveRuns(), [expired.run.run_id]);
     await sleep(300);
-    const alive = newRun();
+    const alive = newRun("in-progress");
     await store.createRun(alive, []);
     assert.deepEqual(await store.listActiveRuns(), [alive.run.run_id]);
     assert.equal(await redis.zScore(`${prefix}:active-runs`, expired.run.run_id), null, "the expired run's entry was not removed");
@@ -116,7 +109,7 @@ describe("RedisStore", () => {
   it("removes a run from listActiveRuns when it ends", async () => {
     const { redis, prefix } = await open();
     const store = new RedisStore({ redis, prefix });
-    const record = newRun();
+    const record = newRun("in-progress");
     await store.createRun(record, []);
     await store.updateRun(record.run.run_id, 1, { ...record, run: { ...record.run, status: "completed" } }, []);
     assert.deepEqual(await store.listActiveRuns(), []);
@@ -125,11 +118,11 @@ describe("RedisStore", () => {
   it("runs its scripts again after the server forgot them (EVALSHA falls back to EVAL)", async () => {
     const { redis, prefix } = await open();
     const store = new RedisStore({ redis, prefix });
-    const record = newRun();
-    await store.createRun(record, [generic("before")]);
+    const record = newRun("in-progress");
+    await store.createRun(record, [label("before")]);
     // Other stores on this server just take the same fallback once.
     await redis.scriptFlush();
-    assert.equal(await store.appendEvents(record.run.run_id, [generic("after")]), 2);
+    assert.equal(await store.appendEvents(record.run.run_id, [label("after")]), 2);
     assert.equal((await store.updateRun(record.run.run_id, 1, record, [])).ok, true);
   });
 
@@ -143,9 +136,9 @@ describe("RedisStore", () => {
     await server.stop();
     const runId = randomUUID();
     for (const [operation, call] of [
-      ["createRun", () => store.createRun(newRun(), [])],
+      ["createRun", () => store.createRun(newRun("in-progress"), [])],
       ["getRun", () => store.getRun(runId)],
-      ["appendEvents", () => store.appendEvents(runId, [generic("lost")])],
+      ["appendEvents", () => store.appendEvents(runId, [label("lost")])],
       ["listActiveRuns", () => store.listActiveRuns()],
       ["subscribe", () => store.subscribe(runId, () => undefined)],
       ["ping", () => store.ping()],
@@ -188,7 +181,7 @@ describe("RedisStore", () => {
     const { redis, prefix } = await open({ name, reconnect: true });
     const store = new RedisStore({ redis, prefix });
     cleanups.push(() => store.close());
-    const record = newRun();
+    const record = newRun("in-progress");
     await store.createRun(record, []);
 
     const calls: unknown[] = [];
@@ -207,7 +200,7 @@ describe("RedisStore", () => {
     assert.deepEqual(calls, [undefined], "the reconnect was not signalled as a change of unknown kind");
 
     called = nextCall();
-    await store.appendEvents(record.run.run_id, [generic("after the reconnect")]);
+    await store.appendEvents(record.run.run_id, [label("after the reconnect")]);
     await called;
     assert.deepEqual(calls, [undefined, "events"]);
   });
