@@ -4,7 +4,7 @@
  * listens on the channel once and dispatches each notification to the listeners of that run in
  * this process.
  */
-import type { ChangeKind, ChangeListener, Unsubscribe } from "@acp/core";
+import { ListenerSet, type ChangeKind, type ChangeListener, type Unsubscribe } from "@acp/core";
 import type { ListenMeta, Sql } from "postgres";
 
 /**
@@ -28,7 +28,7 @@ function parseNotification(payload: string): { kind: ChangeKind | undefined; ver
 export class RunNotifier {
   readonly #sql: Sql<any>;
   readonly #channel: string;
-  readonly #listeners = new Map<string, Set<ChangeListener>>();
+  readonly #listeners = new ListenerSet("store-postgres");
   #listening: Promise<ListenMeta> | undefined;
   #listenedOnce = false;
   #closed = false;
@@ -41,18 +41,13 @@ export class RunNotifier {
   /** Adds `listener` for `runId`; resolves once LISTEN is in effect on the database. */
   async subscribe(runId: string, listener: ChangeListener): Promise<Unsubscribe> {
     if (this.#closed) throw new Error("the store is closed");
-    // A fresh function per subscription, so the same listener can be subscribed twice.
-    const entry: ChangeListener = (change, version) => listener(change, version);
-    let listeners = this.#listeners.get(runId);
-    if (!listeners) this.#listeners.set(runId, (listeners = new Set()));
-    listeners.add(entry);
+    const remove = this.#listeners.add(runId, listener);
     try {
       await this.#listen();
     } catch (error) {
-      this.#remove(runId, entry);
+      remove();
       throw error;
     }
-    const remove = () => this.#remove(runId, entry);
     return async function unsubscribe() {
       remove();
     };
@@ -99,30 +94,12 @@ export class RunNotifier {
       this.#listenedOnce = true;
       return;
     }
-    for (const runId of [...this.#listeners.keys()]) this.#dispatch(runId, undefined);
+    if (!this.#closed) this.#listeners.notifyAll();
   }
 
   #dispatch(runId: string, kind: ChangeKind | undefined, version?: number): void {
-    if (this.#closed) return;
-    const listeners = this.#listeners.get(runId);
-    if (!listeners) return;
-    for (const listener of [...listeners]) {
-      // Skip listeners removed by an earlier listener of this loop.
-      if (!listeners.has(listener)) continue;
-      try {
-        listener(kind, version);
-      } catch (error) {
-        // Listeners must not throw; one that does must not starve the others or break the
-        // LISTEN connection, whose data handler runs this loop.
-        console.error("[acp] [store-postgres] a change listener threw", error);
-      }
-    }
-  }
-
-  #remove(runId: string, listener: ChangeListener): void {
-    const listeners = this.#listeners.get(runId);
-    if (!listeners) return;
-    listeners.delete(listener);
-    if (listeners.size === 0) this.#listeners.delete(runId);
+    // The listener set logs a listener that throws: it must not break the LISTEN connection,
+    // whose data handler runs this.
+    if (!this.#closed) this.#listeners.notify(runId, kind, version);
   }
 }

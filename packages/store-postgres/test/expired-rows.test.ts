@@ -3,16 +3,12 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PostgreSQLStore } from "../src/index.ts";
 import { assertReachable, connect, dropTables, randomName } from "./database.ts";
-import { label, newRun, Probe } from "./fixtures.ts";
+import { historyItem, label, ListenerProbe, newRun, writeHistory } from "@acp/core/testing";
 
 const SHORT_TTL_MS = 200;
 const admin = connect({ max: 1 });
 beforeAll(assertReachable);
 afterAll(() => admin.end({ timeout: 5 }));
-
-function message(content: string) {
-  return { role: "user", parts: [{ content_type: "text/plain", content, content_encoding: "plain" as const }] };
-}
 
 /** Rows of expired runs and sessions stay until a sweep: writes must take them over. */
 describe("PostgreSQLStore over expired rows that were not swept", () => {
@@ -21,11 +17,11 @@ describe("PostgreSQLStore over expired rows that were not swept", () => {
     const table = randomName("acp_test");
     const store = new PostgreSQLStore({ sql, table, channel: randomName("acp_test"), ttlMs: SHORT_TTL_MS, sweepIntervalMs: 0 });
     try {
-      const record = newRun();
+      const record = newRun("in-progress");
       const runId = record.run.run_id;
       await store.createRun(record, [label("old 1"), label("old 2")]);
       await store.updateRun(runId, 1, record, []);
-      const probe = new Probe();
+      const probe = new ListenerProbe();
       const unsubscribe = await store.subscribe(runId, probe.listener);
       await sleep(SHORT_TTL_MS * 2);
 
@@ -43,21 +39,18 @@ describe("PostgreSQLStore over expired rows that were not swept", () => {
     }
   });
 
-  it("starts an expired session over, keeping only the items appended after", async () => {
+  it("starts an expired session over, keeping only the items written after", async () => {
     const sql = connect({ max: 2 });
     const table = randomName("acp_test");
     const store = new PostgreSQLStore({ sql, table, ttlMs: SHORT_TTL_MS, sweepIntervalMs: 0 });
     try {
       const sessionId = randomUUID();
-      const old = { id: randomUUID(), message: message("old") };
-      await store.appendHistory(sessionId, [old]);
+      const old = historyItem("old");
+      await writeHistory(store, sessionId, [old]);
       await sleep(SHORT_TTL_MS * 2);
 
-      const fresh = [
-        { id: randomUUID(), message: message("new 1") },
-        { id: randomUUID(), message: message("new 2") },
-      ];
-      await store.appendHistory(sessionId, fresh);
+      const fresh = [historyItem("new 1"), historyItem("new 2")];
+      await writeHistory(store, sessionId, fresh);
       expect(await store.getHistory(sessionId)).toEqual(fresh);
       expect(await store.getHistoryItem(old.id)).toBeUndefined();
     } finally {

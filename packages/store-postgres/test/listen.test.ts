@@ -2,7 +2,7 @@ import type { StoredEvent } from "@acp/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PostgreSQLStore } from "../src/index.ts";
 import { assertReachable, connect, dropTables, randomName } from "./database.ts";
-import { label, newRun, Probe } from "./fixtures.ts";
+import { label, ListenerProbe, newRun } from "@acp/core/testing";
 
 const admin = connect({ max: 1 });
 beforeAll(assertReachable);
@@ -25,10 +25,10 @@ describe("PostgreSQLStore notifications", () => {
     const table = randomName("acp_test");
     const store = new PostgreSQLStore({ sql, table, channel: randomName("acp_test") });
     try {
-      const runs = Array.from({ length: 200 }, newRun);
+      const runs = Array.from({ length: 200 }, () => newRun("in-progress"));
       // 200 concurrent transactions: the pool opens all of its 4 connections.
       await Promise.all(runs.map((record) => store.createRun(record, [])));
-      const probes = runs.map(() => new Probe());
+      const probes = runs.map(() => new ListenerProbe());
       const notified = probes.map((probe) => probe.next((kind) => kind === "events"));
       const unsubscribes = await Promise.all(runs.map((record, i) => store.subscribe(record.run.run_id, probes[i]!.listener)));
       await Promise.all(runs.map((record, i) => store.appendEvents(record.run.run_id, [label(i)])));
@@ -54,10 +54,10 @@ describe("PostgreSQLStore notifications", () => {
     const store = new PostgreSQLStore({ sql, table, channel });
     const writer = new PostgreSQLStore({ sql: writerSql, table, channel });
     try {
-      const record = newRun();
+      const record = newRun("in-progress");
       await writer.createRun(record, []);
       const runId = record.run.run_id;
-      const probe = new Probe();
+      const probe = new ListenerProbe();
       const unsubscribe = await store.subscribe(runId, probe.listener);
       const [listener] = (await connectionsOf(applicationName)).listening;
       expect(listener).toBeTypeOf("number");
@@ -98,8 +98,8 @@ describe("PostgreSQLStore notifications", () => {
     const table = randomName("acp_test");
     const store = new PostgreSQLStore({ sql, table, channel: randomName("acp_test") });
     try {
-      const probe = new Probe();
-      await store.subscribe(newRun().run.run_id, probe.listener);
+      const probe = new ListenerProbe();
+      await store.subscribe(newRun("in-progress").run.run_id, probe.listener);
       expect((await connectionsOf(applicationName)).listening).toHaveLength(1);
       await store.close();
       expect((await connectionsOf(applicationName)).listening).toHaveLength(0);

@@ -2,7 +2,7 @@ import { StoreError } from "@acp/core";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { PostgreSQLStore } from "../src/index.ts";
 import { assertReachable, connect, dropTables, randomName } from "./database.ts";
-import { label, newRun, Probe } from "./fixtures.ts";
+import { label, ListenerProbe, newRun } from "@acp/core/testing";
 
 const admin = connect({ max: 1 });
 beforeAll(assertReachable);
@@ -17,7 +17,7 @@ describe("PostgreSQLStore notifications after writes", () => {
     const store = new PostgreSQLStore({ sql, table, channel: randomName("acp_test"), onNotifyError: (error) => report(error) });
     try {
       // PostgreSQL refuses notification payloads of 8,000 bytes or more, and the payload holds the run id.
-      const record = newRun();
+      const record = newRun("in-progress");
       record.run.run_id = `long-${"x".repeat(8_000)}`;
       expect(await store.createRun(record, [])).toBe(true);
       expect(await store.appendEvents(record.run.run_id, [label("landed")])).toBe(1);
@@ -42,9 +42,9 @@ describe("PostgreSQLStore notifications after writes", () => {
     const writer = new PostgreSQLStore({ sql: writerSql, table, channel, onNotifyError });
     const reader = new PostgreSQLStore({ sql: readerSql, table, channel });
     try {
-      const runs = Array.from({ length: 20 }, newRun);
+      const runs = Array.from({ length: 20 }, () => newRun("in-progress"));
       await Promise.all(runs.map((record) => writer.createRun(record, [])));
-      const probes = runs.map(() => new Probe());
+      const probes = runs.map(() => new ListenerProbe());
       const heard = probes.map((probe) => probe.next((kind) => kind === "events"));
       const unsubscribes = await Promise.all(runs.map((record, i) => reader.subscribe(record.run.run_id, probes[i]!.listener)));
       // Concurrent writes: their notifications leave in more than one batch, some after the writes resolved.

@@ -4,7 +4,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { PostgreSQLStore } from "../src/index.ts";
 import { assertReachable, connect, dropTables, randomName } from "./database.ts";
-import { label, newRun } from "./fixtures.ts";
+import { historyItem, label, newRun } from "@acp/core/testing";
 
 const SHORT_TTL_MS = 200;
 const admin = connect({ max: 1 });
@@ -20,13 +20,13 @@ async function rowCounts(table: string): Promise<{ records: number; events: numb
   return counts!;
 }
 
-/** Writes one run with two events, one session with two items and one heartbeat. */
+/** Writes one run with two events, one session with two items (written with the run's update) and one heartbeat. */
 async function writeSome(store: PostgreSQLStore): Promise<void> {
-  const record = newRun();
+  const record = newRun("in-progress");
   await store.createRun(record, [label(1)]);
   await store.appendEvents(record.run.run_id, [label(2)]);
-  const item = () => ({ id: randomUUID(), message: { role: "user", parts: [{ content_type: "text/plain", content: "hi", content_encoding: "plain" as const }] } });
-  await store.appendHistory(randomUUID(), [item(), item()]);
+  const history = { sessionId: randomUUID(), items: [historyItem("hi"), historyItem("hi")] };
+  expect((await store.updateRun(record.run.run_id, 1, record, [], { history })).ok).toBe(true);
   await store.heartbeat(`instance-${randomUUID()}`, SHORT_TTL_MS);
 }
 
@@ -38,7 +38,7 @@ describe("PostgreSQLStore.sweep", () => {
     const longLived = new PostgreSQLStore({ sql, table, sweepIntervalMs: 0 });
     try {
       await writeSome(shortLived);
-      await longLived.createRun(newRun(), [label("kept")]);
+      await longLived.createRun(newRun("in-progress"), [label("kept")]);
       expect(await rowCounts(table)).toEqual({ records: 4, events: 3, history: 2 });
 
       await sleep(SHORT_TTL_MS * 2);

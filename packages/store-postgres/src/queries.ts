@@ -1,0 +1,302 @@
+/**
+ * The SQL of `PostgreSQLStore`: one method per statement over the tables of one store,
+ * each returning the (lazy) query for the store to run on its connection or in a transaction.
+ *
+ * Expiry follows the database clock (`now()`), so instances whose clocks disagree still agree
+ * on what has expired. JSON goes to PostgreSQL as text and is cast there (`::text::jsonb`): a
+ * parameter typed jsonb would make postgres.js encode the string once more.
+ */
+import type { Event, HistoryAppend, HistoryItem, StoredEvent, StoredRun } from "@acp/core";
+import type { ISql, PendingQuery, Row } from "postgres";
+import { LOCK_NAMESPACE, type Tables } from "./schema.ts";
+
+/** The store's connection or a transaction on it. */
+type Connection = ISql<any>;
+
+/** A run to insert, encoded before the store's first round trip. */
+export interface NewRun {
+  runId: string;
+  /** The record without its version, as JSON ({@link recordJson}). */
+  value: string;
+  ended: boolean;
+  /** Its first events, as one JSON array ({@link eventsJson}). */
+  events: string;
+  eventCount: number;
+}
+
+/** A compare-and-set of a run record, with what it appends. */
+export interface RunUpdate {
+  expectedVersion: number;
+  /** The new record without its version, as JSON ({@link recordJson}). */
+  value: string;
+  ended: boolean;
+  events: Event[];
+  history: HistoryAppend | undefined;
+}
+
+export interface RunRow {
+  value: Omit<StoredRun, "version">;
+  version: number;
+}
+
+export interface HistoryRow {
+  item: string | null;
+  message: HistoryItem["message"] | null;
+}
+
+export class Queries {
+  readonly #tables: Tables;
+  readonly #ttl: string;
+
+  constructor(tables: Tables, ttlMs: number) {
+    this.#tables = tables;
+    this.#ttl = interval(ttlMs);
+  }
+
+  /** Inserts a run and its events unless the id is taken; `created` is 1 when it was inserted. */
+  insertRun(sql: Connection, run: NewRun): PendingQuery<{ created: number }[]> {
+    const { records, events } = this.#tables;
+    return sql`
+      WITH created AS (
+        INSERT INTO ${records} (kind, id, value, version, ended, last_seq, expires_at)
+        VALUES ('run', ${run.runId}, ${run.value}::text::jsonb, 1, ${run.ended}, ${run.eventCount}, now() + ${this.#ttl}::interval)
+        ON CONFLICT (kind, id) DO NOTHING
+        RETURNING id
+      ), appended AS (
+        INSERT INTO ${events} (run_id, seq, event)
+        SELECT created.id, x.ord, x.event
+        FROM created, jsonb_array_elements(${run.events}::text::jsonb) WITH ORDINALITY AS x(event, ord)
+      )
+      SELECT count(*)::int AS created FROM created`;
+  }
+
+  /**
+   * Writes the run over an expired row of the same id (or inserts it, in case the sweep deleted
+   * that row meanwhile); no row when a live run holds the id. Its events follow with
+   * {@link Queries.replaceEvents} in the same transaction.
+   */
+  takeOverExpiredRun(tx: Connection, run: NewRun): PendingQuery<Row[]> {
+    const { records } = this.#tables;
+    return tx`
+      INSERT INTO ${records} AS r (kind, id, value, version, ended, last_seq, expires_at)
+      VALUES ('run', ${run.runId}, ${run.value}::text::jsonb, 1, ${run.ended}, ${run.eventCount}, now() + ${this.#ttl}::interval)
+      ON CONFLICT (kind, id) DO UPDATE SET
+        value = excluded.value, version = 1, ended = excluded.ended,
+        last_seq = excluded.last_seq, expires_at = excluded.expires_at
+      WHERE r.expires_at <= now()
+      RETURNING id`;
+  }
+
+  /** Drops the log of a run taken over and writes its first events, in a transaction. */
+  async replaceEvents(tx: Connection, run: NewRun): Promise<void> {
+    const { events } = this.#tables;
+    await tx`DELETE FROM ${events} WHERE run_id = ${run.runId}`;
+    await tx`
+      INSERT INTO ${events} (run_id, seq, event)
+      SELECT ${run.runId}, x.ord, x.event
+      FROM jsonb_array_elements(${run.events}::text::jsonb) WITH ORDINALITY AS x(event, ord)`;
+  }
+
+  /**
+   * The compare-and-set, in one statement: the row lock taken by UPDATE orders concurrent
+   * writers of the run, and the events take the seqs after the row's last_seq. History items
+   * join it (only when the update applies). No row when the version differs or the run is
+   * unknown or expired; `session` is 0 when the session expired and took no items.
+   */
+  updateRun(
+    sql: Connection,
+    runId: string,
+    update: RunUpdate,
+  ): PendingQuery<{ version: number; last: number; session: number }[]> {
+    const { records, events } = this.#tables;
+    const { history } = update;
+    const count = update.events.length;
+    return sql`
+      WITH updated AS (
+        UPDATE ${records} SET
+          value = ${update.value}::text::jsonb, version = version + 1,
+          ended = ${update.ended}, last_seq = last_seq + ${count},
+          expires_at = now() + ${this.#ttl}::interval
+        WHERE kind = 'run' AND id = ${runId} AND version = ${update.expectedVersion} AND expires_at > now()
+        RETURNING version, last_seq
+      ), appended AS (
+        INSERT INTO ${events} (run_id, seq, event)
+        SELECT ${runId}, updated.last_seq - ${count} + x.ord, x.event
+        FROM updated, jsonb_array_elements(${eventsJson(update.events)}::text::jsonb) WITH ORDINALITY AS x(event, ord)
+      )${history ? sql`, ${this.#appendToSession(sql, history, sql`FROM updated`)}` : sql``}
+      SELECT version, last_seq AS last, ${history ? sql`(SELECT count(*)::int FROM session)` : sql`1`} AS session FROM updated`;
+  }
+
+  /** Appends events to a run that has not ended; no row when it is unknown, expired or ended. */
+  appendEvents(sql: Connection, runId: string, events: Event[]): PendingQuery<{ last: number }[]> {
+    const { records, events: eventTable } = this.#tables;
+    return sql`
+      WITH updated AS (
+        UPDATE ${records} SET last_seq = last_seq + ${events.length}, expires_at = now() + ${this.#ttl}::interval
+        WHERE kind = 'run' AND id = ${runId} AND NOT ended AND expires_at > now()
+        RETURNING last_seq
+      ), appended AS (
+        INSERT INTO ${eventTable} (run_id, seq, event)
+        SELECT ${runId}, updated.last_seq - ${events.length} + x.ord, x.event
+        FROM updated, jsonb_array_elements(${eventsJson(events)}::text::jsonb) WITH ORDINALITY AS x(event, ord)
+      )
+      SELECT last_seq AS last FROM updated`;
+  }
+
+  readEvents(sql: Connection, runId: string, afterSeq: number, limit: number | undefined): PendingQuery<StoredEvent[]> {
+    const { records, events } = this.#tables;
+    return sql`
+      SELECT e.seq, e.event
+      FROM ${events} e
+      WHERE e.run_id = ${runId} AND e.seq > ${afterSeq}
+        AND EXISTS (
+          SELECT 1 FROM ${records} r WHERE r.kind = 'run' AND r.id = ${runId} AND r.expires_at > now()
+        )
+      ORDER BY e.seq
+      LIMIT ${limit ?? null}`;
+  }
+
+  readRun(sql: Connection, runId: string): PendingQuery<RunRow[]> {
+    return sql`
+      SELECT value, version FROM ${this.#tables.records}
+      WHERE kind = 'run' AND id = ${runId} AND expires_at > now()`;
+  }
+
+  /**
+   * Appends to a session that expired but is not swept yet, in a transaction: it starts over,
+   * without its old items.
+   */
+  async restartExpiredSession(tx: Connection, history: HistoryAppend): Promise<void> {
+    const { records, history: historyTable } = this.#tables;
+    await tx`
+      WITH gone AS (
+        DELETE FROM ${records} WHERE kind = 'session' AND id = ${history.sessionId} AND expires_at <= now()
+        RETURNING id
+      )
+      DELETE FROM ${historyTable} WHERE session_id IN (SELECT id FROM gone)`;
+    await tx`WITH ${this.#appendToSession(tx, history, tx``)} SELECT 1`;
+  }
+
+  /** One row with nulls for a session without items; no row for an unknown session. */
+  readHistory(sql: Connection, sessionId: string): PendingQuery<HistoryRow[]> {
+    const { records, history } = this.#tables;
+    return sql`
+      SELECT h.item_id AS item, h.message
+      FROM ${records} s LEFT JOIN ${history} h ON h.session_id = s.id
+      WHERE s.kind = 'session' AND s.id = ${sessionId} AND s.expires_at > now()
+      ORDER BY h.position`;
+  }
+
+  readHistoryItem(sql: Connection, itemId: string): PendingQuery<HistoryRow[]> {
+    const { records, history } = this.#tables;
+    return sql`
+      SELECT h.item_id AS item, h.message
+      FROM ${history} h JOIN ${records} s ON s.kind = 'session' AND s.id = h.session_id
+      WHERE h.item_id = ${itemId} AND s.expires_at > now()
+      LIMIT 1`;
+  }
+
+  heartbeat(sql: Connection, instanceId: string, leaseMs: number): PendingQuery<Row[]> {
+    return sql`
+      INSERT INTO ${this.#tables.records} (kind, id, expires_at) VALUES ('instance', ${instanceId}, now() + ${interval(leaseMs)}::interval)
+      ON CONFLICT (kind, id) DO UPDATE SET expires_at = excluded.expires_at`;
+  }
+
+  /** One row when the instance's heartbeat has not run out. */
+  isAlive(sql: Connection, instanceId: string): PendingQuery<Row[]> {
+    return sql`
+      SELECT 1 AS alive FROM ${this.#tables.records}
+      WHERE kind = 'instance' AND id = ${instanceId} AND expires_at > now()`;
+  }
+
+  listActiveRuns(sql: Connection): PendingQuery<{ id: string }[]> {
+    return sql`
+      SELECT id FROM ${this.#tables.records} WHERE kind = 'run' AND NOT ended AND expires_at > now()`;
+  }
+
+  ping(sql: Connection): PendingQuery<Row[]> {
+    return sql`SELECT 1 AS ok`;
+  }
+
+  /**
+   * In a transaction: deletes expired runs with their events, expired sessions with their
+   * history, and expired heartbeats, unless another instance is sweeping the same tables.
+   * @returns how many rows of runs, sessions and heartbeats it deleted (0 when it did not sweep)
+   */
+  async sweep(tx: Connection): Promise<number> {
+    const { name, records, events, history } = this.#tables;
+    const [lock] = await tx<{ locked: boolean }[]>`
+      SELECT pg_try_advisory_xact_lock(hashtext(${LOCK_NAMESPACE.sweep}), hashtext(${name})) AS locked`;
+    if (!lock?.locked) return 0;
+    const [deleted] = await tx<{ count: number }[]>`
+      WITH gone AS (
+        DELETE FROM ${records} WHERE expires_at <= now() RETURNING kind, id
+      ), gone_events AS (
+        DELETE FROM ${events} WHERE run_id IN (SELECT id FROM gone WHERE kind = 'run')
+      ), gone_history AS (
+        DELETE FROM ${history} WHERE session_id IN (SELECT id FROM gone WHERE kind = 'session')
+      )
+      SELECT count(*)::int AS count FROM gone`;
+    return deleted?.count ?? 0;
+  }
+
+  /**
+   * The CTEs `session` and `session_items` of a statement that appends `items` to a session,
+   * once per row of `from` (empty: once). The upsert locks the session row until commit, so
+   * concurrent appends take turns and each gets a contiguous range of positions after the row's
+   * last_seq. An expired session yields no `session` row, and takes no items. No notification:
+   * nobody subscribes to sessions.
+   */
+  #appendToSession(
+    sql: Connection,
+    { sessionId, items }: HistoryAppend,
+    from: PendingQuery<Row[]>,
+  ): PendingQuery<Row[]> {
+    const { records, history } = this.#tables;
+    // `WHERE true`: without it, PostgreSQL could read the ON of ON CONFLICT as a join's.
+    return sql`session AS (
+        INSERT INTO ${records} AS r (kind, id, last_seq, expires_at)
+        SELECT 'session', ${sessionId}, ${items.length}, now() + ${this.#ttl}::interval ${from} WHERE true
+        ON CONFLICT (kind, id) DO UPDATE SET
+          last_seq = r.last_seq + excluded.last_seq, expires_at = excluded.expires_at
+        WHERE r.expires_at > now()
+        RETURNING last_seq
+      ), session_items AS (
+        INSERT INTO ${history} (session_id, position, item_id, message)
+        SELECT ${sessionId}, session.last_seq - ${items.length} + x.ord, x.item->>'id', x.item->'message'
+        FROM session, jsonb_array_elements(${itemsJson(items)}::text::jsonb) WITH ORDINALITY AS x(item, ord)
+      )`;
+  }
+}
+
+/** A duration as interval text, added to `now()` in SQL. */
+function interval(ms: number): string {
+  return `${Math.max(0, ms)} milliseconds`;
+}
+
+/** The record without its version, which lives in its own column. */
+export function recordJson({ run, owner, resume }: StoredRun): string {
+  // Named fields rather than `...rest`: copying an object of varying shape by rest is slow in
+  // V8, and this runs on every write.
+  return JSON.stringify({ run, owner, resume });
+}
+// Fails to compile when StoredRun gains a field that recordJson() would leave out.
+const RECORD_FIELDS: Record<keyof StoredRun, true> = { run: true, version: true, owner: true, resume: true };
+void RECORD_FIELDS;
+
+/**
+ * Events as one JSON array, unpacked by `jsonb_array_elements`: cheaper than a text[]
+ * parameter, whose every element postgres.js would escape.
+ */
+export function eventsJson(events: Event[]): string {
+  return JSON.stringify(events);
+}
+
+/** History items as one JSON array of `{ id, message }`, like {@link eventsJson}. */
+function itemsJson(items: HistoryItem[]): string {
+  return JSON.stringify(items.map(({ id, message }) => ({ id, message })));
+}
+
+export function toStoredRun(row: RunRow): StoredRun {
+  return { ...row.value, version: row.version };
+}
