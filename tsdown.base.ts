@@ -23,6 +23,8 @@ export function packageBuild(entry: string[]): UserConfig {
       // In the workspace an entry resolves to its TypeScript source, so tests, typechecks and the
       // demo need no build; `publishConfig.exports` points at dist.
       devExports: true,
+      // Only the entries: the published map names dist files alone (apps/demo/test/pack-install.test.ts).
+      packageJson: false,
       customExports: (exports, { isPublish }) => (isPublish ? exports : withBuiltCondition(exports)),
     },
   });
