@@ -1,8 +1,11 @@
 /**
- * The security options of the demo from the environment: `ACP_API_KEYS` (comma-separated keys;
- * set, every request but `/ping` needs one), `ACP_CORS_ORIGINS` (comma-separated origins or `*`),
- * `ACP_HISTORY_ORIGINS` (comma-separated origins whose session history URLs may be fetched) and
+ * Core's options ({@link AppOptions}) from the demo's environment: the runtime's times
+ * (`ACP_LEASE_MS`, `ACP_STORE_TIMEOUT_MS`, `ACP_OUTAGE_MS`; unset, core's defaults apply) and the
+ * security options: `ACP_API_KEYS` (comma-separated keys; set, every request but `/ping` needs
+ * one), `ACP_CORS_ORIGINS` (comma-separated origins or `*`), `ACP_HISTORY_ORIGINS`
+ * (comma-separated origins whose session history URLs may be fetched) and
  * `ACP_HISTORY_ALLOW_PRIVATE` (`true` to fetch those from private networks too).
+ * docs/configuration.md documents each variable.
  */
 import { acpCors, apiKeyAuth, createHistoryFetcher, type AppOptions } from "@acp/core";
 
@@ -23,6 +26,15 @@ function list(env: Env, name: string): string[] | undefined {
   return items;
 }
 
+/** A variable holding whole milliseconds; undefined when unset or empty. */
+function milliseconds(env: Env, name: string): number | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return undefined;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 0) throw new Error(`${name} must be a whole number, got ${JSON.stringify(raw)}`);
+  return value;
+}
+
 /** Runs core's own check of an option now, before a store is opened, naming the variable. */
 function check(name: string, validate: () => unknown): void {
   try {
@@ -36,6 +48,13 @@ function check(name: string, validate: () => unknown): void {
 export function appOptionsFromEnv(env: Env = process.env): ChosenAppOptions {
   const options: Omit<AppOptions, "store"> = {};
   const summary: string[] = [];
+  // 0 means core's default for the lease and the store timeout (neither can be 0); an outage window of 0 retries nothing.
+  const leaseMs = milliseconds(env, "ACP_LEASE_MS");
+  if (leaseMs) options.leaseMs = leaseMs;
+  const storeTimeoutMs = milliseconds(env, "ACP_STORE_TIMEOUT_MS");
+  if (storeTimeoutMs) options.storeTimeoutMs = storeTimeoutMs;
+  const outageMs = milliseconds(env, "ACP_OUTAGE_MS");
+  if (outageMs !== undefined) options.outageMs = outageMs;
   const apiKeys = list(env, "ACP_API_KEYS");
   if (apiKeys) {
     options.auth = { apiKeys };

@@ -1,12 +1,10 @@
 /**
- * The demo server: `pnpm demo` (or `tsx src/main.ts`). `PORT` (default 8000), `HOST` (default
- * 0.0.0.0), `ACP_LEASE_MS`, `ACP_DRAIN_MS`, `ACP_STORE_TIMEOUT_MS` (how long a store call may take
- * before the request answers 503, default 5000) and `ACP_OUTAGE_MS` (how long a running agent's
- * writes ride out a store outage before its run fails, default 30000) tune it; the store comes from
- * the environment (see store-from-env.ts and the README's HA guide). `ACP_API_KEYS`,
- * `ACP_CORS_ORIGINS` and `ACP_HISTORY_ORIGINS` turn on authentication, CORS and remote session
- * history (see app-options-from-env.ts).
+ * The demo server: `pnpm demo` (or `tsx src/main.ts`). Its whole configuration comes from the
+ * environment, documented in docs/configuration.md: `PORT`, `HOST` and `ACP_DRAIN_MS` here; the
+ * store in store-from-env.ts; core's options (lease, timeouts, authentication, CORS, remote
+ * session history) in app-options-from-env.ts.
  */
+import { APP_DEFAULTS } from "@acp/core";
 import { demoAgents } from "./agents.ts";
 import { appOptionsFromEnv, type ChosenAppOptions } from "./app-options-from-env.ts";
 import { startServer } from "./server.ts";
@@ -25,10 +23,7 @@ function numberFromEnv(name: string, fallback?: number): number | undefined {
 
 async function main(): Promise<void> {
   const port = numberFromEnv("PORT", 8000);
-  const leaseMs = numberFromEnv("ACP_LEASE_MS");
-  const drainMs = numberFromEnv("ACP_DRAIN_MS", 10_000);
-  const storeTimeoutMs = numberFromEnv("ACP_STORE_TIMEOUT_MS");
-  const outageMs = numberFromEnv("ACP_OUTAGE_MS");
+  const drainMs = numberFromEnv("ACP_DRAIN_MS", APP_DEFAULTS.shutdownDeadlineMs);
   let appOptions: ChosenAppOptions;
   try {
     appOptions = appOptionsFromEnv();
@@ -43,7 +38,7 @@ async function main(): Promise<void> {
     console.error(`[acp] cannot start: ${(error as Error).message}`);
     process.exit(1);
   }
-  const demo = await startServer(demoAgents, chosen, { port, host: process.env.HOST || "0.0.0.0", leaseMs, drainMs, storeTimeoutMs, outageMs, app: appOptions.options });
+  const demo = await startServer(demoAgents, chosen, { port, host: process.env.HOST || "0.0.0.0", drainMs, app: appOptions.options });
   console.log(`[acp] store: ${chosen.description}`);
   for (const line of appOptions.summary) console.log(`[acp] ${line}`);
   console.log(`[acp] instance ${demo.app.runtime.instanceId} listening on ${demo.url} (agents: ${demoAgents.map((a) => a.manifest.name).join(", ")})`);

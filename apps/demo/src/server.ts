@@ -5,7 +5,7 @@
  */
 import type { AddressInfo } from "node:net";
 import { serve, type ServerType } from "@hono/node-server";
-import { createApp, type ACPApp, type Agent, type AppOptions } from "@acp/core";
+import { APP_DEFAULTS, createApp, type ACPApp, type Agent, type AppOptions } from "@acp/core";
 import type { ChosenStore } from "./store-from-env.ts";
 
 export interface DemoServer {
@@ -17,28 +17,19 @@ export interface DemoServer {
 }
 
 export interface DemoOptions {
+  /** @default 8000 */
   port?: number;
+  /** @default "0.0.0.0" */
   host?: string;
-  leaseMs?: number;
-  /** How long one store call may take before the request answers 503. @default 5_000 (core's) */
-  storeTimeoutMs?: number;
-  /** How long a running agent's writes are retried through a store outage. @default 30_000 (core's) */
-  outageMs?: number;
-  /** How long runs in flight may take to finish on shutdown. @default 10_000 */
+  /** How long runs in flight may take to finish on shutdown. @default APP_DEFAULTS.shutdownDeadlineMs */
   drainMs?: number;
-  /** More options for `createApp()` (auth, cors, history, limits…). @default {} */
+  /** Options for `createApp()` (leaseMs, auth, cors, history, limits…); unset ones take core's defaults. @default {} */
   app?: Omit<AppOptions, "store">;
 }
 
 export async function startServer(agents: Agent[], chosen: ChosenStore, options: DemoOptions = {}): Promise<DemoServer> {
-  const { port = 8000, host = "0.0.0.0", leaseMs, storeTimeoutMs, outageMs, drainMs = 10_000 } = options;
-  const app = createApp(agents, {
-    ...options.app,
-    store: chosen.store,
-    ...(leaseMs ? { leaseMs } : {}),
-    ...(storeTimeoutMs ? { storeTimeoutMs } : {}),
-    ...(outageMs !== undefined ? { outageMs } : {}),
-  });
+  const { port = 8000, host = "0.0.0.0", drainMs = APP_DEFAULTS.shutdownDeadlineMs } = options;
+  const app = createApp(agents, { ...options.app, store: chosen.store });
   await app.runtime.start();
   const server = await new Promise<ServerType>((resolve) => {
     const started = serve({ fetch: app.fetch, port, hostname: host }, () => resolve(started));

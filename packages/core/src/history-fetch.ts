@@ -34,6 +34,14 @@ export interface HistoryOptions {
   maxBytes?: number;
 }
 
+/** The default of every {@link HistoryOptions} field. */
+export const HISTORY_DEFAULTS: Readonly<Required<HistoryOptions>> = Object.freeze({
+  allowedOrigins: Object.freeze([]) as readonly string[],
+  allowPrivateNetworks: false,
+  timeoutMs: 5000,
+  maxBytes: 1024 * 1024,
+});
+
 /** Returns the message behind a remote history URL, or throws a {@link HistoryFetchError}. */
 export type HistoryFetcher = (url: string) => Promise<Message>;
 
@@ -56,8 +64,8 @@ export function describeUrl(url: string): string {
 }
 
 
-function positiveInteger(value: number, name: string): number {
-  if (!Number.isInteger(value) || value < 1) throw new TypeError(`[acp] createApp(): history.${name} must be a whole number of at least 1, got ${value}`);
+function positiveInteger(value: number, name: string, who: string): number {
+  if (!Number.isInteger(value) || value < 1) throw new TypeError(`[acp] ${who}: history.${name} must be a whole number of at least 1, got ${value}`);
   return value;
 }
 
@@ -144,19 +152,24 @@ function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
 
 /**
  * Builds the fetcher from the `history` option of `createApp()`; a wrong option throws here,
- * when the app is built.
+ * when the app is built. `who` names the caller in that error.
  * @example
  * const fetchItem = createHistoryFetcher({ allowedOrigins: ["https://peer.example.com"] });
  * const message = await fetchItem("https://peer.example.com/resources/5f0c…");
  */
-export function createHistoryFetcher(options: HistoryOptions = {}): HistoryFetcher {
-  const { allowedOrigins = [], allowPrivateNetworks = false, timeoutMs = 5000, maxBytes = 1024 * 1024 } = options;
-  if (!Array.isArray(allowedOrigins)) throw new TypeError("[acp] createApp(): history.allowedOrigins must be a list of origins");
+export function createHistoryFetcher(options: HistoryOptions = {}, who = "createApp()"): HistoryFetcher {
+  const {
+    allowedOrigins = HISTORY_DEFAULTS.allowedOrigins,
+    allowPrivateNetworks = HISTORY_DEFAULTS.allowPrivateNetworks,
+    timeoutMs = HISTORY_DEFAULTS.timeoutMs,
+    maxBytes = HISTORY_DEFAULTS.maxBytes,
+  } = options;
+  if (!Array.isArray(allowedOrigins)) throw new TypeError(`[acp] ${who}: history.allowedOrigins must be a list of origins`);
   for (const origin of allowedOrigins) {
-    if (!isOrigin(origin)) throw new TypeError(`[acp] createApp(): history.allowedOrigins: ${JSON.stringify(origin)} is not an origin like https://acp.example.com`);
+    if (!isOrigin(origin)) throw new TypeError(`[acp] ${who}: history.allowedOrigins: ${JSON.stringify(origin)} is not an origin like https://acp.example.com`);
   }
-  positiveInteger(timeoutMs, "timeoutMs");
-  positiveInteger(maxBytes, "maxBytes");
+  positiveInteger(timeoutMs, "timeoutMs", who);
+  positiveInteger(maxBytes, "maxBytes", who);
   const allowed = new Set(allowedOrigins);
 
   return async function fetchHistoryItem(raw: string): Promise<Message> {

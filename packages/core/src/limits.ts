@@ -22,15 +22,22 @@ export interface LimitOptions {
 /** Every limit, with its default filled in. */
 export type Limits = Required<LimitOptions>;
 
+/** The default of every {@link LimitOptions} field. */
+export const LIMIT_DEFAULTS: Readonly<Limits> = Object.freeze({ maxInputMessages: 100, maxPartsPerMessage: 100, maxEventsPerRun: 100_000 });
+
 /**
  * Fills in the defaults and checks the values, so that a wrong option fails when the app is built.
+ * @param who names the caller in errors (`createApp()`, `new Runtime()`).
  * @throws TypeError when a limit is not a whole number of at least 1
  */
-export function resolveLimits(options: LimitOptions = {}): Limits {
-  const { maxInputMessages = 100, maxPartsPerMessage = 100, maxEventsPerRun = 100_000 } = options ?? {};
-  const limits: Limits = { maxInputMessages, maxPartsPerMessage, maxEventsPerRun };
+export function resolveLimits(options: LimitOptions = {}, who = "createApp()"): Limits {
+  const limits: Limits = { ...LIMIT_DEFAULTS };
+  for (const name of Object.keys(LIMIT_DEFAULTS) as (keyof Limits)[]) {
+    const value = options?.[name];
+    if (value !== undefined) limits[name] = value;
+  }
   for (const [name, value] of Object.entries(limits)) {
-    if (!Number.isInteger(value) || value < 1) throw new TypeError(`[acp] createApp(): limits.${name} must be a whole number of at least 1, got ${value}`);
+    if (!Number.isInteger(value) || value < 1) throw new TypeError(`[acp] ${who}: limits.${name} must be a whole number of at least 1, got ${value}`);
   }
   return limits;
 }

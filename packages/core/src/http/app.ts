@@ -12,11 +12,9 @@ import {
   SessionIdSchema,
   type Event,
 } from "../models.ts";
-import type { HistoryOptions } from "../history-fetch.ts";
-import type { LimitOptions } from "../limits.ts";
-import { Runtime } from "../run/runtime.ts";
+import { Runtime, RUNTIME_DEFAULTS, type RuntimeOptions, type ShutdownOptions } from "../run/runtime.ts";
 import { resourceUrl } from "../session.ts";
-import { StoreError, type Store } from "../store.ts";
+import { StoreError } from "../store.ts";
 import { apiKeyAuth, type AuthOptions } from "./auth.ts";
 import { finishUnreadBody, limitBody, readJson } from "./body.ts";
 import { acpCors, type CorsOptions } from "./cors.ts";
@@ -24,16 +22,9 @@ import { LastEventIdSchema, LimitSchema, OffsetSchema, parse, ResourceIdSchema }
 import { requestHeader } from "./request-header.ts";
 import { endsAtTerminal, endsAtTerminalOrAwait, streamRunEvents } from "./sse.ts";
 
-export interface AppOptions {
-  /** Where runs, events and sessions live; share one backend between instances for HA. */
-  store: Store;
-  /** How long an instance may go silent before another fails its runs as orphaned. @default 30_000 */
-  leaseMs?: number;
-  /** How long one store call may take before the request answers 503. @default 5_000 */
-  storeTimeoutMs?: number;
-  /** How long a running agent's writes are retried through a store outage before its run fails. @default 30_000 */
-  outageMs?: number;
-  /** Largest accepted request body in bytes; larger ones get 413 without being read whole. @default 4_194_304 */
+/** The options of {@link createApp}: the runtime's (see {@link RuntimeOptions}) plus the HTTP ones. */
+export interface AppOptions extends Omit<RuntimeOptions, "agents"> {
+  /** Largest accepted request body in bytes; larger ones get 413 without being read whole. @default 4_194_304 (4 MiB) */
   maxBodyBytes?: number;
   /**
    * Public base URL of the deployment (the load balancer's), used in session history URLs.
@@ -51,17 +42,10 @@ export interface AppOptions {
    * @default undefined (no CORS headers: browsers allow same-origin calls only)
    */
   cors?: CorsOptions;
-  /**
-   * How history URLs of a client's session descriptor that point at another server are loaded.
-   * @default {} (none is loaded; items of this deployment always come from the store)
-   */
-  history?: HistoryOptions;
-  /**
-   * Limits on run input and run output.
-   * @default { maxInputMessages: 100, maxPartsPerMessage: 100, maxEventsPerRun: 100_000 }
-   */
-  limits?: LimitOptions;
 }
+
+/** The default of every {@link AppOptions} field that has one: the runtime's and the HTTP layer's. */
+export const APP_DEFAULTS = Object.freeze({ ...RUNTIME_DEFAULTS, maxBodyBytes: 4 * 1024 * 1024 });
 
 /** The Hono app plus what its process needs to run it well. */
 export type ACPApp = Hono & {
@@ -71,7 +55,7 @@ export type ACPApp = Hono & {
    * Graceful shutdown: `/ping` and `POST /runs` answer 503 from now on, runs in flight get until
    * `deadlineMs` to finish, the rest fail with a clear error.
    */
-  shutdown(options?: { deadlineMs?: number }): Promise<void>;
+  shutdown(options?: ShutdownOptions): Promise<void>;
 };
 
 /**
@@ -81,9 +65,10 @@ export type ACPApp = Hono & {
  * serve({ fetch: app.fetch, port: 8000 });
  */
 export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp {
-  const { leaseMs = 30_000, storeTimeoutMs = 5_000, outageMs = 30_000, maxBodyBytes = 4 * 1024 * 1024, baseUrl } = options ?? ({} as AppOptions);
   if (!options?.store) throw new TypeError("[acp] createApp(): options.store is required (for example new MemoryStore())");
-  const runtime = new Runtime({ store: options.store, agents, leaseMs, storeTimeoutMs, outageMs, history: options.history, limits: options.limits });
+  const { maxBodyBytes = APP_DEFAULTS.maxBodyBytes, baseUrl } = options;
+  const { store: backend, leaseMs, storeTimeoutMs, outageMs, history, limits } = options;
+  const runtime = new Runtime({ store: backend, agents, leaseMs, storeTimeoutMs, outageMs, history, limits }, "createApp()");
   // Built here so that a wrong option throws now, not on the first request.
   const corsMiddleware = options.cors === undefined ? undefined : acpCors(options.cors);
   const authMiddleware = options.auth === undefined ? undefined : apiKeyAuth(options.auth);
@@ -193,6 +178,6 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
 
   return Object.assign(app, {
     runtime,
-    shutdown: (opts?: { deadlineMs?: number }) => runtime.shutdown(opts),
+    shutdown: (opts?: ShutdownOptions) => runtime.shutdown(opts),
   });
 }

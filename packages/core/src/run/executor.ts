@@ -6,7 +6,7 @@
 import { randomUUID } from "node:crypto";
 import type { Agent, AgentContext, AgentGenerator, Yielded } from "../agent.ts";
 import { ACPError, toErrorModel } from "../errors.ts";
-import { eventLimitError } from "../limits.ts";
+import { eventLimitError, LIMIT_DEFAULTS } from "../limits.ts";
 import { isSettled, isTerminal, type AwaitResume, type ErrorModel, type Event, type Message, type MessagePart, type Run } from "../models.ts";
 import type { ChangeKind, HistoryAppend, Store, StoredRun, Unsubscribe } from "../store.ts";
 import { Cancellation } from "./cancellation.ts";
@@ -64,7 +64,7 @@ export interface ExecutorInit {
   history: SessionHistory;
   /** How long event writes are retried through a store outage before the run fails. */
   outageMs: number;
-  /** Most events the handler's output may produce; past it the run fails. @default 100_000 */
+  /** Most events the handler's output may produce; past it the run fails. @default LIMIT_DEFAULTS.maxEventsPerRun */
   maxEvents?: number;
   /**
    * The run is known to its creator only (a sync run until it settles: its id goes out with the
@@ -106,7 +106,7 @@ export class RunExecutor {
   /** Completed messages whose events are written or queued but which the record's output lacks (unobserved runs). */
   #unsavedOutput: Message[] = [];
 
-  constructor({ store, agent, record, input, history, outageMs, maxEvents = 100_000, unobserved = false }: ExecutorInit) {
+  constructor({ store, agent, record, input, history, outageMs, maxEvents = LIMIT_DEFAULTS.maxEventsPerRun, unobserved = false }: ExecutorInit) {
     this.#maxEvents = maxEvents;
     this.#unobserved = unobserved;
     this.#store = store;

@@ -2,12 +2,11 @@
  * Bounds every store call in time and gives every failure one shape, so that a vanished backend
  * turns into a prompt 503 for the client instead of a hung request or a 500.
  */
-import { StoreError, type Store, type Unsubscribe } from "../store.ts";
+import { StoreError, wrapStoreError, type Store, type Unsubscribe } from "../store.ts";
 
-/** The calls whose failure the runtime treats as "the store is unavailable". */
+/** A failed store call as the {@link StoreError} the runtime treats as "the store is unavailable". */
 function asStoreError(method: string, error: unknown): StoreError {
-  if (error instanceof StoreError) return error;
-  return new StoreError("core", `store.${method}() failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+  return wrapStoreError("core", `store.${method}()`, error);
 }
 
 /** The calls behind timeout errors: each resolves when its call ends, which may still land. */
@@ -78,7 +77,7 @@ class Deadlines {
  */
 export function guardStore(store: Store, timeoutMs: number): Store {
   const deadlines = new Deadlines(timeoutMs);
-  const guarded: Partial<Store> = {};
+  const guarded: Partial<Store> = { contractVersion: store.contractVersion };
   for (const method of [
     "createRun",
     "getRun",
@@ -86,7 +85,6 @@ export function guardStore(store: Store, timeoutMs: number): Store {
     "appendEvents",
     "readEvents",
     "subscribe",
-    "appendHistory",
     "getHistory",
     "getHistoryItem",
     "heartbeat",

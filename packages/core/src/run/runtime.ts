@@ -6,30 +6,57 @@
 import { randomUUID } from "node:crypto";
 import type { Agent } from "../agent.ts";
 import { ACPError, notFound } from "../errors.ts";
-import { createHistoryFetcher, type HistoryFetcher, type HistoryOptions } from "../history-fetch.ts";
-import { checkMessageParts, checkRunInput, resolveLimits, type LimitOptions, type Limits } from "../limits.ts";
+import { createHistoryFetcher, HISTORY_DEFAULTS, type HistoryFetcher, type HistoryOptions } from "../history-fetch.ts";
+import { checkMessageParts, checkRunInput, LIMIT_DEFAULTS, resolveLimits, type LimitOptions, type Limits } from "../limits.ts";
 import { isSettled, isTerminal, type AwaitResume, type ErrorModel, type RunCreateRequest, type Run } from "../models.ts";
 import { SessionHistory } from "../session.ts";
-import type { Store, StoredRun } from "../store.ts";
+import { assertStoreContract, type Store, type StoredRun } from "../store.ts";
 import { RunExecutor } from "./executor.ts";
 import { waitForRecord } from "./follow.ts";
 import { guardStore, whenLanded } from "./guarded-store.ts";
 import { now } from "./now.ts";
 
 export interface RuntimeOptions {
+  /** Where runs, events and sessions live; share one backend between instances for HA. */
   store: Store;
+  /** The agents this instance serves; their names must differ. */
   agents: readonly Agent[];
-  /** How long this instance may go silent before others fail its runs. @default 30_000 */
+  /** How long an instance may go silent before another fails its runs as orphaned. @default 30_000 */
   leaseMs?: number;
-  /** How long one store call may take before it counts as failed (the client gets 503). @default 5_000 */
+  /** How long one store call may take before it counts as failed (a request then answers 503). @default 5_000 */
   storeTimeoutMs?: number;
   /** How long a running agent's writes are retried through a store outage before its run fails. @default 30_000 */
   outageMs?: number;
-  /** How session history URLs of other servers are loaded. @default {} (none is) */
+  /**
+   * How history URLs of a client's session descriptor that point at another server are loaded.
+   * @default {} (none is loaded; items of this deployment always come from the store; see {@link HISTORY_DEFAULTS})
+   */
   history?: HistoryOptions;
-  /** Limits on run input and output. @default see {@link LimitOptions} */
+  /**
+   * Limits on run input and run output.
+   * @default { maxInputMessages: 100, maxPartsPerMessage: 100, maxEventsPerRun: 100_000 } (see {@link LIMIT_DEFAULTS})
+   */
   limits?: LimitOptions;
 }
+
+/** Options of {@link Runtime.shutdown}. */
+export interface ShutdownOptions {
+  /** How long runs in flight get to finish before the rest are failed. @default 10_000 */
+  deadlineMs?: number;
+}
+
+/** The default of every {@link RuntimeOptions} field, and of {@link ShutdownOptions.deadlineMs} (`shutdownDeadlineMs`). */
+export const RUNTIME_DEFAULTS = Object.freeze({
+  leaseMs: 30_000,
+  storeTimeoutMs: 5_000,
+  outageMs: 30_000,
+  history: HISTORY_DEFAULTS,
+  limits: LIMIT_DEFAULTS,
+  shutdownDeadlineMs: 10_000,
+});
+
+/** Smallest accepted value of each time option: a shorter lease or timeout could not work. */
+const MINIMUM_MS = { leaseMs: 100, storeTimeoutMs: 10, outageMs: 0 } as const;
 
 export class Runtime {
   readonly instanceId = randomUUID();
@@ -52,17 +79,32 @@ export class Runtime {
   #timers: NodeJS.Timeout[] = [];
   #draining = false;
 
-  constructor({ store, agents, leaseMs = 30_000, storeTimeoutMs = 5_000, outageMs = 30_000, history, limits }: RuntimeOptions) {
-    this.limits = resolveLimits(limits);
-    this.#fetchHistory = createHistoryFetcher(history);
-    for (const [name, value, min] of [["leaseMs", leaseMs, 100], ["storeTimeoutMs", storeTimeoutMs, 10], ["outageMs", outageMs, 0]] as const) {
-      if (!Number.isFinite(value) || value < min) throw new TypeError(`[acp] createApp(): ${name} must be a number of milliseconds of at least ${min}, got ${value}`);
+  /**
+   * @param options see {@link RuntimeOptions}; a wrong one throws a TypeError here.
+   * @param who names the caller in those errors: `createApp()` passes its own name.
+   */
+  constructor(options: RuntimeOptions, who = "new Runtime()") {
+    const {
+      store,
+      agents,
+      leaseMs = RUNTIME_DEFAULTS.leaseMs,
+      storeTimeoutMs = RUNTIME_DEFAULTS.storeTimeoutMs,
+      outageMs = RUNTIME_DEFAULTS.outageMs,
+      history,
+      limits,
+    } = options;
+    assertStoreContract(store, who);
+    this.limits = resolveLimits(limits, who);
+    this.#fetchHistory = createHistoryFetcher(history, who);
+    for (const [name, value] of [["leaseMs", leaseMs], ["storeTimeoutMs", storeTimeoutMs], ["outageMs", outageMs]] as const) {
+      const min = MINIMUM_MS[name];
+      if (!Number.isFinite(value) || value < min) throw new TypeError(`[acp] ${who}: ${name} must be a number of milliseconds of at least ${min}, got ${value}`);
     }
     this.store = guardStore(store, storeTimeoutMs);
     this.leaseMs = leaseMs;
     this.outageMs = outageMs;
     for (const agent of agents) {
-      if (this.#agents.has(agent.manifest.name)) throw new TypeError(`[acp] createApp(): two agents are named "${agent.manifest.name}"`);
+      if (this.#agents.has(agent.manifest.name)) throw new TypeError(`[acp] ${who}: two agents are named "${agent.manifest.name}"`);
       this.#agents.set(agent.manifest.name, agent);
     }
   }
@@ -285,7 +327,7 @@ export class Runtime {
    * Graceful shutdown: take no new runs, let local runs finish until `deadlineMs`, then fail the
    * rest with a clear error, and stop the timers. The store is left open (its owner closes it).
    */
-  async shutdown({ deadlineMs = 10_000 }: { deadlineMs?: number } = {}): Promise<void> {
+  async shutdown({ deadlineMs = RUNTIME_DEFAULTS.shutdownDeadlineMs }: ShutdownOptions = {}): Promise<void> {
     this.#draining = true;
     const all = (): Promise<unknown> => Promise.allSettled([...this.#local.values()].map((local) => local.done));
     let timer: NodeJS.Timeout | undefined;
