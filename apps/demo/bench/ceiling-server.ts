@@ -7,7 +7,8 @@
  */
 import { randomUUID } from "node:crypto";
 import { serve } from "@hono/node-server";
-import { RunCreateRequestSchema, type Run } from "@acp/core";
+import type { Run } from "@acp/core";
+import { RunCreateRequestSchema } from "@acp/core/models";
 import { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import * as v from "valibot";

@@ -9,11 +9,18 @@
  * const echo = agent({ name: "echo", description: "Echoes its input" },
  *   async function* (input) { for (const message of input) yield message; });
  * serve({ fetch: createApp([echo], { store: new MemoryStore() }).fetch, port: 8000 });
+ *
+ * The valibot schemas of the ACP models are in `@acp/core/models`; the conformance suite for
+ * store authors is in `@acp/core/testing`.
  * @module
  */
+// Everything public is listed by name: a new export is a decision, not an accident.
+
+// Agents
 export { agent } from "./agent.ts";
 export type {
   Agent,
+  AgentContext,
   AgentGenerator,
   AgentHandler,
   AgentOptions,
@@ -24,12 +31,58 @@ export type {
   SessionHandle,
   Yielded,
 } from "./agent.ts";
-export { ACPError, type ACPErrorInit } from "./errors.ts";
-export { createApp, type ACPApp, type AppOptions } from "./http/app.ts";
+
+// The HTTP app and the runtime under it
+export { APP_DEFAULTS, createApp, type ACPApp, type AppOptions } from "./http/app.ts";
 export { apiKeyAuth, type AuthOptions } from "./http/auth.ts";
 export { acpCors, type CorsOptions } from "./http/cors.ts";
-export { createHistoryFetcher, HistoryFetchError, type HistoryFetcher, type HistoryOptions } from "./history-fetch.ts";
-export type { LimitOptions } from "./limits.ts";
-export { Runtime, type RuntimeOptions } from "./run/runtime.ts";
-export * from "./models.ts";
-export * from "./store.ts";
+export { Runtime, RUNTIME_DEFAULTS, type RuntimeOptions, type ShutdownOptions } from "./run/runtime.ts";
+export { createHistoryFetcher, HISTORY_DEFAULTS, HistoryFetchError, type HistoryFetcher, type HistoryOptions } from "./history-fetch.ts";
+export { LIMIT_DEFAULTS, type LimitOptions } from "./limits.ts";
+export { ACPError, type ACPErrorInit } from "./errors.ts";
+
+// ACP models: the types, and the helpers code needs (the schemas are in @acp/core/models)
+export { isSettled, isTerminal } from "./models.ts";
+export type {
+  AgentManifest,
+  AwaitRequest,
+  AwaitResume,
+  ErrorCode,
+  ErrorModel,
+  Event,
+  Message,
+  MessagePart,
+  Metadata,
+  Run,
+  RunCreateRequest,
+  RunEventType,
+  RunMode,
+  RunResumeRequest,
+  RunStatus,
+  Session,
+} from "./models.ts";
+
+// The store contract, and what every store implementation needs
+export {
+  assertStoreContract,
+  attemptStore,
+  DEFAULT_TTL_MS,
+  ListenerSet,
+  resolveTtlMs,
+  STORE_CONTRACT_VERSION,
+  StoreError,
+  wrapStoreError,
+} from "./store.ts";
+export type {
+  ChangeKind,
+  ChangeListener,
+  HistoryAppend,
+  HistoryItem,
+  Store,
+  StoredEvent,
+  StoredRun,
+  StoreOptions,
+  Unsubscribe,
+  UpdateOptions,
+  UpdateResult,
+} from "./store.ts";

@@ -2,6 +2,15 @@
  * ACP 0.2 models as valibot schemas, one per component of the OpenAPI document, with the
  * TypeScript types inferred from them. Input schemas accept `null` wherever the official clients
  * send it for an absent field, and drop it, so what we store and send back is the spec's shape.
+ *
+ * Published as `@acp/core/models`; the root `@acp/core` exports the types and `isTerminal` /
+ * `isSettled` only.
+ * @example
+ * import * as v from "valibot";
+ * import { RunCreateRequestSchema } from "@acp/core/models";
+ *
+ * const request = v.parse(RunCreateRequestSchema, await response.json());
+ * @module
  */
 import * as v from "valibot";
 
