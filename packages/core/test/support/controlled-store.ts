@@ -9,7 +9,7 @@ import type { Store } from "../../src/index.ts";
 export type StoreMethod = Exclude<{ [K in keyof Store]-?: Store[K] extends (...args: never[]) => unknown ? K : never }[keyof Store], "close">;
 
 export interface StoreControl {
-  /** Methods that reject as an unreachable backend would; `"all"` for every one. */
+  /** Methods that reject, when the call reaches the backend, as an unreachable one would; `"all"` for every one. */
   failing: Set<StoreMethod> | "all";
   /** Methods that wait this many milliseconds before the call reaches the store (it still lands). */
   delayMs: Partial<Record<StoreMethod, number>>;
@@ -64,10 +64,11 @@ export function controlledStore(inner: Store = new MemoryStore()): { store: Stor
       return async (...args: unknown[]) => {
         control.calls[method] = (control.calls[method] ?? 0) + 1;
         control.lastArgs[method] = args;
-        if (fails(method)) throw new BackendDown(method);
         if (control.held.has(method)) await new Promise<void>((resume) => waiting.push(resume));
         const delay = control.delayMs[method];
         if (delay !== undefined) await new Promise((resolve) => setTimeout(resolve, delay));
+        // Judged when the call reaches the backend: a held call may find it gone by then.
+        if (fails(method)) throw new BackendDown(method);
         return (value as (...a: unknown[]) => Promise<unknown>).apply(target, args);
       };
     },
