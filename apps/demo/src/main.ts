@@ -8,7 +8,7 @@ import { APP_DEFAULTS } from "@acp/core";
 import { demoAgents } from "./agents.ts";
 import { appOptionsFromEnv, type ChosenAppOptions } from "./app-options-from-env.ts";
 import { startServer } from "./server.ts";
-import { storeFromEnv } from "./store-from-env.ts";
+import { storeFromEnv, type ChosenStore } from "./store-from-env.ts";
 
 function numberFromEnv(name: string, fallback?: number): number | undefined {
   const raw = process.env[name];
@@ -31,7 +31,7 @@ async function main(): Promise<void> {
     console.error(`[acp] cannot start: ${(error as Error).message}`);
     process.exit(1);
   }
-  let chosen;
+  let chosen: ChosenStore;
   try {
     chosen = await storeFromEnv();
   } catch (error) {

@@ -69,7 +69,7 @@ export function checkRunInput(input: readonly Message[], limits: Limits): void {
       input.length,
     );
   }
-  input.forEach((message, index) => checkMessageParts(message, limits, `input[${index}]`));
+  for (const [index, message] of input.entries()) checkMessageParts(message, limits, `input[${index}]`);
 }
 
 /** The error a run fails with when its agent produced more events than allowed. */

@@ -139,7 +139,7 @@ export type MessagePart = MessagePartOut;
 
 export const RoleSchema = v.pipe(
   v.string("role must be a string"),
-  v.regex(/^(user|agent(\/[a-zA-Z0-9_\-]+)?)$/, 'role must be "user", "agent" or "agent/<name>"'),
+  v.regex(/^(user|agent(\/[a-zA-Z0-9_-]+)?)$/, 'role must be "user", "agent" or "agent/<name>"'),
 );
 
 export const MessageSchema = v.pipe(

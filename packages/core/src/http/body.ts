@@ -11,6 +11,7 @@ import { requestHeader } from "./request-header.ts";
 export const MAX_JSON_DEPTH = 64;
 
 /** NUL and unpaired surrogates: JSON allows them in strings, PostgreSQL's jsonb refuses them, and UTF-8 cannot carry the latter. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: NUL is exactly what this looks for.
 const UNSTORABLE_TEXT = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 /**
