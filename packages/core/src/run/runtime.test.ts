@@ -142,7 +142,8 @@ describe("Runtime orphan sweep", () => {
   async function twoInstances(): Promise<{ first: Runtime; second: Runtime; cutOff: () => void; reconnect: () => void }> {
     const memory = new MemoryStore();
     const { store, control } = controlledStore(memory);
-    const options = { leaseMs: 150, storeTimeoutMs: 100, outageMs: 100 };
+    // A lease far above a timer's lateness on a busy machine: only a cut-off instance loses it.
+    const options = { leaseMs: 300, storeTimeoutMs: 100, outageMs: 100 };
     const first = runtimeOver(store, options);
     const second = runtimeOver(memory, options);
     await Promise.all([first.start(), second.start()]);
@@ -161,7 +162,7 @@ describe("Runtime orphan sweep", () => {
   it("leaves the runs of a live instance alone", async () => {
     const { first, second } = await twoInstances();
     const created = await first.createRun(request("slow", "ticks=1000 ms=10", "async"));
-    await new Promise((resolve) => setTimeout(resolve, 300)); // two leases: the owner renewed its own
+    await new Promise((resolve) => setTimeout(resolve, 700)); // past two leases: the owner renewed its own
     expect(await second.sweepOrphans()).toBe(0);
     expect((await second.getRun(created.run.run_id)).run.status).toBe("in-progress");
   });
