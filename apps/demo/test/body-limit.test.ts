@@ -5,10 +5,10 @@
  * before it was read is read to its end, so the connection serves the next request.
  */
 import { once } from "node:events";
-import { connect, type AddressInfo, type Socket } from "node:net";
-import { serve, type ServerType } from "@hono/node-server";
-import { createApp, type AppOptions } from "@acp/core";
+import { type AddressInfo, connect, type Socket } from "node:net";
+import { type AppOptions, createApp } from "@acp/core";
 import { MemoryStore } from "@acp/store-memory";
+import { type ServerType, serve } from "@hono/node-server";
 import { afterEach, describe, expect, it } from "vitest";
 import { assertMatchesSchema } from "../../../packages/core/test/support/openapi.ts";
 import { demoAgents } from "../src/agents.ts";
@@ -61,7 +61,13 @@ function echoBodyOf(bytes: number): string {
 }
 
 function postRun(url: string, body: BodyInit, init: RequestInit = {}): Promise<Response> {
-  return fetch(`${url}/runs`, { method: "POST", headers: { "content-type": "application/json" }, body, signal: AbortSignal.timeout(15_000), ...init });
+  return fetch(`${url}/runs`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body,
+    signal: AbortSignal.timeout(15_000),
+    ...init,
+  });
 }
 
 async function expectTooLarge(response: Response, limit: number): Promise<void> {
@@ -110,7 +116,9 @@ describe("the request body limit", () => {
     const body = echoBodyOf(1024 * 1024);
     const socket = connect(Number(port), "127.0.0.1");
     await once(socket, "connect");
-    socket.write(`POST /runs HTTP/1.1\r\nHost: test\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\n\r\n`);
+    socket.write(
+      `POST /runs HTTP/1.1\r\nHost: test\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\n\r\n`,
+    );
     socket.write(body);
     socket.write("GET /ping HTTP/1.1\r\nHost: test\r\n\r\n");
     let received = "";

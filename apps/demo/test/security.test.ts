@@ -13,12 +13,19 @@ import { startInstance, stopInstances } from "./support/cluster.ts";
 
 describe("demo configuration from the environment", () => {
   it("turns on authentication from ACP_API_KEYS and logs how many keys, never the keys", async () => {
-    const instance = await startInstance({ ACP_API_KEYS: "demo-key-1, demo-key-2", ACP_CORS_ORIGINS: "https://app.example.com" });
+    const instance = await startInstance({
+      ACP_API_KEYS: "demo-key-1, demo-key-2",
+      ACP_CORS_ORIGINS: "https://app.example.com",
+    });
     try {
       expect((await fetch(`${instance.url}/ping`)).status).toBe(200);
       expect((await fetch(`${instance.url}/agents`)).status).toBe(401);
-      expect((await fetch(`${instance.url}/agents`, { headers: { authorization: "Bearer demo-key-2" } })).status).toBe(200);
-      const cors = await fetch(`${instance.url}/agents`, { headers: { origin: "https://app.example.com", "x-api-key": "demo-key-1" } });
+      expect((await fetch(`${instance.url}/agents`, { headers: { authorization: "Bearer demo-key-2" } })).status).toBe(
+        200,
+      );
+      const cors = await fetch(`${instance.url}/agents`, {
+        headers: { origin: "https://app.example.com", "x-api-key": "demo-key-1" },
+      });
       expect(cors.headers.get("access-control-allow-origin")).toBe("https://app.example.com");
     } finally {
       await stopInstances([instance]);

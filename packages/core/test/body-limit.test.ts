@@ -26,8 +26,16 @@ function echoBodyOf(bytes: number): string {
 
 /** POSTs a run as a client does over HTTP: a string with its Content-Length, a stream chunked. */
 function postRun(served: TestApp, body: string | ReadableStream<Uint8Array>): Promise<Response> {
-  const size: Record<string, string> = typeof body === "string" ? { "content-length": String(Buffer.byteLength(body)) } : { "transfer-encoding": "chunked" };
-  return served.request("/runs", { method: "POST", headers: { "content-type": "application/json", ...size }, body, duplex: "half" } as RequestInit);
+  const size: Record<string, string> =
+    typeof body === "string"
+      ? { "content-length": String(Buffer.byteLength(body)) }
+      : { "transfer-encoding": "chunked" };
+  return served.request("/runs", {
+    method: "POST",
+    headers: { "content-type": "application/json", ...size },
+    body,
+    duplex: "half",
+  } as RequestInit);
 }
 
 async function expectTooLarge(response: Response, limit: number): Promise<void> {

@@ -11,10 +11,11 @@ import type { AddressInfo } from "node:net";
 import { MemoryStore } from "@acp/store-memory";
 import { Hono } from "hono";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { agent, createApp, type Agent, type AppOptions, type Message, type Run, type Store } from "../src/index.ts";
+import { type Agent, type AppOptions, agent, createApp, type Message, type Run, type Store } from "../src/index.ts";
 import { startApp, stopApps, type TestApp } from "./support/app.ts";
 
-const textOf = (messages: Message[]): string[] => messages.map((message) => message.parts.map((part) => part.content ?? "").join(""));
+const textOf = (messages: Message[]): string[] =>
+  messages.map((message) => message.parts.map((part) => part.content ?? "").join(""));
 
 /** Reports, as JSON text, the messages loadHistory() yields (the run's own input included). */
 const historyReport = agent({ name: "history-report" }, async function* (_input, ctx) {
@@ -68,8 +69,17 @@ afterAll(async () => {
 const user = (content: string) => ({ role: "user", parts: [{ content }] });
 
 /** A JSON POST as fetch() sends it (no Content-Length: the app takes the body as it comes). */
-async function post(served: TestApp, path: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
-  return served.request(path, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) });
+async function post(
+  served: TestApp,
+  path: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<Response> {
+  return served.request(path, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: JSON.stringify(body),
+  });
 }
 
 async function runSync(served: TestApp, body: Record<string, unknown>): Promise<Run> {
@@ -80,7 +90,11 @@ async function runSync(served: TestApp, body: Record<string, unknown>): Promise<
 
 /** What the history-report agent saw, without the run's own input. */
 async function historySeen(served: TestApp, history: string[]): Promise<string[]> {
-  const run = await runSync(served, { agent_name: "history-report", input: [user("now")], session: { id: randomUUID(), history } });
+  const run = await runSync(served, {
+    agent_name: "history-report",
+    input: [user("now")],
+    session: { id: randomUUID(), history },
+  });
   expect(run.status).toBe("completed");
   const seen = JSON.parse(run.output[0]!.parts[0]!.content!) as string[];
   expect(seen.at(-1)).toBe("now");
@@ -99,7 +113,10 @@ async function startPeer(): Promise<Peer> {
   const server: Server = createServer((request, response) => {
     const where = new URL(request.url ?? "/", "http://peer").pathname;
     hits.set(where, (hits.get(where) ?? 0) + 1);
-    if (where === "/message") return void response.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(user("from the peer")));
+    if (where === "/message")
+      return void response
+        .writeHead(200, { "content-type": "application/json" })
+        .end(JSON.stringify(user("from the peer")));
     if (where === "/big") return void response.writeHead(200).end(JSON.stringify(user("x".repeat(4096))));
     if (where === "/redirect") return void response.writeHead(302, { location: "/message" }).end();
     if (where === "/slow") return; // never answers
@@ -143,7 +160,12 @@ describe("API-key authentication", () => {
 
   it("accepts each key as a bearer token or as X-API-Key", async () => {
     expect((await served.request("/agents", { headers: { authorization: "Bearer first-key" } })).status).toBe(200);
-    const response = await post(served, "/runs", { agent_name: "chatty", input: [user("1")] }, { "x-api-key": "second-key" });
+    const response = await post(
+      served,
+      "/runs",
+      { agent_name: "chatty", input: [user("1")] },
+      { "x-api-key": "second-key" },
+    );
     expect(response.status).toBe(200);
     expect(((await response.json()) as Run).status).toBe("completed");
   });
@@ -185,11 +207,20 @@ describe("CORS", () => {
     const served = await start({ cors: { origins: ["https://app.example.com"] }, auth: { apiKeys: ["k"] } });
     const preflight = await served.request("/runs", {
       method: "OPTIONS",
-      headers: { origin: "https://app.example.com", "access-control-request-method": "POST", "access-control-request-headers": "content-type, x-api-key" },
+      headers: {
+        origin: "https://app.example.com",
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "content-type, x-api-key",
+      },
     });
     expect(preflight.status).toBe(204);
     expect(preflight.headers.get("access-control-allow-origin")).toBe("https://app.example.com");
-    const created = await post(served, "/runs", { agent_name: "chatty", input: [user("1")] }, { origin: "https://app.example.com", "x-api-key": "k" });
+    const created = await post(
+      served,
+      "/runs",
+      { agent_name: "chatty", input: [user("1")] },
+      { origin: "https://app.example.com", "x-api-key": "k" },
+    );
     expect(created.status).toBe(200);
     expect(created.headers.get("access-control-allow-origin")).toBe("https://app.example.com");
     expect(created.headers.get("access-control-expose-headers")).toBe("Run-ID");
@@ -243,15 +274,24 @@ describe("session history URLs of other servers", () => {
 
   it("loads the message of an allowed origin when private networks are allowed, and never asks a disallowed one", async () => {
     const served = await start({ history: { allowedOrigins: [peer.origin], allowPrivateNetworks: true } });
-    expect(await historySeen(served, [`${peer.origin}/message`, `${other.origin}/message`, `${peer.origin}/message`])).toEqual(["from the peer", "from the peer"]);
+    expect(
+      await historySeen(served, [`${peer.origin}/message`, `${other.origin}/message`, `${peer.origin}/message`]),
+    ).toEqual(["from the peer", "from the peer"]);
     expect(peer.hits("/message")).toBe(2);
     expect(other.hits()).toBe(0);
   });
 
   it("leaves out an oversize body, a server that does not answer and a redirect; the run goes on", async () => {
-    const served = await start({ history: { allowedOrigins: [peer.origin], allowPrivateNetworks: true, maxBytes: 1024, timeoutMs: 300 } });
+    const served = await start({
+      history: { allowedOrigins: [peer.origin], allowPrivateNetworks: true, maxBytes: 1024, timeoutMs: 300 },
+    });
     const before = peer.hits("/message");
-    const seen = await historySeen(served, [`${peer.origin}/big`, `${peer.origin}/slow`, `${peer.origin}/redirect`, `${peer.origin}/message`]);
+    const seen = await historySeen(served, [
+      `${peer.origin}/big`,
+      `${peer.origin}/slow`,
+      `${peer.origin}/redirect`,
+      `${peer.origin}/message`,
+    ]);
     expect(seen).toEqual(["from the peer"]);
     expect(peer.hits("/message")).toBe(before + 1); // the redirect's target was not requested
     const log = warnings.join("\n");
@@ -277,7 +317,10 @@ describe("limits", () => {
 
   it("refuses an input with too many messages before the run exists", async () => {
     const calls = leakyCalls;
-    const response = await post(served, "/runs", { agent_name: "leaky", input: [user("1"), user("2"), user("3"), user("4")] });
+    const response = await post(served, "/runs", {
+      agent_name: "leaky",
+      input: [user("1"), user("2"), user("3"), user("4")],
+    });
     expect(response.status).toBe(422);
     const body = (await response.json()) as { code: string; message: string; data: Record<string, unknown> };
     expect(body).toMatchObject({ code: "invalid_input", data: { limit: "maxInputMessages", max: 3, actual: 4 } });
@@ -293,7 +336,10 @@ describe("limits", () => {
     expect(((await created.json()) as { message: string }).message).toContain("input[1] has 3 parts");
     const awaiting = await runSync(served, { agent_name: "asking", input: [user("start")] });
     expect(awaiting.status).toBe("awaiting");
-    const resumed = await post(served, `/runs/${awaiting.run_id}`, { await_resume: { type: "message", message: { role: "user", parts } }, mode: "sync" });
+    const resumed = await post(served, `/runs/${awaiting.run_id}`, {
+      await_resume: { type: "message", message: { role: "user", parts } },
+      mode: "sync",
+    });
     expect(resumed.status).toBe(422);
     expect(((await resumed.json()) as { message: string }).message).toContain("maxPartsPerMessage");
   });
@@ -308,7 +354,9 @@ describe("limits", () => {
   });
 
   it("refuses to build an app with a limit below 1", () => {
-    expect(() => createApp(agents, { store: new MemoryStore(), limits: { maxEventsPerRun: 0 } })).toThrow(/limits.maxEventsPerRun/);
+    expect(() => createApp(agents, { store: new MemoryStore(), limits: { maxEventsPerRun: 0 } })).toThrow(
+      /limits.maxEventsPerRun/,
+    );
   });
 });
 
@@ -350,7 +398,10 @@ describe("no internal message or stack trace reaches a client", () => {
         const value = Reflect.get(target, property, receiver) as unknown;
         if (typeof value !== "function") return value;
         if (property === "close") return value.bind(target);
-        return (...args: unknown[]) => (broken ? Promise.reject(new Error("secret-xyz: cannot reach db://admin:secret-xyz@db")) : (value as (...a: unknown[]) => unknown).apply(target, args));
+        return (...args: unknown[]) =>
+          broken
+            ? Promise.reject(new Error("secret-xyz: cannot reach db://admin:secret-xyz@db"))
+            : (value as (...a: unknown[]) => unknown).apply(target, args);
       },
     });
     const served = await start({ outageMs: 100, storeTimeoutMs: 500 }, store);

@@ -6,7 +6,17 @@ import { randomUUID } from "node:crypto";
 import { MemoryStore } from "@acp/store-memory";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { approval, echo, failing, slow, testAgents, words } from "../../test/support/agents.ts";
-import { createRun, eventually, jsonInit, parseFrames, readUntil, startApp, stopApps, user, type TestApp } from "../../test/support/app.ts";
+import {
+  createRun,
+  eventually,
+  jsonInit,
+  parseFrames,
+  readUntil,
+  startApp,
+  stopApps,
+  type TestApp,
+  user,
+} from "../../test/support/app.ts";
 import { controlledStore } from "../../test/support/controlled-store.ts";
 import { assertMatchesSchema } from "../../test/support/openapi.ts";
 import type { Event, Run } from "../models.ts";
@@ -42,7 +52,9 @@ const sse = { accept: "text/event-stream" };
 describe("createApp", () => {
   it("refuses to build without a store, and names itself in an option error", () => {
     expect(() => createApp([echo], undefined as never)).toThrow(/createApp\(\): options.store is required/);
-    expect(() => createApp([echo], { store: new MemoryStore(), leaseMs: 1 })).toThrow(/\[acp\] createApp\(\): leaseMs must be .* at least 100, got 1/);
+    expect(() => createApp([echo], { store: new MemoryStore(), leaseMs: 1 })).toThrow(
+      /\[acp\] createApp\(\): leaseMs must be .* at least 100, got 1/,
+    );
     expect(() => createApp([echo, echo], { store: new MemoryStore() })).toThrow(/two agents are named "echo"/);
   });
 });
@@ -95,7 +107,9 @@ describe("POST /runs", () => {
     assertMatchesSchema("Run", run);
     expect(response.headers.get("run-id")).toBe(run.run_id);
     expect(run).toMatchObject({ agent_name: "echo", status: "completed", error: null, await_request: null });
-    expect(run.output.map((message) => [message.role, message.parts.map((part) => part.content)])).toEqual([["agent/echo", ["hello"]]]);
+    expect(run.output.map((message) => [message.role, message.parts.map((part) => part.content)])).toEqual([
+      ["agent/echo", ["hello"]],
+    ]);
     expect(run.finished_at).toEqual(expect.any(String));
     expect(await runOf(served, run.run_id)).toEqual(run);
   });
@@ -115,7 +129,11 @@ describe("POST /runs", () => {
 
   it("streams a run's events as SSE, each frame with its seq as id, and ends after its terminal event", async () => {
     const served = await startApp([words]);
-    const response = await served.post("/runs", { agent_name: "words", input: [user("one two three")], mode: "stream" });
+    const response = await served.post("/runs", {
+      agent_name: "words",
+      input: [user("one two three")],
+      mode: "stream",
+    });
     expect(response.status).toBe(200);
     expect(response.headers.get("content-type")).toBe("text/event-stream");
     expect(response.headers.get("cache-control")).toBe("no-cache");
@@ -141,7 +159,11 @@ describe("POST /runs", () => {
     const served = await startApp([failing]);
     const run = await createRun(served, { agent_name: "failing", input: [user("no")] });
     expect(run.status).toBe("failed");
-    expect(run.error).toEqual({ code: "invalid_input", message: "The failing agent refuses this input", data: { hint: "try another agent" } });
+    expect(run.error).toEqual({
+      code: "invalid_input",
+      message: "The failing agent refuses this input",
+      data: { hint: "try another agent" },
+    });
     assertMatchesSchema("Run", run);
   });
 
@@ -151,7 +173,9 @@ describe("POST /runs", () => {
       const served = await startApp([failing]);
       const run = await createRun(served, { agent_name: "failing", input: [user("crash")] });
       expect(run.error).toEqual({ code: "server_error", message: "The agent failed with an internal error" });
-      expect(String(logged.mock.calls.flat().find((value) => value instanceof Error))).toContain("internal detail that must not leak");
+      expect(String(logged.mock.calls.flat().find((value) => value instanceof Error))).toContain(
+        "internal detail that must not leak",
+      );
     } finally {
       logged.mockRestore();
     }
@@ -163,13 +187,22 @@ describe("POST /runs/{run_id} (resume)", () => {
     const served = await startApp([approval]);
     const awaiting = await createRun(served, { agent_name: "approval", input: [user("the plan")] });
     expect(awaiting.status).toBe("awaiting");
-    expect(awaiting.await_request).toEqual({ type: "message", message: expect.objectContaining({ parts: [expect.objectContaining({ content: "Do you approve the plan?" })] }) });
+    expect(awaiting.await_request).toEqual({
+      type: "message",
+      message: expect.objectContaining({ parts: [expect.objectContaining({ content: "Do you approve the plan?" })] }),
+    });
     assertMatchesSchema("Run", awaiting);
-    const response = await served.post(`/runs/${awaiting.run_id}`, { await_resume: { type: "message", message: user("yes") }, mode: "sync" });
+    const response = await served.post(`/runs/${awaiting.run_id}`, {
+      await_resume: { type: "message", message: user("yes") },
+      mode: "sync",
+    });
     expect(response.status).toBe(200);
     const run = (await response.json()) as Run;
     expect(run.status).toBe("completed");
-    expect(run.output.flatMap((message) => message.parts.map((part) => part.content))).toEqual(["Planning the plan.", "Approved: the plan."]);
+    expect(run.output.flatMap((message) => message.parts.map((part) => part.content))).toEqual([
+      "Planning the plan.",
+      "Approved: the plan.",
+    ]);
   });
 
   it("streams a resumed run from its run.in-progress event to its end", async () => {
@@ -178,7 +211,10 @@ describe("POST /runs/{run_id} (resume)", () => {
     const runId = started.headers.get("run-id")!;
     const first = parseFrames(await started.text());
     expect(first.at(-1)!.data.type).toBe("run.awaiting");
-    const resumed = await served.post(`/runs/${runId}`, { await_resume: { type: "message", message: user("no") }, mode: "stream" });
+    const resumed = await served.post(`/runs/${runId}`, {
+      await_resume: { type: "message", message: user("no") },
+      mode: "stream",
+    });
     expect(resumed.status).toBe(200);
     const body = await resumed.text();
     const events = await eventsOf(served, runId);
@@ -190,20 +226,30 @@ describe("POST /runs/{run_id} (resume)", () => {
   it("answers an async resume with 202 as in progress; the run then goes on", async () => {
     const served = await startApp([approval]);
     const awaiting = await createRun(served, { agent_name: "approval", input: [user("it")] });
-    const response = await served.post(`/runs/${awaiting.run_id}`, { await_resume: { type: "message", message: user("yes") }, mode: "async" });
+    const response = await served.post(`/runs/${awaiting.run_id}`, {
+      await_resume: { type: "message", message: user("yes") },
+      mode: "async",
+    });
     expect(response.status).toBe(202);
     expect(((await response.json()) as Run).status).toBe("in-progress");
-    expect((await statusOf(served, awaiting.run_id, "completed")).output.at(-1)!.parts[0]!.content).toBe("Approved: it.");
+    expect((await statusOf(served, awaiting.run_id, "completed")).output.at(-1)!.parts[0]!.content).toBe(
+      "Approved: it.",
+    );
   });
 
   it("lets exactly one of two concurrent resumes through", async () => {
     const served = await startApp([approval]);
     const awaiting = await createRun(served, { agent_name: "approval", input: [user("it")] });
     const resume = { await_resume: { type: "message", message: user("yes") }, mode: "async" };
-    const answers = await Promise.all([served.post(`/runs/${awaiting.run_id}`, resume), served.post(`/runs/${awaiting.run_id}`, resume)]);
+    const answers = await Promise.all([
+      served.post(`/runs/${awaiting.run_id}`, resume),
+      served.post(`/runs/${awaiting.run_id}`, resume),
+    ]);
     expect(answers.map((answer) => answer.status).sort()).toEqual([202, 403]);
     await statusOf(served, awaiting.run_id, "completed");
-    expect((await eventsOf(served, awaiting.run_id)).filter((event) => event.type === "run.in-progress")).toHaveLength(2);
+    expect((await eventsOf(served, awaiting.run_id)).filter((event) => event.type === "run.in-progress")).toHaveLength(
+      2,
+    );
   });
 });
 
@@ -231,13 +277,18 @@ describe("POST /runs/{run_id}/cancel", () => {
 
   it("ends an open stream of the run with run.cancelled", async () => {
     const served = await startApp([slow]);
-    const response = await served.post("/runs", { agent_name: "slow", input: [user("ticks=500 ms=10")], mode: "stream" });
+    const response = await served.post("/runs", {
+      agent_name: "slow",
+      input: [user("ticks=500 ms=10")],
+      mode: "stream",
+    });
     const runId = response.headers.get("run-id")!;
     const { text, reader } = await readUntil(response, (sofar) => sofar.includes("message.part"));
     await served.request(`/runs/${runId}/cancel`, { method: "POST" });
     let rest = "";
     const decoder = new TextDecoder();
-    for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) rest += decoder.decode(chunk.value, { stream: true });
+    for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read())
+      rest += decoder.decode(chunk.value, { stream: true });
     const frames = parseFrames(text + rest);
     expect(frames.at(-1)!.data.type).toBe("run.cancelled");
     expect(text + rest).toBe(sseOf(await eventsOf(served, runId), 1));
@@ -260,7 +311,9 @@ describe("GET /runs/{run_id}/events", () => {
     const run = await createRun(served, { agent_name: "words", input: [user("a b c")] });
     const events = await eventsOf(served, run.run_id);
     for (const last of [0, 1, 4, events.length - 1]) {
-      const response = await served.request(`/runs/${run.run_id}/events`, { headers: { ...sse, "last-event-id": String(last) } });
+      const response = await served.request(`/runs/${run.run_id}/events`, {
+        headers: { ...sse, "last-event-id": String(last) },
+      });
       expect(response.headers.get("content-type")).toBe("text/event-stream");
       expect(await response.text()).toBe(sseOf(events.slice(last), last + 1));
     }
@@ -320,7 +373,10 @@ describe("GET /sessions/{session_id} and GET /resources/{resource_id}", () => {
       for (const path of [`/sessions/${randomUUID()}`, `/resources/${randomUUID()}`]) {
         const response = await served.request(path);
         expect(response.status).toBe(503);
-        expect(await response.json()).toEqual({ code: "server_error", message: "The store is unavailable; try again shortly" });
+        expect(await response.json()).toEqual({
+          code: "server_error",
+          message: "The store is unavailable; try again shortly",
+        });
       }
     } finally {
       errors.mockRestore();
@@ -344,7 +400,10 @@ describe("shutdown", () => {
     expect((await runOf(served, quick.run_id)).status).toBe("completed");
     const failed = await runOf(served, long.run_id);
     expect(failed.status).toBe("failed");
-    expect(failed.error).toEqual({ code: "server_error", message: "The server instance shut down before the run finished" });
+    expect(failed.error).toEqual({
+      code: "server_error",
+      message: "The server instance shut down before the run finished",
+    });
     expect(served.app.runtime.localRuns).toBe(0);
   });
 });

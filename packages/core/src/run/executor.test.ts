@@ -6,13 +6,13 @@
 import { randomUUID } from "node:crypto";
 import { MemoryStore } from "@acp/store-memory";
 import * as v from "valibot";
-import { afterEach, beforeEach, describe, expect, it, vi, type MockInstance } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, type MockInstance, vi } from "vitest";
 import { approval, sleep } from "../../test/support/agents.ts";
 import { eventually } from "../../test/support/app.ts";
 import { controlledStore } from "../../test/support/controlled-store.ts";
-import { agent, type Agent, type AgentContext } from "../agent.ts";
+import { type Agent, type AgentContext, agent } from "../agent.ts";
 import { ACPError } from "../errors.ts";
-import { MessageSchema, type Event, type Run } from "../models.ts";
+import { type Event, MessageSchema, type Run } from "../models.ts";
 import { SessionHistory } from "../session.ts";
 import type { Store, StoredRun } from "../store.ts";
 import { RunExecutor } from "./executor.ts";
@@ -64,7 +64,12 @@ async function start(
   const history = new SessionHistory(store, sessionId);
   const executor = new RunExecutor({ store, agent: runAgent, record, input, history, outageMs, maxEvents, unobserved });
   if (!unobserved) await executor.listen();
-  expect(await store.createRun(record, [{ type: "run.created", run }, { type: "run.in-progress", run: started }])).toBe(true);
+  expect(
+    await store.createRun(record, [
+      { type: "run.created", run },
+      { type: "run.in-progress", run: started },
+    ]),
+  ).toBe(true);
   return {
     store,
     executor,
@@ -81,7 +86,12 @@ async function resume(started: Started, text: string): Promise<StoredRun> {
   const current = await started.record();
   const message = v.parse(MessageSchema, { role: "user", parts: [{ content: text }] });
   const run: Run = { ...current.run, status: "in-progress", await_request: null };
-  const result = await started.store.updateRun(started.runId, current.version, { ...current, run, resume: { type: "message", message } }, [{ type: "run.in-progress", run }]);
+  const result = await started.store.updateRun(
+    started.runId,
+    current.version,
+    { ...current, run, resume: { type: "message", message } },
+    [{ type: "run.in-progress", run }],
+  );
   if (!result.ok) throw new Error("resume lost its compare-and-set");
   return result.record;
 }
@@ -136,7 +146,12 @@ describe("RunExecutor", () => {
       expect(events.at(-1)).toEqual({ type: "run.completed", run: record.run });
       expect(events[9]).toEqual({ type: "generic", generic: { progress: 0.5 } });
       const history = await store.getHistory(started.sessionId);
-      expect(history!.map((item) => item.message.parts.map((part) => part.content))).toEqual([["hello"], ["a", "b"], ["whole"], ["# Report"]]);
+      expect(history!.map((item) => item.message.parts.map((part) => part.content))).toEqual([
+        ["hello"],
+        ["a", "b"],
+        ["whole"],
+        ["# Report"],
+      ]);
       // An unobserved run has nobody to tell: it never subscribes.
       expect(control.calls.subscribe ?? 0).toBe(unobserved ? 0 : 1);
     });
@@ -163,7 +178,14 @@ describe("RunExecutor", () => {
       expect(texts(ended!.run)).toEqual([["Planning the plan."], ["Approved: the plan."]]);
       await started.done;
       const types = (await started.events()).map((event) => event.type);
-      expect(types.slice(types.indexOf("run.awaiting"))).toEqual(["run.awaiting", "run.in-progress", "message.created", "message.part", "message.completed", "run.completed"]);
+      expect(types.slice(types.indexOf("run.awaiting"))).toEqual([
+        "run.awaiting",
+        "run.in-progress",
+        "message.created",
+        "message.part",
+        "message.completed",
+        "run.completed",
+      ]);
     }
   });
 
@@ -218,7 +240,11 @@ describe("RunExecutor", () => {
     await started.done;
     const record = await started.record();
     expect(record.run.status).toBe("failed");
-    expect(record.run.error).toEqual({ code: "invalid_input", message: "no images, please", data: { accepted: ["text/plain"] } });
+    expect(record.run.error).toEqual({
+      code: "invalid_input",
+      message: "no images, please",
+      data: { accepted: ["text/plain"] },
+    });
     expect(texts(record.run)).toEqual([["looking"]]);
     expect(errors).not.toHaveBeenCalled();
   });
@@ -254,10 +280,12 @@ describe("RunExecutor", () => {
   });
 
   it("fails the run with the server's error when the server aborts it (a shutdown)", async () => {
-    const started = await start(agent({ name: "waiting" }, async function* waitingHandler(_input, ctx) {
-      yield "started";
-      await sleep(60_000, ctx.signal);
-    }));
+    const started = await start(
+      agent({ name: "waiting" }, async function* waitingHandler(_input, ctx) {
+        yield "started";
+        await sleep(60_000, ctx.signal);
+      }),
+    );
     await eventually(async () => (await started.events()).some((event) => event.type === "message.part"));
     started.executor.abort({ code: "server_error", message: "shut down" });
     await started.done;
@@ -294,7 +322,10 @@ describe("RunExecutor", () => {
     const blocked = await start(streaming, { store: guardStore(store, 1_000), outageMs: 150 });
     await blocked.done;
     const record = await blocked.record();
-    expect(record.run.error).toEqual({ code: "server_error", message: "The store was unavailable for too long; the run could not continue" });
+    expect(record.run.error).toEqual({
+      code: "server_error",
+      message: "The store was unavailable for too long; the run could not continue",
+    });
     expect(control.calls.appendEvents).toBeGreaterThan(1);
   });
 });

@@ -37,9 +37,16 @@ function deafStore(inner: Store): { store: Store; open: () => number } {
 }
 
 /** A stored run with `count` labelled events (0 … count-1) after its run.created event. */
-async function runWithEvents(store: Store, count: number, status: StoredRun["run"]["status"] = "in-progress"): Promise<StoredRun> {
+async function runWithEvents(
+  store: Store,
+  count: number,
+  status: StoredRun["run"]["status"] = "in-progress",
+): Promise<StoredRun> {
   const record = newRun(status);
-  const events: Event[] = [runEvent(withStatus(record, "created")), ...Array.from({ length: count }, (_, i) => label(i))];
+  const events: Event[] = [
+    runEvent(withStatus(record, "created")),
+    ...Array.from({ length: count }, (_, i) => label(i)),
+  ];
   expect(await store.createRun(record, events)).toBe(true);
   return record;
 }
@@ -66,7 +73,9 @@ describe("waitForRecord", () => {
   it("re-reads on a record change and resolves once done holds", async () => {
     const store = new MemoryStore();
     const record = await runWithEvents(store, 0);
-    const waiting = waitForRecord(store, record.run.run_id, (stored) => stored.run.status === "completed", { pollMs: NO_POLL });
+    const waiting = waitForRecord(store, record.run.run_id, (stored) => stored.run.status === "completed", {
+      pollMs: NO_POLL,
+    });
     const cancelling = withStatus(record, "cancelling");
     expect((await store.updateRun(record.run.run_id, 1, cancelling, [])).ok).toBe(true);
     await complete(store, record, 2);
@@ -101,7 +110,9 @@ describe("waitForRecord", () => {
   it("finds a change whose notification was lost on its next poll, and unsubscribes when done", async () => {
     const { store, open } = deafStore(new MemoryStore());
     const record = await runWithEvents(store, 0);
-    const waiting = waitForRecord(store, record.run.run_id, (stored) => stored.run.status === "completed", { pollMs: 20 });
+    const waiting = waitForRecord(store, record.run.run_id, (stored) => stored.run.status === "completed", {
+      pollMs: 20,
+    });
     await complete(store, record);
     expect((await within(waiting, 2_000, "the poll did not find the change"))!.run.status).toBe("completed");
     expect(open()).toBe(0);
@@ -135,7 +146,11 @@ describe("followEvents", () => {
   it("reads a log longer than a page, in order, and ends by itself once the ended run has nothing left", async () => {
     const store = new MemoryStore();
     const record = await runWithEvents(store, 1_234, "completed");
-    const all = await within(collect(followEvents(store, record.run.run_id, { afterSeq: 0, pollMs: 20 })), 2_000, "the follower did not end");
+    const all = await within(
+      collect(followEvents(store, record.run.run_id, { afterSeq: 0, pollMs: 20 })),
+      2_000,
+      "the follower did not end",
+    );
     expect(all).toHaveLength(1_235);
     expect(all.map((stored) => stored.seq)).toEqual(Array.from({ length: 1_235 }, (_, i) => i + 1));
     expect(labelOf(all.at(-1)!.event)).toBe(1_233);
@@ -144,7 +159,11 @@ describe("followEvents", () => {
   it("ends by itself, with nothing, for an unknown run and for an ended run read past its end", async () => {
     const store = new MemoryStore();
     const follow = (runId: string, afterSeq: number): Promise<StoredEvent[]> =>
-      within(collect(followEvents(store, runId, { afterSeq, pollMs: 20 })), 1_000, `the follower of ${runId} after ${afterSeq} did not end`);
+      within(
+        collect(followEvents(store, runId, { afterSeq, pollMs: 20 })),
+        1_000,
+        `the follower of ${runId} after ${afterSeq} did not end`,
+      );
     expect(await follow(crypto.randomUUID(), 0)).toEqual([]);
     const record = await runWithEvents(store, 2, "completed");
     expect(await follow(record.run.run_id, 3)).toEqual([]);
@@ -157,7 +176,11 @@ describe("followEvents", () => {
     const abort = new AbortController();
     const seen: number[] = [];
     const following = (async () => {
-      for await (const stored of followEvents(store, record.run.run_id, { afterSeq: 0, signal: abort.signal, pollMs: NO_POLL })) {
+      for await (const stored of followEvents(store, record.run.run_id, {
+        afterSeq: 0,
+        signal: abort.signal,
+        pollMs: NO_POLL,
+      })) {
         seen.push(stored.seq);
         if (seen.length === 2) abort.abort();
       }

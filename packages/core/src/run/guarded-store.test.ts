@@ -6,7 +6,7 @@
 import { MemoryStore } from "@acp/store-memory";
 import { describe, expect, it } from "vitest";
 import { BackendDown, controlledStore } from "../../test/support/controlled-store.ts";
-import { StoreError, type Store } from "../store.ts";
+import { type Store, StoreError } from "../store.ts";
 import { label, newRun, sleep } from "../testing/index.ts";
 import { guardStore, isStoreOutage, retryOutage, waitLanded, whenLanded } from "./guarded-store.ts";
 
@@ -156,11 +156,15 @@ describe("retryOutage", () => {
     const signal = { aborted: false };
     attempts = 0;
     const stopped = failure(
-      retryOutage(async () => {
-        attempts += 1;
-        signal.aborted = attempts === 2;
-        throw outage();
-      }, Number.POSITIVE_INFINITY, signal),
+      retryOutage(
+        async () => {
+          attempts += 1;
+          signal.aborted = attempts === 2;
+          throw outage();
+        },
+        Number.POSITIVE_INFINITY,
+        signal,
+      ),
     );
     expect(await stopped).toBeInstanceOf(StoreError);
     expect(attempts).toBe(2);

@@ -10,7 +10,13 @@ import { echo, testAgents } from "../../test/support/agents.ts";
 import { eventually } from "../../test/support/app.ts";
 import { controlledStore } from "../../test/support/controlled-store.ts";
 import { ACPError } from "../errors.ts";
-import { RunCreateRequestSchema, RunResumeRequestSchema, type AwaitResume, type RunCreateRequest, type RunMode } from "../models.ts";
+import {
+  type AwaitResume,
+  type RunCreateRequest,
+  RunCreateRequestSchema,
+  type RunMode,
+  RunResumeRequestSchema,
+} from "../models.ts";
 import type { Store, StoredRun } from "../store.ts";
 import { Runtime, type RuntimeOptions } from "./runtime.ts";
 
@@ -33,13 +39,25 @@ function runtimeOver(store: Store, options: Partial<RuntimeOptions> = {}): Runti
 }
 
 /** A run request as the HTTP layer hands it over: validated, defaults filled in. */
-function request(agentName: string, text: string, mode: RunMode = "sync", fields: Record<string, unknown> = {}): RunCreateRequest {
-  return v.parse(RunCreateRequestSchema, { agent_name: agentName, input: [{ role: "user", parts: [{ content: text }] }], mode, ...fields });
+function request(
+  agentName: string,
+  text: string,
+  mode: RunMode = "sync",
+  fields: Record<string, unknown> = {},
+): RunCreateRequest {
+  return v.parse(RunCreateRequestSchema, {
+    agent_name: agentName,
+    input: [{ role: "user", parts: [{ content: text }] }],
+    mode,
+    ...fields,
+  });
 }
 
 /** A resume as the HTTP layer hands it over. */
 function resumeWith(text: string): AwaitResume {
-  return v.parse(RunResumeRequestSchema, { await_resume: { type: "message", message: { role: "user", parts: [{ content: text }] } } }).await_resume;
+  return v.parse(RunResumeRequestSchema, {
+    await_resume: { type: "message", message: { role: "user", parts: [{ content: text }] } },
+  }).await_resume;
 }
 
 async function rejection(promise: Promise<unknown>): Promise<ACPError> {
@@ -54,9 +72,15 @@ async function rejection(promise: Promise<unknown>): Promise<ACPError> {
 describe("Runtime", () => {
   it("names itself in the errors of its options", () => {
     const store = new MemoryStore();
-    expect(() => new Runtime({ store, agents: [], leaseMs: 5 })).toThrow("[acp] new Runtime(): leaseMs must be a number of milliseconds of at least 100, got 5");
-    expect(() => new Runtime({ store, agents: [], storeTimeoutMs: Number.NaN })).toThrow(/new Runtime\(\): storeTimeoutMs/);
-    expect(() => new Runtime({ store, agents: [echo, echo] })).toThrow('[acp] new Runtime(): two agents are named "echo"');
+    expect(() => new Runtime({ store, agents: [], leaseMs: 5 })).toThrow(
+      "[acp] new Runtime(): leaseMs must be a number of milliseconds of at least 100, got 5",
+    );
+    expect(() => new Runtime({ store, agents: [], storeTimeoutMs: Number.NaN })).toThrow(
+      /new Runtime\(\): storeTimeoutMs/,
+    );
+    expect(() => new Runtime({ store, agents: [echo, echo] })).toThrow(
+      '[acp] new Runtime(): two agents are named "echo"',
+    );
   });
 
   it("runs a created run to its end; whenSettled hands over the final record", async () => {
@@ -74,7 +98,13 @@ describe("Runtime", () => {
   it("refuses an unknown agent, an input over the limits and, while draining, any run", async () => {
     const runtime = runtimeOver(new MemoryStore(), { limits: { maxInputMessages: 1 } });
     expect((await rejection(runtime.createRun(request("nobody", "x")))).status).toBe(404);
-    const twoMessages = v.parse(RunCreateRequestSchema, { agent_name: "echo", input: [{ role: "user", parts: [{ content: "a" }] }, { role: "user", parts: [{ content: "b" }] }] });
+    const twoMessages = v.parse(RunCreateRequestSchema, {
+      agent_name: "echo",
+      input: [
+        { role: "user", parts: [{ content: "a" }] },
+        { role: "user", parts: [{ content: "b" }] },
+      ],
+    });
     expect((await rejection(runtime.createRun(twoMessages))).message).toContain("limit of 1 messages");
     await runtime.shutdown({ deadlineMs: 0 });
     const draining = await rejection(runtime.createRun(request("echo", "x")));
@@ -132,14 +162,22 @@ describe("Runtime", () => {
       const record = await control.inner.getRun(runId);
       return record?.run.status === "failed" && record;
     });
-    expect(failed.run.error).toEqual({ code: "server_error", message: "The run could not be started: the store answered too late, and the client was told so" });
+    expect(failed.run.error).toEqual({
+      code: "server_error",
+      message: "The run could not be started: the store answered too late, and the client was told so",
+    });
     expect(runtime.localRuns).toBe(0);
   });
 });
 
 describe("Runtime orphan sweep", () => {
   /** Two instances over one memory store; the first reaches it through a switch that can cut it off. */
-  async function twoInstances(): Promise<{ first: Runtime; second: Runtime; cutOff: () => void; reconnect: () => void }> {
+  async function twoInstances(): Promise<{
+    first: Runtime;
+    second: Runtime;
+    cutOff: () => void;
+    reconnect: () => void;
+  }> {
     const memory = new MemoryStore();
     const { store, control } = controlledStore(memory);
     // A lease far above a timer's lateness on a busy machine: only a cut-off instance loses it.

@@ -3,7 +3,15 @@
  * Helpers send JSON the way an HTTP client would (with its Content-Length) and read SSE bodies.
  */
 import { MemoryStore } from "@acp/store-memory";
-import { createApp, type ACPApp, type Agent, type AppOptions, type Event, type Run, type Store } from "../../src/index.ts";
+import {
+  type ACPApp,
+  type Agent,
+  type AppOptions,
+  createApp,
+  type Event,
+  type Run,
+  type Store,
+} from "../../src/index.ts";
 
 export interface TestApp {
   app: ACPApp;
@@ -24,7 +32,11 @@ const started = new Set<TestApp>();
  * Builds and starts an app over `store` (a fresh MemoryStore by default). Stop it with
  * {@link TestApp.stop}, or all at once with {@link stopApps}.
  */
-export async function startApp(agents: readonly Agent[], options: Omit<AppOptions, "store"> = {}, store: Store = new MemoryStore()): Promise<TestApp> {
+export async function startApp(
+  agents: readonly Agent[],
+  options: Omit<AppOptions, "store"> = {},
+  store: Store = new MemoryStore(),
+): Promise<TestApp> {
   const app = createApp(agents, { ...options, store });
   await app.runtime.start();
   let stopping: Promise<void> | undefined;
@@ -70,7 +82,8 @@ export const user = (content: string) => ({ role: "user", parts: [{ content }] }
 /** POSTs a run request and returns the run of the answer, expecting `status` as HTTP status. */
 export async function createRun(testApp: TestApp, body: Record<string, unknown>, status = 200): Promise<Run> {
   const response = await testApp.post("/runs", body);
-  if (response.status !== status) throw new Error(`POST /runs answered ${response.status}, not ${status}: ${await response.text()}`);
+  if (response.status !== status)
+    throw new Error(`POST /runs answered ${response.status}, not ${status}: ${await response.text()}`);
   return (await response.json()) as Run;
 }
 
@@ -83,7 +96,8 @@ export interface Frame {
 /** Splits an SSE body into frames; throws on a line that is neither `data:` nor `id:`. */
 export function parseFrames(text: string): Frame[] {
   if (text === "") return [];
-  if (!text.endsWith("\n\n")) throw new Error(`SSE body does not end with a blank line: ${JSON.stringify(text.slice(-80))}`);
+  if (!text.endsWith("\n\n"))
+    throw new Error(`SSE body does not end with a blank line: ${JSON.stringify(text.slice(-80))}`);
   return text
     .slice(0, -2)
     .split("\n\n")
@@ -100,7 +114,10 @@ export function parseFrames(text: string): Frame[] {
 }
 
 /** Reads a streamed body chunk by chunk until `done(textSoFar)` holds or the stream ends. */
-export async function readUntil(response: Response, done: (text: string) => boolean): Promise<{ text: string; reader: ReadableStreamDefaultReader<Uint8Array> }> {
+export async function readUntil(
+  response: Response,
+  done: (text: string) => boolean,
+): Promise<{ text: string; reader: ReadableStreamDefaultReader<Uint8Array> }> {
   const reader = response.body!.getReader();
   const decoder = new TextDecoder();
   let text = "";
@@ -113,7 +130,10 @@ export async function readUntil(response: Response, done: (text: string) => bool
 }
 
 /** Polls `check` every few milliseconds until it returns something other than `undefined`/`false`. */
-export async function eventually<T>(check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 5_000): Promise<T> {
+export async function eventually<T>(
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs = 5_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await check();

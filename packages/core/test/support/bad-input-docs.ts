@@ -49,7 +49,10 @@ function requestCell(testCase: DocumentedCase): string {
   const lines = [code(`${testCase.method} ${testCase.path}`)];
   for (const [name, value] of Object.entries(testCase.headers ?? {})) lines.push(code(`${name}: ${value}`));
   const payload = testCase.raw ?? (testCase.body === undefined ? undefined : JSON.stringify(testCase.body));
-  if (payload !== undefined) lines.push(payload.trim() === "" ? `body ${code(JSON.stringify(payload))} (blank)` : `body ${code(shorten(payload))}`);
+  if (payload !== undefined)
+    lines.push(
+      payload.trim() === "" ? `body ${code(JSON.stringify(payload))} (blank)` : `body ${code(shorten(payload))}`,
+    );
   return lines.join("<br>");
 }
 

@@ -6,7 +6,10 @@
 import { MemoryStore } from "@acp/store-memory";
 import type { Store } from "../../src/index.ts";
 
-export type StoreMethod = Exclude<{ [K in keyof Store]-?: Store[K] extends (...args: never[]) => unknown ? K : never }[keyof Store], "close">;
+export type StoreMethod = Exclude<
+  { [K in keyof Store]-?: Store[K] extends (...args: never[]) => unknown ? K : never }[keyof Store],
+  "close"
+>;
 
 export interface StoreControl {
   /** Methods that reject, when the call reaches the backend, as an unreachable one would; `"all"` for every one. */

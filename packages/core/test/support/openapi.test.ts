@@ -31,7 +31,11 @@ describe("assertMatchesSchema", () => {
   });
 
   it("accepts a failed run carrying an error", () => {
-    const run = { ...validRun(), status: "failed", error: { code: "server_error", message: "agent crashed", data: null } };
+    const run = {
+      ...validRun(),
+      status: "failed",
+      error: { code: "server_error", message: "agent crashed", data: null },
+    };
     expect(() => assertMatchesSchema("Run", run)).not.toThrow();
   });
 
@@ -45,7 +49,10 @@ describe("assertMatchesSchema", () => {
       { type: "message.part", part: { content_type: "text/plain", content: "he" } },
       {
         type: "message.part",
-        part: { content_type: "text/plain", metadata: { kind: "citation", start_index: null, url: "https://example.com" } },
+        part: {
+          content_type: "text/plain",
+          metadata: { kind: "citation", start_index: null, url: "https://example.com" },
+        },
       },
       { type: "generic", generic: { progress: 0.5 } },
       { type: "error", error: { code: "server_error", message: "internal error" } },
@@ -66,7 +73,9 @@ describe("assertMatchesSchema", () => {
   });
 
   it("rejects an event of unknown type", () => {
-    expect(() => assertMatchesSchema("Event", { type: "run.exploded", run: validRun() })).toThrow(/must match exactly one schema in oneOf/);
+    expect(() => assertMatchesSchema("Event", { type: "run.exploded", run: validRun() })).toThrow(
+      /must match exactly one schema in oneOf/,
+    );
   });
 
   it("rejects metadata of an unknown kind", () => {
