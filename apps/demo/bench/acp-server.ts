@@ -46,7 +46,11 @@ function countingStore(store: Store, log: StoreCallLog): Store {
           log.counts[name] = (log.counts[name] ?? 0) + 1;
           const started = performance.now();
           const result = (value as (...a: unknown[]) => unknown).apply(target, args);
-          if (result instanceof Promise) result.then(() => record(started), () => record(started));
+          if (result instanceof Promise)
+            result.then(
+              () => record(started),
+              () => record(started),
+            );
           return result;
         };
         wrapped.set(property, counted);
@@ -60,7 +64,10 @@ function timings(log: StoreCallLog): Record<string, { p50Ms: number; p99Ms: numb
   return Object.fromEntries(
     Object.entries(log.durations)
       .filter(([, { ring }]) => ring.length > 0)
-      .map(([name, { ring }]) => [name, { p50Ms: percentile(ring, 50), p99Ms: percentile(ring, 99), calls: ring.length }]),
+      .map(([name, { ring }]) => [
+        name,
+        { p50Ms: percentile(ring, 50), p99Ms: percentile(ring, 99), calls: ring.length },
+      ]),
   );
 }
 
@@ -68,7 +75,11 @@ const collectGarbage = (globalThis as { gc?: () => void }).gc;
 const storeCalls: StoreCallLog = { counts: {}, durations: {} };
 const chosen = await storeFromEnv();
 if (process.env.BENCH_COUNT_STORE_CALLS === "1") chosen.store = countingStore(chosen.store, storeCalls);
-const demo = await startServer(benchAgents, chosen, { port: Number(process.env.PORT), host: "127.0.0.1", drainMs: 500 });
+const demo = await startServer(benchAgents, chosen, {
+  port: Number(process.env.PORT),
+  host: "127.0.0.1",
+  drainMs: 500,
+});
 keepConnectionsOpen(demo.server);
 // Added before the first request reaches the app (we are still in the tick that started listening).
 demo.app.get("/__bench/memory", (c) => {
@@ -80,7 +91,8 @@ demo.app.get("/__bench/memory", (c) => {
 /** How long the store calls took, per method, since the last reset (`?reset=1` starts afresh). */
 demo.app.get("/__bench/store-timings", (c) => {
   const result = timings(storeCalls);
-  if (c.req.query("reset") === "1") for (const durations of Object.values(storeCalls.durations)) Object.assign(durations, { ring: [], next: 0 });
+  if (c.req.query("reset") === "1")
+    for (const durations of Object.values(storeCalls.durations)) Object.assign(durations, { ring: [], next: 0 });
   return c.json(result);
 });
 

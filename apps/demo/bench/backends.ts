@@ -91,7 +91,9 @@ export async function checkReachable(stores: StoreName[]): Promise<void> {
       await redis.connect();
       await redis.ping();
     } catch (error) {
-      throw new Error(`Redis at ${REDIS_URL} does not answer (${(error as Error).message}); start it or set BENCH_REDIS_URL, or leave redis out with BENCH_STORES`);
+      throw new Error(
+        `Redis at ${REDIS_URL} does not answer (${(error as Error).message}); start it or set BENCH_REDIS_URL, or leave redis out with BENCH_STORES`,
+      );
     } finally {
       if (redis.isOpen) await redis.close();
     }
@@ -101,7 +103,9 @@ export async function checkReachable(stores: StoreName[]): Promise<void> {
     try {
       await sql`select 1`;
     } catch (error) {
-      throw new Error(`PostgreSQL at ${DATABASE_URL} does not answer (${(error as Error).message}); start it or set BENCH_DATABASE_URL, or leave postgres out with BENCH_STORES`);
+      throw new Error(
+        `PostgreSQL at ${DATABASE_URL} does not answer (${(error as Error).message}); start it or set BENCH_DATABASE_URL, or leave postgres out with BENCH_STORES`,
+      );
     } finally {
       await sql.end({ timeout: 1 });
     }
@@ -126,7 +130,11 @@ export class RedisProbe {
     const key = `${this.prefix}:{run:${runId}}:events`;
     const bytes = Number(await this.#redis.sendCommand(["MEMORY", "USAGE", key, "SAMPLES", "0"]));
     const events = await this.#redis.lRange(key, 0, -1);
-    return { bytes, events: events.length, valueBytes: events.reduce((sum, event) => sum + Buffer.byteLength(event), 0) };
+    return {
+      bytes,
+      events: events.length,
+      valueBytes: events.reduce((sum, event) => sum + Buffer.byteLength(event), 0),
+    };
   }
 
   /** `used_memory` of INFO memory: the whole server's, so other clients add noise. */
@@ -147,7 +155,9 @@ export class PostgresProbe {
 
   /** pg_total_relation_size of the events table: heap, indexes and TOAST. */
   async eventsTableBytes(): Promise<number> {
-    const [row] = await this.#sql<{ bytes: string }[]>`select pg_total_relation_size(${`${this.table}_events`}::regclass)::text as bytes`;
+    const [row] = await this.#sql<
+      { bytes: string }[]
+    >`select pg_total_relation_size(${`${this.table}_events`}::regclass)::text as bytes`;
     return Number(row!.bytes);
   }
 
@@ -161,7 +171,9 @@ export class PostgresProbe {
 
   /** Connections open under `applicationName`, as pg_stat_activity lists them. */
   async connections(applicationName: string): Promise<number> {
-    const [row] = await this.#sql<{ count: number }[]>`select count(*)::int as count from pg_stat_activity where application_name = ${applicationName}`;
+    const [row] = await this.#sql<
+      { count: number }[]
+    >`select count(*)::int as count from pg_stat_activity where application_name = ${applicationName}`;
     return row!.count;
   }
 

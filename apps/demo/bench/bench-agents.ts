@@ -26,14 +26,17 @@ export const parts = agent({ name: "parts", description: "Yields n=<N> text part
  * After `delay=<ms>` (time for a follower to attach), yields `count=<N>` parts, one per timer
  * tick (about one a millisecond), each holding the wall-clock time it was yielded at.
  */
-export const ticker = agent({ name: "ticker", description: "Yields timestamped parts at a steady rate" }, async function* (input) {
-  const count = option(input, "count", 1000);
-  const delay = option(input, "delay", 1000);
-  await new Promise((resolve) => setTimeout(resolve, delay));
-  for (let index = 0; index < count; index++) {
-    yield String(wallClockMs());
-    await new Promise((resolve) => setTimeout(resolve, 1));
-  }
-});
+export const ticker = agent(
+  { name: "ticker", description: "Yields timestamped parts at a steady rate" },
+  async function* (input) {
+    const count = option(input, "count", 1000);
+    const delay = option(input, "delay", 1000);
+    await new Promise((resolve) => setTimeout(resolve, delay));
+    for (let index = 0; index < count; index++) {
+      yield String(wallClockMs());
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+  },
+);
 
 export const benchAgents = [echo, approval, parts, ticker];

@@ -6,9 +6,9 @@
  * acp-server.ts does.
  */
 import { randomUUID } from "node:crypto";
-import { serve } from "@hono/node-server";
 import type { Run } from "@acp/core";
 import { RunCreateRequestSchema } from "@acp/core/models";
+import { serve } from "@hono/node-server";
 import { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import * as v from "valibot";
@@ -33,7 +33,12 @@ app.post("/runs", async (c) => {
     run_id: randomUUID(),
     status: "completed",
     await_request: null,
-    output: request.input.map((message) => ({ ...message, role: `agent/${request.agent_name}`, created_at: createdAt, completed_at: createdAt })),
+    output: request.input.map((message) => ({
+      ...message,
+      role: `agent/${request.agent_name}`,
+      created_at: createdAt,
+      completed_at: createdAt,
+    })),
     error: null,
     created_at: createdAt,
     finished_at: new Date().toISOString(),

@@ -8,14 +8,18 @@ function whole(name: string, fallback: number, min = 1): number {
   const raw = process.env[name];
   if (raw === undefined || raw === "") return fallback;
   const value = Number(raw);
-  if (!Number.isFinite(value) || value < min) throw new Error(`${name} must be a number of at least ${min}, got ${JSON.stringify(raw)}`);
+  if (!Number.isFinite(value) || value < min)
+    throw new Error(`${name} must be a number of at least ${min}, got ${JSON.stringify(raw)}`);
   return value;
 }
 
 function list<T extends string>(name: string, allowed: readonly T[]): T[] {
   const raw = process.env[name];
   if (raw === undefined || raw === "") return [...allowed];
-  const chosen = raw.split(",").map((item) => item.trim()).filter(Boolean);
+  const chosen = raw
+    .split(",")
+    .map((item) => item.trim())
+    .filter(Boolean);
   const unknown = chosen.filter((item) => !allowed.includes(item as T));
   if (unknown.length > 0) throw new Error(`${name}: unknown ${unknown.join(", ")}; choose from ${allowed.join(", ")}`);
   return chosen as T[];

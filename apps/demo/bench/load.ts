@@ -63,7 +63,12 @@ export class ClosedLoop {
   readonly #pool: Pool;
 
   constructor(readonly target: LoadTarget) {
-    this.#pool = new Pool(target.url, { connections: target.clients, pipelining: 1, keepAliveTimeout: KEEP_ALIVE_MS, keepAliveMaxTimeout: KEEP_ALIVE_MS });
+    this.#pool = new Pool(target.url, {
+      connections: target.clients,
+      pipelining: 1,
+      keepAliveTimeout: KEEP_ALIVE_MS,
+      keepAliveMaxTimeout: KEEP_ALIVE_MS,
+    });
   }
 
   async run({ leadInMs, measureMs, onWindow, onProgress }: RunOptions): Promise<LoadWindow> {
@@ -99,7 +104,12 @@ export class ClosedLoop {
       while (!stopped) {
         const sent = performance.now();
         try {
-          const response = await this.#pool.request({ path, method: "POST", headers: { "content-type": "application/json" }, body });
+          const response = await this.#pool.request({
+            path,
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body,
+          });
           check(response.statusCode, await response.body.text());
           result.completed++;
           if (measuring) result.latencies.push(performance.now() - sent);

@@ -57,11 +57,23 @@ export async function startServer({ script, env = {}, profileDir }: StartOptions
   const profile = profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [];
   // `acp-built` makes the packages resolve to their built code (dist), as users run them once
   // installed from npm, rather than to their TypeScript sources compiled on the fly by tsx.
-  const child = spawn(process.execPath, ["--expose-gc", "--conditions=acp-built", ...(process.env.BENCH_NODE_FLAGS ?? "").split(" ").filter(Boolean), ...profile, "--import", "tsx", path.join("bench", script)], {
-    cwd: demoDir,
-    env: { ...inherited, ...env, PORT: String(port) },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      "--expose-gc",
+      "--conditions=acp-built",
+      ...(process.env.BENCH_NODE_FLAGS ?? "").split(" ").filter(Boolean),
+      ...profile,
+      "--import",
+      "tsx",
+      path.join("bench", script),
+    ],
+    {
+      cwd: demoDir,
+      env: { ...inherited, ...env, PORT: String(port) },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   let log = "";
   const keep = (chunk: Buffer): void => {
     log = (log + chunk.toString()).slice(-20_000);
@@ -86,7 +98,8 @@ export async function startServer({ script, env = {}, profileDir }: StartOptions
 
   const until = Date.now() + 30_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`bench/${script} exited with ${child.exitCode} before it answered /ping:\n${log}`);
+    if (child.exitCode !== null)
+      throw new Error(`bench/${script} exited with ${child.exitCode} before it answered /ping:\n${log}`);
     const ready = await fetch(`${url}/ping`).then(
       (response) => response.ok,
       () => false,

@@ -29,7 +29,9 @@ function areaOf(url: string, functionName: string): string {
   if (url.startsWith("node:")) return "node internals";
   const workspace = /\/(packages|apps)\/([^/]+)\//.exec(url);
   if (workspace && !url.includes("/node_modules/")) return `@acp/${workspace[2]}`;
-  const dependency = /\/node_modules\/\.pnpm\/[^/]+\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url) ?? /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url);
+  const dependency =
+    /\/node_modules\/\.pnpm\/[^/]+\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url) ??
+    /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url);
   return dependency ? dependency[1]! : url;
 }
 
@@ -37,7 +39,9 @@ function areaOf(url: string, functionName: string): string {
 function isPackageCode(url: string, functionName: string): boolean {
   const area = areaOf(url, functionName);
   // Module top levels (evaluated once, at start-up) would bury the steady state.
-  return !area.startsWith("(") && area !== "node internals" && area !== "tsx" && area !== "esbuild" && functionName !== "";
+  return (
+    !area.startsWith("(") && area !== "node internals" && area !== "tsx" && area !== "esbuild" && functionName !== ""
+  );
 }
 
 function shortUrl(url: string): string {
@@ -57,7 +61,9 @@ export async function summarizeProfile(file: string, top = 25): Promise<string> 
   const parentOf = new Map<number, number>();
   for (const node of profile.nodes) for (const child of node.children ?? []) parentOf.set(child, node.id);
   const selfByNode = new Map<number, number>();
-  profile.samples.forEach((id, index) => selfByNode.set(id, (selfByNode.get(id) ?? 0) + (profile.timeDeltas[index] ?? 0)));
+  profile.samples.forEach((id, index) =>
+    selfByNode.set(id, (selfByNode.get(id) ?? 0) + (profile.timeDeltas[index] ?? 0)),
+  );
 
   const byArea = new Map<string, number>();
   const byFunction = new Map<string, number>();
@@ -102,5 +108,6 @@ export async function summarizeProfile(file: string, top = 25): Promise<string> 
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  for (const file of process.argv.slice(2).filter(isMainThreadProfile)) console.log(`\n## ${file}\n\n${await summarizeProfile(file)}`);
+  for (const file of process.argv.slice(2).filter(isMainThreadProfile))
+    console.log(`\n## ${file}\n\n${await summarizeProfile(file)}`);
 }

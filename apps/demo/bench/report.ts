@@ -26,7 +26,10 @@ export interface BenchResults {
   machine: Machine;
   /** The commit measured, and whether the work tree had changes on top of it. */
   commit: string;
-  settings: Pick<BenchConfig, "seconds" | "rounds" | "warmupSeconds" | "clients" | "streamSizes" | "streamEvents" | "crossEvents" | "followers">;
+  settings: Pick<
+    BenchConfig,
+    "seconds" | "rounds" | "warmupSeconds" | "clients" | "streamSizes" | "streamEvents" | "crossEvents" | "followers"
+  >;
   throughput: ThroughputResult[];
   streams: StreamGrowthResult[];
   cross: CrossInstanceResult[];
@@ -56,7 +59,8 @@ export function machine(): Machine {
 export function commit(cwd: string): string {
   try {
     const head = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd, encoding: "utf8" }).trim();
-    const dirty = execFileSync("git", ["status", "--porcelain", "--untracked-files=no"], { cwd, encoding: "utf8" }).trim() !== "";
+    const dirty =
+      execFileSync("git", ["status", "--porcelain", "--untracked-files=no"], { cwd, encoding: "utf8" }).trim() !== "";
     return dirty ? `${head} + uncommitted changes` : head;
   } catch {
     return "unknown";
@@ -64,34 +68,66 @@ export function commit(cwd: string): string {
 }
 
 const pct = (value: number): string => `${Math.round(value * 100)}%`;
-const fixed = (value: number | undefined, digits = 1): string => (value === undefined || Number.isNaN(value) ? "–" : value.toFixed(digits));
+const fixed = (value: number | undefined, digits = 1): string =>
+  value === undefined || Number.isNaN(value) ? "–" : value.toFixed(digits);
 const count = (value: number): string => Math.round(value).toLocaleString("en-US");
 
 /** Checks the issue's targets against what was measured; a target whose inputs were not measured is left out. */
 export function evaluateTargets(results: Omit<BenchResults, "targets">): TargetResult[] {
   const targets: TargetResult[] = [];
-  const rate = (target: string): number | undefined => results.throughput.find((row) => row.target === target)?.perSecond;
+  const rate = (target: string): number | undefined =>
+    results.throughput.find((row) => row.target === target)?.perSecond;
   const ceiling = rate("ceiling");
   const memory = rate("memory");
-  if (ceiling && memory) targets.push({ name: "memory store sync runs vs bare Hono", goal: "≥ 50%", value: pct(memory / ceiling), met: memory / ceiling >= 0.5 });
-  for (const [store, share] of [["redis", 0.4], ["postgres", 0.25]] as const) {
+  if (ceiling && memory)
+    targets.push({
+      name: "memory store sync runs vs bare Hono",
+      goal: "≥ 50%",
+      value: pct(memory / ceiling),
+      met: memory / ceiling >= 0.5,
+    });
+  for (const [store, share] of [
+    ["redis", 0.4],
+    ["postgres", 0.25],
+  ] as const) {
     const value = rate(store);
-    if (memory && value) targets.push({ name: `${store} sync runs vs memory store`, goal: `≥ ${pct(share)}`, value: pct(value / memory), met: value / memory >= share });
+    if (memory && value)
+      targets.push({
+        name: `${store} sync runs vs memory store`,
+        goal: `≥ ${pct(share)}`,
+        value: pct(value / memory),
+        met: value / memory >= share,
+      });
   }
   for (const row of results.streams) {
-    targets.push({ name: `${row.store}: µs/event at N=10,000 over N=100`, goal: "≤ 1.5", value: fixed(row.ratio, 2), met: row.ratio <= 1.5 });
+    targets.push({
+      name: `${row.store}: µs/event at N=10,000 over N=100`,
+      goal: "≤ 1.5",
+      value: fixed(row.ratio, 2),
+      met: row.ratio <= 1.5,
+    });
   }
   const latencyGoal: Partial<Record<StoreName, number>> = { redis: 20, postgres: 50 };
   for (const row of results.cross) {
     const goal = latencyGoal[row.store]!;
-    targets.push({ name: `${row.store}: cross-instance event latency p99`, goal: `≤ ${goal} ms`, value: `${fixed(row.p99Ms, 2)} ms`, met: row.p99Ms <= goal });
+    targets.push({
+      name: `${row.store}: cross-instance event latency p99`,
+      goal: `≤ ${goal} ms`,
+      value: `${fixed(row.p99Ms, 2)} ms`,
+      met: row.p99Ms <= goal,
+    });
   }
   for (const row of results.followers) {
     if (row.target === "ceiling") continue;
     // Heap and external memory after a full GC: what the streams keep alive. RSS is shown beside
     // it but moves with the allocator keeping or returning pages freed earlier.
     const retained = row.heapKbPerStream + row.externalKbPerStream;
-    targets.push({ name: `${row.target}: memory per open idle stream (heap + external)`, goal: "≤ 20 KB", value: `${fixed(retained)} KB`, met: retained <= 20 });
+    targets.push({
+      name: `${row.target}: memory per open idle stream (heap + external)`,
+      goal: "≤ 20 KB",
+      value: `${fixed(retained)} KB`,
+      met: retained <= 20,
+    });
     if (row.pgConnections !== undefined && row.pool !== undefined) {
       targets.push({
         name: `postgres: connections at ${count(row.streams)} streams`,
@@ -118,7 +154,13 @@ export function toMarkdown(results: BenchResults): string {
       `Load average (1 min) ${m.load.start} at the start, ${m.load.end ?? "?"} at the end.`,
   );
   if (results.targets.length > 0) {
-    out.push("### Targets", table(["Target", "Goal", "Measured", ""], results.targets.map((t) => [t.name, t.goal, t.value, t.met ? "met" : "**missed**"])));
+    out.push(
+      "### Targets",
+      table(
+        ["Target", "Goal", "Measured", ""],
+        results.targets.map((t) => [t.name, t.goal, t.value, t.met ? "met" : "**missed**"]),
+      ),
+    );
   }
   if (results.throughput.length > 0) {
     const ceiling = results.throughput.find((row) => row.target === "ceiling")?.perSecond;
@@ -143,8 +185,16 @@ export function toMarkdown(results: BenchResults): string {
     out.push(
       `### 2. Stream cost: one stream run of an agent yielding N text parts (request to end of stream, median of runs timing ≥ ${count(s.streamEvents)} events per N)`,
       table(
-        ["Store", ...s.streamSizes.map((n) => `µs/event N=${count(n)}`), `ratio ${count(s.streamSizes.at(-1)!)}/${count(s.streamSizes[0]!)}`],
-        results.streams.map((row) => [row.store, ...row.sizes.map((size) => fixed(size.usPerEvent)), fixed(row.ratio, 2)]),
+        [
+          "Store",
+          ...s.streamSizes.map((n) => `µs/event N=${count(n)}`),
+          `ratio ${count(s.streamSizes.at(-1)!)}/${count(s.streamSizes[0]!)}`,
+        ],
+        results.streams.map((row) => [
+          row.store,
+          ...row.sizes.map((size) => fixed(size.usPerEvent)),
+          fixed(row.ratio, 2),
+        ]),
       ),
     );
   }
@@ -152,7 +202,16 @@ export function toMarkdown(results: BenchResults): string {
     out.push(
       "### 3. Cross-instance: event yielded on instance A to its arrival at a stream open on instance B",
       table(
-        ["Store", "events", "rate/s", "p50 ms", "p99 ms", "max ms", "A: appendEvents p50 / p99 ms", "B: readEvents p50 / p99 ms"],
+        [
+          "Store",
+          "events",
+          "rate/s",
+          "p50 ms",
+          "p99 ms",
+          "max ms",
+          "A: appendEvents p50 / p99 ms",
+          "B: readEvents p50 / p99 ms",
+        ],
         results.cross.map((row) => [
           row.store,
           count(row.events),
@@ -160,8 +219,12 @@ export function toMarkdown(results: BenchResults): string {
           fixed(row.p50Ms, 2),
           fixed(row.p99Ms, 2),
           fixed(row.maxMs, 2),
-          row.writerAppend ? `${fixed(row.writerAppend.p50Ms, 2)} / ${fixed(row.writerAppend.p99Ms, 2)} (${count(row.writerAppend.calls)} calls)` : "–",
-          row.followerRead ? `${fixed(row.followerRead.p50Ms, 2)} / ${fixed(row.followerRead.p99Ms, 2)} (${count(row.followerRead.calls)} calls)` : "–",
+          row.writerAppend
+            ? `${fixed(row.writerAppend.p50Ms, 2)} / ${fixed(row.writerAppend.p99Ms, 2)} (${count(row.writerAppend.calls)} calls)`
+            : "–",
+          row.followerRead
+            ? `${fixed(row.followerRead.p50Ms, 2)} / ${fixed(row.followerRead.p99Ms, 2)} (${count(row.followerRead.calls)} calls)`
+            : "–",
         ]),
       ),
     );
@@ -170,7 +233,15 @@ export function toMarkdown(results: BenchResults): string {
     out.push(
       `### 4. Followers: ${count(s.followers)} open idle streams (awaiting runs) on one instance`,
       table(
-        ["Server", "RSS KB/stream", "heap KB/stream", "external KB/stream", "store connections", "PostgreSQL (pool + 1)", "idle store calls/s"],
+        [
+          "Server",
+          "RSS KB/stream",
+          "heap KB/stream",
+          "external KB/stream",
+          "store connections",
+          "PostgreSQL (pool + 1)",
+          "idle store calls/s",
+        ],
         results.followers.map((row) => [
           row.target === "ceiling" ? "bare Hono streamSSE (floor)" : `ACP, ${row.target} store`,
           fixed(row.rssKbPerStream),
@@ -191,7 +262,13 @@ export function toMarkdown(results: BenchResults): string {
       `### 5. Store bytes per event, one run of N=${count(s.streamSizes.at(-1)!)} parts`,
       table(
         ["Store", "events in the log", "bytes/event", "of which the event values", "measured as"],
-        bytes.map((row) => [row.store, count(row.bytes!.events), count(row.bytes!.bytesPerEvent), count(row.bytes!.valueBytesPerEvent), row.bytes!.method]),
+        bytes.map((row) => [
+          row.store,
+          count(row.bytes!.events),
+          count(row.bytes!.bytesPerEvent),
+          count(row.bytes!.valueBytesPerEvent),
+          row.bytes!.method,
+        ]),
       ),
     );
   }

@@ -5,7 +5,7 @@
  * docs/benchmarks.md, `--profile` has every server write a CPU profile and prints where the time
  * went.
  */
-import { mkdir, readFile, readdir, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { checkReachable, cleanupAll, type StoreName } from "./backends.ts";
@@ -13,10 +13,10 @@ import { configFromEnv, type Scenario } from "./config.ts";
 import { demoDir, stopAll } from "./processes.ts";
 import { isMainThreadProfile, summarizeProfile } from "./profile-summary.ts";
 import { formatCount, Progress } from "./progress.ts";
-import { commit, evaluateTargets, machine, toMarkdown, type BenchResults } from "./report.ts";
+import { type BenchResults, commit, evaluateTargets, machine, toMarkdown } from "./report.ts";
 import type { ScenarioContext } from "./scenarios/context.ts";
 import { measureCrossInstance } from "./scenarios/cross-instance.ts";
-import { measureFollowers, type FollowersTarget } from "./scenarios/followers.ts";
+import { type FollowersTarget, measureFollowers } from "./scenarios/followers.ts";
 import { measureStreamGrowth } from "./scenarios/stream-growth.ts";
 import { measureThroughput } from "./scenarios/throughput.ts";
 
@@ -91,7 +91,10 @@ const steps: Step[] = [
     run: async (context: ScenarioContext) => {
       const row = await measureFollowers(target, context);
       results.followers.push(row);
-      return `${row.rssKbPerStream.toFixed(1)} KB RSS and ${row.heapKbPerStream.toFixed(1)} KB heap per stream` + (row.storeConnections === undefined ? "" : `, ${row.storeConnections} store connections`);
+      return (
+        `${row.rssKbPerStream.toFixed(1)} KB RSS and ${row.heapKbPerStream.toFixed(1)} KB heap per stream` +
+        (row.storeConnections === undefined ? "" : `, ${row.storeConnections} store connections`)
+      );
     },
   })),
 ].filter((step) => config.scenarios.includes(step.scenario));
@@ -122,7 +125,9 @@ async function main(): Promise<void> {
   await checkReachable(config.scenarios.length > 0 ? stores : []);
   const [load] = os.loadavg();
   if (load! > os.cpus().length / 2) {
-    console.error(`[bench] the load average is ${load!.toFixed(2)} on ${os.cpus().length} cores: other work shares the machine, so expect lower and noisier numbers`);
+    console.error(
+      `[bench] the load average is ${load!.toFixed(2)} on ${os.cpus().length} cores: other work shares the machine, so expect lower and noisier numbers`,
+    );
   }
   const progress = new Progress(steps.length);
   const context: ScenarioContext = {
@@ -145,7 +150,9 @@ async function main(): Promise<void> {
   await writeFile(path.join(resultsDir, "latest.json"), `${JSON.stringify(full, null, 2)}\n`);
   await writeFile(path.join(resultsDir, "latest.md"), markdown);
   console.log(markdown);
-  console.error(`[bench] done in ${((performance.now() - started) / 1000).toFixed(0)} s; wrote ${path.relative(repoDir, base)}.json and .md`);
+  console.error(
+    `[bench] done in ${((performance.now() - started) / 1000).toFixed(0)} s; wrote ${path.relative(repoDir, base)}.json and .md`,
+  );
   if (config.updateDocs) {
     await updateDocs(markdown);
     console.error(`[bench] updated ${path.relative(repoDir, docsFile)}`);

@@ -38,7 +38,11 @@ export const echo = agent({ name: "echo", description: "Echoes its input message
  * ("200 hello") repeats the text that many times; `delay=<ms>` sets the pause between tokens.
  */
 export const tokens = agent(
-  { name: "tokens", description: "Streams the input text back one token at a time", output_content_types: ["text/plain"] },
+  {
+    name: "tokens",
+    description: "Streams the input text back one token at a time",
+    output_content_types: ["text/plain"],
+  },
   async function* (input, ctx) {
     const words = textOf(input).split(/\s+/).filter(Boolean);
     const delay = Number(words.find((word) => word.startsWith("delay="))?.slice(6) ?? 0);
@@ -59,9 +63,14 @@ export const approval = agent(
   async function* (input) {
     const task = textOf(input) || "the task";
     yield `Planning ${task}.`;
-    const answer = yield { type: "message", message: { parts: [{ content: `Do you approve ${task}? Answer yes or no.` }] } };
+    const answer = yield {
+      type: "message",
+      message: { parts: [{ content: `Do you approve ${task}? Answer yes or no.` }] },
+    };
     const reply = answer ? textOf([answer.message]).trim().toLowerCase() : "";
-    yield { parts: [{ content: reply.startsWith("y") ? `Approved: doing ${task}.` : `Not approved: ${task} dropped.` }] };
+    yield {
+      parts: [{ content: reply.startsWith("y") ? `Approved: doing ${task}.` : `Not approved: ${task} dropped.` }],
+    };
   },
 );
 
@@ -69,12 +78,20 @@ const PIXEL_PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+
 
 /** Produces artifacts (named parts) of several content types, one of them base64-encoded. */
 export const artifacts = agent(
-  { name: "artifacts", description: "Produces a report, a data file and an image as artifacts", output_content_types: ["text/markdown", "application/json", "image/png", "text/plain"] },
+  {
+    name: "artifacts",
+    description: "Produces a report, a data file and an image as artifacts",
+    output_content_types: ["text/markdown", "application/json", "image/png", "text/plain"],
+  },
   async function* (input) {
     const topic = textOf(input) || "nothing";
     yield `Here are the artifacts about ${topic}.`;
     yield { name: "report.md", content_type: "text/markdown", content: `# Report\n\nAbout ${topic}.` };
-    yield { name: "data.json", content_type: "application/json", content: JSON.stringify({ topic, words: topic.split(/\s+/).length }) };
+    yield {
+      name: "data.json",
+      content_type: "application/json",
+      content: JSON.stringify({ topic, words: topic.split(/\s+/).length }),
+    };
     yield { name: "pixel.png", content_type: "image/png", content_encoding: "base64", content: PIXEL_PNG };
   },
 );
@@ -96,18 +113,25 @@ export const failing = agent(
   async function* (input) {
     yield "Working…";
     if (textOf(input).includes("crash")) throw new Error("internal detail that must not leak");
-    throw new ACPError({ code: "invalid_input", message: "The failing agent refuses this input", data: { hint: "try another agent" } });
+    throw new ACPError({
+      code: "invalid_input",
+      message: "The failing agent refuses this input",
+      data: { hint: "try another agent" },
+    });
   },
 );
 
 /** Works slowly (a tick every 100 ms, `ticks=<n>`, default 50) and stops as soon as it is cancelled. */
-export const slow = agent({ name: "slow", description: "A long task that can be cancelled" }, async function* (input, ctx) {
-  const ticks = Number(/ticks=(\d+)/.exec(textOf(input))?.[1] ?? 50);
-  for (let tick = 1; tick <= ticks; tick++) {
-    await sleep(100, ctx.signal);
-    yield { tick };
-    yield `tick ${tick} `;
-  }
-});
+export const slow = agent(
+  { name: "slow", description: "A long task that can be cancelled" },
+  async function* (input, ctx) {
+    const ticks = Number(/ticks=(\d+)/.exec(textOf(input))?.[1] ?? 50);
+    for (let tick = 1; tick <= ticks; tick++) {
+      await sleep(100, ctx.signal);
+      yield { tick };
+      yield `tick ${tick} `;
+    }
+  },
+);
 
 export const demoAgents = [echo, tokens, approval, artifacts, chat, failing, slow];

@@ -7,7 +7,7 @@
  * `ACP_HISTORY_ALLOW_PRIVATE` (`true` to fetch those from private networks too).
  * docs/configuration.md documents each variable.
  */
-import { acpCors, apiKeyAuth, createHistoryFetcher, type AppOptions } from "@acp/core";
+import { type AppOptions, acpCors, apiKeyAuth, createHistoryFetcher } from "@acp/core";
 
 type Env = Record<string, string | undefined>;
 
@@ -21,7 +21,10 @@ export interface ChosenAppOptions {
 function list(env: Env, name: string): string[] | undefined {
   const raw = env[name];
   if (raw === undefined || raw.trim() === "") return undefined;
-  const items = raw.split(",").map((item) => item.trim()).filter(Boolean);
+  const items = raw
+    .split(",")
+    .map((item) => item.trim())
+    .filter(Boolean);
   if (items.length === 0) throw new Error(`${name} is set but lists nothing`);
   return items;
 }
@@ -31,7 +34,8 @@ function milliseconds(env: Env, name: string): number | undefined {
   const raw = env[name];
   if (raw === undefined || raw === "") return undefined;
   const value = Number(raw);
-  if (!Number.isInteger(value) || value < 0) throw new Error(`${name} must be a whole number, got ${JSON.stringify(raw)}`);
+  if (!Number.isInteger(value) || value < 0)
+    throw new Error(`${name} must be a whole number, got ${JSON.stringify(raw)}`);
   return value;
 }
 
@@ -74,7 +78,9 @@ export function appOptionsFromEnv(env: Env = process.env): ChosenAppOptions {
   if (historyOrigins) {
     options.history = { allowedOrigins: historyOrigins, allowPrivateNetworks: allowPrivate };
     check("ACP_HISTORY_ORIGINS", () => createHistoryFetcher(options.history));
-    summary.push(`remote session history from: ${historyOrigins.join(", ")}${allowPrivate ? " (private networks allowed)" : ""}`);
+    summary.push(
+      `remote session history from: ${historyOrigins.join(", ")}${allowPrivate ? " (private networks allowed)" : ""}`,
+    );
   }
   return { options, summary };
 }

@@ -8,7 +8,7 @@ import { APP_DEFAULTS } from "@acp/core";
 import { demoAgents } from "./agents.ts";
 import { appOptionsFromEnv, type ChosenAppOptions } from "./app-options-from-env.ts";
 import { startServer } from "./server.ts";
-import { storeFromEnv, type ChosenStore } from "./store-from-env.ts";
+import { type ChosenStore, storeFromEnv } from "./store-from-env.ts";
 
 function numberFromEnv(name: string, fallback?: number): number | undefined {
   const raw = process.env[name];
@@ -38,10 +38,17 @@ async function main(): Promise<void> {
     console.error(`[acp] cannot start: ${(error as Error).message}`);
     process.exit(1);
   }
-  const demo = await startServer(demoAgents, chosen, { port, host: process.env.HOST || "0.0.0.0", drainMs, app: appOptions.options });
+  const demo = await startServer(demoAgents, chosen, {
+    port,
+    host: process.env.HOST || "0.0.0.0",
+    drainMs,
+    app: appOptions.options,
+  });
   console.log(`[acp] store: ${chosen.description}`);
   for (const line of appOptions.summary) console.log(`[acp] ${line}`);
-  console.log(`[acp] instance ${demo.app.runtime.instanceId} listening on ${demo.url} (agents: ${demoAgents.map((a) => a.manifest.name).join(", ")})`);
+  console.log(
+    `[acp] instance ${demo.app.runtime.instanceId} listening on ${demo.url} (agents: ${demoAgents.map((a) => a.manifest.name).join(", ")})`,
+  );
   const onSignal = (signal: string): void => {
     console.log(`[acp] ${signal}: draining (up to ${drainMs} ms), then exiting`);
     demo.stop().then(

@@ -4,8 +4,8 @@
  * finish until the deadline, fails the rest, closes its store and exits 0.
  */
 import type { AddressInfo } from "node:net";
-import { serve, type ServerType } from "@hono/node-server";
-import { APP_DEFAULTS, createApp, type ACPApp, type Agent, type AppOptions } from "@acp/core";
+import { type ACPApp, type Agent, APP_DEFAULTS, type AppOptions, createApp } from "@acp/core";
+import { type ServerType, serve } from "@hono/node-server";
 import type { ChosenStore } from "./store-from-env.ts";
 
 export interface DemoServer {
@@ -27,7 +27,11 @@ export interface DemoOptions {
   app?: Omit<AppOptions, "store">;
 }
 
-export async function startServer(agents: Agent[], chosen: ChosenStore, options: DemoOptions = {}): Promise<DemoServer> {
+export async function startServer(
+  agents: Agent[],
+  chosen: ChosenStore,
+  options: DemoOptions = {},
+): Promise<DemoServer> {
   const { port = 8000, host = "0.0.0.0", drainMs = APP_DEFAULTS.shutdownDeadlineMs } = options;
   const app = createApp(agents, { ...options.app, store: chosen.store });
   await app.runtime.start();

@@ -26,7 +26,14 @@ export interface ChosenStore {
 type Env = Record<string, string | undefined>;
 
 const REDIS_VARS = ["REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "REDIS_DB"];
-const POSTGRES_VARS = ["DATABASE_URL", "POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DATABASE"];
+const POSTGRES_VARS = [
+  "DATABASE_URL",
+  "POSTGRES_HOST",
+  "POSTGRES_PORT",
+  "POSTGRES_USER",
+  "POSTGRES_PASSWORD",
+  "POSTGRES_DATABASE",
+];
 
 /** A URL fit for logs: the password replaced by `***`. */
 export function redact(url: string): string {
@@ -67,7 +74,10 @@ function postgresUrl(env: Env): string {
 function ttl(env: Env): { ttlMs?: number } {
   if (!isSet(env, "ACP_TTL_MS")) return {};
   const ttlMs = Number(env.ACP_TTL_MS);
-  if (!Number.isInteger(ttlMs) || ttlMs < 1000) throw new Error(`ACP_TTL_MS must be a whole number of milliseconds, at least 1000; got ${JSON.stringify(env.ACP_TTL_MS)}`);
+  if (!Number.isInteger(ttlMs) || ttlMs < 1000)
+    throw new Error(
+      `ACP_TTL_MS must be a whole number of milliseconds, at least 1000; got ${JSON.stringify(env.ACP_TTL_MS)}`,
+    );
   return { ttlMs };
 }
 
@@ -76,7 +86,9 @@ export async function storeFromEnv(env: Env = process.env): Promise<ChosenStore>
   const wantsRedis = REDIS_VARS.some((name) => isSet(env, name));
   const wantsPostgres = POSTGRES_VARS.some((name) => isSet(env, name));
   if (wantsRedis && wantsPostgres) {
-    throw new Error("Both Redis (REDIS_*) and PostgreSQL (DATABASE_URL / POSTGRES_*) are configured; set the variables of one store only");
+    throw new Error(
+      "Both Redis (REDIS_*) and PostgreSQL (DATABASE_URL / POSTGRES_*) are configured; set the variables of one store only",
+    );
   }
   if (wantsRedis) {
     const url = redisUrl(env);
@@ -114,7 +126,10 @@ export async function storeFromEnv(env: Env = process.env): Promise<ChosenStore>
   if (wantsPostgres) {
     const url = postgresUrl(env);
     const max = Number(env.POSTGRES_POOL_MAX || 10);
-    if (!Number.isInteger(max) || max < 1) throw new Error(`POSTGRES_POOL_MAX must be a whole number of at least 1; got ${JSON.stringify(env.POSTGRES_POOL_MAX)}`);
+    if (!Number.isInteger(max) || max < 1)
+      throw new Error(
+        `POSTGRES_POOL_MAX must be a whole number of at least 1; got ${JSON.stringify(env.POSTGRES_POOL_MAX)}`,
+      );
     const sql = postgres(url, {
       max,
       connect_timeout: 5,
@@ -124,7 +139,12 @@ export async function storeFromEnv(env: Env = process.env): Promise<ChosenStore>
       onnotice: () => {},
       connection: { application_name: env.POSTGRES_APPLICATION_NAME || "acp-server" },
     });
-    const store = new PostgreSQLStore({ sql, table: env.POSTGRES_TABLE || "acp_store", channel: env.POSTGRES_CHANNEL || "acp_update", ...ttl(env) });
+    const store = new PostgreSQLStore({
+      sql,
+      table: env.POSTGRES_TABLE || "acp_store",
+      channel: env.POSTGRES_CHANNEL || "acp_update",
+      ...ttl(env),
+    });
     try {
       await store.migrate();
     } catch (error) {
@@ -141,5 +161,9 @@ export async function storeFromEnv(env: Env = process.env): Promise<ChosenStore>
     };
   }
   const store = new MemoryStore(ttl(env));
-  return { store, description: "memory (single instance: set REDIS_* or POSTGRES_* for high availability)", close: async () => store.close?.() };
+  return {
+    store,
+    description: "memory (single instance: set REDIS_* or POSTGRES_* for high availability)",
+    close: async () => store.close?.(),
+  };
 }

@@ -52,7 +52,12 @@ export async function rawStream(baseUrl: string, path: string, body: unknown): P
   const text = await response.text();
   return text
     .split("\n\n")
-    .map((frame) => frame.split("\n").find((line) => line.startsWith("data: "))?.slice(6))
+    .map((frame) =>
+      frame
+        .split("\n")
+        .find((line) => line.startsWith("data: "))
+        ?.slice(6),
+    )
     .filter((data): data is string => data !== undefined)
     .map((data) => JSON.parse(data));
 }
@@ -77,7 +82,11 @@ export function describeClientSuite(name: string, baseUrl: () => string): void {
       const agents = await c.agents();
       expect(agents.map((agent) => agent.name)).toEqual(expect.arrayContaining(["echo", "tokens", "approval", "chat"]));
       const echo = await c.agent("echo");
-      expect(echo).toMatchObject({ name: "echo", description: "Echoes its input messages", input_content_types: ["*/*"] });
+      expect(echo).toMatchObject({
+        name: "echo",
+        description: "Echoes its input messages",
+        input_content_types: ["*/*"],
+      });
       await expect(c.agent("no-such-agent")).rejects.toMatchObject({ name: "ACPError", code: "not_found" });
     });
 
@@ -85,7 +94,10 @@ export function describeClientSuite(name: string, baseUrl: () => string): void {
       const run = await client(baseUrl()).runSync("echo", "Hello");
       expect(run.status).toBe("completed");
       expect(run.output).toHaveLength(1);
-      expect(run.output[0]).toMatchObject({ role: "agent/echo", parts: [{ content: "Hello", content_type: "text/plain" }] });
+      expect(run.output[0]).toMatchObject({
+        role: "agent/echo",
+        parts: [{ content: "Hello", content_type: "text/plain" }],
+      });
       expect(run.finished_at).toBeTruthy();
     });
 
@@ -111,12 +123,18 @@ export function describeClientSuite(name: string, baseUrl: () => string): void {
         "message.completed",
         "run.completed",
       ]);
-      const parts = events.filter((event) => event.type === "message.part").map((event) => (event.type === "message.part" ? event.part.content : ""));
+      const parts = events
+        .filter((event) => event.type === "message.part")
+        .map((event) => (event.type === "message.part" ? event.part.content : ""));
       expect(parts).toEqual(["alpha ", "beta ", "gamma "]);
       const last = events.at(-1);
       if (last?.type !== "run.completed") throw new Error("no run.completed");
       expect(types(await c.runEvents(last.run.run_id))).toEqual(types(events));
-      const raw = await rawStream(baseUrl(), "/runs", { agent_name: "artifacts", input: [{ role: "user", parts: [{ content: "x" }] }], mode: "stream" });
+      const raw = await rawStream(baseUrl(), "/runs", {
+        agent_name: "artifacts",
+        input: [{ role: "user", parts: [{ content: "x" }] }],
+        mode: "stream",
+      });
       const runId = (raw[0] as { run: { run_id: string } }).run.run_id;
       expect(raw.length).toBeGreaterThan(6);
       expect(await rawEvents(baseUrl(), runId)).toEqual(raw);
@@ -145,9 +163,16 @@ export function describeClientSuite(name: string, baseUrl: () => string): void {
       const c = client(baseUrl());
       const run = await c.runSync("failing", "please");
       expect(run.status).toBe("failed");
-      expect(run.error).toEqual({ code: "invalid_input", message: "The failing agent refuses this input", data: { hint: "try another agent" } });
+      expect(run.error).toEqual({
+        code: "invalid_input",
+        message: "The failing agent refuses this input",
+        data: { hint: "try another agent" },
+      });
       const events = await collect(c.runStream("failing", "please"));
-      expect(events.at(-1)).toMatchObject({ type: "run.failed", run: { status: "failed", error: { code: "invalid_input" } } });
+      expect(events.at(-1)).toMatchObject({
+        type: "run.failed",
+        run: { status: "failed", error: { code: "invalid_input" } },
+      });
     });
 
     it("fails a run that throws a plain error with server_error and no internal detail", async () => {
@@ -197,11 +222,22 @@ export function describeClientSuite(name: string, baseUrl: () => string): void {
       const c = client(baseUrl());
       const run = await c.runSync("approval", "the deploy");
       expect(run.status).toBe("awaiting");
-      expect(run.await_request).toMatchObject({ type: "message", message: { parts: [{ content: "Do you approve the deploy? Answer yes or no." }] } });
-      const resumed = await c.runResumeSync(run.run_id, { type: "message", message: { role: "user", parts: [{ content: "yes", content_type: "text/plain" }] } } as never);
+      expect(run.await_request).toMatchObject({
+        type: "message",
+        message: { parts: [{ content: "Do you approve the deploy? Answer yes or no." }] },
+      });
+      const resumed = await c.runResumeSync(run.run_id, {
+        type: "message",
+        message: { role: "user", parts: [{ content: "yes", content_type: "text/plain" }] },
+      } as never);
       expect(resumed.status).toBe("completed");
       expect(texts(resumed)).toBe("Planning the deploy.Approved: doing the deploy.");
-      await expect(c.runResumeSync(run.run_id, { type: "message", message: { role: "user", parts: [{ content: "yes" }] } } as never)).rejects.toMatchObject({
+      await expect(
+        c.runResumeSync(run.run_id, {
+          type: "message",
+          message: { role: "user", parts: [{ content: "yes" }] },
+        } as never),
+      ).rejects.toMatchObject({
         name: "ACPError",
         code: "invalid_input",
       });
@@ -210,7 +246,10 @@ export function describeClientSuite(name: string, baseUrl: () => string): void {
     it("resumes an awaiting run in async mode", async () => {
       const c = client(baseUrl());
       const run = await c.runSync("approval", "the release");
-      const resumed = await c.runResumeAsync(run.run_id, { type: "message", message: { role: "user", parts: [{ content: "no" }] } } as never);
+      const resumed = await c.runResumeAsync(run.run_id, {
+        type: "message",
+        message: { role: "user", parts: [{ content: "no" }] },
+      } as never);
       expect(resumed.status).toBe("in-progress");
       const done = await pollRun(c, run.run_id, (r) => TERMINAL.includes(r.status));
       expect(texts(done)).toBe("Planning the release.Not approved: the release dropped.");
@@ -221,12 +260,28 @@ export function describeClientSuite(name: string, baseUrl: () => string): void {
       const first = await collect(c.runStream("approval", "the migration"));
       expect(types(first).at(-1)).toBe("run.awaiting");
       const runId = first[0]?.type === "run.created" ? first[0].run.run_id : "";
-      const second = await collect(c.runResumeStream(runId, { type: "message", message: { role: "user", parts: [{ content: "yes" }] } } as never));
-      expect(types(second)).toEqual(["run.in-progress", "message.created", "message.part", "message.completed", "run.completed"]);
+      const second = await collect(
+        c.runResumeStream(runId, { type: "message", message: { role: "user", parts: [{ content: "yes" }] } } as never),
+      );
+      expect(types(second)).toEqual([
+        "run.in-progress",
+        "message.created",
+        "message.part",
+        "message.completed",
+        "run.completed",
+      ]);
       expect(types(await c.runEvents(runId))).toEqual(types([...first, ...second]));
-      const raw = await rawStream(baseUrl(), "/runs", { agent_name: "approval", input: [{ role: "user", parts: [{ content: "x" }] }], mode: "stream" });
+      const raw = await rawStream(baseUrl(), "/runs", {
+        agent_name: "approval",
+        input: [{ role: "user", parts: [{ content: "x" }] }],
+        mode: "stream",
+      });
       const awaitingId = (raw[0] as { run: { run_id: string } }).run.run_id;
-      const resumed = await rawStream(baseUrl(), `/runs/${awaitingId}`, { run_id: awaitingId, await_resume: { type: "message", message: { role: "user", parts: [{ content: "yes" }] } }, mode: "stream" });
+      const resumed = await rawStream(baseUrl(), `/runs/${awaitingId}`, {
+        run_id: awaitingId,
+        await_resume: { type: "message", message: { role: "user", parts: [{ content: "yes" }] } },
+        mode: "stream",
+      });
       expect(await rawEvents(baseUrl(), awaitingId)).toEqual([...raw, ...resumed]);
     });
 
@@ -241,17 +296,27 @@ export function describeClientSuite(name: string, baseUrl: () => string): void {
       expect(texts(second)).toContain("holds 3 messages");
       expect(texts(second)).toContain('You said first: "my name is Ada"');
       expect(first.session_id).toBe(sessionId);
-      const session = await validatingFetch(`${baseUrl()}/sessions/${sessionId}`).then((r) => r.json() as Promise<{ id: string; history: string[] }>);
+      const session = await validatingFetch(`${baseUrl()}/sessions/${sessionId}`).then(
+        (r) => r.json() as Promise<{ id: string; history: string[] }>,
+      );
       expect(session.id).toBe(sessionId);
       expect(session.history).toHaveLength(4);
-      const items = await Promise.all(session.history.map((url) => validatingFetch(url).then((r) => r.json() as Promise<{ role: string }>)));
+      const items = await Promise.all(
+        session.history.map((url) => validatingFetch(url).then((r) => r.json() as Promise<{ role: string }>)),
+      );
       expect(items.map((item) => item.role)).toEqual(["user", "agent/chat", "user", "agent/chat"]);
     });
 
     it("keeps mime types and base64 parts", async () => {
       const png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
       const input = [
-        { role: "user", parts: [{ content: '{"a":1}', content_type: "application/json" }, { content: png, content_type: "image/png", content_encoding: "base64" }] },
+        {
+          role: "user",
+          parts: [
+            { content: '{"a":1}', content_type: "application/json" },
+            { content: png, content_type: "image/png", content_encoding: "base64" },
+          ],
+        },
       ];
       const run = await client(baseUrl()).runSync("echo", input as never);
       expect(run.output[0]?.parts).toMatchObject([
@@ -270,7 +335,9 @@ export function describeClientSuite(name: string, baseUrl: () => string): void {
         ["pixel.png", "image/png"],
       ]);
       const events = await collect(c.runStream("artifacts", "the weather"));
-      const streamed = events.flatMap((event) => (event.type === "message.part" && event.part.name ? [event.part.name] : []));
+      const streamed = events.flatMap((event) =>
+        event.type === "message.part" && event.part.name ? [event.part.name] : [],
+      );
       expect(streamed).toEqual(["report.md", "data.json", "pixel.png"]);
     });
   });

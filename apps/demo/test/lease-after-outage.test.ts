@@ -6,9 +6,9 @@
  * unreachable backend.
  */
 import type { AddressInfo } from "node:net";
-import { serve, type ServerType } from "@hono/node-server";
-import { createApp, type ACPApp, type Store } from "@acp/core";
+import { type ACPApp, createApp, type Store } from "@acp/core";
 import { MemoryStore } from "@acp/store-memory";
+import { type ServerType, serve } from "@hono/node-server";
 import { afterEach, describe, expect, it } from "vitest";
 import { approval } from "../src/agents.ts";
 
@@ -21,7 +21,10 @@ function behindSwitch(store: Store, state: Switch): Store {
     get(target, property) {
       const value: unknown = Reflect.get(target, property, target);
       if (typeof value !== "function") return value;
-      return (...args: unknown[]) => (state.down ? Promise.reject(new Error("connect ECONNREFUSED")) : (value as (...a: unknown[]) => unknown).apply(target, args));
+      return (...args: unknown[]) =>
+        state.down
+          ? Promise.reject(new Error("connect ECONNREFUSED"))
+          : (value as (...a: unknown[]) => unknown).apply(target, args);
     },
   });
 }
@@ -34,8 +37,16 @@ interface Instance {
   url: string;
 }
 
-async function post(instance: Instance, path: string, body: unknown): Promise<{ status: number; run: { run_id: string; status: string } }> {
-  const response = await fetch(`${instance.url}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+async function post(
+  instance: Instance,
+  path: string,
+  body: unknown,
+): Promise<{ status: number; run: { run_id: string; status: string } }> {
+  const response = await fetch(`${instance.url}${path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
   return { status: response.status, run: (await response.json()) as { run_id: string; status: string } };
 }
 
@@ -52,7 +63,11 @@ afterEach(async () => {
   await Promise.all(stores.splice(0).map((store) => store.close()));
 });
 
-async function instance(store: Store, state: Switch, options: { leaseMs?: number; outageMs?: number } = {}): Promise<Instance> {
+async function instance(
+  store: Store,
+  state: Switch,
+  options: { leaseMs?: number; outageMs?: number } = {},
+): Promise<Instance> {
   const app = createApp([approval], { store: behindSwitch(store, state), storeTimeoutMs: 100, ...options });
   const server = await new Promise<ServerType>((resolve) => {
     const started = serve({ fetch: app.fetch, port: 0, hostname: "127.0.0.1" }, () => resolve(started));

@@ -8,9 +8,10 @@ import postgres from "postgres";
 import { expect, it } from "vitest";
 import {
   describeOutage,
+  endedRun,
   expectFramesAreTheLog,
   expectTokensLog,
-  endedRun,
+  type Frame,
   follow,
   followToEnd,
   readFrames,
@@ -19,9 +20,8 @@ import {
   TEST_TIMEOUT_MS,
   until,
   words,
-  type Frame,
 } from "./support/outage-suite.ts";
-import { startPrivatePostgres, type PrivatePostgres } from "./support/private-postgres.ts";
+import { type PrivatePostgres, startPrivatePostgres } from "./support/private-postgres.ts";
 
 /** The name the instance's connections carry, so the test finds them in pg_stat_activity. */
 const APPLICATION_NAME = `acp-outage-${randomBytes(3).toString("hex")}`;
@@ -29,7 +29,12 @@ const APPLICATION_NAME = `acp-outage-${randomBytes(3).toString("hex")}`;
 const TABLE = "acp_store";
 
 async function withSql<T>(server: PrivatePostgres, body: (sql: postgres.Sql) => Promise<T>): Promise<T> {
-  const sql = postgres(server.url, { max: 1, connect_timeout: 2, onnotice: () => {}, connection: { application_name: "acp-outage-test" } });
+  const sql = postgres(server.url, {
+    max: 1,
+    connect_timeout: 2,
+    onnotice: () => {},
+    connection: { application_name: "acp-outage-test" },
+  });
   try {
     return await body(sql);
   } finally {
@@ -52,7 +57,8 @@ function terminateInstanceConnections(server: PrivatePostgres): Promise<number> 
 /** Whether the instance holds its LISTEN connection (the last query of a connection shows in pg_stat_activity). */
 function listening(server: PrivatePostgres): Promise<boolean> {
   return withSql(server, async (sql) => {
-    const rows = await sql`SELECT 1 FROM pg_stat_activity WHERE application_name = ${APPLICATION_NAME} AND query ILIKE 'listen %'`;
+    const rows =
+      await sql`SELECT 1 FROM pg_stat_activity WHERE application_name = ${APPLICATION_NAME} AND query ILIKE 'listen %'`;
     return rows.length === 1;
   });
 }
@@ -61,36 +67,47 @@ describeOutage(
   {
     name: "PostgreSQL (SIGKILL of all its processes, restart)",
     start: startPrivatePostgres,
-    env: (server) => ({ DATABASE_URL: server.url, POSTGRES_APPLICATION_NAME: APPLICATION_NAME, POSTGRES_POOL_MAX: "4" }),
+    env: (server) => ({
+      DATABASE_URL: server.url,
+      POSTGRES_APPLICATION_NAME: APPLICATION_NAME,
+      POSTGRES_POOL_MAX: "4",
+    }),
     storedRunIds: (server) =>
-      withSql(server, async (sql) => (await sql<{ id: string }[]>`SELECT id FROM ${sql(TABLE)} WHERE kind = 'run'`).map((row) => row.id)),
+      withSql(server, async (sql) =>
+        (await sql<{ id: string }[]>`SELECT id FROM ${sql(TABLE)} WHERE kind = 'run'`).map((row) => row.id),
+      ),
     // One LISTEN serves every run of the instance.
     listensFor: (server) => listening(server),
   },
   ({ server, instance }) => {
-    it("goes on when pg_terminate_backend cuts all its connections mid-stream: the log is complete, followers catch up, LISTEN comes back", async () => {
-      const url = instance().url;
-      const all = words(30);
-      const run = await startTokensRun(url, all, 100);
-      const frames: Frame[] = [];
-      const reader = (await follow(url, run.run_id)).body!.getReader();
-      const parts = (count: number) => (seen: Frame[]) => seen.filter((frame) => frame.data.type === "message.part").length >= count;
-      await until("the instance to listen", async () => ((await listening(server())) ? true : undefined));
+    it(
+      "goes on when pg_terminate_backend cuts all its connections mid-stream: the log is complete, followers catch up, LISTEN comes back",
+      async () => {
+        const url = instance().url;
+        const all = words(30);
+        const run = await startTokensRun(url, all, 100);
+        const frames: Frame[] = [];
+        const reader = (await follow(url, run.run_id)).body!.getReader();
+        const parts = (count: number) => (seen: Frame[]) =>
+          seen.filter((frame) => frame.data.type === "message.part").length >= count;
+        await until("the instance to listen", async () => ((await listening(server())) ? true : undefined));
 
-      await readFrames(reader, frames, parts(5));
-      // The query pool and the LISTEN connection at least.
-      expect(await terminateInstanceConnections(server())).toBeGreaterThanOrEqual(2);
-      // Once more, while the first cut is being ridden out.
-      await readFrames(reader, frames, parts(10));
-      await terminateInstanceConnections(server());
+        await readFrames(reader, frames, parts(5));
+        // The query pool and the LISTEN connection at least.
+        expect(await terminateInstanceConnections(server())).toBeGreaterThanOrEqual(2);
+        // Once more, while the first cut is being ridden out.
+        await readFrames(reader, frames, parts(10));
+        await terminateInstanceConnections(server());
 
-      const ended = await endedRun(url, run.run_id);
-      expect(ended).toMatchObject({ status: "completed", error: null });
-      const log = await storedEvents(url, run.run_id);
-      expectTokensLog(log, all, "completed");
-      await followToEnd(url, run.run_id, frames, reader);
-      expectFramesAreTheLog(frames, log);
-      await until("LISTEN to be established again", async () => ((await listening(server())) ? true : undefined));
-    }, TEST_TIMEOUT_MS);
+        const ended = await endedRun(url, run.run_id);
+        expect(ended).toMatchObject({ status: "completed", error: null });
+        const log = await storedEvents(url, run.run_id);
+        expectTokensLog(log, all, "completed");
+        await followToEnd(url, run.run_id, frames, reader);
+        expectFramesAreTheLog(frames, log);
+        await until("LISTEN to be established again", async () => ((await listening(server())) ? true : undefined));
+      },
+      TEST_TIMEOUT_MS,
+    );
   },
 );

@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { Client } from "acp-sdk";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bareImports } from "./support/bare-imports.ts";
-import { startChildServer, type ChildServer } from "./support/node-child-server.ts";
+import { type ChildServer, startChildServer } from "./support/node-child-server.ts";
 import { runCommand } from "./support/run-command.ts";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
@@ -69,7 +69,8 @@ beforeAll(async () => {
     const destination = join(temp, "packs", pkg.name.replace("/", "+"));
     await runCommand("pnpm", ["pack", "--pack-destination", destination], { cwd: pkg.dir, env });
     const [tarball, ...more] = readdirSync(destination).filter((file) => file.endsWith(".tgz"));
-    if (!tarball || more.length > 0) throw new Error(`expected one tarball for ${pkg.name} in ${destination}, found ${[tarball, ...more].join(", ")}`);
+    if (!tarball || more.length > 0)
+      throw new Error(`expected one tarball for ${pkg.name} in ${destination}, found ${[tarball, ...more].join(", ")}`);
     tarballs.push(join(destination, tarball));
   }
 
@@ -81,7 +82,10 @@ beforeAll(async () => {
   // The same @hono/node-server range the demo app is tested with.
   const demo = JSON.parse(readFileSync(join(ROOT, "apps/demo/package.json"), "utf8")) as PackageJson;
   const nodeServer = `@hono/node-server@${demo.dependencies?.["@hono/node-server"] ?? "latest"}`;
-  await runCommand("npm", ["install", "--no-audit", "--no-fund", "--prefer-offline", ...tarballs, nodeServer], { cwd: project, env });
+  await runCommand("npm", ["install", "--no-audit", "--no-fund", "--prefer-offline", ...tarballs, nodeServer], {
+    cwd: project,
+    env,
+  });
 
   writeFileSync(join(project, "resolve.mjs"), RESOLVE_MJS);
 }, 180_000);
@@ -106,13 +110,20 @@ describe("the packed packages installed with npm", () => {
   it.each(PACKAGES)("$name declares every package its dist imports", ({ name }) => {
     const installed = join(project, "node_modules", name);
     const manifest = JSON.parse(readFileSync(join(installed, "package.json"), "utf8")) as PackageJson;
-    const declared = new Set([...Object.keys(manifest.dependencies ?? {}), ...Object.keys(manifest.peerDependencies ?? {}), name]);
+    const declared = new Set([
+      ...Object.keys(manifest.dependencies ?? {}),
+      ...Object.keys(manifest.peerDependencies ?? {}),
+      name,
+    ]);
     const undeclared = [...bareImports(join(installed, "dist"))].filter((imported) => !declared.has(imported));
     expect(undeclared, `${name} imports these without declaring them`).toEqual([]);
   });
 
   it("resolves every entry to dist, with one copy of @acp/core", async () => {
-    const resolved = JSON.parse(await runCommand(process.execPath, ["resolve.mjs"], { cwd: project })) as Record<string, string>;
+    const resolved = JSON.parse(await runCommand(process.execPath, ["resolve.mjs"], { cwd: project })) as Record<
+      string,
+      string
+    >;
     expect(resolved).toEqual({
       "@acp/core": expect.stringMatching(/\/node_modules\/@acp\/core\/dist\/index\.mjs$/),
       "@acp/core/testing": expect.stringMatching(/\/node_modules\/@acp\/core\/dist\/testing\/index\.mjs$/),
@@ -144,7 +155,11 @@ describe("the README example run with node, driven by the acp-sdk client", () =>
   it("runs echo in sync mode", async () => {
     const run = await client().runSync("echo", "Hello from npm");
     expect(run.status, server?.output()).toBe("completed");
-    expect(run.output).toEqual([expect.objectContaining({ parts: [expect.objectContaining({ content: "Hello from npm", content_type: "text/plain" })] })]);
+    expect(run.output).toEqual([
+      expect.objectContaining({
+        parts: [expect.objectContaining({ content: "Hello from npm", content_type: "text/plain" })],
+      }),
+    ]);
   });
 
   it("streams an echo run", async () => {

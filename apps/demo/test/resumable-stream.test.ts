@@ -6,13 +6,17 @@
 import { MemoryStore } from "@acp/store-memory";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { demoAgents } from "../src/agents.ts";
-import { startServer, type DemoServer } from "../src/server.ts";
+import { type DemoServer, startServer } from "../src/server.ts";
 
 let demo: DemoServer;
 
 beforeAll(async () => {
   const store = new MemoryStore();
-  demo = await startServer(demoAgents, { store, description: "memory", close: async () => store.close?.() }, { port: 0, host: "127.0.0.1", drainMs: 500 });
+  demo = await startServer(
+    demoAgents,
+    { store, description: "memory", close: async () => store.close?.() },
+    { port: 0, host: "127.0.0.1", drainMs: 500 },
+  );
 });
 
 afterAll(async () => {
@@ -23,7 +27,11 @@ async function startRun(text: string): Promise<string> {
   const response = await fetch(`${demo.url}/runs`, {
     method: "POST",
     headers: { "content-type": "application/json" },
-    body: JSON.stringify({ agent_name: "tokens", input: [{ role: "user", parts: [{ content: text }] }], mode: "async" }),
+    body: JSON.stringify({
+      agent_name: "tokens",
+      input: [{ role: "user", parts: [{ content: text }] }],
+      mode: "async",
+    }),
   });
   return ((await response.json()) as { run_id: string }).run_id;
 }
@@ -31,7 +39,9 @@ async function startRun(text: string): Promise<string> {
 function follow(runId: string, lastEventId?: number): Promise<string> {
   const headers: Record<string, string> = { accept: "text/event-stream" };
   if (lastEventId !== undefined) headers["last-event-id"] = String(lastEventId);
-  return fetch(`${demo.url}/runs/${runId}/events`, { headers, signal: AbortSignal.timeout(15_000) }).then((r) => r.text());
+  return fetch(`${demo.url}/runs/${runId}/events`, { headers, signal: AbortSignal.timeout(15_000) }).then((r) =>
+    r.text(),
+  );
 }
 
 describe("resumable event streams", () => {

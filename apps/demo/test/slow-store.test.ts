@@ -2,10 +2,11 @@
  * A store that is slow but reachable: a create that answers after the client was told 503 must
  * not leave a run that nobody executes. The store here is the real memory store behind a delay.
  */
-import { serve, type ServerType } from "@hono/node-server";
+
+import type { AddressInfo } from "node:net";
 import { createApp, type Store } from "@acp/core";
 import { MemoryStore } from "@acp/store-memory";
-import type { AddressInfo } from "node:net";
+import { type ServerType, serve } from "@hono/node-server";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { echo } from "../src/agents.ts";
 

@@ -7,8 +7,8 @@
  * client may hang (each has a deadline).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { postgresBackend, redisBackend, type Backend } from "./ha/backends.ts";
-import { startInstance, startNginx, stopInstances, type Balancer, type Instance } from "./support/cluster.ts";
+import { type Backend, postgresBackend, redisBackend } from "./ha/backends.ts";
+import { type Balancer, type Instance, startInstance, startNginx, stopInstances } from "./support/cluster.ts";
 
 const CLIENTS = 200;
 const TOKENS = 40;
@@ -41,7 +41,10 @@ async function readFrames(response: Response, onFrame: (frame: Frame) => void): 
 const TERMINAL = new Set(["run.completed", "run.failed", "run.cancelled"]);
 
 /** One client: starts a stream run, resumes the stream wherever it breaks, until the run ends. */
-async function streamingClient(baseUrl: string, index: number): Promise<{ runId: string; frames: Frame[]; terminal: string }> {
+async function streamingClient(
+  baseUrl: string,
+  index: number,
+): Promise<{ runId: string; frames: Frame[]; terminal: string }> {
   const deadline = AbortSignal.timeout(CLIENT_DEADLINE_MS);
   const frames: Frame[] = [];
   let runId = "";
@@ -50,10 +53,19 @@ async function streamingClient(baseUrl: string, index: number): Promise<{ runId:
     frames.push(frame);
     if (frame.event.type === "run.created") runId = frame.event.run!.run_id;
   };
-  const body = JSON.stringify({ agent_name: "tokens", input: [{ role: "user", parts: [{ content: `${TOKENS} c${index} delay=25` }] }], mode: "stream" });
+  const body = JSON.stringify({
+    agent_name: "tokens",
+    input: [{ role: "user", parts: [{ content: `${TOKENS} c${index} delay=25` }] }],
+    mode: "stream",
+  });
   while (runId === "") {
     try {
-      const response = await fetch(`${baseUrl}/runs`, { method: "POST", headers: { "content-type": "application/json" }, body, signal: deadline });
+      const response = await fetch(`${baseUrl}/runs`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body,
+        signal: deadline,
+      });
       if (response.status === 503 || response.status === 502) {
         await response.body?.cancel();
         await sleep(100);
@@ -105,7 +117,9 @@ function describeSoak(makeBackend: () => Backend): void {
 
   describe(`soak on ${backend.name}`, () => {
     it(`${CLIENTS} streaming clients over two instances while one restarts: every run ends, no event lost`, async () => {
-      const clients = Array.from({ length: CLIENTS }, (_, index) => sleep(index * 5).then(() => streamingClient(balancer.url, index)));
+      const clients = Array.from({ length: CLIENTS }, (_, index) =>
+        sleep(index * 5).then(() => streamingClient(balancer.url, index)),
+      );
       await sleep(600);
       a.kill("SIGTERM");
       expect(await a.exited).toBe(0);
@@ -122,7 +136,9 @@ function describeSoak(makeBackend: () => Backend): void {
       for (const result of results) {
         // What the client saw: seq 1..n, each once, in order, despite broken streams.
         expect(result.frames.map((frame) => frame.id)).toEqual(result.frames.map((_, i) => i + 1));
-        const stored = (await (await fetch(`${b.url}/runs/${result.runId}/events`)).json()) as { events: Frame["event"][] };
+        const stored = (await (await fetch(`${b.url}/runs/${result.runId}/events`)).json()) as {
+          events: Frame["event"][];
+        };
         expect(stored.events).toEqual(result.frames.map((frame) => frame.event));
         if (result.terminal === "run.completed") {
           expect(stored.events.filter((event) => event.type === "message.part")).toHaveLength(TOKENS);

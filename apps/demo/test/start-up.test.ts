@@ -7,8 +7,8 @@ import { spawn } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { freePort, startInstance, stopInstances } from "./support/cluster.ts";
 import { postgresBackend, redisBackend } from "./ha/backends.ts";
+import { freePort, startInstance, stopInstances } from "./support/cluster.ts";
 
 const demoDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -61,7 +61,11 @@ describe("demo start-up", () => {
 
   it("fails fast with a readable message when Redis is unreachable", async () => {
     const port = await freePort();
-    const { code, output } = await runToExit({ REDIS_HOST: "127.0.0.1", REDIS_PORT: String(port), REDIS_PASSWORD: "hunter2" });
+    const { code, output } = await runToExit({
+      REDIS_HOST: "127.0.0.1",
+      REDIS_PORT: String(port),
+      REDIS_PASSWORD: "hunter2",
+    });
     expect(code).not.toBe(0);
     expect(output).toContain(`Cannot reach Redis at redis://:***@127.0.0.1:${port}/0`);
     expect(output).not.toContain("hunter2");
@@ -69,7 +73,11 @@ describe("demo start-up", () => {
 
   it("fails fast with a readable message when PostgreSQL is unreachable", async () => {
     const port = await freePort();
-    const { code, output } = await runToExit({ POSTGRES_HOST: "127.0.0.1", POSTGRES_PORT: String(port), POSTGRES_PASSWORD: "hunter2" });
+    const { code, output } = await runToExit({
+      POSTGRES_HOST: "127.0.0.1",
+      POSTGRES_PORT: String(port),
+      POSTGRES_PASSWORD: "hunter2",
+    });
     expect(code).not.toBe(0);
     expect(output).toContain(`Cannot reach PostgreSQL at postgres://postgres:***@127.0.0.1:${port}/postgres`);
     expect(output).not.toContain("hunter2");

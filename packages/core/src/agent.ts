@@ -2,7 +2,15 @@
  * The agent API: a manifest plus a handler, usually an async generator.
  */
 import * as v from "valibot";
-import { AgentNameSchema, MetadataSchema, type AgentManifest, type AwaitResume, type Message, type MessagePart, type Metadata } from "./models.ts";
+import {
+  type AgentManifest,
+  AgentNameSchema,
+  type AwaitResume,
+  type Message,
+  type MessagePart,
+  type Metadata,
+  MetadataSchema,
+} from "./models.ts";
 
 /** A session's earlier messages, read from the store so that any instance can serve them. */
 export interface SessionHandle {
@@ -44,12 +52,22 @@ export interface AwaitRequestInput {
  * What a handler may yield: text (a `text/plain` part), a part (one with `name` is an
  * artifact), a whole message, an await request, or any other plain object (a `generic` event).
  */
-export type Yielded = string | PartInput | MessageInput | AwaitRequestInput | Record<string, unknown> | null | undefined;
+export type Yielded =
+  | string
+  | PartInput
+  | MessageInput
+  | AwaitRequestInput
+  | Record<string, unknown>
+  | null
+  | undefined;
 
 export type AgentGenerator = AsyncGenerator<Yielded, unknown, AwaitResume | undefined>;
 
 /** An async generator function, or an async function whose return value is yielded once. */
-export type AgentHandler = (input: Message[], ctx: AgentContext) => AgentGenerator | Promise<Yielded | Yielded[]> | Yielded;
+export type AgentHandler = (
+  input: Message[],
+  ctx: AgentContext,
+) => AgentGenerator | Promise<Yielded | Yielded[]> | Yielded;
 
 export interface AgentOptions {
   /** RFC 1123 DNS label: lower-case letters, digits and dashes. */
@@ -76,8 +94,10 @@ export interface Agent {
  */
 export function agent(options: AgentOptions, handler: AgentHandler): Agent {
   const name = v.safeParse(AgentNameSchema, options.name);
-  if (!name.success) throw new TypeError(`[acp] agent(): invalid name ${JSON.stringify(options.name)}: ${name.issues[0].message}`);
-  if (typeof handler !== "function") throw new TypeError(`[acp] agent(): the handler of "${options.name}" must be a function`);
+  if (!name.success)
+    throw new TypeError(`[acp] agent(): invalid name ${JSON.stringify(options.name)}: ${name.issues[0].message}`);
+  if (typeof handler !== "function")
+    throw new TypeError(`[acp] agent(): the handler of "${options.name}" must be a function`);
   const metadata = options.metadata === undefined ? undefined : v.parse(MetadataSchema, options.metadata);
   const manifest: AgentManifest = {
     name: name.output,

@@ -35,7 +35,9 @@ export class ACPError extends Error {
 
   /** The wire form. */
   toJSON(): ErrorModel {
-    return this.data == null ? { code: this.code, message: this.message } : { code: this.code, message: this.message, data: this.data };
+    return this.data == null
+      ? { code: this.code, message: this.message }
+      : { code: this.code, message: this.message, data: this.data };
   }
 }
 

@@ -14,8 +14,10 @@ beforeAll(async () => {
   server = createServer((request, response) => {
     const path = new URL(request.url ?? "/", "http://x").pathname;
     hits.set(path, (hits.get(path) ?? 0) + 1);
-    if (path === "/message") return void response.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(MESSAGE));
-    if (path === "/big-declared") return void response.writeHead(200, { "content-length": "4096" }).end("x".repeat(4096));
+    if (path === "/message")
+      return void response.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(MESSAGE));
+    if (path === "/big-declared")
+      return void response.writeHead(200, { "content-length": "4096" }).end("x".repeat(4096));
     if (path === "/big-chunked") {
       response.writeHead(200, { "content-type": "application/json" });
       for (let i = 0; i < 8; i++) response.write("x".repeat(512));
@@ -74,8 +76,13 @@ describe("createHistoryFetcher", () => {
 
   it("connects to the addresses it checked when a name is allowed (localhost with private networks allowed)", async () => {
     const port = new URL(origin).port;
-    const fetchItem = createHistoryFetcher({ allowedOrigins: [`http://localhost:${port}`], allowPrivateNetworks: true });
-    expect(await fetchItem(`http://localhost:${port}/message`)).toMatchObject({ parts: [{ content: "from the peer" }] });
+    const fetchItem = createHistoryFetcher({
+      allowedOrigins: [`http://localhost:${port}`],
+      allowPrivateNetworks: true,
+    });
+    expect(await fetchItem(`http://localhost:${port}/message`)).toMatchObject({
+      parts: [{ content: "from the peer" }],
+    });
   });
 
   it("refuses a body over maxBytes, declared or streamed", async () => {

@@ -10,7 +10,7 @@ import { request as httpRequest, type IncomingMessage } from "node:http";
 import { request as httpsRequest } from "node:https";
 import type { LookupFunction } from "node:net";
 import * as v from "valibot";
-import { MessageSchema, type Message } from "./models.ts";
+import { type Message, MessageSchema } from "./models.ts";
 import { isOrigin } from "./origin.ts";
 import { isInternalAddress } from "./private-address.ts";
 
@@ -63,24 +63,31 @@ export function describeUrl(url: string): string {
   }
 }
 
-
 function positiveInteger(value: number, name: string, who: string): number {
-  if (!Number.isInteger(value) || value < 1) throw new TypeError(`[acp] ${who}: history.${name} must be a whole number of at least 1, got ${value}`);
+  if (!Number.isInteger(value) || value < 1)
+    throw new TypeError(`[acp] ${who}: history.${name} must be a whole number of at least 1, got ${value}`);
   return value;
 }
 
 /** Resolves the host and refuses it when any of its addresses is internal (unless allowed). */
-async function resolveHost(hostname: string, allowPrivateNetworks: boolean): Promise<{ address: string; family: number }[]> {
+async function resolveHost(
+  hostname: string,
+  allowPrivateNetworks: boolean,
+): Promise<{ address: string; family: number }[]> {
   const host = hostname.replace(/^\[|\]$/g, "");
   let addresses: { address: string; family: number }[];
   try {
     addresses = await lookup(host, { all: true, verbatim: true });
   } catch (error) {
-    throw new HistoryFetchError(`its host does not resolve (${(error as NodeJS.ErrnoException).code ?? "lookup failed"})`);
+    throw new HistoryFetchError(
+      `its host does not resolve (${(error as NodeJS.ErrnoException).code ?? "lookup failed"})`,
+    );
   }
   if (addresses.length === 0) throw new HistoryFetchError("its host does not resolve");
   if (!allowPrivateNetworks && addresses.some((entry) => isInternalAddress(entry.address))) {
-    throw new HistoryFetchError("its host resolves to a loopback, link-local or private address (see history.allowPrivateNetworks)");
+    throw new HistoryFetchError(
+      "its host resolves to a loopback, link-local or private address (see history.allowPrivateNetworks)",
+    );
   }
   return addresses;
 }
@@ -88,7 +95,10 @@ async function resolveHost(hostname: string, allowPrivateNetworks: boolean): Pro
 /** A lookup for the socket that answers with the addresses already checked, never asking DNS again. */
 function pinnedLookup(addresses: { address: string; family: number }[]): LookupFunction {
   return (_hostname, options, callback) => {
-    const wanted = options.family === 4 || options.family === 6 ? addresses.filter((entry) => entry.family === options.family) : addresses;
+    const wanted =
+      options.family === 4 || options.family === 6
+        ? addresses.filter((entry) => entry.family === options.family)
+        : addresses;
     const usable = wanted.length > 0 ? wanted : addresses;
     if (options.all) (callback as (error: null, all: { address: string; family: number }[]) => void)(null, usable);
     else callback(null, usable[0]!.address, usable[0]!.family);
@@ -117,10 +127,19 @@ function readCapped(response: IncomingMessage, maxBytes: number): Promise<string
   });
 }
 
-async function get(url: URL, addresses: { address: string; family: number }[], signal: AbortSignal, maxBytes: number): Promise<string> {
+async function get(
+  url: URL,
+  addresses: { address: string; family: number }[],
+  signal: AbortSignal,
+  maxBytes: number,
+): Promise<string> {
   const send = url.protocol === "https:" ? httpsRequest : httpRequest;
   const response = await new Promise<IncomingMessage>((resolve, reject) => {
-    const outgoing = send(url, { method: "GET", headers: { accept: "application/json" }, lookup: pinnedLookup(addresses), signal, agent: false }, resolve);
+    const outgoing = send(
+      url,
+      { method: "GET", headers: { accept: "application/json" }, lookup: pinnedLookup(addresses), signal, agent: false },
+      resolve,
+    );
     outgoing.once("error", reject);
     outgoing.end();
   });
@@ -164,9 +183,13 @@ export function createHistoryFetcher(options: HistoryOptions = {}, who = "create
     timeoutMs = HISTORY_DEFAULTS.timeoutMs,
     maxBytes = HISTORY_DEFAULTS.maxBytes,
   } = options;
-  if (!Array.isArray(allowedOrigins)) throw new TypeError(`[acp] ${who}: history.allowedOrigins must be a list of origins`);
+  if (!Array.isArray(allowedOrigins))
+    throw new TypeError(`[acp] ${who}: history.allowedOrigins must be a list of origins`);
   for (const origin of allowedOrigins) {
-    if (!isOrigin(origin)) throw new TypeError(`[acp] ${who}: history.allowedOrigins: ${JSON.stringify(origin)} is not an origin like https://acp.example.com`);
+    if (!isOrigin(origin))
+      throw new TypeError(
+        `[acp] ${who}: history.allowedOrigins: ${JSON.stringify(origin)} is not an origin like https://acp.example.com`,
+      );
   }
   positiveInteger(timeoutMs, "timeoutMs", who);
   positiveInteger(maxBytes, "maxBytes", who);

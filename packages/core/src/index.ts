@@ -16,8 +16,6 @@
  */
 // Everything public is listed by name: a new export is a decision, not an accident.
 
-// Agents
-export { agent } from "./agent.ts";
 export type {
   Agent,
   AgentContext,
@@ -31,18 +29,21 @@ export type {
   SessionHandle,
   Yielded,
 } from "./agent.ts";
-
-// The HTTP app and the runtime under it
-export { APP_DEFAULTS, createApp, type ACPApp, type AppOptions } from "./http/app.ts";
-export { apiKeyAuth, type AuthOptions } from "./http/auth.ts";
-export { acpCors, type CorsOptions } from "./http/cors.ts";
-export { Runtime, RUNTIME_DEFAULTS, type RuntimeOptions, type ShutdownOptions } from "./run/runtime.ts";
-export { createHistoryFetcher, HISTORY_DEFAULTS, HistoryFetchError, type HistoryFetcher, type HistoryOptions } from "./history-fetch.ts";
-export { LIMIT_DEFAULTS, type LimitOptions } from "./limits.ts";
+// Agents
+export { agent } from "./agent.ts";
 export { ACPError, type ACPErrorInit } from "./errors.ts";
-
-// ACP models: the types, and the helpers code needs (the schemas are in @acp/core/models)
-export { isSettled, isTerminal } from "./models.ts";
+export {
+  createHistoryFetcher,
+  HISTORY_DEFAULTS,
+  HistoryFetchError,
+  type HistoryFetcher,
+  type HistoryOptions,
+} from "./history-fetch.ts";
+// The HTTP app and the runtime under it
+export { type ACPApp, APP_DEFAULTS, type AppOptions, createApp } from "./http/app.ts";
+export { type AuthOptions, apiKeyAuth } from "./http/auth.ts";
+export { acpCors, type CorsOptions } from "./http/cors.ts";
+export { LIMIT_DEFAULTS, type LimitOptions } from "./limits.ts";
 export type {
   AgentManifest,
   AwaitRequest,
@@ -62,17 +63,9 @@ export type {
   Session,
 } from "./models.ts";
 
-// The store contract, and what every store implementation needs
-export {
-  assertStoreContract,
-  attemptStore,
-  DEFAULT_TTL_MS,
-  ListenerSet,
-  resolveTtlMs,
-  STORE_CONTRACT_VERSION,
-  StoreError,
-  wrapStoreError,
-} from "./store.ts";
+// ACP models: the types, and the helpers code needs (the schemas are in @acp/core/models)
+export { isSettled, isTerminal } from "./models.ts";
+export { RUNTIME_DEFAULTS, Runtime, type RuntimeOptions, type ShutdownOptions } from "./run/runtime.ts";
 export type {
   ChangeKind,
   ChangeListener,
@@ -85,4 +78,15 @@ export type {
   Unsubscribe,
   UpdateOptions,
   UpdateResult,
+} from "./store.ts";
+// The store contract, and what every store implementation needs
+export {
+  assertStoreContract,
+  attemptStore,
+  DEFAULT_TTL_MS,
+  ListenerSet,
+  resolveTtlMs,
+  STORE_CONTRACT_VERSION,
+  StoreError,
+  wrapStoreError,
 } from "./store.ts";

@@ -5,7 +5,11 @@ import type { Message } from "./models.ts";
 
 const message = (parts: number): Message => ({
   role: "user",
-  parts: Array.from({ length: parts }, (_, index) => ({ content: String(index), content_type: "text/plain", content_encoding: "plain" as const })),
+  parts: Array.from({ length: parts }, (_, index) => ({
+    content: String(index),
+    content_type: "text/plain",
+    content_encoding: "plain" as const,
+  })),
 });
 
 describe("resolveLimits", () => {
@@ -31,7 +35,10 @@ describe("checkRunInput", () => {
   it("refuses too many messages with a 422 naming the limit", () => {
     const error = catchError(() => checkRunInput([message(1), message(1), message(1)], limits));
     expect(error.status).toBe(422);
-    expect(error.toJSON()).toMatchObject({ code: "invalid_input", data: { limit: "maxInputMessages", max: 2, actual: 3 } });
+    expect(error.toJSON()).toMatchObject({
+      code: "invalid_input",
+      data: { limit: "maxInputMessages", max: 2, actual: 3 },
+    });
     expect(error.message).toContain("maxInputMessages");
   });
 
@@ -45,7 +52,10 @@ describe("checkRunInput", () => {
 
 describe("eventLimitError", () => {
   it("is a server_error that names the limit", () => {
-    expect(eventLimitError(5).toJSON()).toEqual({ code: "server_error", message: "The run exceeded the limit of 5 events" });
+    expect(eventLimitError(5).toJSON()).toEqual({
+      code: "server_error",
+      message: "The run exceeded the limit of 5 events",
+    });
   });
 });
 

@@ -23,7 +23,11 @@ export interface LimitOptions {
 export type Limits = Required<LimitOptions>;
 
 /** The default of every {@link LimitOptions} field. */
-export const LIMIT_DEFAULTS: Readonly<Limits> = Object.freeze({ maxInputMessages: 100, maxPartsPerMessage: 100, maxEventsPerRun: 100_000 });
+export const LIMIT_DEFAULTS: Readonly<Limits> = Object.freeze({
+  maxInputMessages: 100,
+  maxPartsPerMessage: 100,
+  maxEventsPerRun: 100_000,
+});
 
 /**
  * Fills in the defaults and checks the values, so that a wrong option fails when the app is built.
@@ -37,7 +41,8 @@ export function resolveLimits(options: LimitOptions = {}, who = "createApp()"): 
     if (value !== undefined) limits[name] = value;
   }
   for (const [name, value] of Object.entries(limits)) {
-    if (!Number.isInteger(value) || value < 1) throw new TypeError(`[acp] ${who}: limits.${name} must be a whole number of at least 1, got ${value}`);
+    if (!Number.isInteger(value) || value < 1)
+      throw new TypeError(`[acp] ${who}: limits.${name} must be a whole number of at least 1, got ${value}`);
   }
   return limits;
 }

@@ -101,7 +101,10 @@ export const TrajectoryMetadataSchema = v.pipe(
   v.transform(dropNulls),
 );
 
-export const MetadataPartSchema = v.pipe(notAnArray, v.variant("kind", [CitationMetadataSchema, TrajectoryMetadataSchema]));
+export const MetadataPartSchema = v.pipe(
+  notAnArray,
+  v.variant("kind", [CitationMetadataSchema, TrajectoryMetadataSchema]),
+);
 
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
@@ -111,11 +114,17 @@ export const MessagePartSchema = v.pipe(
     name: optionalText,
     content_type: v.optional(v.nullable(v.string()), "text/plain"),
     content: optionalText,
-    content_encoding: v.optional(v.nullable(v.picklist(["plain", "base64"], "content_encoding must be plain or base64")), "plain"),
+    content_encoding: v.optional(
+      v.nullable(v.picklist(["plain", "base64"], "content_encoding must be plain or base64")),
+      "plain",
+    ),
     content_url: v.nullish(v.pipe(v.string(), v.url("content_url must be a URL"))),
     metadata: v.nullish(MetadataPartSchema),
   }),
-  v.check((part) => part.content == null || part.content_url == null, "a part has either content or content_url, not both"),
+  v.check(
+    (part) => part.content == null || part.content_url == null,
+    "a part has either content or content_url, not both",
+  ),
   v.check(
     (part) => part.content_encoding !== "base64" || part.content == null || BASE64.test(part.content),
     "content is not valid base64",
@@ -146,7 +155,10 @@ export const MessageSchema = v.pipe(
   notAnArray,
   v.object({
     role: v.optional(RoleSchema, "user"),
-    parts: v.pipe(v.array(MessagePartSchema, "parts must be an array"), v.minLength(1, "a message needs at least one part")),
+    parts: v.pipe(
+      v.array(MessagePartSchema, "parts must be an array"),
+      v.minLength(1, "a message needs at least one part"),
+    ),
     created_at: v.nullish(isoDateTime),
     completed_at: v.nullish(isoDateTime),
   }),
@@ -159,7 +171,10 @@ export const AwaitRequestSchema = v.object({ type: v.literal("message"), message
 export type AwaitRequest = v.InferOutput<typeof AwaitRequestSchema>;
 export const AwaitResumeSchema = v.pipe(
   notAnArray,
-  v.object({ type: v.literal("message", 'await_resume.type must be "message"'), message: MessageSchema }, "await_resume must be an object"),
+  v.object(
+    { type: v.literal("message", 'await_resume.type must be "message"'), message: MessageSchema },
+    "await_resume must be an object",
+  ),
 );
 export type AwaitResume = v.InferOutput<typeof AwaitResumeSchema>;
 
@@ -187,15 +202,16 @@ export const RunSchema = v.object({
 export type Run = v.InferOutput<typeof RunSchema>;
 
 export const RunCreateRequestSchema = v.pipe(
-  v.object(
-    {
-      agent_name: AgentNameSchema,
-      session_id: v.nullish(SessionIdSchema),
-      session: v.nullish(SessionSchema),
-      input: v.pipe(v.array(MessageSchema, "input must be an array of messages"), v.minLength(1, "input must not be empty")),
-      mode: v.optional(v.nullable(RunModeSchema), "sync"),
-    },
-  ),
+  v.object({
+    agent_name: AgentNameSchema,
+    session_id: v.nullish(SessionIdSchema),
+    session: v.nullish(SessionSchema),
+    input: v.pipe(
+      v.array(MessageSchema, "input must be an array of messages"),
+      v.minLength(1, "input must not be empty"),
+    ),
+    mode: v.optional(v.nullable(RunModeSchema), "sync"),
+  }),
   v.check(
     (body) => body.session == null || body.session_id == null || body.session.id === body.session_id,
     "session_id and session.id differ",
@@ -211,9 +227,19 @@ export const RunResumeRequestSchema = v.object({
 export type RunResumeRequest = v.InferOutput<typeof RunResumeRequestSchema>;
 
 export const TimestampSchema = isoDateTime;
-export const PersonSchema = v.looseObject({ name: v.string(), email: v.optional(v.string()), url: v.optional(v.string()) });
-export const LinkSchema = v.object({ type: v.picklist(["source-code", "container-image", "homepage", "documentation"]), url: v.string() });
-export const AgentDependencySchema = v.object({ type: v.optional(v.picklist(["agent", "tool", "model"])), name: v.optional(v.string()) });
+export const PersonSchema = v.looseObject({
+  name: v.string(),
+  email: v.optional(v.string()),
+  url: v.optional(v.string()),
+});
+export const LinkSchema = v.object({
+  type: v.picklist(["source-code", "container-image", "homepage", "documentation"]),
+  url: v.string(),
+});
+export const AgentDependencySchema = v.object({
+  type: v.optional(v.picklist(["agent", "tool", "model"])),
+  name: v.optional(v.string()),
+});
 export const CapabilitySchema = v.object({ name: v.string(), description: v.string() });
 /** A free tag, or one of the well-known ones (Chat, RAG, Canvas, Code, Researcher, Orchestrator). */
 export const TagSchema = v.string();
@@ -285,7 +311,13 @@ export const EventSchema = v.variant("type", [
   ErrorEventSchema,
 ]);
 export type Event = v.InferOutput<typeof EventSchema>;
-export type RunEventType = "run.created" | "run.in-progress" | "run.awaiting" | "run.completed" | "run.failed" | "run.cancelled";
+export type RunEventType =
+  | "run.created"
+  | "run.in-progress"
+  | "run.awaiting"
+  | "run.completed"
+  | "run.failed"
+  | "run.cancelled";
 
 export const AgentsListResponseSchema = v.object({ agents: v.array(AgentManifestSchema) });
 export const RunEventsListResponseSchema = v.object({ events: v.array(EventSchema) });

@@ -39,7 +39,16 @@ describe("isInternalAddress", () => {
   });
 
   it("lets public addresses through", () => {
-    for (const address of ["8.8.8.8", "1.1.1.1", "172.32.0.1", "192.169.0.1", "2606:4700:4700::1111", "::ffff:8.8.8.8", "64:ff9b::8.8.8.8", "2002:0808:0808::1"]) {
+    for (const address of [
+      "8.8.8.8",
+      "1.1.1.1",
+      "172.32.0.1",
+      "192.169.0.1",
+      "2606:4700:4700::1111",
+      "::ffff:8.8.8.8",
+      "64:ff9b::8.8.8.8",
+      "2002:0808:0808::1",
+    ]) {
       expect(isInternalAddress(address), address).toBe(false);
     }
   });

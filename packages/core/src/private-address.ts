@@ -59,7 +59,8 @@ function hextets(address: string): number[] {
     text = `${text.slice(0, dotted.index)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
   }
   const [head, tail] = text.split("::") as [string, string | undefined];
-  const parse = (part: string | undefined): number[] => (part ? part.split(":").map((group) => parseInt(group, 16)) : []);
+  const parse = (part: string | undefined): number[] =>
+    part ? part.split(":").map((group) => parseInt(group, 16)) : [];
   const front = parse(head);
   const back = parse(tail);
   return [...front, ...new Array<number>(8 - front.length - back.length).fill(0), ...back];
@@ -67,7 +68,8 @@ function hextets(address: string): number[] {
 
 function embeddedIpv4(groups: number[]): string | undefined {
   const quad = (high: number, low: number): string => [high >> 8, high & 0xff, low >> 8, low & 0xff].join(".");
-  if (groups[0] === 0x64 && groups[1] === 0xff9b && groups.slice(2, 6).every((group) => group === 0)) return quad(groups[6]!, groups[7]!);
+  if (groups[0] === 0x64 && groups[1] === 0xff9b && groups.slice(2, 6).every((group) => group === 0))
+    return quad(groups[6]!, groups[7]!);
   if (groups[0] === 0x2002) return quad(groups[1]!, groups[2]!);
   return undefined;
 }

@@ -138,7 +138,13 @@ export interface Store {
    * of the log after the append; `{ ok: false, record }` with the current record (or `undefined`
    * when the run is unknown) when the version differs; the run is not written then.
    */
-  updateRun(runId: string, expectedVersion: number, next: StoredRun, events: Event[], options?: UpdateOptions): Promise<UpdateResult>;
+  updateRun(
+    runId: string,
+    expectedVersion: number,
+    next: StoredRun,
+    events: Event[],
+    options?: UpdateOptions,
+  ): Promise<UpdateResult>;
 
   /**
    * Appends events to the log of a run that has not ended, atomically and in order, then
@@ -191,4 +197,3 @@ export interface Store {
   /** Releases what the store itself opened (timers, listeners); never closes a client it was given. */
   close?(): Promise<void>;
 }
-

@@ -20,7 +20,8 @@ export type Copies = Map<object, unknown>;
 
 function copyValue(value: unknown, key: string, shared: Copies | undefined): unknown {
   if (typeof value === "object" && value !== null) {
-    if (typeof (value as { toJSON?: unknown }).toJSON === "function") return copyValue((value as { toJSON(key: string): unknown }).toJSON(key), key, undefined);
+    if (typeof (value as { toJSON?: unknown }).toJSON === "function")
+      return copyValue((value as { toJSON(key: string): unknown }).toJSON(key), key, undefined);
     const copied = shared?.get(value);
     if (copied !== undefined) return copied;
   }
@@ -37,7 +38,8 @@ function copyValue(value: unknown, key: string, shared: Copies | undefined): unk
       if (value === null) return null;
       if (Array.isArray(value)) return remember(shared, value, copyArray(value, shared));
       // Boxed primitives (new String("x")) stand for their primitive in JSON.
-      if (value instanceof String || value instanceof Number || value instanceof Boolean) return copyValue(value.valueOf(), key, undefined);
+      if (value instanceof String || value instanceof Number || value instanceof Boolean)
+        return copyValue(value.valueOf(), key, undefined);
       return remember(shared, value, copyObject(value as Record<string, unknown>, shared));
     default:
       // undefined, functions and symbols have no JSON form.
@@ -52,7 +54,8 @@ function remember(shared: Copies | undefined, original: object, copied: unknown)
 
 function copyArray(array: readonly unknown[], shared: Copies | undefined): unknown[] {
   const copied = new Array<unknown>(array.length);
-  for (let index = 0; index < array.length; index++) copied[index] = copyValue(array[index], String(index), shared) ?? null;
+  for (let index = 0; index < array.length; index++)
+    copied[index] = copyValue(array[index], String(index), shared) ?? null;
   return copied;
 }
 
@@ -62,7 +65,8 @@ function copyObject(object: Record<string, unknown>, shared: Copies | undefined)
     const item = copyValue(object[key], key, shared);
     if (item === undefined) continue;
     // A "__proto__" key is data in JSON; assigning it would set the copy's prototype instead.
-    if (key === "__proto__") Object.defineProperty(copied, key, { value: item, enumerable: true, writable: true, configurable: true });
+    if (key === "__proto__")
+      Object.defineProperty(copied, key, { value: item, enumerable: true, writable: true, configurable: true });
     else copied[key] = item;
   }
   return copied;

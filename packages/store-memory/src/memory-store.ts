@@ -2,15 +2,28 @@
  * A `Store` in process memory, for development, tests and single-instance servers. Values are
  * copied in and out as JSON would copy them, so it behaves exactly like the stores that serialise.
  */
+
+import type {
+  ChangeListener,
+  Event,
+  HistoryItem,
+  Store,
+  StoredEvent,
+  StoredRun,
+  StoreOptions,
+  Unsubscribe,
+  UpdateOptions,
+  UpdateResult,
+} from "@acp/core";
 import { isTerminal, ListenerSet, resolveTtlMs, STORE_CONTRACT_VERSION } from "@acp/core";
-import type { ChangeListener, Event, HistoryItem, Store, StoredEvent, StoredRun, StoreOptions, Unsubscribe, UpdateOptions, UpdateResult } from "@acp/core";
-import { copyAsJson, type Copies } from "./copy-as-json.ts";
-import { RecencyList, type Linked } from "./recency-list.ts";
+import { type Copies, copyAsJson } from "./copy-as-json.ts";
+import { type Linked, RecencyList } from "./recency-list.ts";
 
 const PACKAGE = "store-memory";
 
 /** Options of {@link MemoryStore}; `ttlMs` comes from {@link StoreOptions}. */
-export interface MemoryStoreOptions extends StoreOptions {  /**
+export interface MemoryStoreOptions extends StoreOptions {
+  /**
    * The most runs kept at once. Past it, the least recently written runs are dropped, finished
    * ones before those still running.
    * @default 10_000
@@ -79,8 +92,10 @@ export class MemoryStore implements Store {
 
   constructor({ ttlMs, maxRuns = 10_000, maxSessions = 10_000 }: MemoryStoreOptions = {}) {
     this.#ttlMs = resolveTtlMs(ttlMs, PACKAGE);
-    if (!(Number.isSafeInteger(maxRuns) && maxRuns > 0)) throw new RangeError(`[acp] [${PACKAGE}] maxRuns must be a positive integer, got ${maxRuns}`);
-    if (!(Number.isSafeInteger(maxSessions) && maxSessions > 0)) throw new RangeError(`[acp] [${PACKAGE}] maxSessions must be a positive integer, got ${maxSessions}`);
+    if (!(Number.isSafeInteger(maxRuns) && maxRuns > 0))
+      throw new RangeError(`[acp] [${PACKAGE}] maxRuns must be a positive integer, got ${maxRuns}`);
+    if (!(Number.isSafeInteger(maxSessions) && maxSessions > 0))
+      throw new RangeError(`[acp] [${PACKAGE}] maxSessions must be a positive integer, got ${maxSessions}`);
     this.#maxRuns = maxRuns;
     this.#maxSessions = maxSessions;
     const interval = Math.min(Math.max(this.#ttlMs, MIN_SWEEP_INTERVAL_MS), MAX_SWEEP_INTERVAL_MS);
@@ -113,9 +128,16 @@ export class MemoryStore implements Store {
     return entry && copyAsJson(entry.record);
   }
 
-  async updateRun(runId: string, expectedVersion: number, next: StoredRun, events: Event[], { history }: UpdateOptions = {}): Promise<UpdateResult> {
+  async updateRun(
+    runId: string,
+    expectedVersion: number,
+    next: StoredRun,
+    events: Event[],
+    { history }: UpdateOptions = {},
+  ): Promise<UpdateResult> {
     const entry = this.#liveRun(runId);
-    if (!entry || entry.record.version !== expectedVersion) return { ok: false, record: entry && copyAsJson(entry.record) };
+    if (!entry || entry.record.version !== expectedVersion)
+      return { ok: false, record: entry && copyAsJson(entry.record) };
     // Everything is copied before anything changes: a value that cannot be copied writes nothing.
     const shared: Copies = new Map();
     const record = { ...copyAsJson(next, shared), version: expectedVersion + 1 };
@@ -254,7 +276,8 @@ export class MemoryStore implements Store {
     const { sessionId } = session;
     this.#sessions.delete(sessionId);
     this.#sessionOrder.delete(session);
-    for (const item of session.items) if (this.#items.get(item.id)?.sessionId === sessionId) this.#items.delete(item.id);
+    for (const item of session.items)
+      if (this.#items.get(item.id)?.sessionId === sessionId) this.#items.delete(item.id);
   }
 
   /** Drops the least recently written runs, finished ones first, until at most `maxRuns` remain. */

@@ -9,9 +9,12 @@ const throughText = (value: unknown): unknown => {
 
 describe("copyAsJson", () => {
   it("copies any JSON value as the round trip through text does", () => {
-    fc.assert(fc.property(fc.jsonValue(), (value) => {
+    fc.assert(
+      fc.property(fc.jsonValue(), (value) => {
         expect(copyAsJson(value)).toStrictEqual(throughText(value));
-      }), { numRuns: 500 });
+      }),
+      { numRuns: 500 },
+    );
   });
 
   it("copies what JSON changes or leaves out as JSON does", () => {

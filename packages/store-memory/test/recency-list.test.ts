@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { RecencyList, type Linked } from "../src/recency-list.ts";
+import { type Linked, RecencyList } from "../src/recency-list.ts";
 
 interface Entry extends Linked<Entry> {
   key: string;
@@ -58,6 +58,17 @@ describe("RecencyList", () => {
       if (index >= 10) list.delete(list.oldest()!);
     }
     expect(list.size).toBe(10);
-    expect(keys(list)).toEqual(["49990", "49991", "49992", "49993", "49994", "49995", "49996", "49997", "49998", "49999"]);
+    expect(keys(list)).toEqual([
+      "49990",
+      "49991",
+      "49992",
+      "49993",
+      "49994",
+      "49995",
+      "49996",
+      "49997",
+      "49998",
+      "49999",
+    ]);
   });
 });

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
-import { afterEach, describe, expect, it } from "vitest";
 import type { Event, RunStatus } from "@acp/core";
 import { historyItem, newRun, writeHistory } from "@acp/core/testing";
+import { afterEach, describe, expect, it } from "vitest";
 import { MemoryStore } from "../src/index.ts";
 
 const stores: MemoryStore[] = [];

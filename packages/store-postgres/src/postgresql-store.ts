@@ -1,14 +1,28 @@
 /**
  * `PostgreSQLStore`: the {@link Store} of `@acp/core` on PostgreSQL through postgres.js.
  */
+
+import type {
+  ChangeListener,
+  Event,
+  HistoryAppend,
+  HistoryItem,
+  Store,
+  StoredEvent,
+  StoredRun,
+  StoreError,
+  StoreOptions,
+  Unsubscribe,
+  UpdateOptions,
+  UpdateResult,
+} from "@acp/core";
 import { attemptStore, isTerminal, resolveTtlMs, STORE_CONTRACT_VERSION, wrapStoreError } from "@acp/core";
-import type { ChangeListener, Event, HistoryAppend, HistoryItem, Store, StoredEvent, StoredRun, StoreError, StoreOptions, Unsubscribe, UpdateOptions, UpdateResult } from "@acp/core";
 import type { Sql } from "postgres";
 import { assertIdentifier } from "./names.ts";
 import { NotificationSender } from "./notification-sender.ts";
-import { eventsJson, Queries, recordJson, toStoredRun, type NewRun } from "./queries.ts";
+import { eventsJson, type NewRun, Queries, recordJson, toStoredRun } from "./queries.ts";
 import { notification, RunNotifier } from "./run-notifier.ts";
-import { migrateSchema, tablesOf, type Tables } from "./schema.ts";
+import { migrateSchema, type Tables, tablesOf } from "./schema.ts";
 
 const PACKAGE = "store-postgres";
 /** The longest delay Node.js timers accept. */
@@ -169,7 +183,13 @@ export class PostgreSQLStore implements Store {
     return this.#withSchema("getRun", () => this.#readRun(runId));
   }
 
-  async updateRun(runId: string, expectedVersion: number, next: StoredRun, events: Event[], { history, unobserved = false }: UpdateOptions = {}): Promise<UpdateResult> {
+  async updateRun(
+    runId: string,
+    expectedVersion: number,
+    next: StoredRun,
+    events: Event[],
+    { history, unobserved = false }: UpdateOptions = {},
+  ): Promise<UpdateResult> {
     const value = recordJson(next);
     return this.#withSchema("updateRun", async () => {
       const update = { expectedVersion, value, ended: isTerminal(next.run.status), events, history };
@@ -285,7 +305,9 @@ export class PostgreSQLStore implements Store {
    * writer's caller does not need it, and waiting for it would add a round trip to every write.
    */
   #notify(payload: string): void {
-    this.#notifications.send(payload).catch((error: unknown) => this.#onNotifyError(wrapStoreError(PACKAGE, "notification", error)));
+    this.#notifications
+      .send(payload)
+      .catch((error: unknown) => this.#onNotifyError(wrapStoreError(PACKAGE, "notification", error)));
   }
 
   async #readRun(runId: string): Promise<StoredRun | undefined> {

@@ -4,7 +4,7 @@
  * listens on the channel once and dispatches each notification to the listeners of that run in
  * this process.
  */
-import { ListenerSet, type ChangeKind, type ChangeListener, type Unsubscribe } from "@acp/core";
+import { type ChangeKind, type ChangeListener, ListenerSet, type Unsubscribe } from "@acp/core";
 import type { ListenMeta, Sql } from "postgres";
 
 /**
@@ -19,10 +19,18 @@ export function notification(kind: ChangeKind, runId: string, version?: number):
 const PAYLOAD = /^(events|record)(?:@(\d+))?:(.*)$/s;
 
 /** The kind, version and run of a payload; a bare run id (no known kind prefix) means "unknown kind". */
-function parseNotification(payload: string): { kind: ChangeKind | undefined; version: number | undefined; runId: string } {
+function parseNotification(payload: string): {
+  kind: ChangeKind | undefined;
+  version: number | undefined;
+  runId: string;
+} {
   const match = PAYLOAD.exec(payload);
   if (!match) return { kind: undefined, version: undefined, runId: payload };
-  return { kind: match[1] as ChangeKind, version: match[2] === undefined ? undefined : Number(match[2]), runId: match[3]! };
+  return {
+    kind: match[1] as ChangeKind,
+    version: match[2] === undefined ? undefined : Number(match[2]),
+    runId: match[3]!,
+  };
 }
 
 export class RunNotifier {

@@ -29,7 +29,11 @@ describe("PostgreSQLStore under createApp", () => {
       body: JSON.stringify({ agent_name: "echo", session_id: sessionId, input, mode: "sync" }),
     });
     expect(response.status).toBe(200);
-    const run = (await response.json()) as { run_id: string; status: string; output: { parts: { content: string }[] }[] };
+    const run = (await response.json()) as {
+      run_id: string;
+      status: string;
+      output: { parts: { content: string }[] }[];
+    };
     expect(run.status).toBe("completed");
     expect(run.output[0]?.parts[0]?.content).toBe("hello");
     expect((await store.getRun(run.run_id))?.run.status).toBe("completed");

@@ -19,7 +19,9 @@ export async function assertReachable(): Promise<void> {
     await sql`SELECT 1 AS ok`;
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
-    throw new Error(`PostgreSQL is not reachable at ${DATABASE_URL} (set DATABASE_URL to use another server): ${reason}`);
+    throw new Error(
+      `PostgreSQL is not reachable at ${DATABASE_URL} (set DATABASE_URL to use another server): ${reason}`,
+    );
   } finally {
     await sql.end({ timeout: 1 });
   }

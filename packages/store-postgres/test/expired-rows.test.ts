@@ -1,9 +1,9 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
+import { historyItem, ListenerProbe, label, newRun, writeHistory } from "@acp/core/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PostgreSQLStore } from "../src/index.ts";
 import { assertReachable, connect, dropTables, randomName } from "./database.ts";
-import { historyItem, label, ListenerProbe, newRun, writeHistory } from "@acp/core/testing";
 
 const SHORT_TTL_MS = 200;
 const admin = connect({ max: 1 });
@@ -15,7 +15,13 @@ describe("PostgreSQLStore over expired rows that were not swept", () => {
   it("creates a run over an expired one of the same id, without its events, and wakes its old subscribers", async () => {
     const sql = connect({ max: 2 });
     const table = randomName("acp_test");
-    const store = new PostgreSQLStore({ sql, table, channel: randomName("acp_test"), ttlMs: SHORT_TTL_MS, sweepIntervalMs: 0 });
+    const store = new PostgreSQLStore({
+      sql,
+      table,
+      channel: randomName("acp_test"),
+      ttlMs: SHORT_TTL_MS,
+      sweepIntervalMs: 0,
+    });
     try {
       const record = newRun("in-progress");
       const runId = record.run.run_id;

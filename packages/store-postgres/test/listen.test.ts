@@ -1,8 +1,8 @@
 import type { StoredEvent } from "@acp/core";
+import { ListenerProbe, label, newRun } from "@acp/core/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PostgreSQLStore } from "../src/index.ts";
 import { assertReachable, connect, dropTables, randomName } from "./database.ts";
-import { label, ListenerProbe, newRun } from "@acp/core/testing";
 
 const admin = connect({ max: 1 });
 beforeAll(assertReachable);
@@ -30,7 +30,9 @@ describe("PostgreSQLStore notifications", () => {
       await Promise.all(runs.map((record) => store.createRun(record, [])));
       const probes = runs.map(() => new ListenerProbe());
       const notified = probes.map((probe) => probe.next((kind) => kind === "events"));
-      const unsubscribes = await Promise.all(runs.map((record, i) => store.subscribe(record.run.run_id, probes[i]!.listener)));
+      const unsubscribes = await Promise.all(
+        runs.map((record, i) => store.subscribe(record.run.run_id, probes[i]!.listener)),
+      );
       await Promise.all(runs.map((record, i) => store.appendEvents(record.run.run_id, [label(i)])));
       await Promise.all(notified);
 
@@ -104,7 +106,9 @@ describe("PostgreSQLStore notifications", () => {
       await store.close();
       expect((await connectionsOf(applicationName)).listening).toHaveLength(0);
       expect(await sql`SELECT 1 AS ok`).toEqual([{ ok: 1 }]);
-      await expect(store.subscribe("any", probe.listener)).rejects.toThrow(/\[store-postgres\] subscribe failed: the store is closed/);
+      await expect(store.subscribe("any", probe.listener)).rejects.toThrow(
+        /\[store-postgres\] subscribe failed: the store is closed/,
+      );
     } finally {
       await store.close();
       await dropTables(admin, table);

@@ -63,7 +63,9 @@ describe("PostgreSQLStore.migrate", () => {
     try {
       await current.migrate();
       await admin`UPDATE ${admin(`${table}_schema`)} SET version = 99`;
-      await expect(older.migrate()).rejects.toThrow(/\[store-postgres\] migrate failed: .*schema version 99, newer than the 1/);
+      await expect(older.migrate()).rejects.toThrow(
+        /\[store-postgres\] migrate failed: .*schema version 99, newer than the 1/,
+      );
     } finally {
       await Promise.all([current.close(), older.close()]);
       await dropTables(admin, table);

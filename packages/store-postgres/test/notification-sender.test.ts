@@ -14,7 +14,10 @@ function countingConnection(): { sql: ReturnType<typeof connect>; statements: ()
 }
 
 /** Collects the payloads heard on `channel` until `expected` of them arrived. */
-async function hear(channel: string, expected: number): Promise<{ heard: string[]; all: Promise<void>; stop: () => Promise<void> }> {
+async function hear(
+  channel: string,
+  expected: number,
+): Promise<{ heard: string[]; all: Promise<void>; stop: () => Promise<void> }> {
   const heard: string[] = [];
   let done!: () => void;
   const all = new Promise<void>((resolve) => (done = resolve));

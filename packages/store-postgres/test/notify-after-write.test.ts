@@ -1,8 +1,8 @@
 import { StoreError } from "@acp/core";
+import { ListenerProbe, label, newRun } from "@acp/core/testing";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { PostgreSQLStore } from "../src/index.ts";
 import { assertReachable, connect, dropTables, randomName } from "./database.ts";
-import { label, ListenerProbe, newRun } from "@acp/core/testing";
 
 const admin = connect({ max: 1 });
 beforeAll(assertReachable);
@@ -14,7 +14,12 @@ describe("PostgreSQLStore notifications after writes", () => {
     const table = randomName("acp_test");
     let report!: (error: StoreError) => void;
     const reported = new Promise<StoreError>((resolve) => (report = resolve));
-    const store = new PostgreSQLStore({ sql, table, channel: randomName("acp_test"), onNotifyError: (error) => report(error) });
+    const store = new PostgreSQLStore({
+      sql,
+      table,
+      channel: randomName("acp_test"),
+      onNotifyError: (error) => report(error),
+    });
     try {
       // PostgreSQL refuses notification payloads of 8,000 bytes or more, and the payload holds the run id.
       const record = newRun("in-progress");
@@ -46,7 +51,9 @@ describe("PostgreSQLStore notifications after writes", () => {
       await Promise.all(runs.map((record) => writer.createRun(record, [])));
       const probes = runs.map(() => new ListenerProbe());
       const heard = probes.map((probe) => probe.next((kind) => kind === "events"));
-      const unsubscribes = await Promise.all(runs.map((record, i) => reader.subscribe(record.run.run_id, probes[i]!.listener)));
+      const unsubscribes = await Promise.all(
+        runs.map((record, i) => reader.subscribe(record.run.run_id, probes[i]!.listener)),
+      );
       // Concurrent writes: their notifications leave in more than one batch, some after the writes resolved.
       await Promise.all(runs.map((record) => writer.appendEvents(record.run.run_id, [label("last")])));
       await writer.close();

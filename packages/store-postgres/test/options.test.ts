@@ -66,7 +66,9 @@ describe("PostgreSQLStore options", () => {
       expect((failure as StoreError).message).toMatch(/^\[acp\] \[store-postgres\] migrate failed: .*ECONNREFUSED/);
       expect((failure as StoreError).cause).toBeInstanceOf(Error);
       await expect(store.ping()).rejects.toThrow(/\[acp\] \[store-postgres\] ping failed/);
-      await expect(store.subscribe("any", () => undefined)).rejects.toThrow(/\[acp\] \[store-postgres\] subscribe failed/);
+      await expect(store.subscribe("any", () => undefined)).rejects.toThrow(
+        /\[acp\] \[store-postgres\] subscribe failed/,
+      );
     } finally {
       await store.close();
       await unreachable.end({ timeout: 0 });

@@ -1,10 +1,10 @@
-import { StoreError } from "@acp/core";
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
+import { StoreError } from "@acp/core";
+import { historyItem, label, newRun } from "@acp/core/testing";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { PostgreSQLStore } from "../src/index.ts";
 import { assertReachable, connect, dropTables, randomName } from "./database.ts";
-import { historyItem, label, newRun } from "@acp/core/testing";
 
 const SHORT_TTL_MS = 200;
 const admin = connect({ max: 1 });

@@ -3,5 +3,6 @@
  * server instances share runs, events, sessions and cancellation.
  * @module
  */
-export { RedisStore, type RedisStoreOptions } from "./redis-store.ts";
+
 export type { RedisClientLike, RedisClusterLike, RedisConnection } from "./connection.ts";
+export { RedisStore, type RedisStoreOptions } from "./redis-store.ts";

@@ -1,7 +1,19 @@
 /** The Redis implementation of core's `Store`. */
+
+import type {
+  ChangeListener,
+  Event,
+  HistoryItem,
+  Store,
+  StoredEvent,
+  StoredRun,
+  StoreOptions,
+  Unsubscribe,
+  UpdateOptions,
+  UpdateResult,
+} from "@acp/core";
 import { attemptStore, isTerminal, resolveTtlMs, STORE_CONTRACT_VERSION } from "@acp/core";
-import type { ChangeListener, Event, HistoryItem, Store, StoredEvent, StoredRun, StoreOptions, Unsubscribe, UpdateOptions, UpdateResult } from "@acp/core";
-import { commandsOf, type Commands, type RedisConnection } from "./connection.ts";
+import { type Commands, commandsOf, type RedisConnection } from "./connection.ts";
 import { KeyLayout } from "./keys.ts";
 import { scripts } from "./scripts.ts";
 import { Subscriptions } from "./subscriptions.ts";
@@ -44,10 +56,14 @@ export class RedisStore implements Store {
 
   constructor({ redis, prefix = "acp", ttlMs }: RedisStoreOptions) {
     if (typeof redis !== "object" || redis === null) {
-      throw new TypeError(`[acp] [${PACKAGE}] redis must be a client from createClient() or createCluster() of the "redis" package`);
+      throw new TypeError(
+        `[acp] [${PACKAGE}] redis must be a client from createClient() or createCluster() of the "redis" package`,
+      );
     }
     if (typeof prefix !== "string" || prefix === "" || /[{}]/.test(prefix)) {
-      throw new TypeError(`[acp] [${PACKAGE}] prefix must be a non-empty string without "{" or "}", got ${JSON.stringify(prefix)}`);
+      throw new TypeError(
+        `[acp] [${PACKAGE}] prefix must be a non-empty string without "{" or "}", got ${JSON.stringify(prefix)}`,
+      );
     }
     // Whole milliseconds: PX and PEXPIRE take integers.
     this.#ttlMs = Math.ceil(resolveTtlMs(ttlMs, PACKAGE));
@@ -82,7 +98,13 @@ export class RedisStore implements Store {
   }
 
   // `unobserved` is not needed: Redis publishes to a channel per run, which nobody listens to then.
-  updateRun(runId: string, expectedVersion: number, next: StoredRun, events: Event[], { history }: UpdateOptions = {}): Promise<UpdateResult> {
+  updateRun(
+    runId: string,
+    expectedVersion: number,
+    next: StoredRun,
+    events: Event[],
+    { history }: UpdateOptions = {},
+  ): Promise<UpdateResult> {
     return attemptStore(PACKAGE, "updateRun", async () => {
       // The session's keys may live in another cluster slot than the run's, so the history cannot
       // join the run's script: it goes first (a reader of the new record finds it), and the
@@ -270,9 +292,13 @@ function parse<T>(json: unknown): T {
 function scoredMembers(reply: unknown): { member: string; score: number }[] {
   const values = reply as unknown[];
   if (values.length > 0 && Array.isArray(values[0])) {
-    return (values as [unknown, unknown][]).map(([member, score]) => ({ member: String(member), score: Number(score) }));
+    return (values as [unknown, unknown][]).map(([member, score]) => ({
+      member: String(member),
+      score: Number(score),
+    }));
   }
   const entries: { member: string; score: number }[] = [];
-  for (let i = 0; i + 1 < values.length; i += 2) entries.push({ member: String(values[i]), score: Number(values[i + 1]) });
+  for (let i = 0; i + 1 < values.length; i += 2)
+    entries.push({ member: String(values[i]), score: Number(values[i + 1]) });
   return entries;
 }

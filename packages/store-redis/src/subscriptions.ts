@@ -2,7 +2,7 @@
  * Change subscriptions of one store: a single pub/sub connection, opened on the first
  * subscription, with one Redis subscription per run channel however many listeners it has.
  */
-import { ListenerSet, type ChangeKind, type ChangeListener, type Unsubscribe } from "@acp/core";
+import { type ChangeKind, type ChangeListener, ListenerSet, type Unsubscribe } from "@acp/core";
 import type { Commands, MessageHandler, Subscriber } from "./connection.ts";
 
 /** The Redis subscription to one channel; `ready` settles when Redis confirmed it. */

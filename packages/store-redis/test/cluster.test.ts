@@ -4,7 +4,7 @@
  */
 import { describeStoreConformance } from "@acp/core/testing";
 import { afterAll, beforeAll, describe, it } from "vitest";
-import { startCluster, type LocalCluster } from "./support/cluster.ts";
+import { type LocalCluster, startCluster } from "./support/cluster.ts";
 import { connectToCluster, redisTarget } from "./support/target.ts";
 
 describe("RedisStore on a 3-node Redis Cluster", () => {

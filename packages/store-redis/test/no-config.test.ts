@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { describeStoreConformance } from "@acp/core/testing";
 import { afterAll, beforeAll, describe, it } from "vitest";
-import { freePort, startRedisServer, tempDir, type RedisServer } from "./support/redis-server.ts";
+import { freePort, type RedisServer, startRedisServer, tempDir } from "./support/redis-server.ts";
 import { connectClient, connectTo, redisTarget } from "./support/target.ts";
 
 describe("RedisStore on a server without CONFIG", () => {
@@ -36,5 +36,8 @@ describe("RedisStore on a server without CONFIG", () => {
     }
   });
 
-  describeStoreConformance(redisTarget("RedisStore (no CONFIG)", () => connectTo(url())()), { describe, it });
+  describeStoreConformance(
+    redisTarget("RedisStore (no CONFIG)", () => connectTo(url())()),
+    { describe, it },
+  );
 });

@@ -36,7 +36,9 @@ async function keysOf(redis: Client, prefix: string): Promise<string[]> {
 /** Connections named `name` that are subscribed to something, from CLIENT LIST. */
 async function subscribedConnections(redis: Client, name: string): Promise<string[]> {
   const list = await redis.clientList();
-  return list.filter((client) => client.name === name && (client.sub > 0 || (client.ssub ?? 0) > 0)).map((client) => String(client.id));
+  return list
+    .filter((client) => client.name === name && (client.sub > 0 || (client.ssub ?? 0) > 0))
+    .map((client) => String(client.id));
 }
 
 describe("RedisStore", () => {
@@ -58,7 +60,9 @@ describe("RedisStore", () => {
     const itemId = item.id;
     await store.createRun(record, [label("a")]);
     // Not an end: the run stays listed in active-runs.
-    await store.updateRun(runId, 1, { ...record, run: { ...record.run, status: "awaiting" } }, [], { history: { sessionId, items: [item] } });
+    await store.updateRun(runId, 1, { ...record, run: { ...record.run, status: "awaiting" } }, [], {
+      history: { sessionId, items: [item] },
+    });
     await store.heartbeat("instance-a", 60_000);
     assert.deepEqual(
       await keysOf(redis, prefix),
@@ -82,7 +86,13 @@ describe("RedisStore", () => {
     await store.createRun(record, [label("created")]);
     await store.appendEvents(record.run.run_id, [label("more")]);
     const history = { sessionId: randomUUID(), items: [historyItem("hi")] };
-    await store.updateRun(record.run.run_id, 1, { ...record, run: { ...record.run, status: "in-progress" } }, [label("running")], { history });
+    await store.updateRun(
+      record.run.run_id,
+      1,
+      { ...record, run: { ...record.run, status: "in-progress" } },
+      [label("running")],
+      { history },
+    );
     await store.heartbeat(randomUUID(), 60_000);
     await store.listActiveRuns();
     const keys = await keysOf(redis, prefix);
@@ -103,7 +113,11 @@ describe("RedisStore", () => {
     const alive = newRun("in-progress");
     await store.createRun(alive, []);
     assert.deepEqual(await store.listActiveRuns(), [alive.run.run_id]);
-    assert.equal(await redis.zScore(`${prefix}:active-runs`, expired.run.run_id), null, "the expired run's entry was not removed");
+    assert.equal(
+      await redis.zScore(`${prefix}:active-runs`, expired.run.run_id),
+      null,
+      "the expired run's entry was not removed",
+    );
   });
 
   it("removes a run from listActiveRuns when it ends", async () => {
@@ -160,7 +174,8 @@ describe("RedisStore", () => {
     const store = new RedisStore({ redis, prefix });
     const runs = [randomUUID(), randomUUID(), randomUUID()];
     const unsubscribes = [];
-    for (const runId of runs) for (let i = 0; i < 2; i++) unsubscribes.push(await store.subscribe(runId, () => undefined));
+    for (const runId of runs)
+      for (let i = 0; i < 2; i++) unsubscribes.push(await store.subscribe(runId, () => undefined));
 
     assert.equal((await subscribedConnections(redis, name)).length, 1, "not exactly one subscriber connection");
     const channels = runs.map((runId) => `${prefix}:{run:${runId}}:changes`);

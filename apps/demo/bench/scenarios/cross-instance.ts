@@ -4,10 +4,10 @@
  * client minus the time A's agent yielded it. Both instances share one store namespace.
  */
 import { request } from "undici";
-import { wallClockMs } from "../bench-agents.ts";
 import { namespace, type StoreName } from "../backends.ts";
+import { wallClockMs } from "../bench-agents.ts";
 import { startServer } from "../processes.ts";
-import { storeTimings, type CallTiming } from "../server-stats.ts";
+import { type CallTiming, storeTimings } from "../server-stats.ts";
 import { eventType, readSse } from "../sse.ts";
 import { percentile } from "../stats.ts";
 import type { ScenarioContext } from "./context.ts";
@@ -32,26 +32,36 @@ export interface CrossInstanceResult {
 /** Time the follower gets to attach before the agent starts yielding. */
 const ATTACH_MS = 1000;
 
-export async function measureCrossInstance(store: StoreName, { config, progress, profileDir }: ScenarioContext): Promise<CrossInstanceResult> {
+export async function measureCrossInstance(
+  store: StoreName,
+  { config, progress, profileDir }: ScenarioContext,
+): Promise<CrossInstanceResult> {
   const space = namespace(store);
   const env = { ...space.env, BENCH_COUNT_STORE_CALLS: "1" };
   const a = await startServer({ script: "acp-server.ts", env, profileDir: profileDir(`cross-${store}-a`) });
-  const b = await startServer({ script: "acp-server.ts", env, profileDir: profileDir(`cross-${store}-b`) }).catch(async (error: unknown) => {
-    await a.stop();
-    throw error;
-  });
+  const b = await startServer({ script: "acp-server.ts", env, profileDir: profileDir(`cross-${store}-b`) }).catch(
+    async (error: unknown) => {
+      await a.stop();
+      throw error;
+    },
+  );
   try {
     const created = await request(`${a.url}/runs`, {
       method: "POST",
       headers: { "content-type": "application/json" },
-      body: JSON.stringify({ agent_name: "ticker", input: [{ role: "user", parts: [{ content: `count=${config.crossEvents} delay=${ATTACH_MS}` }] }], mode: "async" }),
+      body: JSON.stringify({
+        agent_name: "ticker",
+        input: [{ role: "user", parts: [{ content: `count=${config.crossEvents} delay=${ATTACH_MS}` }] }],
+        mode: "async",
+      }),
     });
     const run = (await created.body.json()) as { run_id: string };
     if (created.statusCode !== 202) throw new Error(`async run on A: status ${created.statusCode}`);
 
     await Promise.all([storeTimings(a, true), storeTimings(b, true)]);
     const stream = await request(`${b.url}/runs/${run.run_id}/events`, { headers: { accept: "text/event-stream" } });
-    if (stream.statusCode !== 200) throw new Error(`stream on B: status ${stream.statusCode}: ${await stream.body.text()}`);
+    if (stream.statusCode !== 200)
+      throw new Error(`stream on B: status ${stream.statusCode}: ${await stream.body.text()}`);
     let attachedAt: number | undefined;
     const latencies: number[] = [];
     let skipped = 0;
@@ -68,7 +78,10 @@ export async function measureCrossInstance(store: StoreName, { config, progress,
       last = written;
       if (written < attachedAt) skipped++;
       else latencies.push(arrived - written);
-      if (latencies.length % 500 === 0) progress.update(`${latencies.length}/${config.crossEvents} events, p99 so far ${percentile(latencies, 99).toFixed(2)} ms`);
+      if (latencies.length % 500 === 0)
+        progress.update(
+          `${latencies.length}/${config.crossEvents} events, p99 so far ${percentile(latencies, 99).toFixed(2)} ms`,
+        );
     });
     if (lastType !== "run.completed") throw new Error(`B's stream ended with ${lastType}`);
     const parts = latencies.length + skipped;

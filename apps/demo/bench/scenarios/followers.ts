@@ -7,10 +7,10 @@
  */
 import { Pool } from "undici";
 import { connectionsTo, namespace, POSTGRES_POOL, PostgresProbe, type StoreName } from "../backends.ts";
-import { startServer, type ServerProcess } from "../processes.ts";
+import { type ServerProcess, startServer } from "../processes.ts";
 import { memoryReport } from "../server-stats.ts";
 import { eventType, readSse } from "../sse.ts";
-import { sleep, type ScenarioContext } from "./context.ts";
+import { type ScenarioContext, sleep } from "./context.ts";
 
 export type FollowersTarget = "ceiling" | StoreName;
 
@@ -36,15 +36,29 @@ const STORE_PORTS: Partial<Record<StoreName, number>> = { redis: 6379, postgres:
 const KB = 1024;
 
 /** Creates `count` runs of the approval agent, which then wait for a resume; their ids. */
-async function awaitingRuns(server: ServerProcess, count: number, onProgress: (created: number) => void): Promise<string[]> {
+async function awaitingRuns(
+  server: ServerProcess,
+  count: number,
+  onProgress: (created: number) => void,
+): Promise<string[]> {
   const creators = new Pool(server.url, { connections: 16 });
   const runIds: string[] = [];
-  const body = JSON.stringify({ agent_name: "approval", input: [{ role: "user", parts: [{ content: "the bench" }] }], mode: "sync" });
+  const body = JSON.stringify({
+    agent_name: "approval",
+    input: [{ role: "user", parts: [{ content: "the bench" }] }],
+    mode: "sync",
+  });
   const create = async (): Promise<void> => {
     while (runIds.length < count) {
-      const response = await creators.request({ path: "/runs", method: "POST", headers: { "content-type": "application/json" }, body });
+      const response = await creators.request({
+        path: "/runs",
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body,
+      });
       const run = (await response.body.json()) as { run_id: string; status: string };
-      if (run.status !== "awaiting") throw new Error(`approval run: expected awaiting, got ${JSON.stringify(run).slice(0, 200)}`);
+      if (run.status !== "awaiting")
+        throw new Error(`approval run: expected awaiting, got ${JSON.stringify(run).slice(0, 200)}`);
       runIds.push(run.run_id);
       if (runIds.length % 100 === 0) onProgress(runIds.length);
     }
@@ -57,7 +71,10 @@ async function awaitingRuns(server: ServerProcess, count: number, onProgress: (c
   return runIds.slice(0, count);
 }
 
-export async function measureFollowers(target: FollowersTarget, { config, progress, profileDir }: ScenarioContext): Promise<FollowersResult> {
+export async function measureFollowers(
+  target: FollowersTarget,
+  { config, progress, profileDir }: ScenarioContext,
+): Promise<FollowersResult> {
   const count = config.followers;
   const store = target === "ceiling" ? undefined : target;
   const space = store && namespace(store);
@@ -69,7 +86,9 @@ export async function measureFollowers(target: FollowersTarget, { config, progre
   const followers = new Pool(server.url, { connections: count + 16, headersTimeout: 0, bodyTimeout: 0 });
   try {
     const paths = store
-      ? (await awaitingRuns(server, count, (created) => progress.update(`${created}/${count} awaiting runs created`))).map((runId) => `/runs/${runId}/events`)
+      ? (
+          await awaitingRuns(server, count, (created) => progress.update(`${created}/${count} awaiting runs created`))
+        ).map((runId) => `/runs/${runId}/events`)
       : Array.from({ length: count }, () => "/sse");
     await sleep(1000);
     const before = await memoryReport(server);
@@ -99,7 +118,8 @@ export async function measureFollowers(target: FollowersTarget, { config, progre
     const open = await memoryReport(server);
     await sleep(config.seconds * 1000);
     const idle = await memoryReport(server);
-    const storeConnections = store && STORE_PORTS[store] !== undefined ? await connectionsTo(server.pid, STORE_PORTS[store]!) : undefined;
+    const storeConnections =
+      store && STORE_PORTS[store] !== undefined ? await connectionsTo(server.pid, STORE_PORTS[store]!) : undefined;
     let pgConnections: number | undefined;
     if (space?.store === "postgres") {
       const probe = new PostgresProbe(space.table!);

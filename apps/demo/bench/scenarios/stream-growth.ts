@@ -5,7 +5,7 @@
  * largest N it also measures the bytes the store keeps per event.
  */
 import { Pool } from "undici";
-import { namespace, PostgresProbe, RedisProbe, type Namespace, type StoreName } from "../backends.ts";
+import { type Namespace, namespace, PostgresProbe, RedisProbe, type StoreName } from "../backends.ts";
 import { startServer } from "../processes.ts";
 import { eventType, readSse } from "../sse.ts";
 import { median } from "../stats.ts";
@@ -43,8 +43,16 @@ const bodyFor = (n: number): string =>
 /** One stream run: its run id and how long it took, in ms. Throws unless it ended completed with N parts. */
 async function streamRun(pool: Pool, n: number): Promise<{ runId: string; ms: number }> {
   const started = performance.now();
-  const response = await pool.request({ path: "/runs", method: "POST", headers: { "content-type": "application/json", accept: "text/event-stream" }, body: bodyFor(n) });
-  if (response.statusCode !== 200) throw new Error(`stream run of ${n} parts: status ${response.statusCode}: ${(await response.body.text()).slice(0, 300)}`);
+  const response = await pool.request({
+    path: "/runs",
+    method: "POST",
+    headers: { "content-type": "application/json", accept: "text/event-stream" },
+    body: bodyFor(n),
+  });
+  if (response.statusCode !== 200)
+    throw new Error(
+      `stream run of ${n} parts: status ${response.statusCode}: ${(await response.body.text()).slice(0, 300)}`,
+    );
   let partEvents = 0;
   let last: string | undefined;
   await readSse(response.body, (data) => {
@@ -52,7 +60,8 @@ async function streamRun(pool: Pool, n: number): Promise<{ runId: string; ms: nu
     if (last === "message.part") partEvents++;
   });
   const ms = performance.now() - started;
-  if (last !== "run.completed" || partEvents !== n) throw new Error(`stream run of ${n} parts ended with ${last} after ${partEvents} parts`);
+  if (last !== "run.completed" || partEvents !== n)
+    throw new Error(`stream run of ${n} parts ended with ${last} after ${partEvents} parts`);
   return { runId: String(response.headers["run-id"]), ms };
 }
 
@@ -92,9 +101,16 @@ async function measureBytes(space: Namespace, pool: Pool, n: number): Promise<St
   return undefined;
 }
 
-export async function measureStreamGrowth(store: StoreName, { config, progress, profileDir }: ScenarioContext): Promise<StreamGrowthResult> {
+export async function measureStreamGrowth(
+  store: StoreName,
+  { config, progress, profileDir }: ScenarioContext,
+): Promise<StreamGrowthResult> {
   const space = namespace(store);
-  const server = await startServer({ script: "acp-server.ts", env: space.env, profileDir: profileDir(`streams-${store}`) });
+  const server = await startServer({
+    script: "acp-server.ts",
+    env: space.env,
+    profileDir: profileDir(`streams-${store}`),
+  });
   const pool = new Pool(server.url, { connections: 1 });
   try {
     const sizes: StreamSizeResult[] = [];

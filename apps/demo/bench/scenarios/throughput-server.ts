@@ -2,9 +2,9 @@
  * One server of the throughput measurement: its process (and store namespace), the keep-alive
  * load against it, and what its measured slices add up to, server CPU time included.
  */
-import { namespace, type Namespace, type StoreName } from "../backends.ts";
-import { ClosedLoop, summarize, type LoadResult, type LoadWindow } from "../load.ts";
-import { cpuSeconds, startServer, type ServerProcess } from "../processes.ts";
+import { type Namespace, namespace, type StoreName } from "../backends.ts";
+import { ClosedLoop, type LoadResult, type LoadWindow, summarize } from "../load.ts";
+import { cpuSeconds, type ServerProcess, startServer } from "../processes.ts";
 import type { ScenarioContext } from "./context.ts";
 
 export type ThroughputTarget = "ceiling" | StoreName;
@@ -27,7 +27,8 @@ const BODY = JSON.stringify({
 });
 
 function checkCompleted(status: number, body: string): void {
-  if (status !== 200 || !body.includes('"status":"completed"')) throw new Error(`expected 200 and a completed run, got ${status}: ${body.slice(0, 200)}`);
+  if (status !== 200 || !body.includes('"status":"completed"'))
+    throw new Error(`expected 200 and a completed run, got ${status}: ${body.slice(0, 200)}`);
 }
 
 type Report = (phase: "lead-in" | "measuring", elapsedMs: number, completed: number) => void;
@@ -53,7 +54,13 @@ export class ThroughputServer {
         env: space?.env ?? {},
         profileDir: profileDir(`throughput-${target}`),
       });
-      const load = new ClosedLoop({ url: server.url, path: "/runs", body: BODY, clients: config.clients, check: checkCompleted });
+      const load = new ClosedLoop({
+        url: server.url,
+        path: "/runs",
+        body: BODY,
+        clients: config.clients,
+        check: checkCompleted,
+      });
       return new ThroughputServer(target, server, space, load);
     } catch (error) {
       await space?.cleanup();
@@ -76,7 +83,9 @@ export class ThroughputServer {
       onWindow: (edge) => {
         const now = cpuSeconds(this.server.pid);
         if (edge === "start") cpuAtStart = now;
-        else if (this.#cpuSeconds !== undefined) this.#cpuSeconds = now === undefined || cpuAtStart === undefined ? undefined : this.#cpuSeconds + now - cpuAtStart;
+        else if (this.#cpuSeconds !== undefined)
+          this.#cpuSeconds =
+            now === undefined || cpuAtStart === undefined ? undefined : this.#cpuSeconds + now - cpuAtStart;
       },
     });
     this.#windows.push(window);
@@ -90,7 +99,9 @@ export class ThroughputServer {
     return {
       target: this.target,
       ...load,
-      ...(used === undefined || load.requests === 0 ? {} : { serverCpuMsPerRun: (used * 1000) / load.requests, serverCores: used / load.seconds }),
+      ...(used === undefined || load.requests === 0
+        ? {}
+        : { serverCpuMsPerRun: (used * 1000) / load.requests, serverCores: used / load.seconds }),
     };
   }
 

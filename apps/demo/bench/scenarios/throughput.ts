@@ -7,7 +7,7 @@
  */
 import { formatCount } from "../progress.ts";
 import type { ScenarioContext } from "./context.ts";
-import { ThroughputServer, type ThroughputResult, type ThroughputTarget } from "./throughput-server.ts";
+import { type ThroughputResult, ThroughputServer, type ThroughputTarget } from "./throughput-server.ts";
 
 export type { ThroughputResult, ThroughputTarget } from "./throughput-server.ts";
 
@@ -37,13 +37,20 @@ export async function measureThroughput(context: ScenarioContext): Promise<Throu
         const label = `round ${round + 1}/${config.rounds}, ${server.target}`;
         progress.update(label);
         await server.measureSlice(sliceMs, (phase, elapsedMs, completed) =>
-          progress.update(phase === "measuring" ? `${label}, ${formatCount(completed / Math.max(elapsedMs / 1000, 0.001))} req/s` : label),
+          progress.update(
+            phase === "measuring"
+              ? `${label}, ${formatCount(completed / Math.max(elapsedMs / 1000, 0.001))} req/s`
+              : label,
+          ),
         );
       }
     }
     const results = servers.map((server) => server.result());
     for (const [index, result] of results.entries()) {
-      if (result.errors > 0) console.error(`\n[bench] throughput ${result.target}: ${result.errors} failed requests, first: ${result.firstError}\n${servers[index]!.server.output().slice(-2000)}`);
+      if (result.errors > 0)
+        console.error(
+          `\n[bench] throughput ${result.target}: ${result.errors} failed requests, first: ${result.firstError}\n${servers[index]!.server.output().slice(-2000)}`,
+        );
     }
     return results;
   } finally {

@@ -22,7 +22,8 @@ const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:
 export async function deleteRedisKeys(url: string, prefix: string): Promise<void> {
   const redis = await createClient({ url }).connect();
   try {
-    for await (const keys of redis.scanIterator({ MATCH: `${prefix}*`, COUNT: 1000 })) if (keys.length > 0) await redis.unlink(keys);
+    for await (const keys of redis.scanIterator({ MATCH: `${prefix}*`, COUNT: 1000 }))
+      if (keys.length > 0) await redis.unlink(keys);
   } finally {
     await redis.close();
   }
@@ -32,7 +33,9 @@ export async function deleteRedisKeys(url: string, prefix: string): Promise<void
 export async function dropPostgresTables(url: string, table: string): Promise<void> {
   const sql = postgres(url, { max: 1, onnotice: () => {} });
   try {
-    const tables = await sql<{ tablename: string }[]>`select tablename from pg_tables where tablename like ${`${table}%`}`;
+    const tables = await sql<
+      { tablename: string }[]
+    >`select tablename from pg_tables where tablename like ${`${table}%`}`;
     for (const { tablename } of tables) await sql`drop table if exists ${sql(tablename)} cascade`;
   } finally {
     await sql.end({ timeout: 5 });

@@ -6,7 +6,7 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { client, collect, describeClientSuite, pollRun, rawEvents } from "../client-suite.ts";
-import { startInstance, startNginx, stopInstances, type Balancer, type Instance } from "../support/cluster.ts";
+import { type Balancer, type Instance, startInstance, startNginx, stopInstances } from "../support/cluster.ts";
 import type { Backend } from "./backends.ts";
 
 const TERMINAL = ["completed", "failed", "cancelled"];
@@ -15,7 +15,11 @@ const LEASE_MS = 2000;
 const user = (content: string) => ({ role: "user", parts: [{ content }] });
 
 /** POSTs a stream run and reads `frames` SSE frames, then drops the connection. */
-async function readSomeFrames(url: string, body: unknown, frames: number): Promise<{ id: number; data: { type: string } }[]> {
+async function readSomeFrames(
+  url: string,
+  body: unknown,
+  frames: number,
+): Promise<{ id: number; data: { type: string } }[]> {
   const controller = new AbortController();
   const response = await fetch(url, {
     method: "POST",
@@ -26,7 +30,11 @@ async function readSomeFrames(url: string, body: unknown, frames: number): Promi
   return readFrames(response, frames, controller);
 }
 
-async function readFrames(response: Response, limit: number, controller?: AbortController): Promise<{ id: number; data: { type: string } }[]> {
+async function readFrames(
+  response: Response,
+  limit: number,
+  controller?: AbortController,
+): Promise<{ id: number; data: { type: string } }[]> {
   const reader = response.body!.getReader();
   const decoder = new TextDecoder();
   const frames: { id: number; data: { type: string } }[] = [];
@@ -85,8 +93,19 @@ export function describeHighAvailability(makeBackend: () => Backend): void {
     it("resumes on B, in stream mode, a run suspended on A", async () => {
       const awaiting = await client(a.url).runSync("approval", "the rollout");
       expect(awaiting.status).toBe("awaiting");
-      const events = await collect(client(b.url).runResumeStream(awaiting.run_id, { type: "message", message: { role: "user", parts: [{ content: "yes" }] } } as never));
-      expect(events.map((event) => event.type)).toEqual(["run.in-progress", "message.created", "message.part", "message.completed", "run.completed"]);
+      const events = await collect(
+        client(b.url).runResumeStream(awaiting.run_id, {
+          type: "message",
+          message: { role: "user", parts: [{ content: "yes" }] },
+        } as never),
+      );
+      expect(events.map((event) => event.type)).toEqual([
+        "run.in-progress",
+        "message.created",
+        "message.part",
+        "message.completed",
+        "run.completed",
+      ]);
       const done = await client(a.url).runStatus(awaiting.run_id);
       expect(done.output.at(-1)?.parts[0]?.content).toBe("Approved: doing the rollout.");
     });
@@ -112,7 +131,9 @@ export function describeHighAvailability(makeBackend: () => Backend): void {
       const done = await pollRun(client(b.url), awaiting.run_id, (r) => TERMINAL.includes(r.status));
       const winner = answers[0]!.status === 202 ? "Approved" : "Not approved";
       expect(done.output.at(-1)?.parts[0]?.content).toContain(winner);
-      const inProgress = (await rawEvents(a.url, awaiting.run_id)).filter((event) => (event as { type: string }).type === "run.in-progress");
+      const inProgress = (await rawEvents(a.url, awaiting.run_id)).filter(
+        (event) => (event as { type: string }).type === "run.in-progress",
+      );
       expect(inProgress).toHaveLength(2);
     });
 
@@ -139,7 +160,9 @@ export function describeHighAvailability(makeBackend: () => Backend): void {
       const head = await readSomeFrames(`${a.url}/runs`, body, 6);
       const runId = (head[0]?.data as unknown as { run: { run_id: string } }).run.run_id;
       const lastId = head.at(-1)!.id;
-      const response = await fetch(`${b.url}/runs/${runId}/events`, { headers: { accept: "text/event-stream", "last-event-id": String(lastId) } });
+      const response = await fetch(`${b.url}/runs/${runId}/events`, {
+        headers: { accept: "text/event-stream", "last-event-id": String(lastId) },
+      });
       const tail = await readFrames(response, 10_000);
       expect(tail.at(-1)?.data.type).toBe("run.completed");
       const ids = [...head, ...tail].map((frame) => frame.id);
@@ -149,11 +172,17 @@ export function describeHighAvailability(makeBackend: () => Backend): void {
 
     it("keeps finished runs, their events and sessions across a restart of every instance", async () => {
       const sessionId = randomUUID();
-      const run = await client(balancer.url).withSession((session) => session.runSync("echo", "remember me"), sessionId);
+      const run = await client(balancer.url).withSession(
+        (session) => session.runSync("echo", "remember me"),
+        sessionId,
+      );
       const events = await rawEvents(a.url, run.run_id);
       await stopInstances([a, b]);
       [a, b] = await Promise.all([startInstance(env, a.port), startInstance(env, b.port)]);
-      expect(await client(balancer.url).runStatus(run.run_id)).toMatchObject({ status: "completed", output: run.output });
+      expect(await client(balancer.url).runStatus(run.run_id)).toMatchObject({
+        status: "completed",
+        output: run.output,
+      });
       expect(await rawEvents(b.url, run.run_id)).toEqual(events);
       const session = (await (await fetch(`${a.url}/sessions/${sessionId}`)).json()) as { history: string[] };
       expect(session.history).toHaveLength(2);

@@ -15,7 +15,8 @@ export function successComponent(method: string, pathname: string): string | und
   if (method === "POST" && pathname === "/runs") return "Run";
   if (first === "runs" && segments.length === 2 && second) return "Run";
   if (method === "POST" && first === "runs" && third === "cancel" && segments.length === 3) return "Run";
-  if (method === "GET" && first === "runs" && third === "events" && segments.length === 3) return "RunEventsListResponse";
+  if (method === "GET" && first === "runs" && third === "events" && segments.length === 3)
+    return "RunEventsListResponse";
   if (method === "GET" && (first === "sessions" || first === "session") && segments.length === 2) return "Session";
   if (method === "GET" && first === "resources" && segments.length === 2) return "Message";
   return undefined;
@@ -32,13 +33,15 @@ export async function expectAcpAnswer(method: string, url: string, response: Res
     for (const event of sseEvents(text)) assertMatchesSchema("Event", event);
     return;
   }
-  if (!type.includes("application/json")) throw new Error(`${where}: answered ${type || "no content type"}, not JSON: ${text.slice(0, 200)}`);
+  if (!type.includes("application/json"))
+    throw new Error(`${where}: answered ${type || "no content type"}, not JSON: ${text.slice(0, 200)}`);
   const body: unknown = JSON.parse(text);
   if (response.status >= 400) return assertMatchesSchema("Error", body);
   const component = successComponent(method, new URL(url).pathname);
   if (component === undefined) throw new Error(`${where}: a success on a route that has none`);
   if (component === "ping") {
-    if (typeof body !== "object" || body === null || Array.isArray(body)) throw new Error(`${where}: /ping answered ${text}`);
+    if (typeof body !== "object" || body === null || Array.isArray(body))
+      throw new Error(`${where}: /ping answered ${text}`);
     return;
   }
   assertMatchesSchema(component, body);

@@ -8,7 +8,10 @@ import type { ChildProcess } from "node:child_process";
 export function untilReady(child: ChildProcess, marker: string, what: string, timeoutMs: number): Promise<void> {
   let output = "";
   return new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${what} did not start within ${timeoutMs} ms:\n${output}`)), timeoutMs);
+    const timer = setTimeout(
+      () => reject(new Error(`${what} did not start within ${timeoutMs} ms:\n${output}`)),
+      timeoutMs,
+    );
     child.once("error", (error) => {
       clearTimeout(timer);
       reject(new Error(`cannot run ${what}: ${error.message}`));

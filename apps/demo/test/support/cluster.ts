@@ -4,9 +4,9 @@
  * variables only, as an operator would) and, optionally, a private nginx in front of them with
  * round robin and no affinity. Everything listens on loopback and is stopped by `stop()`.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdtemp, rm, writeFile, mkdir } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";

@@ -14,7 +14,10 @@ const loneSurrogate = fc.integer({ min: 0xd800, max: 0xdfff }).map((unit) => Str
 const oddChar = fc.oneof(
   { arbitrary: fc.string({ unit: "binary", minLength: 1, maxLength: 1 }), weight: 6 },
   { arbitrary: loneSurrogate, weight: 1 },
-  { arbitrary: fc.constantFrom("\u0000", "\u2028", "\ufeff", "\uffff", '"', "\\", "%", "/", "\n", "\r", "<"), weight: 2 },
+  {
+    arbitrary: fc.constantFrom("\u0000", "\u2028", "\ufeff", "\uffff", '"', "\\", "%", "/", "\n", "\r", "<"),
+    weight: 2,
+  },
 );
 
 /** Up to 100,000 repetitions of one character, rarely: enough to hurt, not enough to fill memory over thousands of runs. */
@@ -44,7 +47,9 @@ export const anyValue: fc.Arbitrary<unknown> = fc.oneof(
   fc.boolean(),
   fc.constantFrom({}, [], "", 0, -1, "null", "true", "[]", "{}"),
   fc.jsonValue({ maxDepth: 3 }),
-  fc.tuple(fc.integer({ min: 2, max: 300 }), fc.constantFrom("array" as const, "object" as const)).map(([depth, kind]) => nested(depth, kind)),
+  fc
+    .tuple(fc.integer({ min: 2, max: 300 }), fc.constantFrom("array" as const, "object" as const))
+    .map(([depth, kind]) => nested(depth, kind)),
 );
 
 const base64 = fc.uint8Array({ maxLength: 48 }).map((bytes) => Buffer.from(bytes).toString("base64"));
@@ -57,13 +62,34 @@ const textPart = fc.record(
   },
   { requiredKeys: ["content"] },
 );
-const base64Part = fc.record({ content: base64, content_encoding: fc.constant("base64"), content_type: fc.constantFrom("image/png", "application/octet-stream") });
+const base64Part = fc.record({
+  content: base64,
+  content_encoding: fc.constant("base64"),
+  content_type: fc.constantFrom("image/png", "application/octet-stream"),
+});
 const urlPart = fc.record({ content_url: fc.webUrl(), content_type: fc.constant("application/pdf") });
 const metadataPart = fc.record({
   content: fc.string({ maxLength: 16 }),
   metadata: fc.oneof(
-    fc.record({ kind: fc.constant("citation"), url: fc.webUrl(), start_index: fc.nat(100), end_index: fc.nat(100), title: oddString }, { requiredKeys: ["kind"] }),
-    fc.record({ kind: fc.constant("trajectory"), message: oddString, tool_name: fc.string({ maxLength: 12 }), tool_input: fc.dictionary(fc.string({ maxLength: 8 }), fc.jsonValue({ maxDepth: 3 }), { maxKeys: 4 }) }, { requiredKeys: ["kind"] }),
+    fc.record(
+      {
+        kind: fc.constant("citation"),
+        url: fc.webUrl(),
+        start_index: fc.nat(100),
+        end_index: fc.nat(100),
+        title: oddString,
+      },
+      { requiredKeys: ["kind"] },
+    ),
+    fc.record(
+      {
+        kind: fc.constant("trajectory"),
+        message: oddString,
+        tool_name: fc.string({ maxLength: 12 }),
+        tool_input: fc.dictionary(fc.string({ maxLength: 8 }), fc.jsonValue({ maxDepth: 3 }), { maxKeys: 4 }),
+      },
+      { requiredKeys: ["kind"] },
+    ),
   ),
 });
 const part = fc.oneof({ arbitrary: textPart, weight: 6 }, base64Part, urlPart, metadataPart);
@@ -72,7 +98,9 @@ export const message = fc.record(
   {
     role: fc.constantFrom("user", "agent", "agent/helper", null),
     parts: fc.array(part, { minLength: 1, maxLength: 3 }),
-    created_at: fc.date({ min: new Date("2000-01-01"), max: new Date("2100-01-01"), noInvalidDate: true }).map((date) => date.toISOString()),
+    created_at: fc
+      .date({ min: new Date("2000-01-01"), max: new Date("2100-01-01"), noInvalidDate: true })
+      .map((date) => date.toISOString()),
   },
   { requiredKeys: ["parts"] },
 );
@@ -80,29 +108,36 @@ export const message = fc.record(
 export const mode = fc.constantFrom("sync", "async", "stream", null, undefined);
 
 /** A valid `RunCreateRequest` for the echo agent. */
-export const echoRunBody = fc.record(
-  {
-    agent_name: fc.constant("echo"),
-    input: fc.array(message, { minLength: 1, maxLength: 3 }),
-    mode,
-    session_id: fc.uuid(),
-    session: fc.uuid().map((id) => ({ id, history: [] })),
-  },
-  { requiredKeys: ["agent_name", "input"] },
-).map((body) => {
-  // Both given, they must name one session.
-  return body.session && body.session_id ? { ...body, session: { ...body.session, id: body.session_id } } : body;
-});
+export const echoRunBody = fc
+  .record(
+    {
+      agent_name: fc.constant("echo"),
+      input: fc.array(message, { minLength: 1, maxLength: 3 }),
+      mode,
+      session_id: fc.uuid(),
+      session: fc.uuid().map((id) => ({ id, history: [] })),
+    },
+    { requiredKeys: ["agent_name", "input"] },
+  )
+  .map((body) => {
+    // Both given, they must name one session.
+    return body.session && body.session_id ? { ...body, session: { ...body.session, id: body.session_id } } : body;
+  });
 
 /** A valid `RunCreateRequest` for the tokens agent, with words that never ask for repetitions or delays. */
 export const tokensRunBody = fc.record({
   agent_name: fc.constant("tokens"),
-  input: fc.array(fc.constantFrom("alpha", "beta", "γάμμα", "\u{1f600}", "x\u2028y"), { maxLength: 8 }).map((words) => [{ role: "user", parts: [{ content: words.join(" ") }] }]),
+  input: fc
+    .array(fc.constantFrom("alpha", "beta", "γάμμα", "\u{1f600}", "x\u2028y"), { maxLength: 8 })
+    .map((words) => [{ role: "user", parts: [{ content: words.join(" ") }] }]),
   mode,
 });
 
 /** A valid `RunResumeRequest`. */
-export const resumeBody = fc.record({ await_resume: fc.record({ type: fc.constant("message"), message }), mode }, { requiredKeys: ["await_resume"] });
+export const resumeBody = fc.record(
+  { await_resume: fc.record({ type: fc.constant("message"), message }), mode },
+  { requiredKeys: ["await_resume"] },
+);
 
 /** One change to a JSON value: at the container picked by `at`, drop a key, add one, replace a value or wrap it in an array. */
 interface Mutation {
@@ -115,11 +150,28 @@ interface Mutation {
 const mutation: fc.Arbitrary<Mutation> = fc.record({
   at: fc.nat(),
   op: fc.constantFrom("drop", "add", "replace", "replace", "replace", "wrap", "replace-root"),
-  key: fc.oneof(fc.constantFrom("agent_name", "input", "mode", "parts", "content", "role", "await_resume", "type", "message", "__proto__"), fc.string({ maxLength: 8 })),
+  key: fc.oneof(
+    fc.constantFrom(
+      "agent_name",
+      "input",
+      "mode",
+      "parts",
+      "content",
+      "role",
+      "await_resume",
+      "type",
+      "message",
+      "__proto__",
+    ),
+    fc.string({ maxLength: 8 }),
+  ),
   value: anyValue,
 });
 
-function containersOf(value: unknown, found: (Record<string, unknown> | unknown[])[] = []): (Record<string, unknown> | unknown[])[] {
+function containersOf(
+  value: unknown,
+  found: (Record<string, unknown> | unknown[])[] = [],
+): (Record<string, unknown> | unknown[])[] {
   if (typeof value !== "object" || value === null) return found;
   found.push(value as Record<string, unknown> | unknown[]);
   for (const item of Object.values(value)) containersOf(item, found);
@@ -138,7 +190,8 @@ function applyMutation(body: unknown, { at, op, key, value: generated }: Mutatio
   const existing = keys.length > 0 ? keys[at % keys.length]! : key;
   const slot = target as Record<string, unknown>;
   if (op === "drop") delete slot[existing];
-  else if (op === "add") Object.defineProperty(slot, key, { value, enumerable: true, writable: true, configurable: true });
+  else if (op === "add")
+    Object.defineProperty(slot, key, { value, enumerable: true, writable: true, configurable: true });
   else if (op === "replace") slot[existing] = value;
   else slot[existing] = [slot[existing]];
   return body;
@@ -153,7 +206,8 @@ export function mutated(valid: fc.Arbitrary<Record<string, unknown>>): fc.Arbitr
     let result: unknown = structuredClone(body);
     for (const change of mutations) result = applyMutation(result, change);
     const agentName = (result as { agent_name?: unknown } | null)?.agent_name;
-    if (typeof agentName === "string" && longAgents.has(agentName)) (result as { agent_name: string }).agent_name = "echo";
+    if (typeof agentName === "string" && longAgents.has(agentName))
+      (result as { agent_name: string }).agent_name = "echo";
     return result;
   });
 }
@@ -166,7 +220,22 @@ export const randomBody: fc.Arbitrary<RawBody> = fc.oneof(
   fc.json({ maxDepth: 4 }).map((text) => ({ text })),
   fc.dictionary(oddString, anyValue, { maxKeys: 5 }).map((value) => ({ text: JSON.stringify(value) })),
   fc.string({ unit: oddChar, maxLength: 64 }).map((text) => ({ text })),
-  fc.constantFrom("", " ", "{", "}", "[", "null", "nul", '{"a":1}{', "\ufeff{}", "{}garbage", '{"agent_name":"echo","input":[', "1e999").map((text) => ({ text })),
+  fc
+    .constantFrom(
+      "",
+      " ",
+      "{",
+      "}",
+      "[",
+      "null",
+      "nul",
+      '{"a":1}{',
+      "\ufeff{}",
+      "{}garbage",
+      '{"agent_name":"echo","input":[',
+      "1e999",
+    )
+    .map((text) => ({ text })),
   fc.uint8Array({ maxLength: 64 }).map((bytes) => ({ bytes })),
 );
 
@@ -174,7 +243,16 @@ export const randomBody: fc.Arbitrary<RawBody> = fc.oneof(
 export const contentType = fc.oneof(
   { arbitrary: fc.constant("application/json"), weight: 12 },
   {
-    arbitrary: fc.constantFrom("application/json; charset=utf-8", "application/vnd.acp+json", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/jsonx", "", undefined),
+    arbitrary: fc.constantFrom(
+      "application/json; charset=utf-8",
+      "application/vnd.acp+json",
+      "text/plain",
+      "application/x-www-form-urlencoded",
+      "multipart/form-data; boundary=x",
+      "application/jsonx",
+      "",
+      undefined,
+    ),
     weight: 3,
   },
 );
@@ -188,7 +266,19 @@ function wellFormed(text: string): string {
 export const oddSegment = fc.oneof(
   fc.webSegment(),
   oddString.filter((text) => text.length < 200).map((text) => encodeURIComponent(wellFormed(text))),
-  fc.constantFrom("%", "%zz", "%00", "%ff", "%2F", "a%2Fb", "..", ".", "-", "00000000-0000-0000-0000-000000000000", "%E0%A4%A"),
+  fc.constantFrom(
+    "%",
+    "%zz",
+    "%00",
+    "%ff",
+    "%2F",
+    "a%2Fb",
+    "..",
+    ".",
+    "-",
+    "00000000-0000-0000-0000-000000000000",
+    "%E0%A4%A",
+  ),
 );
 
 /** A query string: `limit` and `offset` with good and bad values, and unknown keys. */
@@ -196,7 +286,11 @@ export const queryString = fc
   .array(
     fc.tuple(
       fc.oneof(fc.constantFrom("limit", "offset"), fc.string({ maxLength: 8 })),
-      fc.oneof(fc.nat(2000).map(String), fc.constantFrom("-1", "1.5", "1e3", "0x10", "", "NaN", "Infinity", " 5 "), oddString.filter((text) => text.length < 200)),
+      fc.oneof(
+        fc.nat(2000).map(String),
+        fc.constantFrom("-1", "1.5", "1e3", "0x10", "", "NaN", "Infinity", " 5 "),
+        oddString.filter((text) => text.length < 200),
+      ),
     ),
     { maxLength: 3 },
   )

@@ -8,8 +8,8 @@
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { demoAgents } from "../../src/agents.ts";
-import { startServer, type DemoServer } from "../../src/server.ts";
-import { storeFromEnv, type ChosenStore } from "../../src/store-from-env.ts";
+import { type DemoServer, startServer } from "../../src/server.ts";
+import { type ChosenStore, storeFromEnv } from "../../src/store-from-env.ts";
 import type { Backend } from "../ha/backends.ts";
 import { expectAcpAnswer } from "./acp-answer.ts";
 import {
@@ -18,10 +18,10 @@ import {
   mutated,
   oddSegment,
   queryString,
+  type RawBody,
   randomBody,
   resumeBody,
   tokensRunBody,
-  type RawBody,
 } from "./fuzz-arbitraries.ts";
 
 /** Requests per endpoint group at scale 1: about 2,100 in all, 10 to 30 seconds on two busy cores. */
@@ -42,7 +42,10 @@ export interface OpenedStore {
  * requests (1: about 2,100), so that slower backends can run fewer.
  */
 export function describeFuzz(name: string, open: () => Promise<OpenedStore>, scale = 1): void {
-  const settings = (numRuns: number): fc.Parameters<unknown> => ({ numRuns: Math.max(20, Math.round(numRuns * scale)), ...(seed === undefined ? {} : { seed }) });
+  const settings = (numRuns: number): fc.Parameters<unknown> => ({
+    numRuns: Math.max(20, Math.round(numRuns * scale)),
+    ...(seed === undefined ? {} : { seed }),
+  });
 
   let demo: DemoServer;
   let opened: OpenedStore | undefined;
@@ -58,7 +61,11 @@ export function describeFuzz(name: string, open: () => Promise<OpenedStore>, sca
   const user = (content: string) => ({ role: "user", parts: [{ content }] });
 
   async function startAwaiting(): Promise<string> {
-    const response = await fetch(`${demo.url}/runs`, { method: "POST", headers: json, body: JSON.stringify({ agent_name: "approval", input: [user("the fuzz")] }) });
+    const response = await fetch(`${demo.url}/runs`, {
+      method: "POST",
+      headers: json,
+      body: JSON.stringify({ agent_name: "approval", input: [user("the fuzz")] }),
+    });
     const run = (await response.json()) as { run_id: string; status: string };
     expect(run.status).toBe("awaiting");
     return run.run_id;
@@ -73,7 +80,11 @@ export function describeFuzz(name: string, open: () => Promise<OpenedStore>, sca
   beforeAll(async () => {
     opened = await open();
     demo = await startServer(demoAgents, opened.chosen, { port: 0, host: "127.0.0.1", drainMs: 500 });
-    const response = await fetch(`${demo.url}/runs`, { method: "POST", headers: json, body: JSON.stringify({ agent_name: "echo", input: [user("hi")] }) });
+    const response = await fetch(`${demo.url}/runs`, {
+      method: "POST",
+      headers: json,
+      body: JSON.stringify({ agent_name: "echo", input: [user("hi")] }),
+    });
     const run = (await response.json()) as { run_id: string; session_id: string };
     finishedRunId = run.run_id;
     sessionId = run.session_id;
@@ -103,8 +114,14 @@ export function describeFuzz(name: string, open: () => Promise<OpenedStore>, sca
     const headers: Record<string, string> = { ...probe.headers };
     if (probe.contentType !== undefined) headers["content-type"] = probe.contentType;
     // Bytes, so that fetch adds no Content-Type of its own.
-    const body = probe.body === undefined ? undefined : "text" in probe.body ? Buffer.from(probe.body.text) : probe.body.bytes;
-    const response = await fetch(url, { method: probe.method, headers, body, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
+    const body =
+      probe.body === undefined ? undefined : "text" in probe.body ? Buffer.from(probe.body.text) : probe.body.bytes;
+    const response = await fetch(url, {
+      method: probe.method,
+      headers,
+      body,
+      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+    });
     await expectAcpAnswer(probe.method, url, response);
     return response.headers;
   }
@@ -112,7 +129,8 @@ export function describeFuzz(name: string, open: () => Promise<OpenedStore>, sca
   const asText = (value: unknown): RawBody => ({ text: JSON.stringify(value) ?? "" });
 
   /** The id of a run picked at run time from a pool: fast-check values are made before the runs exist. */
-  const pick = (pool: readonly string[], index: number): string | undefined => (pool.length === 0 ? undefined : pool[index % pool.length]);
+  const pick = (pool: readonly string[], index: number): string | undefined =>
+    pool.length === 0 ? undefined : pool[index % pool.length];
 
   const TERMINAL = ["completed", "failed", "cancelled"];
 
@@ -166,7 +184,8 @@ export function describeFuzz(name: string, open: () => Promise<OpenedStore>, sca
         await fc.assert(
           fc.asyncProperty(target, body, contentType, async (to, raw, type) => {
             const awaitingId = "awaiting" in to ? pick(awaiting, to.awaiting) : undefined;
-            const segment = awaitingId ?? ("finished" in to ? finishedRunId : "segment" in to ? to.segment : finishedRunId);
+            const segment =
+              awaitingId ?? ("finished" in to ? finishedRunId : "segment" in to ? to.segment : finishedRunId);
             await send({ method: "POST", path: `/runs/${segment}`, body: raw, contentType: type });
             if (awaitingId) await keepAwaiting(awaitingId);
           }),
@@ -188,8 +207,18 @@ export function describeFuzz(name: string, open: () => Promise<OpenedStore>, sca
         await fc.assert(
           fc.asyncProperty(target, fc.option(randomBody), contentType, async (to, raw, type) => {
             const awaitingId = "awaiting" in to ? pick(awaiting, to.awaiting) : undefined;
-            const segment = awaitingId ?? ("started" in to ? (pick([...started], to.started) ?? finishedRunId) : "segment" in to ? to.segment : finishedRunId);
-            await send({ method: "POST", path: `/runs/${segment}/cancel`, ...(raw === null ? {} : { body: raw, contentType: type }) });
+            const segment =
+              awaitingId ??
+              ("started" in to
+                ? (pick([...started], to.started) ?? finishedRunId)
+                : "segment" in to
+                  ? to.segment
+                  : finishedRunId);
+            await send({
+              method: "POST",
+              path: `/runs/${segment}/cancel`,
+              ...(raw === null ? {} : { body: raw, contentType: type }),
+            });
             if (awaitingId) await keepAwaiting(awaitingId);
           }),
           settings(NUM_RUNS.cancel),
@@ -214,18 +243,30 @@ export function describeFuzz(name: string, open: () => Promise<OpenedStore>, sca
           runSegment.map((segment) => `/runs/${segment}`),
           fc.nat().map((index) => `/runs/{awaiting:${index}}`),
           runSegment.map((segment) => `/runs/${segment}/events`),
-          fc.tuple(fc.constantFrom("sessions", "session"), fc.oneof(fc.constant("{session}"), fc.uuid(), oddSegment)).map(([route, segment]) => `/${route}/${segment}`),
+          fc
+            .tuple(fc.constantFrom("sessions", "session"), fc.oneof(fc.constant("{session}"), fc.uuid(), oddSegment))
+            .map(([route, segment]) => `/${route}/${segment}`),
           fc.oneof(fc.constant("{resource}"), fc.uuid(), oddSegment).map((segment) => `/resources/${segment}`),
           fc.tuple(fc.webPath(), queryString).map(([webPath, query]) => `${webPath || "/"}${query ? `?${query}` : ""}`),
         );
         const headers = fc.record(
           {
-            accept: fc.oneof({ arbitrary: fc.constant("text/event-stream"), weight: 3 }, fc.constantFrom("application/json", "*/*", "text/html")),
-            "last-event-id": fc.oneof(fc.nat(50).map(String), fc.constantFrom("-1", "1.5", "", "1e3", "abc", "99999999999999999999"), fc.string({ unit: "grapheme-ascii", maxLength: 8 })),
+            accept: fc.oneof(
+              { arbitrary: fc.constant("text/event-stream"), weight: 3 },
+              fc.constantFrom("application/json", "*/*", "text/html"),
+            ),
+            "last-event-id": fc.oneof(
+              fc.nat(50).map(String),
+              fc.constantFrom("-1", "1.5", "", "1e3", "abc", "99999999999999999999"),
+              fc.string({ unit: "grapheme-ascii", maxLength: 8 }),
+            ),
           },
           { requiredKeys: [] },
         );
-        const method = fc.oneof({ arbitrary: fc.constant("GET"), weight: 8 }, { arbitrary: fc.constantFrom("PUT", "DELETE", "PATCH", "OPTIONS"), weight: 1 });
+        const method = fc.oneof(
+          { arbitrary: fc.constant("GET"), weight: 8 },
+          { arbitrary: fc.constantFrom("PUT", "DELETE", "PATCH", "OPTIONS"), weight: 1 },
+        );
         await fc.assert(
           fc.asyncProperty(method, path, headers, async (verb, template, extra) => {
             const resolved = template
@@ -250,7 +291,11 @@ export function describeFuzz(name: string, open: () => Promise<OpenedStore>, sca
       }
       expect(going).toEqual([]);
       expect((await fetch(`${demo.url}/ping`)).status).toBe(200);
-      const response = await fetch(`${demo.url}/runs`, { method: "POST", headers: json, body: JSON.stringify({ agent_name: "echo", input: [user("still here")] }) });
+      const response = await fetch(`${demo.url}/runs`, {
+        method: "POST",
+        headers: json,
+        body: JSON.stringify({ agent_name: "echo", input: [user("still here")] }),
+      });
       const run = (await response.json()) as { status: string; output: { parts: { content: string }[] }[] };
       expect(run.status).toBe("completed");
       expect(run.output[0]?.parts[0]?.content).toBe("still here");
@@ -261,5 +306,9 @@ export function describeFuzz(name: string, open: () => Promise<OpenedStore>, sca
 /** The suite on a shared backend of the HA tests (Redis or PostgreSQL), in a namespace of its own. */
 export function describeFuzzOn(makeBackend: () => Backend, scale: number): void {
   const backend = makeBackend();
-  describeFuzz(backend.name, async () => ({ chosen: await storeFromEnv(backend.env), cleanup: () => backend.cleanup() }), scale);
+  describeFuzz(
+    backend.name,
+    async () => ({ chosen: await storeFromEnv(backend.env), cleanup: () => backend.cleanup() }),
+    scale,
+  );
 }

@@ -37,7 +37,11 @@ export async function startChildServer(script: string, options: ChildServerOptio
   const { cwd, readyMs = 30_000 } = options;
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  const child = spawn(process.execPath, [script], { cwd, env: { ...process.env, PORT: String(port) }, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [script], {
+    cwd,
+    env: { ...process.env, PORT: String(port) },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let output = "";
   child.stdout.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
   child.stderr.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
@@ -60,7 +64,10 @@ export async function startChildServer(script: string, options: ChildServerOptio
   void exited.then((how) => (gone = how));
   const until = Date.now() + readyMs;
   for (;;) {
-    if (gone !== undefined) throw new Error(`\`node ${script}\` in ${cwd} exited (${gone}) before answering /ping\n--- output ---\n${output}`);
+    if (gone !== undefined)
+      throw new Error(
+        `\`node ${script}\` in ${cwd} exited (${gone}) before answering /ping\n--- output ---\n${output}`,
+      );
     const ready = await fetch(`${url}/ping`).then(
       (response) => response.ok,
       () => false,
@@ -68,7 +75,9 @@ export async function startChildServer(script: string, options: ChildServerOptio
     if (ready) return server;
     if (Date.now() > until) {
       await stop();
-      throw new Error(`\`node ${script}\` in ${cwd} did not answer ${url}/ping within ${readyMs} ms\n--- output ---\n${output}`);
+      throw new Error(
+        `\`node ${script}\` in ${cwd} did not answer ${url}/ping within ${readyMs} ms\n--- output ---\n${output}`,
+      );
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }

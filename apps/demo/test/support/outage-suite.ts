@@ -6,7 +6,7 @@
  * hang fails the test instead of stalling it.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFailed } from "vitest";
-import { startInstance, stopInstances, type Instance } from "./cluster.ts";
+import { type Instance, startInstance, stopInstances } from "./cluster.ts";
 
 /** Store calls answer within this (ACP_STORE_TIMEOUT_MS), so requests need no longer. */
 export const STORE_TIMEOUT_MS = 1000;
@@ -81,7 +81,8 @@ export async function until<T>(what: string, check: () => Promise<T | undefined>
     } catch (error) {
       last = error;
     }
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms${last ? ` (last error: ${(last as Error).message})` : ""}`);
+    if (Date.now() > deadline)
+      throw new Error(`${what}: not within ${ms} ms${last ? ` (last error: ${(last as Error).message})` : ""}`);
     await sleep(100);
   }
 }
@@ -92,12 +93,20 @@ export function request(url: string, init: RequestInit = {}, ms = REQUEST_BOUND_
 }
 
 export function postJson(url: string, body: unknown, ms?: number): Promise<Response> {
-  return request(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) }, ms);
+  return request(
+    url,
+    { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) },
+    ms,
+  );
 }
 
 /** Starts a run of the tokens agent in async mode: `words` one by one, `delayMs` apart. */
 export async function startTokensRun(url: string, words: string[], delayMs: number): Promise<RunJson> {
-  const response = await postJson(`${url}/runs`, { agent_name: "tokens", input: [user(`${words.join(" ")} delay=${delayMs}`)], mode: "async" });
+  const response = await postJson(`${url}/runs`, {
+    agent_name: "tokens",
+    input: [user(`${words.join(" ")} delay=${delayMs}`)],
+    mode: "async",
+  });
   expect(response.status).toBe(202);
   return (await response.json()) as RunJson;
 }
@@ -121,7 +130,11 @@ export async function follow(url: string, runId: string, lastEventId?: number): 
  * error event) or `stop(frames)` holds: then the connection stays open, and another call with the
  * same reader goes on.
  */
-export async function readFrames(reader: ReadableStreamDefaultReader<Uint8Array>, frames: Frame[], stop: (frames: Frame[]) => boolean = () => false): Promise<"ended" | "stopped"> {
+export async function readFrames(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  frames: Frame[],
+  stop: (frames: Frame[]) => boolean = () => false,
+): Promise<"ended" | "stopped"> {
   const decoder = new TextDecoder();
   let buffer = "";
   for (;;) {
@@ -160,7 +173,8 @@ export async function endedRun(url: string, runId: string): Promise<RunJson> {
 
 /** What the instance said lately: a failed test shows it. */
 function printLog(instance: Instance | undefined): void {
-  if (instance) console.error(`[outage test] the instance's log, its end:\n${instance.output().slice(-LOG_TAIL_CHARS)}`);
+  if (instance)
+    console.error(`[outage test] the instance's log, its end:\n${instance.output().slice(-LOG_TAIL_CHARS)}`);
 }
 
 /** Whether /ping answers `status`; the request is bounded, so an instance that hangs counts as no. */
@@ -177,15 +191,25 @@ async function pings(url: string, status: number): Promise<true | undefined> {
 export function expectTokensLog(events: EventJson[], all: string[], end: "completed" | "failed"): void {
   const types = events.map((event) => event.type);
   expect(types.slice(0, 2)).toEqual(["run.created", "run.in-progress"]);
-  expect(types.filter((type) => ["run.completed", "run.failed", "run.cancelled"].includes(type))).toEqual([`run.${end}`]);
+  expect(types.filter((type) => ["run.completed", "run.failed", "run.cancelled"].includes(type))).toEqual([
+    `run.${end}`,
+  ]);
   expect(types.at(-1)).toBe(`run.${end}`);
   const parts = events.filter((event) => event.type === "message.part").map((event) => event.part?.content);
   if (end === "completed") {
     expect(parts).toEqual(all.map((word) => `${word} `));
-    expect(types).toEqual(["run.created", "run.in-progress", "message.created", ...all.map(() => "message.part"), "message.completed", "run.completed"]);
+    expect(types).toEqual([
+      "run.created",
+      "run.in-progress",
+      "message.created",
+      ...all.map(() => "message.part"),
+      "message.completed",
+      "run.completed",
+    ]);
   } else {
     expect(parts).toEqual(all.slice(0, parts.length).map((word) => `${word} `));
-    const middle = parts.length === 0 ? [] : ["message.created", ...parts.map(() => "message.part"), "message.completed"];
+    const middle =
+      parts.length === 0 ? [] : ["message.created", ...parts.map(() => "message.part"), "message.completed"];
     expect(types).toEqual(["run.created", "run.in-progress", ...middle, "run.failed"]);
   }
 }
@@ -201,7 +225,12 @@ export function expectFramesAreTheLog(frames: Frame[], log: EventJson[]): void {
  * Follows a run to its end through an outage as a client does: when the stream breaks, it must
  * have said why (an `error` frame with an ACP error); the client comes back with Last-Event-ID.
  */
-export async function followToEnd(url: string, runId: string, frames: Frame[], reader: ReadableStreamDefaultReader<Uint8Array>): Promise<void> {
+export async function followToEnd(
+  url: string,
+  runId: string,
+  frames: Frame[],
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+): Promise<void> {
   for (;;) {
     await readFrames(reader, frames);
     const last = frames.at(-1);
@@ -211,7 +240,11 @@ export async function followToEnd(url: string, runId: string, frames: Frame[], r
     expect(last?.data.error).toMatchObject({ code: "server_error" });
     const lastId = frames.filter((frame) => frame.id !== undefined).at(-1)?.id ?? 0;
     reader = await until("the stream to open again", async () => {
-      const response = await request(`${url}/runs/${runId}/events`, { headers: { accept: "text/event-stream", "last-event-id": String(lastId) } }, RECOVERY_BOUND_MS * 2);
+      const response = await request(
+        `${url}/runs/${runId}/events`,
+        { headers: { accept: "text/event-stream", "last-event-id": String(lastId) } },
+        RECOVERY_BOUND_MS * 2,
+      );
       if (response.status === 200) return response.body!.getReader();
       await response.body?.cancel();
       return undefined;
@@ -229,14 +262,21 @@ export interface OutageContext<S extends OutageServer> {
  * The outage tests every backend passes; `more` adds the backend's own, which run after them on
  * the same server and instance.
  */
-export function describeOutage<S extends OutageServer>(backend: OutageBackend<S>, more?: (context: OutageContext<S>) => void): void {
+export function describeOutage<S extends OutageServer>(
+  backend: OutageBackend<S>,
+  more?: (context: OutageContext<S>) => void,
+): void {
   describe(`${backend.name} outage`, () => {
     let server: S;
     let instance: Instance;
 
     beforeAll(async () => {
       server = await backend.start();
-      instance = await startInstance({ ...backend.env(server), ACP_STORE_TIMEOUT_MS: String(STORE_TIMEOUT_MS), ACP_OUTAGE_MS: String(OUTAGE_MS) });
+      instance = await startInstance({
+        ...backend.env(server),
+        ACP_STORE_TIMEOUT_MS: String(STORE_TIMEOUT_MS),
+        ACP_OUTAGE_MS: String(OUTAGE_MS),
+      });
     });
 
     afterEach(({ task }) => {
@@ -257,123 +297,172 @@ export function describeOutage<S extends OutageServer>(backend: OutageBackend<S>
     /** Starts the store again and waits until every instance sees it (/ping answers 200). */
     async function recovery(...others: Instance[]): Promise<void> {
       await server.restart();
-      for (const on of [instance, ...others]) await until("/ping to answer 200 once the store is back", () => pings(on.url, 200));
+      for (const on of [instance, ...others])
+        await until("/ping to answer 200 once the store is back", () => pings(on.url, 200));
     }
 
-    it("answers 503 with an ACP error while the store is down, within the store timeout, and stays up", async () => {
-      const before = await postJson(`${instance.url}/runs`, { agent_name: "echo", input: [user("before")] });
-      expect(before.status).toBe(200);
-      const known = ((await before.json()) as RunJson).run_id;
-      const runsBefore = await backend.storedRunIds(server);
-      expect(runsBefore).toContain(known);
-      await outage();
-      try {
-        const ping = await request(`${instance.url}/ping`);
-        expect(ping.status).toBe(503);
-        expect(await ping.json()).toMatchObject({ code: "server_error" });
-        for (const send of [
-          () => postJson(`${instance.url}/runs`, { agent_name: "echo", input: [user("during")] }),
-          () => postJson(`${instance.url}/runs`, { agent_name: "echo", input: [user("during")], mode: "async" }),
-          () => request(`${instance.url}/runs/${known}`),
-          () => request(`${instance.url}/runs/${known}/events`),
-          () => request(`${instance.url}/runs/${known}/events`, { headers: { accept: "text/event-stream" } }),
-        ]) {
-          const response = await send();
-          expect(response.status).toBe(503);
-          expect(await response.json()).toEqual({ code: "server_error", message: "The store is unavailable; try again shortly" });
-        }
-        // What needs no store still answers: the process is up.
-        expect((await request(`${instance.url}/agents/echo`)).status).toBe(200);
-        expect(instance.child.exitCode).toBeNull();
-      } finally {
-        await recovery();
-      }
-      // A create that was refused must not land later (from a queue of the client library, say;
-      // such a queue is sent, in order, before the /ping that saw the store back).
-      expect((await backend.storedRunIds(server)).sort()).toEqual(runsBefore.sort());
-    }, TEST_TIMEOUT_MS);
-
-    it("recovers by itself once the store is back: /ping, new runs, followers catching up with Last-Event-ID, its change listener", async () => {
-      const all = words(5);
-      const done = await postJson(`${instance.url}/runs`, { agent_name: "tokens", input: [user(all.join(" "))] });
-      const finished = (await done.json()) as RunJson;
-      expect(finished.status).toBe("completed");
-      const waiting = (await (await postJson(`${instance.url}/runs`, { agent_name: "approval", input: [user("the release")] })).json()) as RunJson;
-      expect(waiting.status).toBe("awaiting");
-
-      await outage();
-      await recovery();
-      expect(instance.child.exitCode).toBeNull();
-
-      const echo = await postJson(`${instance.url}/runs`, { agent_name: "echo", input: [user("after")] });
-      expect(echo.status).toBe(200);
-      expect(((await echo.json()) as RunJson).status).toBe("completed");
-
-      // The log written before the outage is there, and a follower picks it up where it left off.
-      const frames: Frame[] = [];
-      expect(await readFrames((await follow(instance.url, finished.run_id, 2)).body!.getReader(), frames)).toBe("ended");
-      const log = await storedEvents(instance.url, finished.run_id);
-      expectTokensLog(log, all, "completed");
-      expect(frames.map((frame) => frame.id)).toEqual(log.slice(2).map((_, i) => i + 3));
-
-      // The run that awaited across the outage is still waiting; its agent hears the resume
-      // through the change listener, which is up again.
-      expect(((await (await request(`${instance.url}/runs/${waiting.run_id}`)).json()) as RunJson).status).toBe("awaiting");
-      await until("the instance to listen for the awaiting run again", async () => ((await backend.listensFor(server, waiting.run_id)) ? true : undefined));
-      const resumed = await postJson(`${instance.url}/runs/${waiting.run_id}`, { await_resume: { type: "message", message: user("yes") }, mode: "sync" }, RECOVERY_BOUND_MS);
-      expect(resumed.status).toBe(200);
-      expect(((await resumed.json()) as RunJson).status).toBe("completed");
-    }, TEST_TIMEOUT_MS);
-
-    it("completes a run in flight when the store comes back within the outage window; its log is complete, in order, once", async () => {
-      const all = words(30);
-      const run = await startTokensRun(instance.url, all, 100);
-      const frames: Frame[] = [];
-      const reader = (await follow(instance.url, run.run_id)).body!.getReader();
-      await readFrames(reader, frames, (seen) => seen.filter((frame) => frame.data.type === "message.part").length >= 5);
-
-      await outage();
-      await recovery();
-
-      const ended = await endedRun(instance.url, run.run_id);
-      expect(ended).toMatchObject({ status: "completed", error: null });
-      const log = await storedEvents(instance.url, run.run_id);
-      expectTokensLog(log, all, "completed");
-      await followToEnd(instance.url, run.run_id, frames, reader);
-      expectFramesAreTheLog(frames, log);
-    }, TEST_TIMEOUT_MS);
-
-    it("fails a run in flight with a clear error when the store stays down past the outage window, and only says so once it is stored", async () => {
-      const impatient = await startInstance({ ...backend.env(server), ACP_STORE_TIMEOUT_MS: String(STORE_TIMEOUT_MS), ACP_OUTAGE_MS: String(SHORT_OUTAGE_MS) });
-      onTestFailed(() => printLog(impatient));
-      try {
-        const all = words(100);
-        const run = await startTokensRun(impatient.url, all, 100);
-        const frames: Frame[] = [];
-        const reader = (await follow(impatient.url, run.run_id)).body!.getReader();
-        await readFrames(reader, frames, (seen) => seen.filter((frame) => frame.data.type === "message.part").length >= 3);
-
-        await outage(impatient);
+    it(
+      "answers 503 with an ACP error while the store is down, within the store timeout, and stays up",
+      async () => {
+        const before = await postJson(`${instance.url}/runs`, { agent_name: "echo", input: [user("before")] });
+        expect(before.status).toBe(200);
+        const known = ((await before.json()) as RunJson).run_id;
+        const runsBefore = await backend.storedRunIds(server);
+        expect(runsBefore).toContain(known);
+        await outage();
         try {
-          // The instance gives the run up (and logs it) while the store is still down.
-          await until("the instance to give the run up", async () => (impatient.output().includes(`run ${run.run_id} of agent tokens failed`) ? true : undefined));
-          // Nothing can be stored, so nothing is reported: the run is not readable yet.
-          expect((await request(`${impatient.url}/runs/${run.run_id}`)).status).toBe(503);
+          const ping = await request(`${instance.url}/ping`);
+          expect(ping.status).toBe(503);
+          expect(await ping.json()).toMatchObject({ code: "server_error" });
+          for (const send of [
+            () => postJson(`${instance.url}/runs`, { agent_name: "echo", input: [user("during")] }),
+            () => postJson(`${instance.url}/runs`, { agent_name: "echo", input: [user("during")], mode: "async" }),
+            () => request(`${instance.url}/runs/${known}`),
+            () => request(`${instance.url}/runs/${known}/events`),
+            () => request(`${instance.url}/runs/${known}/events`, { headers: { accept: "text/event-stream" } }),
+          ]) {
+            const response = await send();
+            expect(response.status).toBe(503);
+            expect(await response.json()).toEqual({
+              code: "server_error",
+              message: "The store is unavailable; try again shortly",
+            });
+          }
+          // What needs no store still answers: the process is up.
+          expect((await request(`${instance.url}/agents/echo`)).status).toBe(200);
+          expect(instance.child.exitCode).toBeNull();
         } finally {
-          await recovery(impatient);
+          await recovery();
         }
+        // A create that was refused must not land later (from a queue of the client library, say;
+        // such a queue is sent, in order, before the /ping that saw the store back).
+        expect((await backend.storedRunIds(server)).sort()).toEqual(runsBefore.sort());
+      },
+      TEST_TIMEOUT_MS,
+    );
 
-        const ended = await endedRun(impatient.url, run.run_id);
-        expect(ended.status).toBe("failed");
-        expect(ended.error).toEqual({ code: "server_error", message: "The store was unavailable for too long; the run could not continue" });
-        const log = await storedEvents(impatient.url, run.run_id);
-        expectTokensLog(log, all, "failed");
-        await followToEnd(impatient.url, run.run_id, frames, reader);
+    it(
+      "recovers by itself once the store is back: /ping, new runs, followers catching up with Last-Event-ID, its change listener",
+      async () => {
+        const all = words(5);
+        const done = await postJson(`${instance.url}/runs`, { agent_name: "tokens", input: [user(all.join(" "))] });
+        const finished = (await done.json()) as RunJson;
+        expect(finished.status).toBe("completed");
+        const waiting = (await (
+          await postJson(`${instance.url}/runs`, { agent_name: "approval", input: [user("the release")] })
+        ).json()) as RunJson;
+        expect(waiting.status).toBe("awaiting");
+
+        await outage();
+        await recovery();
+        expect(instance.child.exitCode).toBeNull();
+
+        const echo = await postJson(`${instance.url}/runs`, { agent_name: "echo", input: [user("after")] });
+        expect(echo.status).toBe(200);
+        expect(((await echo.json()) as RunJson).status).toBe("completed");
+
+        // The log written before the outage is there, and a follower picks it up where it left off.
+        const frames: Frame[] = [];
+        expect(await readFrames((await follow(instance.url, finished.run_id, 2)).body!.getReader(), frames)).toBe(
+          "ended",
+        );
+        const log = await storedEvents(instance.url, finished.run_id);
+        expectTokensLog(log, all, "completed");
+        expect(frames.map((frame) => frame.id)).toEqual(log.slice(2).map((_, i) => i + 3));
+
+        // The run that awaited across the outage is still waiting; its agent hears the resume
+        // through the change listener, which is up again.
+        expect(((await (await request(`${instance.url}/runs/${waiting.run_id}`)).json()) as RunJson).status).toBe(
+          "awaiting",
+        );
+        await until("the instance to listen for the awaiting run again", async () =>
+          (await backend.listensFor(server, waiting.run_id)) ? true : undefined,
+        );
+        const resumed = await postJson(
+          `${instance.url}/runs/${waiting.run_id}`,
+          { await_resume: { type: "message", message: user("yes") }, mode: "sync" },
+          RECOVERY_BOUND_MS,
+        );
+        expect(resumed.status).toBe(200);
+        expect(((await resumed.json()) as RunJson).status).toBe("completed");
+      },
+      TEST_TIMEOUT_MS,
+    );
+
+    it(
+      "completes a run in flight when the store comes back within the outage window; its log is complete, in order, once",
+      async () => {
+        const all = words(30);
+        const run = await startTokensRun(instance.url, all, 100);
+        const frames: Frame[] = [];
+        const reader = (await follow(instance.url, run.run_id)).body!.getReader();
+        await readFrames(
+          reader,
+          frames,
+          (seen) => seen.filter((frame) => frame.data.type === "message.part").length >= 5,
+        );
+
+        await outage();
+        await recovery();
+
+        const ended = await endedRun(instance.url, run.run_id);
+        expect(ended).toMatchObject({ status: "completed", error: null });
+        const log = await storedEvents(instance.url, run.run_id);
+        expectTokensLog(log, all, "completed");
+        await followToEnd(instance.url, run.run_id, frames, reader);
         expectFramesAreTheLog(frames, log);
-      } finally {
-        await stopInstances([impatient]);
-      }
-    }, TEST_TIMEOUT_MS);
+      },
+      TEST_TIMEOUT_MS,
+    );
+
+    it(
+      "fails a run in flight with a clear error when the store stays down past the outage window, and only says so once it is stored",
+      async () => {
+        const impatient = await startInstance({
+          ...backend.env(server),
+          ACP_STORE_TIMEOUT_MS: String(STORE_TIMEOUT_MS),
+          ACP_OUTAGE_MS: String(SHORT_OUTAGE_MS),
+        });
+        onTestFailed(() => printLog(impatient));
+        try {
+          const all = words(100);
+          const run = await startTokensRun(impatient.url, all, 100);
+          const frames: Frame[] = [];
+          const reader = (await follow(impatient.url, run.run_id)).body!.getReader();
+          await readFrames(
+            reader,
+            frames,
+            (seen) => seen.filter((frame) => frame.data.type === "message.part").length >= 3,
+          );
+
+          await outage(impatient);
+          try {
+            // The instance gives the run up (and logs it) while the store is still down.
+            await until("the instance to give the run up", async () =>
+              impatient.output().includes(`run ${run.run_id} of agent tokens failed`) ? true : undefined,
+            );
+            // Nothing can be stored, so nothing is reported: the run is not readable yet.
+            expect((await request(`${impatient.url}/runs/${run.run_id}`)).status).toBe(503);
+          } finally {
+            await recovery(impatient);
+          }
+
+          const ended = await endedRun(impatient.url, run.run_id);
+          expect(ended.status).toBe("failed");
+          expect(ended.error).toEqual({
+            code: "server_error",
+            message: "The store was unavailable for too long; the run could not continue",
+          });
+          const log = await storedEvents(impatient.url, run.run_id);
+          expectTokensLog(log, all, "failed");
+          await followToEnd(impatient.url, run.run_id, frames, reader);
+          expectFramesAreTheLog(frames, log);
+        } finally {
+          await stopInstances([impatient]);
+        }
+      },
+      TEST_TIMEOUT_MS,
+    );
 
     more?.({ server: () => server, instance: () => instance });
   });

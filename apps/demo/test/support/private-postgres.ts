@@ -5,7 +5,7 @@
  * authentication and fsync off: what it committed survives a kill of its processes (not a crash
  * of the machine), so the restarted server has the data back, as a production server would.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { chown, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -33,7 +33,8 @@ async function binDir(): Promise<string> {
   if (process.env.PG_BIN) return process.env.PG_BIN;
   const versions = await readdir("/usr/lib/postgresql").catch(() => [] as string[]);
   const newest = versions.filter((name) => /^\d+$/.test(name)).sort((a, b) => Number(b) - Number(a))[0];
-  if (newest === undefined) throw new Error("no PostgreSQL server binaries under /usr/lib/postgresql (set PG_BIN to their directory)");
+  if (newest === undefined)
+    throw new Error("no PostgreSQL server binaries under /usr/lib/postgresql (set PG_BIN to their directory)");
   return `/usr/lib/postgresql/${newest}/bin`;
 }
 
@@ -69,12 +70,32 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
     // Its own process group (detached), so that kill() reaches the backends as well.
     const started = spawn(
       `${bin}/postgres`,
-      ["-D", data, "-p", String(port), "-h", "127.0.0.1", "-k", dir, "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=50"],
+      [
+        "-D",
+        data,
+        "-p",
+        String(port),
+        "-h",
+        "127.0.0.1",
+        "-k",
+        dir,
+        "-c",
+        "fsync=off",
+        "-c",
+        "full_page_writes=off",
+        "-c",
+        "max_connections=50",
+      ],
       { ...user, detached: true, stdio: ["ignore", "pipe", "pipe"] },
     );
     child = started;
     try {
-      await untilReady(started, "database system is ready to accept connections", `PostgreSQL on port ${port}`, START_TIMEOUT_MS);
+      await untilReady(
+        started,
+        "database system is ready to accept connections",
+        `PostgreSQL on port ${port}`,
+        START_TIMEOUT_MS,
+      );
     } catch (error) {
       await killGroup(started);
       throw error;
@@ -82,7 +103,17 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
   }
 
   try {
-    await runAs(user, `${bin}/initdb`, ["-D", data, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"]);
+    await runAs(user, `${bin}/initdb`, [
+      "-D",
+      data,
+      "-U",
+      "postgres",
+      "--auth=trust",
+      "--no-sync",
+      "-E",
+      "UTF8",
+      "--locale=C",
+    ]);
     await launch();
   } catch (error) {
     await rm(dir, { recursive: true, force: true });

@@ -4,7 +4,7 @@
  * file (fsync on every write) in its temporary directory, so what was written before a SIGKILL is
  * there again after the restart, as on a production server with persistence.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -31,7 +31,19 @@ export async function startPrivateRedis({ persistent = false }: { persistent?: b
   const dir = await mkdtemp(path.join(tmpdir(), "acp-redis-"));
   const port = await freePort();
   const persistence = persistent ? ["--appendonly", "yes", "--appendfsync", "always"] : ["--appendonly", "no"];
-  const args = ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, "--save", "", ...persistence, "--daemonize", "no"];
+  const args = [
+    "--port",
+    String(port),
+    "--bind",
+    "127.0.0.1",
+    "--dir",
+    dir,
+    "--save",
+    "",
+    ...persistence,
+    "--daemonize",
+    "no",
+  ];
   let child: ChildProcess | undefined;
 
   async function launch(): Promise<void> {

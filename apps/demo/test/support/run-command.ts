@@ -20,10 +20,17 @@ export function runCommand(command: string, args: string[], options: RunCommandO
     let stderr = "";
     child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
     child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-    child.on("error", (error) => reject(new Error(`\`${line}\` could not start in ${cwd}: ${error.message}`, { cause: error })));
+    child.on("error", (error) =>
+      reject(new Error(`\`${line}\` could not start in ${cwd}: ${error.message}`, { cause: error })),
+    );
     child.on("close", (code, signal) => {
       if (code === 0) resolve(stdout);
-      else reject(new Error(`\`${line}\` failed in ${cwd} (${signal ?? `exit ${code}`})\n--- stdout ---\n${stdout}\n--- stderr ---\n${stderr}`));
+      else
+        reject(
+          new Error(
+            `\`${line}\` failed in ${cwd} (${signal ?? `exit ${code}`})\n--- stdout ---\n${stdout}\n--- stderr ---\n${stderr}`,
+          ),
+        );
     });
   });
 }

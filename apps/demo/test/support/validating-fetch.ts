@@ -52,7 +52,8 @@ async function checkEventStream(body: ReadableStream<Uint8Array>, where: string)
         if (data === "") continue;
         const event = JSON.parse(data) as { type: string };
         check("Event", event, `${where} event ${event.type}`);
-        if (event.type !== "error" && !/^id: \d+$/m.test(frame)) problems.push(`${where}: event ${event.type} has no numeric id`);
+        if (event.type !== "error" && !/^id: \d+$/m.test(frame))
+          problems.push(`${where}: event ${event.type} has no numeric id`);
       }
     }
   } catch {
@@ -70,7 +71,11 @@ export const validatingFetch: typeof fetch = async (input, init) => {
   if (type.startsWith("text/event-stream") && response.body) {
     const [mine, theirs] = response.body.tee();
     void checkEventStream(mine, where);
-    return new Response(theirs, { status: response.status, statusText: response.statusText, headers: response.headers });
+    return new Response(theirs, {
+      status: response.status,
+      statusText: response.statusText,
+      headers: response.headers,
+    });
   }
   if (component && type.includes("application/json")) {
     const copy = response.clone();

@@ -1,21 +1,21 @@
 /**
  * `createApp()`: the ACP 0.2 HTTP API as a Hono app over a {@link Store}.
  */
-import { Hono, type Context } from "hono";
+import { type Context, Hono } from "hono";
 import type { Agent } from "../agent.ts";
 import { ACPError, invalidInput, notFound } from "../errors.ts";
 import {
+  type Event,
   isTerminal,
   RunCreateRequestSchema,
   RunIdSchema,
   RunResumeRequestSchema,
   SessionIdSchema,
-  type Event,
 } from "../models.ts";
-import { Runtime, RUNTIME_DEFAULTS, type RuntimeOptions, type ShutdownOptions } from "../run/runtime.ts";
+import { RUNTIME_DEFAULTS, Runtime, type RuntimeOptions, type ShutdownOptions } from "../run/runtime.ts";
 import { resourceUrl } from "../session.ts";
 import { StoreError } from "../store.ts";
-import { apiKeyAuth, type AuthOptions } from "./auth.ts";
+import { type AuthOptions, apiKeyAuth } from "./auth.ts";
 import { finishUnreadBody, limitBody, readJson } from "./body.ts";
 import { acpCors, type CorsOptions } from "./cors.ts";
 import { LastEventIdSchema, LimitSchema, OffsetSchema, parse, ResourceIdSchema } from "./params.ts";
@@ -65,10 +65,14 @@ export type ACPApp = Hono & {
  * serve({ fetch: app.fetch, port: 8000 });
  */
 export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp {
-  if (!options?.store) throw new TypeError("[acp] createApp(): options.store is required (for example new MemoryStore())");
+  if (!options?.store)
+    throw new TypeError("[acp] createApp(): options.store is required (for example new MemoryStore())");
   const { maxBodyBytes = APP_DEFAULTS.maxBodyBytes, baseUrl } = options;
   const { store: backend, leaseMs, storeTimeoutMs, outageMs, history, limits } = options;
-  const runtime = new Runtime({ store: backend, agents, leaseMs, storeTimeoutMs, outageMs, history, limits }, "createApp()");
+  const runtime = new Runtime(
+    { store: backend, agents, leaseMs, storeTimeoutMs, outageMs, history, limits },
+    "createApp()",
+  );
   // Built here so that a wrong option throws now, not on the first request.
   const corsMiddleware = options.cors === undefined ? undefined : acpCors(options.cors);
   const authMiddleware = options.auth === undefined ? undefined : apiKeyAuth(options.auth);
@@ -134,7 +138,8 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
   app.post("/runs/:run_id", async (c) => {
     const runId = runIdParam(c);
     const request = parse(RunResumeRequestSchema, await readJson(c), "resume request");
-    if (request.run_id != null && request.run_id !== runId) throw invalidInput(`run_id ${request.run_id} in the body differs from ${runId} in the path`);
+    if (request.run_id != null && request.run_id !== runId)
+      throw invalidInput(`run_id ${request.run_id} in the body differs from ${runId} in the path`);
     const { record, seq } = await runtime.resume(runId, request.await_resume);
     if (request.mode === "async") return c.json(record.run, 202);
     if (request.mode === "stream") return streamRunEvents(c, store, runId, seq - 1, endsAtTerminalOrAwait);

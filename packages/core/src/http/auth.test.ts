@@ -21,21 +21,32 @@ describe("apiKeyAuth", () => {
   });
 
   it("refuses a wrong key, a prefix of a key and a key with another scheme", async () => {
-    const refused: Record<string, string>[] = [{ authorization: "Bearer key-three" }, { "x-api-key": "key-on" }, { authorization: "Basic key-one" }, { authorization: "Bearer" }];
+    const refused: Record<string, string>[] = [
+      { authorization: "Bearer key-three" },
+      { "x-api-key": "key-on" },
+      { authorization: "Basic key-one" },
+      { authorization: "Bearer" },
+    ];
     for (const headers of refused) {
       expect((await app.request("/agents", { headers })).status, JSON.stringify(headers)).toBe(401);
     }
   });
 
   it("accepts every configured key, as a bearer token or as X-API-Key", async () => {
-    const accepted: Record<string, string>[] = [{ authorization: "Bearer key-one" }, { authorization: "bearer key-two" }, { "x-api-key": "key-two" }];
+    const accepted: Record<string, string>[] = [
+      { authorization: "Bearer key-one" },
+      { authorization: "bearer key-two" },
+      { "x-api-key": "key-two" },
+    ];
     for (const headers of accepted) {
       expect((await app.request("/agents", { headers })).status, JSON.stringify(headers)).toBe(200);
     }
   });
 
   it("falls back to X-API-Key when Authorization carries another scheme", async () => {
-    const response = await app.request("/agents", { headers: { authorization: "Basic Zm9vOmJhcg==", "x-api-key": "key-one" } });
+    const response = await app.request("/agents", {
+      headers: { authorization: "Basic Zm9vOmJhcg==", "x-api-key": "key-one" },
+    });
     expect(response.status).toBe(200);
   });
 

@@ -35,11 +35,14 @@ function presentedKey(c: Context): string | undefined {
  */
 function validate(options: AuthOptions): readonly string[] {
   const keys = options?.apiKeys;
-  if (!Array.isArray(keys) || keys.length === 0) throw new TypeError("[acp] createApp(): auth.apiKeys must list at least one key");
+  if (!Array.isArray(keys) || keys.length === 0)
+    throw new TypeError("[acp] createApp(): auth.apiKeys must list at least one key");
   keys.forEach((key: unknown, index) => {
-    if (typeof key !== "string" || key === "") throw new TypeError(`[acp] createApp(): auth.apiKeys[${index}] is empty`);
+    if (typeof key !== "string" || key === "")
+      throw new TypeError(`[acp] createApp(): auth.apiKeys[${index}] is empty`);
     // The key itself is never part of the message: it may be a real secret with a typo.
-    if (!HEADER_SAFE.test(key)) throw new TypeError(`[acp] createApp(): auth.apiKeys[${index}] must be visible ASCII without spaces`);
+    if (!HEADER_SAFE.test(key))
+      throw new TypeError(`[acp] createApp(): auth.apiKeys[${index}] must be visible ASCII without spaces`);
   });
   return keys as readonly string[];
 }
@@ -70,7 +73,9 @@ export function apiKeyAuth(options: AuthOptions): MiddlewareHandler {
     if (isHealthCheck) return next();
     const key = presentedKey(c);
     if (key === undefined || !accepts(key)) {
-      return c.json({ code: "invalid_input", message: "Missing or invalid API key" }, 401, { "WWW-Authenticate": "Bearer" });
+      return c.json({ code: "invalid_input", message: "Missing or invalid API key" }, 401, {
+        "WWW-Authenticate": "Bearer",
+      });
     }
     await next();
   };

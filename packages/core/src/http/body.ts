@@ -23,7 +23,9 @@ export function unstorable(value: unknown, levels: number, path: string[] = []):
   // The path is joined only for the message: keys may be long.
   const at = (): string => (path.length === 0 ? "the body" : path.join(".").slice(0, 200));
   if (typeof value === "string") {
-    return UNSTORABLE_TEXT.test(value) ? `Text at ${at()} holds NUL or an unpaired surrogate: send binary data base64-encoded` : undefined;
+    return UNSTORABLE_TEXT.test(value)
+      ? `Text at ${at()} holds NUL or an unpaired surrogate: send binary data base64-encoded`
+      : undefined;
   }
   if (typeof value !== "object" || value === null) return undefined;
   if (levels === 0) return `The request body is nested deeper than ${MAX_JSON_DEPTH} levels`;
@@ -81,7 +83,9 @@ export function limitBody(maxBodyBytes: number): MiddlewareHandler {
 
 /** The 413 answer; the connection closes, as the rest of the body is never read. */
 function tooLarge(c: Context, maxBodyBytes: number): Response {
-  return c.json({ code: "invalid_input", message: `The request body is larger than ${maxBodyBytes} bytes` }, 413, { connection: "close" });
+  return c.json({ code: "invalid_input", message: `The request body is larger than ${maxBodyBytes} bytes` }, 413, {
+    connection: "close",
+  });
 }
 
 /** The request body as a JSON object; every ACP request body is one. */
@@ -89,7 +93,10 @@ export async function readJson(c: Context): Promise<Record<string, unknown>> {
   // No Content-Type is taken as JSON; any other type is refused rather than guessed at.
   const type = requestHeader(c, "content-type");
   if (type !== undefined && !/^application\/([\w.-]+\+)?json\s*(;|$)/i.test(type)) {
-    throw invalidInput(`Content-Type must be application/json, not ${type.replace(/;.*$/s, "").trim().slice(0, 100)}`, 415);
+    throw invalidInput(
+      `Content-Type must be application/json, not ${type.replace(/;.*$/s, "").trim().slice(0, 100)}`,
+      415,
+    );
   }
   const text = await c.req.text();
   let body: unknown;
@@ -100,7 +107,8 @@ export async function readJson(c: Context): Promise<Record<string, unknown>> {
     if (text.trim() === "") throw invalidInput("The request body is empty: send a JSON object", 400);
     throw invalidInput("The request body is not valid JSON", 400);
   }
-  if (typeof body !== "object" || body === null || Array.isArray(body)) throw invalidInput("The request body must be a JSON object");
+  if (typeof body !== "object" || body === null || Array.isArray(body))
+    throw invalidInput("The request body must be a JSON object");
   const problem = unstorable(body, MAX_JSON_DEPTH);
   if (problem !== undefined) throw invalidInput(problem);
   return body as Record<string, unknown>;

@@ -14,7 +14,11 @@ function appWith(origins: string[] | "*"): Hono {
 
 const preflight = (origin: string): RequestInit => ({
   method: "OPTIONS",
-  headers: { origin, "access-control-request-method": "POST", "access-control-request-headers": "content-type, last-event-id" },
+  headers: {
+    origin,
+    "access-control-request-method": "POST",
+    "access-control-request-headers": "content-type, last-event-id",
+  },
 });
 
 describe("acpCors", () => {
@@ -28,18 +32,27 @@ describe("acpCors", () => {
   });
 
   it("exposes Run-ID on actual responses", async () => {
-    const response = await appWith(["https://app.example.com"]).request("/runs", { method: "POST", headers: { origin: "https://app.example.com" } });
+    const response = await appWith(["https://app.example.com"]).request("/runs", {
+      method: "POST",
+      headers: { origin: "https://app.example.com" },
+    });
     expect(response.headers.get("access-control-allow-origin")).toBe("https://app.example.com");
     expect(response.headers.get("access-control-expose-headers")).toBe("Run-ID");
   });
 
   it("gives no allow-origin header to another origin", async () => {
-    const response = await appWith(["https://app.example.com"]).request("/runs", { method: "POST", headers: { origin: "https://evil.example" } });
+    const response = await appWith(["https://app.example.com"]).request("/runs", {
+      method: "POST",
+      headers: { origin: "https://evil.example" },
+    });
     expect(response.headers.get("access-control-allow-origin")).toBeNull();
   });
 
   it('allows any origin with "*"', async () => {
-    const response = await appWith("*").request("/runs", { method: "POST", headers: { origin: "https://anyone.example" } });
+    const response = await appWith("*").request("/runs", {
+      method: "POST",
+      headers: { origin: "https://anyone.example" },
+    });
     expect(response.headers.get("access-control-allow-origin")).toBe("*");
   });
 

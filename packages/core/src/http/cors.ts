@@ -19,7 +19,6 @@ export interface CorsOptions {
 /** The request headers an ACP client may send. */
 const ALLOW_HEADERS = ["Content-Type", "Accept", "Authorization", "X-API-Key", "Last-Event-ID"];
 
-
 /**
  * Builds the middleware; it answers preflight requests itself, before authentication.
  * @throws TypeError when the origins are neither `"*"` nor a non-empty list of origins
@@ -29,12 +28,17 @@ const ALLOW_HEADERS = ["Content-Type", "Accept", "Authorization", "X-API-Key", "
 export function acpCors(options: CorsOptions): MiddlewareHandler {
   const { origins, maxAgeSeconds = 600 } = options ?? ({} as CorsOptions);
   if (origins !== "*") {
-    if (!Array.isArray(origins) || origins.length === 0) throw new TypeError('[acp] createApp(): cors.origins must be "*" or a non-empty list of origins');
+    if (!Array.isArray(origins) || origins.length === 0)
+      throw new TypeError('[acp] createApp(): cors.origins must be "*" or a non-empty list of origins');
     for (const origin of origins) {
-      if (!isOrigin(origin)) throw new TypeError(`[acp] createApp(): cors.origins: ${JSON.stringify(origin)} is not an origin like https://app.example.com`);
+      if (!isOrigin(origin))
+        throw new TypeError(
+          `[acp] createApp(): cors.origins: ${JSON.stringify(origin)} is not an origin like https://app.example.com`,
+        );
     }
   }
-  if (!Number.isInteger(maxAgeSeconds) || maxAgeSeconds < 0) throw new TypeError(`[acp] createApp(): cors.maxAgeSeconds must be a whole number, got ${maxAgeSeconds}`);
+  if (!Number.isInteger(maxAgeSeconds) || maxAgeSeconds < 0)
+    throw new TypeError(`[acp] createApp(): cors.maxAgeSeconds must be a whole number, got ${maxAgeSeconds}`);
   return cors({
     origin: origins === "*" ? "*" : [...origins],
     allowMethods: ["GET", "POST", "OPTIONS"],

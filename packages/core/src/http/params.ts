@@ -11,7 +11,8 @@ export function parse<T>(schema: v.GenericSchema<unknown, T>, value: unknown, wh
   if (result.success) return result.output;
   const issue = result.issues[0];
   const path = issue.path?.map((item) => String(item.key)).join(".");
-  if (path && issue.input === undefined && issue.kind === "schema") throw invalidInput(`Invalid ${where}: ${path} is required`);
+  if (path && issue.input === undefined && issue.kind === "schema")
+    throw invalidInput(`Invalid ${where}: ${path} is required`);
   throw invalidInput(`Invalid ${where}${path ? ` at ${path}` : ""}: ${issue.message}`);
 }
 
@@ -24,7 +25,12 @@ export const LimitSchema = v.pipe(
   v.maxValue(1000, "limit must be at most 1000"),
 );
 /** `?offset=` of `GET /agents`: 0 or more. */
-export const OffsetSchema = v.pipe(v.unknown(), v.transform(Number), v.integer("offset must be an integer"), v.minValue(0, "offset must be at least 0"));
+export const OffsetSchema = v.pipe(
+  v.unknown(),
+  v.transform(Number),
+  v.integer("offset must be an integer"),
+  v.minValue(0, "offset must be at least 0"),
+);
 /** The `Last-Event-ID` header: event ids are the `seq` numbers this server sends; anything else is not an id of ours. */
 export const LastEventIdSchema = v.pipe(
   v.string(),

@@ -17,7 +17,8 @@ import type { Store } from "../store.ts";
 /** Run events after which a stream of this kind ends. */
 export type StreamEnd = (event: Event) => boolean;
 
-export const endsAtTerminal: StreamEnd = (event) => event.type === "run.completed" || event.type === "run.failed" || event.type === "run.cancelled";
+export const endsAtTerminal: StreamEnd = (event) =>
+  event.type === "run.completed" || event.type === "run.failed" || event.type === "run.cancelled";
 export const endsAtTerminalOrAwait: StreamEnd = (event) => endsAtTerminal(event) || event.type === "run.awaiting";
 
 const encoder = new TextEncoder();

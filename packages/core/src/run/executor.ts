@@ -7,7 +7,17 @@ import { randomUUID } from "node:crypto";
 import type { Agent, AgentContext, AgentGenerator, Yielded } from "../agent.ts";
 import { ACPError, toErrorModel } from "../errors.ts";
 import { eventLimitError, LIMIT_DEFAULTS } from "../limits.ts";
-import { isSettled, isTerminal, type AwaitResume, type ErrorModel, type Event, type Message, type MessagePart, type Run } from "../models.ts";
+import {
+  type AwaitResume,
+  type ErrorModel,
+  type Event,
+  isSettled,
+  isTerminal,
+  type Message,
+  type MessagePart,
+  type Run,
+} from "../models.ts";
+import type { SessionHistory } from "../session.ts";
 import type { ChangeKind, HistoryAppend, Store, StoredRun, Unsubscribe } from "../store.ts";
 import { Cancellation } from "./cancellation.ts";
 import { EventWriter, RunGoneError } from "./event-writer.ts";
@@ -17,8 +27,7 @@ import { now } from "./now.ts";
 import { ended, stamped } from "./one-shape.ts";
 import { RunContext } from "./run-context.ts";
 import { sameValue } from "./same-value.ts";
-import { classify, type Classified } from "./yielded.ts";
-import type { SessionHistory } from "../session.ts";
+import { type Classified, classify } from "./yielded.ts";
 
 /** Above this many unwritten events the executor waits for the store before pulling more. */
 const MAX_BACKLOG = 1024;
@@ -33,7 +42,8 @@ type Outcome = { status: "completed" } | { status: "failed"; error: ErrorModel }
 
 /** The error a run fails with when its handler threw `error`. */
 function failure(error: unknown): ErrorModel {
-  if (isStoreOutage(error)) return { code: "server_error", message: "The store was unavailable for too long; the run could not continue" };
+  if (isStoreOutage(error))
+    return { code: "server_error", message: "The store was unavailable for too long; the run could not continue" };
   return toErrorModel(error, "The agent failed with an internal error");
 }
 
@@ -106,7 +116,16 @@ export class RunExecutor {
   /** Completed messages whose events are written or queued but which the record's output lacks (unobserved runs). */
   #unsavedOutput: Message[] = [];
 
-  constructor({ store, agent, record, input, history, outageMs, maxEvents = LIMIT_DEFAULTS.maxEventsPerRun, unobserved = false }: ExecutorInit) {
+  constructor({
+    store,
+    agent,
+    record,
+    input,
+    history,
+    outageMs,
+    maxEvents = LIMIT_DEFAULTS.maxEventsPerRun,
+    unobserved = false,
+  }: ExecutorInit) {
     this.#maxEvents = maxEvents;
     this.#unobserved = unobserved;
     this.#store = store;
@@ -196,7 +215,8 @@ export class RunExecutor {
     } catch (error) {
       if (error instanceof RunGoneError) return undefined;
       outcome = this.#abort.aborted ? { status: "cancelled" } : { status: "failed", error: failure(error) };
-      if (!(error instanceof ACPError)) console.error(`[acp] run ${this.runId} of agent ${this.#agent.manifest.name} failed:`, error);
+      if (!(error instanceof ACPError))
+        console.error(`[acp] run ${this.runId} of agent ${this.#agent.manifest.name} failed:`, error);
     } finally {
       // A handler still busy (it ignored the signal) is told to stop; we do not wait for it.
       generator?.return(undefined).catch(() => {});
@@ -347,7 +367,12 @@ export class RunExecutor {
     await this.#becomeVisible();
     const closed = this.#closeOpen();
     const asked = await this.#update(
-      (run) => ({ ...run, status: "awaiting", await_request: { type: "message", message }, output: [...run.output, ...closed.output] }),
+      (run) => ({
+        ...run,
+        status: "awaiting",
+        await_request: { type: "message", message },
+        output: [...run.output, ...closed.output],
+      }),
       (run) => [...closed.events, { type: "run.awaiting", run }],
     );
     if (!asked) return undefined;
@@ -356,7 +381,11 @@ export class RunExecutor {
     this.#record = record;
     // The resume appended its run.in-progress event: learn the log's new length.
     const lastSeq = this.#writer.lastSeq;
-    const tail = await retryOutage(() => this.#store.readEvents(this.runId, lastSeq), Date.now() + this.#outageMs, this.#abort);
+    const tail = await retryOutage(
+      () => this.#store.readEvents(this.runId, lastSeq),
+      Date.now() + this.#outageMs,
+      this.#abort,
+    );
     this.#writer.lastSeq = tail.at(-1)?.seq ?? this.#writer.lastSeq;
     if (record.run.status === "cancelling") return undefined;
     if (isTerminal(record.run.status)) throw new RunGoneError(this.runId);
@@ -386,7 +415,12 @@ export class RunExecutor {
    * conflict it re-reads: a cancel makes it return false (and abort the handler); an end decided
    * elsewhere throws {@link RunGoneError}; anything else is retried on the fresh record.
    */
-  async #update(change: (run: Run) => Run, events: (run: Run) => Event[], final = false, history?: HistoryAppend): Promise<boolean> {
+  async #update(
+    change: (run: Run) => Run,
+    events: (run: Run) => Event[],
+    final = false,
+    history?: HistoryAppend,
+  ): Promise<boolean> {
     // #finish flushed already, and recorded a failed flush as the run's failure: the end must
     // still be written after it.
     // Appends in flight land first (the log keeps its order). A failed one fails a normal
@@ -409,21 +443,33 @@ export class RunExecutor {
       }
       // Messages completed while unobserved join the output now, before the transition's own change.
       const unsaved = this.#unsavedOutput.length;
-      const run = change(unsaved === 0 ? current.run : { ...current.run, output: [...current.run.output, ...this.#unsavedOutput] });
+      const run = change(
+        unsaved === 0 ? current.run : { ...current.run, output: [...current.run.output, ...this.#unsavedOutput] },
+      );
       const written = [...queued, ...events(run)];
       let uncertain = false;
       this.#writingVersion = current.version + 1;
       let result = await retryOutage(
         () =>
-          this.#store.updateRun(this.runId, current.version, { ...current, run, resume: null }, written, { history, unobserved: this.#unobserved }).catch((error: unknown) => {
-            uncertain ||= isStoreOutage(error);
-            throw error;
-          }),
+          this.#store
+            .updateRun(this.runId, current.version, { ...current, run, resume: null }, written, {
+              history,
+              unobserved: this.#unobserved,
+            })
+            .catch((error: unknown) => {
+              uncertain ||= isStoreOutage(error);
+              throw error;
+            }),
         deadline,
         this.#giveUp,
       );
       // A write that timed out may have landed: then the store holds exactly what we wrote.
-      if (!result.ok && uncertain && result.record?.version === current.version + 1 && sameValue(result.record.run, run)) {
+      if (
+        !result.ok &&
+        uncertain &&
+        result.record?.version === current.version + 1 &&
+        sameValue(result.record.run, run)
+      ) {
         result = { ok: true, record: result.record, lastSeq: this.#writer.lastSeq + written.length };
       }
       if (result.ok) {

@@ -4,7 +4,7 @@
  * lost one delays it (until the safety poll) but never loses or repeats an event.
  */
 import { isTerminal } from "../models.ts";
-import type { ChangeKind, StoredEvent, StoredRun, Store } from "../store.ts";
+import type { ChangeKind, Store, StoredEvent, StoredRun } from "../store.ts";
 
 const PAGE = 500;
 

@@ -2,7 +2,7 @@
  * Bounds every store call in time and gives every failure one shape, so that a vanished backend
  * turns into a prompt 503 for the client instead of a hung request or a 500.
  */
-import { StoreError, wrapStoreError, type Store, type Unsubscribe } from "../store.ts";
+import { type Store, StoreError, type Unsubscribe, wrapStoreError } from "../store.ts";
 
 /** A failed store call as the {@link StoreError} the runtime treats as "the store is unavailable". */
 function asStoreError(method: string, error: unknown): StoreError {
@@ -149,7 +149,11 @@ export function isStoreOutage(error: unknown): boolean {
  * Calls `fn` until it succeeds, while its failures are store outages, waiting a little longer
  * after each (100 ms doubling to 2 s) until `deadline` (epoch ms) or `signal` stops it.
  */
-export async function retryOutage<T>(fn: () => Promise<T>, deadline: number, signal?: { readonly aborted: boolean }): Promise<T> {
+export async function retryOutage<T>(
+  fn: () => Promise<T>,
+  deadline: number,
+  signal?: { readonly aborted: boolean },
+): Promise<T> {
   let delay = 100;
   for (;;) {
     try {

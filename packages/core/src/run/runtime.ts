@@ -7,8 +7,22 @@ import { randomUUID } from "node:crypto";
 import type { Agent } from "../agent.ts";
 import { ACPError, notFound } from "../errors.ts";
 import { createHistoryFetcher, HISTORY_DEFAULTS, type HistoryFetcher, type HistoryOptions } from "../history-fetch.ts";
-import { checkMessageParts, checkRunInput, LIMIT_DEFAULTS, resolveLimits, type LimitOptions, type Limits } from "../limits.ts";
-import { isSettled, isTerminal, type AwaitResume, type ErrorModel, type RunCreateRequest, type Run } from "../models.ts";
+import {
+  checkMessageParts,
+  checkRunInput,
+  LIMIT_DEFAULTS,
+  type LimitOptions,
+  type Limits,
+  resolveLimits,
+} from "../limits.ts";
+import {
+  type AwaitResume,
+  type ErrorModel,
+  isSettled,
+  isTerminal,
+  type Run,
+  type RunCreateRequest,
+} from "../models.ts";
 import { SessionHistory } from "../session.ts";
 import { assertStoreContract, type Store, type StoredRun } from "../store.ts";
 import { RunExecutor } from "./executor.ts";
@@ -96,15 +110,21 @@ export class Runtime {
     assertStoreContract(store, who);
     this.limits = resolveLimits(limits, who);
     this.#fetchHistory = createHistoryFetcher(history, who);
-    for (const [name, value] of [["leaseMs", leaseMs], ["storeTimeoutMs", storeTimeoutMs], ["outageMs", outageMs]] as const) {
+    for (const [name, value] of [
+      ["leaseMs", leaseMs],
+      ["storeTimeoutMs", storeTimeoutMs],
+      ["outageMs", outageMs],
+    ] as const) {
       const min = MINIMUM_MS[name];
-      if (!Number.isFinite(value) || value < min) throw new TypeError(`[acp] ${who}: ${name} must be a number of milliseconds of at least ${min}, got ${value}`);
+      if (!Number.isFinite(value) || value < min)
+        throw new TypeError(`[acp] ${who}: ${name} must be a number of milliseconds of at least ${min}, got ${value}`);
     }
     this.store = guardStore(store, storeTimeoutMs);
     this.leaseMs = leaseMs;
     this.outageMs = outageMs;
     for (const agent of agents) {
-      if (this.#agents.has(agent.manifest.name)) throw new TypeError(`[acp] ${who}: two agents are named "${agent.manifest.name}"`);
+      if (this.#agents.has(agent.manifest.name))
+        throw new TypeError(`[acp] ${who}: two agents are named "${agent.manifest.name}"`);
       this.#agents.set(agent.manifest.name, agent);
     }
   }
@@ -133,11 +153,14 @@ export class Runtime {
     this.#started ??= (async () => {
       await this.store.heartbeat(this.instanceId, this.leaseMs);
       const beat = setInterval(() => this.#beat(), Math.max(50, Math.floor(this.leaseMs / 3)));
-      const sweep = setInterval(() => {
-        // Not while the store is known to be down (it would only fail), nor during the grace after.
-        if (this.#beatFailing || Date.now() < this.#sweepNotBefore) return;
-        this.sweepOrphans().catch((error: unknown) => console.error("[acp] orphan sweep failed:", error));
-      }, Math.max(50, Math.floor(this.leaseMs / 2)));
+      const sweep = setInterval(
+        () => {
+          // Not while the store is known to be down (it would only fail), nor during the grace after.
+          if (this.#beatFailing || Date.now() < this.#sweepNotBefore) return;
+          this.sweepOrphans().catch((error: unknown) => console.error("[acp] orphan sweep failed:", error));
+        },
+        Math.max(50, Math.floor(this.leaseMs / 2)),
+      );
       beat.unref();
       sweep.unref();
       this.#timers.push(beat, sweep);
@@ -158,14 +181,20 @@ export class Runtime {
         this.#beatFailing = false;
       },
       (error: unknown) => {
-        if (!this.#beatFailing) console.error(`[acp] heartbeat failed (logged once until it recovers): ${(error as Error).message}`);
+        if (!this.#beatFailing)
+          console.error(`[acp] heartbeat failed (logged once until it recovers): ${(error as Error).message}`);
         this.#beatFailing = true;
       },
     );
   }
 
   async createRun(request: RunCreateRequest): Promise<StoredRun> {
-    if (this.#draining) throw new ACPError({ code: "server_error", message: "This instance is shutting down; retry on another instance", status: 503 });
+    if (this.#draining)
+      throw new ACPError({
+        code: "server_error",
+        message: "This instance is shutting down; retry on another instance",
+        status: 503,
+      });
     const agent = this.agent(request.agent_name);
     checkRunInput(request.input, this.limits);
     await this.start();
@@ -233,7 +262,12 @@ export class Runtime {
         // Still as created: nobody ever ran it.
         if (stored === undefined || stored.version !== 1) return;
         const message = "The run could not be started: the store answered too late, and the client was told so";
-        const run: Run = { ...stored.run, status: "failed", error: { code: "server_error", message }, finished_at: now() };
+        const run: Run = {
+          ...stored.run,
+          status: "failed",
+          error: { code: "server_error", message },
+          finished_at: now(),
+        };
         return this.store.updateRun(runId, stored.version, { ...stored, run }, [{ type: "run.failed", run }]);
       })
       .catch(() => {});
@@ -252,7 +286,12 @@ export class Runtime {
   async whenSettled(runId: string, minVersion: number, signal?: AbortSignal): Promise<StoredRun> {
     const local = await this.#local.get(runId)?.executor.whenSettled(minVersion);
     if (local !== undefined) return local;
-    const record = await waitForRecord(this.store, runId, (stored) => stored.version >= minVersion && isSettled(stored.run.status), { signal });
+    const record = await waitForRecord(
+      this.store,
+      runId,
+      (stored) => stored.version >= minVersion && isSettled(stored.run.status),
+      { signal },
+    );
     if (!record) throw notFound(`Run ${runId} not found`);
     return record;
   }
@@ -268,13 +307,23 @@ export class Runtime {
       const current = await this.getRun(runId);
       const request = current.run.await_request;
       if (current.run.status !== "awaiting" || !request) {
-        throw new ACPError({ code: "invalid_input", message: `Run ${runId} is not awaiting (its status is ${current.run.status})`, status: 403 });
+        throw new ACPError({
+          code: "invalid_input",
+          message: `Run ${runId} is not awaiting (its status is ${current.run.status})`,
+          status: 403,
+        });
       }
       if (request.type !== resume.type) {
-        throw new ACPError({ code: "invalid_input", message: `Run ${runId} awaits a ${request.type}, not a ${resume.type}`, status: 403 });
+        throw new ACPError({
+          code: "invalid_input",
+          message: `Run ${runId} awaits a ${request.type}, not a ${resume.type}`,
+          status: 403,
+        });
       }
       const run: Run = { ...current.run, status: "in-progress", await_request: null };
-      const result = await this.store.updateRun(runId, current.version, { ...current, run, resume }, [{ type: "run.in-progress", run }]);
+      const result = await this.store.updateRun(runId, current.version, { ...current, run, resume }, [
+        { type: "run.in-progress", run },
+      ]);
       if (result.ok) return { record: result.record, seq: result.lastSeq };
     }
   }
@@ -285,7 +334,11 @@ export class Runtime {
       const current = await this.getRun(runId);
       const status = current.run.status;
       if (isTerminal(status)) {
-        throw new ACPError({ code: "invalid_input", message: `Run ${runId} has already finished (its status is ${status}) and cannot be cancelled`, status: 403 });
+        throw new ACPError({
+          code: "invalid_input",
+          message: `Run ${runId} has already finished (its status is ${status}) and cannot be cancelled`,
+          status: 403,
+        });
       }
       if (status === "cancelling") return current;
       const next: StoredRun = { ...current, run: { ...current.run, status: "cancelling" } };
@@ -314,10 +367,15 @@ export class Runtime {
       const status = record.run.status === "cancelling" ? "cancelled" : "failed";
       const error: ErrorModel | null =
         status === "failed"
-          ? { code: "server_error", message: "The server instance running this run was lost (its lease ran out); the run cannot continue" }
+          ? {
+              code: "server_error",
+              message: "The server instance running this run was lost (its lease ran out); the run cannot continue",
+            }
           : null;
       const run: Run = { ...record.run, status, error, await_request: null, finished_at: now() };
-      const result = await this.store.updateRun(runId, record.version, { ...record, run, resume: null }, [{ type: `run.${status}`, run }]);
+      const result = await this.store.updateRun(runId, record.version, { ...record, run, resume: null }, [
+        { type: `run.${status}`, run },
+      ]);
       if (result.ok) ended += 1;
     }
     return ended;

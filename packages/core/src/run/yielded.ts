@@ -5,7 +5,7 @@
 import * as v from "valibot";
 import type { Yielded } from "../agent.ts";
 import { ACPError } from "../errors.ts";
-import { MessagePartSchema, MessageSchema, type Message, type MessagePart } from "../models.ts";
+import { type Message, type MessagePart, MessagePartSchema, MessageSchema } from "../models.ts";
 
 export type Classified =
   | { kind: "part"; part: MessagePart }
@@ -27,16 +27,23 @@ function parseOrFail<T>(schema: v.GenericSchema<unknown, T>, value: unknown, wha
   if (result.success) return result.output;
   const issue = result.issues[0];
   const path = issue.path?.map((item) => item.key).join(".");
-  throw new ACPError({ code: "server_error", message: `The agent yielded an invalid ${what}: ${path ? `${path}: ` : ""}${issue.message}` });
+  throw new ACPError({
+    code: "server_error",
+    message: `The agent yielded an invalid ${what}: ${path ? `${path}: ` : ""}${issue.message}`,
+  });
 }
 
 /** `role` is the role an agent message gets when the handler leaves it out: `agent/<name>`. */
 export function classify(yielded: Yielded, role: string): Classified {
   const value: unknown = yielded;
   if (value === null || value === undefined) return { kind: "nothing" };
-  if (typeof value === "string") return { kind: "part", part: { content_type: "text/plain", content: value, content_encoding: "plain" } };
+  if (typeof value === "string")
+    return { kind: "part", part: { content_type: "text/plain", content: value, content_encoding: "plain" } };
   if (!isPlainObject(value)) {
-    throw new ACPError({ code: "server_error", message: `The agent yielded a ${typeof value}, which is not a string, part, message or object` });
+    throw new ACPError({
+      code: "server_error",
+      message: `The agent yielded a ${typeof value}, which is not a string, part, message or object`,
+    });
   }
   if (value.type === "message" && isPlainObject(value.message)) {
     return { kind: "await", message: parseOrFail(MessageSchema, { role, ...value.message }, "await request") };
@@ -47,6 +54,7 @@ export function classify(yielded: Yielded, role: string): Classified {
     const { created_at: _c, completed_at: _d, ...rest } = value;
     return { kind: "message", message: parseOrFail(MessageSchema, { ...rest, role: own }, "message") };
   }
-  if (PART_KEYS.some((key) => key in value)) return { kind: "part", part: parseOrFail(MessagePartSchema, value, "message part") };
+  if (PART_KEYS.some((key) => key in value))
+    return { kind: "part", part: parseOrFail(MessagePartSchema, value, "message part") };
   return { kind: "generic", generic: value };
 }

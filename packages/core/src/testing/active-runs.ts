@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import type { RunStatus } from "../models.ts";
 import { newRun, withStatus } from "./fixtures.ts";
-import { withStores, type ConformanceTarget, type TestApi } from "./target.ts";
+import { type ConformanceTarget, type TestApi, withStores } from "./target.ts";
 
 const ACTIVE: RunStatus[] = ["created", "in-progress", "awaiting", "cancelling"];
 const ENDED: RunStatus[] = ["completed", "failed", "cancelled"];
@@ -13,7 +13,8 @@ export function describeActiveRuns(target: ConformanceTarget, { describe, it }: 
       await withStores(target, async ({ store, peer }) => {
         const active = ACTIVE.map((status) => newRun(status));
         const ended = ENDED.map((status) => newRun(status));
-        for (const [i, record] of [...active, ...ended].entries()) await (i % 2 === 0 ? store : peer).createRun(record, []);
+        for (const [i, record] of [...active, ...ended].entries())
+          await (i % 2 === 0 ? store : peer).createRun(record, []);
 
         // A run that moved from one active status to another stays listed.
         const moved = newRun();

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import type { RunStatus } from "../models.ts";
 import { label, labelOf, newRun, runEvent, withStatus } from "./fixtures.ts";
-import { withStores, type ConformanceTarget, type TestApi } from "./target.ts";
+import { type ConformanceTarget, type TestApi, withStores } from "./target.ts";
 
 const TERMINAL: RunStatus[] = ["completed", "failed", "cancelled"];
 
@@ -62,7 +62,10 @@ export function describeEvents(target: ConformanceTarget, { describe, it }: Test
           assert.equal(await store.appendEvents(record.run.run_id, [label("late")]), null);
           assert.equal(await peer.appendEvents(record.run.run_id, [label("late")]), null);
           const log = await store.readEvents(record.run.run_id, 0);
-          assert.deepEqual(log.map((stored) => stored.event.type), ["run.in-progress", `run.${status}`]);
+          assert.deepEqual(
+            log.map((stored) => stored.event.type),
+            ["run.in-progress", `run.${status}`],
+          );
         });
       });
     }
@@ -93,7 +96,11 @@ export function describeEvents(target: ConformanceTarget, { describe, it }: Test
           const log = await store.readEvents(record.run.run_id, 0);
           assert.equal(log.at(-1)?.event.type, "run.completed", "an event follows the terminal event");
           const accepted = appended.filter((seq) => seq !== null).length;
-          assert.equal(log.length, 2 + accepted, "an append that returned null wrote events, or one that returned a seq did not");
+          assert.equal(
+            log.length,
+            2 + accepted,
+            "an append that returned null wrote events, or one that returned a seq did not",
+          );
           assert.deepEqual(
             log.map((stored) => stored.seq),
             log.map((_, i) => i + 1),

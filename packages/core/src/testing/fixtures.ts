@@ -28,7 +28,8 @@ export function newRun(status: RunStatus = "created"): StoredRun {
 export function withStatus(record: StoredRun, status: RunStatus): StoredRun {
   const next = structuredClone(record);
   next.run.status = status;
-  if (status === "completed" || status === "failed" || status === "cancelled") next.run.finished_at = new Date().toISOString();
+  if (status === "completed" || status === "failed" || status === "cancelled")
+    next.run.finished_at = new Date().toISOString();
   return next;
 }
 
@@ -66,7 +67,9 @@ export function historyItem(text: string): HistoryItem {
 export async function writeHistory(store: Store, sessionId: string, items: HistoryItem[]): Promise<void> {
   const record = newRun("in-progress");
   assert.equal(await store.createRun(record, []), true, "the run that carries the history was not created");
-  const result = await store.updateRun(record.run.run_id, 1, withStatus(record, "completed"), [], { history: { sessionId, items } });
+  const result = await store.updateRun(record.run.run_id, 1, withStatus(record, "completed"), [], {
+    history: { sessionId, items },
+  });
   assert.equal(result.ok, true, "the update that carries the history did not apply");
 }
 

@@ -7,11 +7,11 @@
 export { describeStoreConformance } from "./conformance.ts";
 export {
   historyItem,
+  ListenerProbe,
   label,
   labelOf,
-  ListenerProbe,
-  newRun,
   NOTIFY_TIMEOUT_MS,
+  newRun,
   runEvent,
   signalled,
   sleep,

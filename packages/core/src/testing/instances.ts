@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { sleep } from "./fixtures.ts";
-import { withStores, type ConformanceTarget, type TestApi } from "./target.ts";
+import { type ConformanceTarget, type TestApi, withStores } from "./target.ts";
 
 /** Short enough to wait for, long enough that a heartbeat round trip fits well inside it. */
 const SHORT_LEASE_MS = 250;

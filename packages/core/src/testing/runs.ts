@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { label, newRun, runEvent, textMessage } from "./fixtures.ts";
-import { withStores, type ConformanceTarget, type TestApi } from "./target.ts";
+import { type ConformanceTarget, type TestApi, withStores } from "./target.ts";
 
 export function describeRuns(target: ConformanceTarget, { describe, it }: TestApi): void {
   describe("runs", () => {
@@ -30,7 +30,10 @@ export function describeRuns(target: ConformanceTarget, { describe, it }: TestAp
 
     it("keeps the resume field, null or a message", async () => {
       await withStores(target, async ({ store }) => {
-        const waiting = { ...newRun("in-progress"), resume: { type: "message" as const, message: textMessage("go on") } };
+        const waiting = {
+          ...newRun("in-progress"),
+          resume: { type: "message" as const, message: textMessage("go on") },
+        };
         const cleared = { ...newRun("in-progress"), resume: null };
         await store.createRun(waiting, []);
         await store.createRun(cleared, []);

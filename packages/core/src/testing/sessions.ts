@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import type { HistoryItem } from "../store.ts";
 import { historyItem, textMessage, writeHistory } from "./fixtures.ts";
-import { withStores, type ConformanceTarget, type TestApi } from "./target.ts";
+import { type ConformanceTarget, type TestApi, withStores } from "./target.ts";
 
 export function describeSessions(target: ConformanceTarget, { describe, it }: TestApi): void {
   describe("sessions", () => {
@@ -50,7 +50,11 @@ export function describeSessions(target: ConformanceTarget, { describe, it }: Te
         for (const items of batches) {
           const start = history.findIndex((item) => item.id === items[0]?.id);
           assert.notEqual(start, -1, "a batch is missing");
-          assert.deepEqual(history.slice(start, start + items.length), items, "a batch is not contiguous or out of order");
+          assert.deepEqual(
+            history.slice(start, start + items.length),
+            items,
+            "a batch is not contiguous or out of order",
+          );
         }
       });
     });

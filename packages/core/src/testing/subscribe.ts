@@ -1,8 +1,8 @@
 /** Conformance: change notifications per run. */
 import assert from "node:assert/strict";
 import type { StoredEvent } from "../store.ts";
-import { label, labelOf, ListenerProbe, newRun, NOTIFY_TIMEOUT_MS, signalled, within, withStatus } from "./fixtures.ts";
-import { withStores, type ConformanceTarget, type TestApi } from "./target.ts";
+import { ListenerProbe, label, labelOf, NOTIFY_TIMEOUT_MS, newRun, signalled, within, withStatus } from "./fixtures.ts";
+import { type ConformanceTarget, type TestApi, withStores } from "./target.ts";
 
 export function describeSubscribe(target: ConformanceTarget, { describe, it }: TestApi): void {
   describe("subscribe", () => {
@@ -17,7 +17,10 @@ export function describeSubscribe(target: ConformanceTarget, { describe, it }: T
           await store.appendEvents(run.run_id, [label("hello")]);
           await signalled(called, "no call after appendEvents");
           assert.deepEqual(await store.readEvents(run.run_id, 0), [{ seq: 1, event: label("hello") }]);
-          assert.ok(probe.kinds.some((kind) => kind !== "record"), `appendEvents was signalled only as a record change: ${probe.kinds}`);
+          assert.ok(
+            probe.kinds.some((kind) => kind !== "record"),
+            `appendEvents was signalled only as a record change: ${probe.kinds}`,
+          );
         } finally {
           await unsubscribe();
         }
@@ -36,7 +39,10 @@ export function describeSubscribe(target: ConformanceTarget, { describe, it }: T
           await signalled(called, "no call after updateRun");
           assert.equal((await store.getRun(record.run.run_id))?.version, 2);
           // "events" alone would let an owner miss a cancel or a resume.
-          assert.ok(probe.kinds.some((kind) => kind !== "events"), `updateRun was signalled only as "events"`);
+          assert.ok(
+            probe.kinds.some((kind) => kind !== "events"),
+            `updateRun was signalled only as "events"`,
+          );
         } finally {
           await unsubscribe();
         }
@@ -110,7 +116,11 @@ export function describeSubscribe(target: ConformanceTarget, { describe, it }: T
             const woken = probe.next();
             const batch = await store.readEvents(run.run_id, seen.at(-1)?.seq ?? 0);
             seen.push(...batch);
-            if (batch.length === 0) await signalled(woken, `the reader stalled after seq ${seen.at(-1)?.seq ?? 0}: a change was not signalled`);
+            if (batch.length === 0)
+              await signalled(
+                woken,
+                `the reader stalled after seq ${seen.at(-1)?.seq ?? 0}: a change was not signalled`,
+              );
           }
           await within(writer, NOTIFY_TIMEOUT_MS, "the writer did not finish");
         } finally {

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { historyItem, label, newRun, runEvent, withStatus, writeHistory } from "./fixtures.ts";
-import { withStores, type ConformanceTarget, type TestApi } from "./target.ts";
+import { type ConformanceTarget, type TestApi, withStores } from "./target.ts";
 
 export function describeUpdate(target: ConformanceTarget, { describe, it }: TestApi): void {
   describe("updateRun", () => {
@@ -26,11 +26,14 @@ export function describeUpdate(target: ConformanceTarget, { describe, it }: Test
       await withStores(target, async ({ store, peer }) => {
         const record = newRun();
         await store.createRun(record, [runEvent(record)]);
-        const current = (await store.updateRun(record.run.run_id, 1, withStatus(record, "in-progress"), [label("won")])).record;
+        const current = (await store.updateRun(record.run.run_id, 1, withStatus(record, "in-progress"), [label("won")]))
+          .record;
         assert.equal(current?.version, 2);
 
         for (const expectedVersion of [1, 3, 0]) {
-          const result = await peer.updateRun(record.run.run_id, expectedVersion, withStatus(record, "cancelled"), [label("lost")]);
+          const result = await peer.updateRun(record.run.run_id, expectedVersion, withStatus(record, "cancelled"), [
+            label("lost"),
+          ]);
           assert.deepEqual(result, { ok: false, record: current }, `expectedVersion ${expectedVersion} must not apply`);
         }
         assert.deepEqual(await store.getRun(record.run.run_id), current);
@@ -100,7 +103,9 @@ export function describeUpdate(target: ConformanceTarget, { describe, it }: Test
         await writeHistory(store, sessionId, [earlier]);
         await store.createRun(record, []);
         const items = [historyItem("question"), historyItem("answer")];
-        const result = await peer.updateRun(record.run.run_id, 1, withStatus(record, "completed"), [label("end")], { history: { sessionId, items } });
+        const result = await peer.updateRun(record.run.run_id, 1, withStatus(record, "completed"), [label("end")], {
+          history: { sessionId, items },
+        });
         assert.equal(result.ok, true);
         assert.deepEqual(await store.getHistory(sessionId), [earlier, ...items]);
         assert.deepEqual(await store.getHistoryItem(items[1]!.id), items[1]);
@@ -108,7 +113,9 @@ export function describeUpdate(target: ConformanceTarget, { describe, it }: Test
         const other = newRun();
         const newSession = randomUUID();
         await store.createRun(other, []);
-        await store.updateRun(other.run.run_id, 1, withStatus(other, "failed"), [], { history: { sessionId: newSession, items: [historyItem("alone")] } });
+        await store.updateRun(other.run.run_id, 1, withStatus(other, "failed"), [], {
+          history: { sessionId: newSession, items: [historyItem("alone")] },
+        });
         assert.equal((await peer.getHistory(newSession))?.length, 1);
       });
     });

@@ -1,6 +1,6 @@
 /** A throwaway 3-master Redis Cluster on free loopback ports. */
 import { setTimeout as sleep } from "node:timers/promises";
-import { freePort, run, startRedisServer, tempDir, type RedisServer } from "./redis-server.ts";
+import { freePort, type RedisServer, run, startRedisServer, tempDir } from "./redis-server.ts";
 
 const BUS_PORT_OFFSET = 10_000;
 const STATE_OK_TIMEOUT_MS = 30_000;
@@ -23,16 +23,21 @@ export async function startCluster(size = 3): Promise<LocalCluster> {
     for (const port of ports) {
       nodes.push(
         await startRedisServer(port, dir.path, [
-          "--cluster-enabled", "yes",
-          "--cluster-config-file", `nodes-${port}.conf`,
-          "--cluster-node-timeout", "5000",
+          "--cluster-enabled",
+          "yes",
+          "--cluster-config-file",
+          `nodes-${port}.conf`,
+          "--cluster-node-timeout",
+          "5000",
         ]),
       );
     }
     await run("redis-cli", [
-      "--cluster", "create",
+      "--cluster",
+      "create",
       ...nodes.map((node) => `127.0.0.1:${node.port}`),
-      "--cluster-replicas", "0",
+      "--cluster-replicas",
+      "0",
       "--cluster-yes",
     ]);
     await waitForStateOk(nodes);

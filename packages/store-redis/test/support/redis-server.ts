@@ -2,7 +2,7 @@
  * Private redis-server processes for tests that need a server of their own (a cluster, renamed
  * commands): started on free loopback ports in a temporary directory, stopped and removed after.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { mkdtemp, rm } from "node:fs/promises";
 import { createServer } from "node:net";
@@ -24,7 +24,13 @@ export async function freePort(busOffset?: number): Promise<number> {
     if (busOffset === undefined) return port;
     if (port + busOffset > 65_535) continue;
     // A cluster node also listens on port + 10000 for its bus.
-    if (await listenAndRelease(port + busOffset).then(() => true, () => false)) return port;
+    if (
+      await listenAndRelease(port + busOffset).then(
+        () => true,
+        () => false,
+      )
+    )
+      return port;
   }
 }
 
@@ -34,7 +40,9 @@ function listenAndRelease(port: number): Promise<number> {
     server.once("error", reject);
     server.listen(port, "127.0.0.1", () => {
       const address = server.address();
-      server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
+      server.close(() =>
+        typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port")),
+      );
     });
   });
 }
@@ -52,12 +60,27 @@ export async function tempDir(name: string): Promise<{ path: string; remove(): P
 export async function startRedisServer(port: number, dir: string, extraArgs: string[] = []): Promise<RedisServer> {
   const child = spawn(
     "redis-server",
-    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no", ...extraArgs],
+    [
+      "--port",
+      String(port),
+      "--bind",
+      "127.0.0.1",
+      "--save",
+      "",
+      "--appendonly",
+      "no",
+      "--daemonize",
+      "no",
+      ...extraArgs,
+    ],
     { cwd: dir, stdio: ["ignore", "pipe", "pipe"] },
   );
   let output = "";
   const ready = new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`redis-server on port ${port} did not start:\n${output}`)), START_TIMEOUT_MS);
+    const timer = setTimeout(
+      () => reject(new Error(`redis-server on port ${port} did not start:\n${output}`)),
+      START_TIMEOUT_MS,
+    );
     child.once("error", (error) => {
       clearTimeout(timer);
       reject(new Error(`cannot run redis-server (is it installed?): ${error.message}`));

@@ -6,7 +6,7 @@ import { randomUUID } from "node:crypto";
 import type { Store } from "@acp/core";
 import type { ConformanceTarget } from "@acp/core/testing";
 import { createClient, createCluster, type RedisClientType } from "redis";
-import { RedisStore, type RedisConnection } from "../../src/index.ts";
+import { type RedisConnection, RedisStore } from "../../src/index.ts";
 
 export const REDIS_URL = process.env["REDIS_URL"] ?? "redis://127.0.0.1:6379";
 
@@ -33,7 +33,9 @@ export async function connectClient(
     return (await client.connect()) as unknown as RedisClientType;
   } catch (error) {
     client.destroy();
-    throw new Error(`Redis is not reachable at ${url} (set REDIS_URL to use another server): ${String(error)}`, { cause: error });
+    throw new Error(`Redis is not reachable at ${url} (set REDIS_URL to use another server): ${String(error)}`, {
+      cause: error,
+    });
   }
 }
 
@@ -91,11 +93,17 @@ export function redisTarget(name: string, connect: Connect): ConformanceTarget {
 }
 
 /** Deletes every key under `prefix` with SCAN + UNLINK, on each of `servers`. */
-export async function deleteKeys(servers: { sendCommand(args: string[]): Promise<unknown> }[], prefix: string): Promise<void> {
+export async function deleteKeys(
+  servers: { sendCommand(args: string[]): Promise<unknown> }[],
+  prefix: string,
+): Promise<void> {
   for (const server of servers) {
     let cursor = "0";
     do {
-      const [next, keys] = (await server.sendCommand(["SCAN", cursor, "MATCH", `${prefix}:*`, "COUNT", "500"])) as [string, string[]];
+      const [next, keys] = (await server.sendCommand(["SCAN", cursor, "MATCH", `${prefix}:*`, "COUNT", "500"])) as [
+        string,
+        string[],
+      ];
       cursor = next;
       // One key per UNLINK: on a cluster node the keys of one page span several slots.
       await Promise.all(keys.map((key) => server.sendCommand(["UNLINK", key])));
