@@ -38,7 +38,8 @@ function countingStore(store: Store, log: StoreCallLog): Store {
       let counted = wrapped.get(property);
       if (!counted) {
         const name = String(property);
-        const durations = (log.durations[name] = { ring: [] as number[], next: 0 });
+        const durations = { ring: [] as number[], next: 0 };
+        log.durations[name] = durations;
         const record = (started: number): void => {
           durations.ring[durations.next++ % KEPT_DURATIONS] = performance.now() - started;
         };

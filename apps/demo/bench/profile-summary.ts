@@ -61,9 +61,9 @@ export async function summarizeProfile(file: string, top = 25): Promise<string> 
   const parentOf = new Map<number, number>();
   for (const node of profile.nodes) for (const child of node.children ?? []) parentOf.set(child, node.id);
   const selfByNode = new Map<number, number>();
-  profile.samples.forEach((id, index) =>
-    selfByNode.set(id, (selfByNode.get(id) ?? 0) + (profile.timeDeltas[index] ?? 0)),
-  );
+  for (const [index, id] of profile.samples.entries()) {
+    selfByNode.set(id, (selfByNode.get(id) ?? 0) + (profile.timeDeltas[index] ?? 0));
+  }
 
   const byArea = new Map<string, number>();
   const byFunction = new Map<string, number>();

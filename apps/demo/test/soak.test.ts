@@ -9,6 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Backend, postgresBackend, redisBackend } from "./ha/backends.ts";
 import { type Balancer, type Instance, startInstance, startNginx, stopInstances } from "./support/cluster.ts";
+import { frameData, frameId, SseFrames } from "./support/sse-frames.ts";
 
 const CLIENTS = 200;
 const TOKENS = 40;
@@ -24,16 +25,11 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 /** Reads SSE frames until the body ends; calls `onFrame` for each. */
 async function readFrames(response: Response, onFrame: (frame: Frame) => void): Promise<void> {
   const reader = response.body!.getReader();
-  const decoder = new TextDecoder();
-  let buffer = "";
+  const splitter = new SseFrames();
   for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
-    buffer += decoder.decode(chunk.value, { stream: true });
-    let end: number;
-    while ((end = buffer.indexOf("\n\n")) !== -1) {
-      const text = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      const data = /^data: (.*)$/m.exec(text)?.[1];
-      if (data) onFrame({ id: Number(/^id: (\d+)$/m.exec(text)?.[1] ?? NaN), event: JSON.parse(data) });
+    for (const text of splitter.push(chunk.value)) {
+      const data = frameData(text);
+      if (data) onFrame({ id: frameId(text) ?? NaN, event: JSON.parse(data) });
     }
   }
 }

@@ -8,7 +8,7 @@
  * writes no data, so its commit does not wait for a flush and holds that lock for a moment;
  * the writes themselves, without notifications, commit side by side and share their flushes.
  */
-import type { Sql } from "postgres";
+import type { Client } from "./client.ts";
 
 interface Batch {
   payloads: string[];
@@ -16,14 +16,14 @@ interface Batch {
 }
 
 export class NotificationSender {
-  readonly #sql: Sql<any>;
+  readonly #sql: Client;
   readonly #channel: string;
   /** The batch whose statement is on its way; at most one at a time. */
   #sending: Promise<void> | undefined;
   /** Payloads that arrived while a batch was on its way: they leave together when it is done. */
   #queued: Batch | undefined;
 
-  constructor(sql: Sql<any>, channel: string) {
+  constructor(sql: Client, channel: string) {
     this.#sql = sql;
     this.#channel = channel;
   }

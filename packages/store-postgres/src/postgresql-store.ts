@@ -17,7 +17,7 @@ import type {
   UpdateResult,
 } from "@acp/core";
 import { attemptStore, isTerminal, resolveTtlMs, STORE_CONTRACT_VERSION, wrapStoreError } from "@acp/core";
-import type { Sql } from "postgres";
+import type { Client } from "./client.ts";
 import { assertIdentifier } from "./names.ts";
 import { NotificationSender } from "./notification-sender.ts";
 import { eventsJson, type NewRun, Queries, recordJson, toStoredRun } from "./queries.ts";
@@ -34,7 +34,7 @@ export interface PostgreSQLStoreOptions extends StoreOptions {
    * A postgres.js instance (`postgres(url)`) without `transform` options. The store runs its
    * queries on it and never ends it; LISTEN takes one extra connection besides its pool.
    */
-  sql: Sql<any>;
+  sql: Client;
   /**
    * Name of the table of runs, sessions and heartbeats; `<table>_events`, `<table>_history` and
    * `<table>_schema` are created beside it. Letters, digits and underscores, at most 55 characters.
@@ -87,7 +87,7 @@ export interface PostgreSQLStoreOptions extends StoreOptions {
  */
 export class PostgreSQLStore implements Store {
   readonly contractVersion = STORE_CONTRACT_VERSION;
-  readonly #sql: Sql<any>;
+  readonly #sql: Client;
   readonly #tables: Tables;
   readonly #queries: Queries;
   readonly #sweepIntervalMs: number;
@@ -348,8 +348,8 @@ export class PostgreSQLStore implements Store {
   }
 }
 
-function assertPostgresJs(sql: unknown): asserts sql is Sql<any> {
-  const candidate = sql as Partial<Sql<any>> | undefined;
+function assertPostgresJs(sql: unknown): asserts sql is Client {
+  const candidate = sql as Partial<Client> | undefined;
   if (typeof sql !== "function" || typeof candidate?.begin !== "function" || typeof candidate.listen !== "function") {
     throw new TypeError(`[acp] [${PACKAGE}] sql must be a postgres.js instance: postgres(url)`);
   }

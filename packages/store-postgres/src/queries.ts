@@ -7,11 +7,9 @@
  * parameter typed jsonb would make postgres.js encode the string once more.
  */
 import type { Event, HistoryAppend, HistoryItem, StoredEvent, StoredRun } from "@acp/core";
-import type { ISql, PendingQuery, Row } from "postgres";
+import type { PendingQuery, Row } from "postgres";
+import type { Connection } from "./client.ts";
 import { LOCK_NAMESPACE, type Tables } from "./schema.ts";
-
-/** The store's connection or a transaction on it. */
-type Connection = ISql<any>;
 
 /** A run to insert, encoded before the store's first round trip. */
 export interface NewRun {

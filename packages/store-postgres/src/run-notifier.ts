@@ -5,7 +5,8 @@
  * this process.
  */
 import { type ChangeKind, type ChangeListener, ListenerSet, type Unsubscribe } from "@acp/core";
-import type { ListenMeta, Sql } from "postgres";
+import type { ListenMeta } from "postgres";
+import type { Client } from "./client.ts";
 
 /**
  * The payload of a change notification: `<kind>:<run id>`, or `record@<version>:<run id>` when
@@ -34,14 +35,14 @@ function parseNotification(payload: string): {
 }
 
 export class RunNotifier {
-  readonly #sql: Sql<any>;
+  readonly #sql: Client;
   readonly #channel: string;
   readonly #listeners = new ListenerSet("store-postgres");
   #listening: Promise<ListenMeta> | undefined;
   #listenedOnce = false;
   #closed = false;
 
-  constructor(sql: Sql<any>, channel: string) {
+  constructor(sql: Client, channel: string) {
     this.#sql = sql;
     this.#channel = channel;
   }

@@ -2,7 +2,8 @@
  * The store's schema and its versioned migrations. `migrate` runs under a transaction-scoped
  * advisory lock, so several instances starting at once apply each step exactly once.
  */
-import type { Helper, Sql, TransactionSql } from "postgres";
+import type { Helper } from "postgres";
+import type { Client, Transaction } from "./client.ts";
 
 /** The tables of one store, as postgres.js identifiers. */
 export interface Tables {
@@ -19,7 +20,7 @@ export interface Tables {
 }
 
 /** Builds the identifiers of a store's tables from its validated table name. */
-export function tablesOf(sql: Sql<any>, name: string): Tables {
+export function tablesOf(sql: Client, name: string): Tables {
   return {
     name,
     records: sql(name),
@@ -29,7 +30,7 @@ export function tablesOf(sql: Sql<any>, name: string): Tables {
   };
 }
 
-type Migration = (tx: TransactionSql<any>, tables: Tables) => Promise<unknown>;
+type Migration = (tx: Transaction, tables: Tables) => Promise<unknown>;
 
 /**
  * Schema steps in order; step `i` brings the schema to version `i + 1`. Never edit a released
@@ -85,7 +86,7 @@ export const LOCK_NAMESPACE = {
  * Creates or upgrades the schema of `tables` to {@link SCHEMA_VERSION}. Idempotent.
  * @throws Error when the database holds a newer schema than this package knows.
  */
-export async function migrateSchema(sql: Sql<any>, tables: Tables): Promise<void> {
+export async function migrateSchema(sql: Client, tables: Tables): Promise<void> {
   await sql.begin(async function migrateInTransaction(tx) {
     await tx`SELECT pg_advisory_xact_lock(hashtext(${LOCK_NAMESPACE.migrate}), hashtext(${tables.name}))`;
     // "already exists, skipping" notices would reach the application's console on every start.

@@ -5,10 +5,10 @@ import { randomBytes } from "node:crypto";
 import postgres, { type Options, type Sql } from "postgres";
 
 /** Set DATABASE_URL to test against another server. */
-export const DATABASE_URL = process.env["DATABASE_URL"] ?? "postgres://postgres@127.0.0.1:5432/test";
+export const DATABASE_URL = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 
 /** A new postgres.js instance on the test database; notices stay out of the test output. */
-export function connect(options: Partial<Options<{}>> = {}): Sql {
+export function connect(options: Partial<Options<Record<string, never>>> = {}): Sql {
   return postgres(DATABASE_URL, { connect_timeout: 5, onnotice: () => undefined, ...options });
 }
 

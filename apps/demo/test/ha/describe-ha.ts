@@ -7,6 +7,7 @@ import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { client, collect, describeClientSuite, pollRun, rawEvents } from "../client-suite.ts";
 import { type Balancer, type Instance, startInstance, startNginx, stopInstances } from "../support/cluster.ts";
+import { frameData, frameId, SseFrames } from "../support/sse-frames.ts";
 import type { Backend } from "./backends.ts";
 
 const TERMINAL = ["completed", "failed", "cancelled"];
@@ -36,20 +37,14 @@ async function readFrames(
   controller?: AbortController,
 ): Promise<{ id: number; data: { type: string } }[]> {
   const reader = response.body!.getReader();
-  const decoder = new TextDecoder();
+  const splitter = new SseFrames();
   const frames: { id: number; data: { type: string } }[] = [];
-  let buffer = "";
   while (frames.length < limit) {
     const chunk = await reader.read();
     if (chunk.done) break;
-    buffer += decoder.decode(chunk.value, { stream: true });
-    let end: number;
-    while ((end = buffer.indexOf("\n\n")) !== -1 && frames.length < limit) {
-      const frame = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      const id = Number(/^id: (\d+)$/m.exec(frame)?.[1]);
-      const data = /^data: (.*)$/m.exec(frame)?.[1];
-      if (data) frames.push({ id, data: JSON.parse(data) });
+    for (const frame of splitter.push(chunk.value)) {
+      const data = frameData(frame);
+      if (data && frames.length < limit) frames.push({ id: frameId(frame) ?? NaN, data: JSON.parse(data) });
     }
   }
   controller?.abort();
@@ -158,7 +153,7 @@ export function describeHighAvailability(makeBackend: () => Backend): void {
     it("resumes on B, with Last-Event-ID, a stream cut on A: nothing lost, nothing repeated", async () => {
       const body = { agent_name: "tokens", input: [user("30 word delay=15")], mode: "stream" };
       const head = await readSomeFrames(`${a.url}/runs`, body, 6);
-      const runId = (head[0]?.data as unknown as { run: { run_id: string } }).run.run_id;
+      const runId = (head[0]!.data as unknown as { run: { run_id: string } }).run.run_id;
       const lastId = head.at(-1)!.id;
       const response = await fetch(`${b.url}/runs/${runId}/events`, {
         headers: { accept: "text/event-stream", "last-event-id": String(lastId) },

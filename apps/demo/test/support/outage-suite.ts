@@ -7,6 +7,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFailed } from "vitest";
 import { type Instance, startInstance, stopInstances } from "./cluster.ts";
+import { frameData, frameId, SseFrames } from "./sse-frames.ts";
 
 /** Store calls answer within this (ACP_STORE_TIMEOUT_MS), so requests need no longer. */
 export const STORE_TIMEOUT_MS = 1000;
@@ -135,21 +136,14 @@ export async function readFrames(
   frames: Frame[],
   stop: (frames: Frame[]) => boolean = () => false,
 ): Promise<"ended" | "stopped"> {
-  const decoder = new TextDecoder();
-  let buffer = "";
+  const splitter = new SseFrames();
   for (;;) {
     if (stop(frames)) return "stopped";
     const chunk = await reader.read();
     if (chunk.done) return "ended";
-    buffer += decoder.decode(chunk.value, { stream: true });
-    let end: number;
-    while ((end = buffer.indexOf("\n\n")) !== -1) {
-      const frame = buffer.slice(0, end);
-      buffer = buffer.slice(end + 2);
-      const data = /^data: (.*)$/m.exec(frame)?.[1];
-      if (data === undefined) continue;
-      const id = /^id: (\d+)$/m.exec(frame)?.[1];
-      frames.push({ id: id === undefined ? undefined : Number(id), data: JSON.parse(data) as EventJson });
+    for (const frame of splitter.push(chunk.value)) {
+      const data = frameData(frame);
+      if (data !== undefined) frames.push({ id: frameId(frame), data: JSON.parse(data) as EventJson });
     }
   }
 }

@@ -4,6 +4,7 @@
  * test that caused them fails with a readable list (see `takeProblems`).
  */
 import { assertMatchesSchema } from "../../../../packages/core/test/support/openapi.ts";
+import { SseFrames } from "./sse-frames.ts";
 
 const problems: string[] = [];
 
@@ -12,7 +13,8 @@ export function takeProblems(): string[] {
   return problems.splice(0, problems.length);
 }
 
-function componentFor(method: string, path: string, status: number): string | undefined {
+/** The OpenAPI component an answer to `path` with `status` must match (the path alone decides, for every method). */
+function componentFor(path: string, status: number): string | undefined {
   if (status >= 400) return "Error";
   if (path === "/ping") return undefined;
   if (path === "/agents") return "AgentsListResponse";
@@ -34,16 +36,11 @@ function check(component: string, value: unknown, where: string): void {
 
 /** Reads SSE frames from a copy of the body and checks each: `id:` present on run events, data an Event. */
 async function checkEventStream(body: ReadableStream<Uint8Array>, where: string): Promise<void> {
-  const decoder = new TextDecoder();
-  let buffer = "";
+  const splitter = new SseFrames();
   const reader = body.getReader();
   try {
     for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
-      buffer += decoder.decode(chunk.value, { stream: true });
-      let end: number;
-      while ((end = buffer.indexOf("\n\n")) !== -1) {
-        const frame = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
+      for (const frame of splitter.push(chunk.value)) {
         const data = frame
           .split("\n")
           .filter((line) => line.startsWith("data:"))
@@ -67,7 +64,7 @@ export const validatingFetch: typeof fetch = async (input, init) => {
   const method = init?.method ?? "GET";
   const where = `${method} ${url.pathname} -> ${response.status}`;
   const type = response.headers.get("content-type") ?? "";
-  const component = componentFor(method, url.pathname, response.status);
+  const component = componentFor(url.pathname, response.status);
   if (type.startsWith("text/event-stream") && response.body) {
     const [mine, theirs] = response.body.tee();
     void checkEventStream(mine, where);

@@ -116,7 +116,7 @@ export function describeEvents(target: ConformanceTarget, { describe, it }: Test
         await store.createRun({ run, version: 1, owner: "a" }, []);
         const event = label("original");
         await store.appendEvents(run.run_id, [event]);
-        (event as { generic: Record<string, unknown> }).generic["label"] = "changed";
+        (event as { generic: Record<string, unknown> }).generic.label = "changed";
         assert.deepEqual(await store.readEvents(run.run_id, 0), [{ seq: 1, event: label("original") }]);
       });
     });

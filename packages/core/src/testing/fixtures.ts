@@ -47,7 +47,7 @@ export function label(value: string | number): Event {
 
 /** The label of an event made by {@link label}, or `undefined` for other events. */
 export function labelOf(event: Event): unknown {
-  return event.type === "generic" ? event.generic["label"] : undefined;
+  return event.type === "generic" ? event.generic.label : undefined;
 }
 
 /** A user text message. */

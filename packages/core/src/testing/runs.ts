@@ -67,7 +67,7 @@ export function describeRuns(target: ConformanceTarget, { describe, it }: TestAp
         await store.createRun(record, [event]);
         record.run.status = "failed";
         record.owner = "someone-else";
-        (event as { generic: Record<string, unknown> }).generic["label"] = "changed";
+        (event as { generic: Record<string, unknown> }).generic.label = "changed";
 
         const read = await store.getRun(kept.run.run_id);
         assert.ok(read, "the run was not stored");

@@ -8,7 +8,7 @@ import type { ConformanceTarget } from "@acp/core/testing";
 import { createClient, createCluster, type RedisClientType } from "redis";
 import { type RedisConnection, RedisStore } from "../../src/index.ts";
 
-export const REDIS_URL = process.env["REDIS_URL"] ?? "redis://127.0.0.1:6379";
+export const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 
 /** A connection opened for a test, and how to clean up after it. */
 export interface TestConnection {
