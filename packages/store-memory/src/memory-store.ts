@@ -3,26 +3,15 @@
  * copied in and out as JSON would copy them, so it behaves exactly like the stores that serialise.
  */
 
-import type {
-  ChangeListener,
-  Event,
-  HistoryItem,
-  Store,
-  StoredEvent,
-  StoredRun,
-  StoreOptions,
-  Unsubscribe,
-  UpdateOptions,
-  UpdateResult,
-} from "@acp/core";
+import type * as acp from "@acp/core";
 import { isTerminal, ListenerSet, resolveTtlMs, STORE_CONTRACT_VERSION } from "@acp/core";
 import { type Copies, copyAsJson } from "./copy-as-json.ts";
 import { type Linked, RecencyList } from "./recency-list.ts";
 
 const PACKAGE = "store-memory";
 
-/** Options of {@link MemoryStore}; `ttlMs` comes from {@link StoreOptions}. */
-export interface MemoryStoreOptions extends StoreOptions {
+/** Options of {@link MemoryStore}; `ttlMs` comes from {@link acp.StoreOptions}. */
+export interface MemoryStoreOptions extends acp.StoreOptions {
   /**
    * The most runs kept at once. Past it, the least recently written runs are dropped, finished
    * ones before those still running.
@@ -39,15 +28,15 @@ export interface MemoryStoreOptions extends StoreOptions {
 
 interface RunEntry extends Linked<RunEntry> {
   runId: string;
-  record: StoredRun;
+  record: acp.StoredRun;
   /** The log: the event with seq `n` is at index `n - 1`. */
-  events: Event[];
+  events: acp.Event[];
   expiresAt: number;
 }
 
 interface SessionEntry extends Linked<SessionEntry> {
   sessionId: string;
-  items: HistoryItem[];
+  items: acp.HistoryItem[];
   expiresAt: number;
 }
 
@@ -63,7 +52,7 @@ const MIN_SWEEP_INTERVAL_MS = 1_000;
 const MAX_SWEEP_INTERVAL_MS = 60_000;
 
 /**
- * A {@link Store} in process memory. It does not share anything between processes: use it for
+ * A {@link acp.Store} in process memory. It does not share anything between processes: use it for
  * one instance, or for tests; use `@acp/store-redis` or `@acp/store-postgres` behind a load balancer.
  * @example
  * import { createApp } from "@acp/core";
@@ -71,7 +60,7 @@ const MAX_SWEEP_INTERVAL_MS = 60_000;
  *
  * const app = createApp([echo], { store: new MemoryStore({ ttlMs: 600_000 }) });
  */
-export class MemoryStore implements Store {
+export class MemoryStore implements acp.Store {
   readonly contractVersion = STORE_CONTRACT_VERSION;
   readonly #ttlMs: number;
   readonly #maxRuns: number;
@@ -104,7 +93,7 @@ export class MemoryStore implements Store {
     this.#sweepTimer.unref();
   }
 
-  async createRun(record: StoredRun, events: Event[]): Promise<boolean> {
+  async createRun(record: acp.StoredRun, events: acp.Event[]): Promise<boolean> {
     const runId = record.run.run_id;
     if (this.#liveRun(runId)) return false;
     const shared: Copies = new Map();
@@ -123,7 +112,7 @@ export class MemoryStore implements Store {
     return true;
   }
 
-  async getRun(runId: string): Promise<StoredRun | undefined> {
+  async getRun(runId: string): Promise<acp.StoredRun | undefined> {
     const entry = this.#liveRun(runId);
     return entry && copyAsJson(entry.record);
   }
@@ -131,10 +120,10 @@ export class MemoryStore implements Store {
   async updateRun(
     runId: string,
     expectedVersion: number,
-    next: StoredRun,
-    events: Event[],
-    { history }: UpdateOptions = {},
-  ): Promise<UpdateResult> {
+    next: acp.StoredRun,
+    events: acp.Event[],
+    { history }: acp.UpdateOptions = {},
+  ): Promise<acp.UpdateResult> {
     const entry = this.#liveRun(runId);
     if (!entry || entry.record.version !== expectedVersion)
       return { ok: false, record: entry && copyAsJson(entry.record) };
@@ -152,7 +141,7 @@ export class MemoryStore implements Store {
     return { ok: true, record: { ...next, version: expectedVersion + 1 }, lastSeq: entry.events.length };
   }
 
-  async appendEvents(runId: string, events: Event[]): Promise<number | null> {
+  async appendEvents(runId: string, events: acp.Event[]): Promise<number | null> {
     const entry = this.#liveRun(runId);
     if (!entry || isTerminal(entry.record.run.status)) return null;
     if (events.length === 0) return entry.events.length;
@@ -164,7 +153,7 @@ export class MemoryStore implements Store {
     return entry.events.length;
   }
 
-  async readEvents(runId: string, afterSeq: number, limit?: number): Promise<StoredEvent[]> {
+  async readEvents(runId: string, afterSeq: number, limit?: number): Promise<acp.StoredEvent[]> {
     const entry = this.#liveRun(runId);
     if (!entry) return [];
     const start = Math.max(0, Math.floor(afterSeq));
@@ -172,7 +161,7 @@ export class MemoryStore implements Store {
     return entry.events.slice(start, end).map((event, i) => ({ seq: start + i + 1, event: copyAsJson(event) }));
   }
 
-  async subscribe(runId: string, listener: ChangeListener): Promise<Unsubscribe> {
+  async subscribe(runId: string, listener: acp.ChangeListener): Promise<acp.Unsubscribe> {
     const remove = this.#listeners.add(runId, listener);
     return async function unsubscribe(): Promise<void> {
       remove();
@@ -180,7 +169,7 @@ export class MemoryStore implements Store {
   }
 
   /** Appends items (copies already) to the session, creating it when missing. */
-  #appendItems(sessionId: string, items: HistoryItem[]): void {
+  #appendItems(sessionId: string, items: acp.HistoryItem[]): void {
     let session = this.#liveSession(sessionId);
     if (!session) {
       session = { sessionId, items: [], expiresAt: 0, older: undefined, newer: undefined, list: undefined };
@@ -195,12 +184,12 @@ export class MemoryStore implements Store {
     while (this.#sessions.size > this.#maxSessions) this.#dropSession(this.#sessionOrder.oldest()!);
   }
 
-  async getHistory(sessionId: string): Promise<HistoryItem[] | undefined> {
+  async getHistory(sessionId: string): Promise<acp.HistoryItem[] | undefined> {
     const session = this.#liveSession(sessionId);
     return session && copyAsJson(session.items);
   }
 
-  async getHistoryItem(itemId: string): Promise<HistoryItem | undefined> {
+  async getHistoryItem(itemId: string): Promise<acp.HistoryItem | undefined> {
     const location = this.#items.get(itemId);
     if (!location) return undefined;
     const item = this.#liveSession(location.sessionId)?.items[location.index];

@@ -1,17 +1,6 @@
 /** The Redis implementation of core's `Store`. */
 
-import type {
-  ChangeListener,
-  Event,
-  HistoryItem,
-  Store,
-  StoredEvent,
-  StoredRun,
-  StoreOptions,
-  Unsubscribe,
-  UpdateOptions,
-  UpdateResult,
-} from "@acp/core";
+import type * as acp from "@acp/core";
 import { attemptStore, isTerminal, resolveTtlMs, STORE_CONTRACT_VERSION } from "@acp/core";
 import { type Commands, commandsOf, type RedisConnection } from "./connection.ts";
 import { KeyLayout } from "./keys.ts";
@@ -20,8 +9,8 @@ import { Subscriptions } from "./subscriptions.ts";
 
 const PACKAGE = "store-redis";
 
-/** Options of {@link RedisStore}; `ttlMs` comes from {@link StoreOptions}. */
-export interface RedisStoreOptions extends StoreOptions {
+/** Options of {@link RedisStore}; `ttlMs` comes from {@link acp.StoreOptions}. */
+export interface RedisStoreOptions extends acp.StoreOptions {
   /**
    * A connected client from `createClient()` or `createCluster()` of the `redis` package
    * (node-redis v5). The store never closes it.
@@ -46,7 +35,7 @@ export interface RedisStoreOptions extends StoreOptions {
  * const redis = await createClient({ url: process.env.REDIS_URL }).connect();
  * const store = new RedisStore({ redis, ttlMs: 24 * 60 * 60 * 1000 }); // runs and sessions live a day
  */
-export class RedisStore implements Store {
+export class RedisStore implements acp.Store {
   readonly contractVersion = STORE_CONTRACT_VERSION;
   readonly #commands: Commands;
   readonly #keys: KeyLayout;
@@ -73,7 +62,7 @@ export class RedisStore implements Store {
     this.#subscriptions = new Subscriptions(this.#commands);
   }
 
-  createRun(record: StoredRun, events: Event[]): Promise<boolean> {
+  createRun(record: acp.StoredRun, events: acp.Event[]): Promise<boolean> {
     return attemptStore(PACKAGE, "createRun", async () => {
       const runId = record.run.run_id;
       const ended = isTerminal(record.run.status);
@@ -89,11 +78,11 @@ export class RedisStore implements Store {
     });
   }
 
-  getRun(runId: string): Promise<StoredRun | undefined> {
+  getRun(runId: string): Promise<acp.StoredRun | undefined> {
     return attemptStore(PACKAGE, "getRun", async () => {
       const key = this.#keys.runRecord(runId);
       const json = await this.#commands.send(key, ["HGET", key, "json"]);
-      return json == null ? undefined : parse<StoredRun>(json);
+      return json == null ? undefined : parse<acp.StoredRun>(json);
     });
   }
 
@@ -101,14 +90,15 @@ export class RedisStore implements Store {
   updateRun(
     runId: string,
     expectedVersion: number,
-    next: StoredRun,
-    events: Event[],
-    { history }: UpdateOptions = {},
-  ): Promise<UpdateResult> {
+    next: acp.StoredRun,
+    events: acp.Event[],
+    options: acp.UpdateOptions = {},
+  ): Promise<acp.UpdateResult> {
     return attemptStore(PACKAGE, "updateRun", async () => {
       // The session's keys may live in another cluster slot than the run's, so the history cannot
       // join the run's script: it goes first (a reader of the new record finds it), and the
       // script skips items it holds already (a retried update does not double them).
+      const { history } = options;
       if (history) await this.#appendHistory(history.sessionId, history.items);
       const json = JSON.stringify({ ...next, version: expectedVersion + 1 });
       const ended = isTerminal(next.run.status);
@@ -123,7 +113,7 @@ export class RedisStore implements Store {
         ...events.map((event) => JSON.stringify(event)),
       ])) as [unknown, unknown?];
       if (Number(reply[0]) !== 1) {
-        return { ok: false, record: reply[1] == null ? undefined : parse<StoredRun>(reply[1]) };
+        return { ok: false, record: reply[1] == null ? undefined : parse<acp.StoredRun>(reply[1]) };
       }
       if (ended) await this.#unlistActive(runId);
       // What was stored is `next` with the new version: no need to parse the JSON back.
@@ -131,7 +121,7 @@ export class RedisStore implements Store {
     });
   }
 
-  appendEvents(runId: string, events: Event[]): Promise<number | null> {
+  appendEvents(runId: string, events: acp.Event[]): Promise<number | null> {
     return attemptStore(PACKAGE, "appendEvents", async () => {
       const length = await scripts.appendEvents.run(this.#commands, this.#runKeys(runId), [
         ...this.#runArgs(runId),
@@ -141,7 +131,7 @@ export class RedisStore implements Store {
     });
   }
 
-  readEvents(runId: string, afterSeq: number, limit?: number): Promise<StoredEvent[]> {
+  readEvents(runId: string, afterSeq: number, limit?: number): Promise<acp.StoredEvent[]> {
     return attemptStore(PACKAGE, "readEvents", async () => {
       if (limit !== undefined && limit < 1) return [];
       // The event with seq n sits at list index n - 1, so "after afterSeq" starts at index afterSeq.
@@ -149,18 +139,18 @@ export class RedisStore implements Store {
       const stop = limit === undefined ? -1 : start + Math.floor(limit) - 1;
       const key = this.#keys.runEvents(runId);
       const values = (await this.#commands.send(key, ["LRANGE", key, String(start), String(stop)])) as unknown[];
-      return values.map((json, i) => ({ seq: start + i + 1, event: parse<Event>(json) }));
+      return values.map((json, i) => ({ seq: start + i + 1, event: parse<acp.Event>(json) }));
     });
   }
 
-  subscribe(runId: string, listener: ChangeListener): Promise<Unsubscribe> {
+  subscribe(runId: string, listener: acp.ChangeListener): Promise<acp.Unsubscribe> {
     return attemptStore(PACKAGE, "subscribe", async () => {
       const unsubscribe = await this.#subscriptions.add(this.#keys.runChannel(runId), listener);
       return (): Promise<void> => attemptStore(PACKAGE, "unsubscribe", unsubscribe);
     });
   }
 
-  async #appendHistory(sessionId: string, items: HistoryItem[]): Promise<void> {
+  async #appendHistory(sessionId: string, items: acp.HistoryItem[]): Promise<void> {
     // Pointers first: a failure before the script leaves pointers to nothing (read as unknown
     // items), never items that cannot be found by id.
     await Promise.all(items.map((item) => this.#send(this.#keys.item(item.id), ["SET", sessionId, "PX", this.#ttl])));
@@ -176,17 +166,17 @@ export class RedisStore implements Store {
     await Promise.all(older.map((id) => this.#send(this.#keys.item(id), ["PEXPIRE", this.#ttl])));
   }
 
-  getHistory(sessionId: string): Promise<HistoryItem[] | undefined> {
+  getHistory(sessionId: string): Promise<acp.HistoryItem[] | undefined> {
     return attemptStore(PACKAGE, "getHistory", async () => {
       const values = (await this.#send(this.#keys.sessionHistory(sessionId), ["LRANGE", "0", "-1"])) as unknown[];
-      if (values.length > 0) return values.map((json) => parse<HistoryItem>(json));
+      if (values.length > 0) return values.map((json) => parse<acp.HistoryItem>(json));
       // An empty list does not exist in Redis; the session key tells "empty" from "unknown".
       const exists = await this.#send(this.#keys.session(sessionId), ["EXISTS"]);
       return Number(exists) === 1 ? [] : undefined;
     });
   }
 
-  getHistoryItem(itemId: string): Promise<HistoryItem | undefined> {
+  getHistoryItem(itemId: string): Promise<acp.HistoryItem | undefined> {
     return attemptStore(PACKAGE, "getHistoryItem", async () => {
       const sessionId = await this.#send(this.#keys.item(itemId), ["GET"]);
       if (sessionId == null) return undefined;
@@ -196,7 +186,7 @@ export class RedisStore implements Store {
         [this.#keys.sessionHistory(session), this.#keys.sessionPositions(session)],
         [itemId],
       );
-      return json == null ? undefined : parse<HistoryItem>(json);
+      return json == null ? undefined : parse<acp.HistoryItem>(json);
     });
   }
 
