@@ -14,10 +14,12 @@
  * - instance heartbeats, so that another instance can fail the runs of an instance that died.
  *
  * Time is in milliseconds everywhere. Every method rejects (never resolves `false` or `undefined`)
- * when the backend fails, so the runtime sees outages.
+ * when the backend fails, with a {@link StoreError}, so the runtime sees outages; when the
+ * backend refuses a value it was given (a write that would fail again the same way), with a
+ * {@link StoreRefusedError}, which the runtime never retries.
  *
- * What every store needs besides the interface is exported here too: {@link StoreError} with
- * {@link wrapStoreError} and {@link attemptStore}, {@link ListenerSet}, {@link StoreOptions} with
+ * What every store needs besides the interface is exported here too: {@link StoreError} (and
+ * {@link StoreRefusedError} for a refused value) with {@link wrapStoreError} and {@link attemptStore}, {@link ListenerSet}, {@link StoreOptions} with
  * {@link resolveTtlMs}, and {@link STORE_CONTRACT_VERSION}.
  * @module
  */
@@ -26,7 +28,13 @@ import type { Event, Message, Run } from "./models.ts";
 export { assertStoreContract, STORE_CONTRACT_VERSION } from "./store/contract.ts";
 export { ListenerSet } from "./store/listener-set.ts";
 export { DEFAULT_TTL_MS, resolveTtlMs, type StoreOptions } from "./store/options.ts";
-export { attemptStore, StoreError, wrapStoreError } from "./store/store-error.ts";
+export {
+  attemptStore,
+  isStoreRefusal,
+  StoreError,
+  StoreRefusedError,
+  wrapStoreError,
+} from "./store/store-error.ts";
 
 /** A run as the store keeps it: the wire-shaped run plus what instances need to coordinate. */
 export interface StoredRun {
@@ -41,6 +49,25 @@ export interface StoredRun {
    * `awaiting` to `in-progress`, cleared by the owner when it hands the value to the agent.
    */
   resume?: { type: "message"; message: Message } | null;
+}
+
+/** A session's history without its messages (see {@link Store.getSession}). */
+export interface SessionSummary {
+  /** The ids of the session's items, in append order. */
+  itemIds: string[];
+  /** The total size of the items' messages: the sum of {@link historyItemBytes} over them. */
+  bytes: number;
+}
+
+/**
+ * The size in bytes that a history item counts for in {@link SessionSummary.bytes}: the length
+ * in UTF-8 of its message as `JSON.stringify` writes it. Stores compute it when they append the
+ * item and keep the sum, so that it is the same number whatever the backend's own encoding.
+ * @example
+ * historyItemBytes({ id, message: { role: "user", parts: [] } }); // 26
+ */
+export function historyItemBytes(item: HistoryItem): number {
+  return Buffer.byteLength(JSON.stringify(item.message), "utf8");
 }
 
 /** An event of a run with its position in the run's log. */
@@ -173,12 +200,22 @@ export interface Store {
   /** The session's history in append order; `undefined` when the session is unknown or expired. */
   getHistory(sessionId: string): Promise<HistoryItem[] | undefined>;
 
+  /**
+   * The ids of the session's items in append order and their total size
+   * ({@link SessionSummary}), without reading the messages: its cost does not grow with the size
+   * of the items. `undefined` when the session is unknown or expired, as for {@link getHistory}.
+   */
+  getSession(sessionId: string): Promise<SessionSummary | undefined>;
+
   /** One history item by id; `undefined` when unknown or expired. */
   getHistoryItem(itemId: string): Promise<HistoryItem | undefined>;
 
   /**
    * Records that instance `instanceId` is alive for the next `leaseMs` milliseconds.
-   * Calling it again extends the lease.
+   * Calling it again extends the lease. Also restarts the TTL of every run that has not ended
+   * and whose `owner` is `instanceId`, and of its events, so that a live run (even one awaiting a
+   * person for hours) never expires while its owner lives. Its cost grows with the number of
+   * runs the instance owns, not with the number of runs stored.
    */
   heartbeat(instanceId: string, leaseMs: number): Promise<void>;
 
@@ -186,10 +223,15 @@ export interface Store {
   isAlive(instanceId: string): Promise<boolean>;
 
   /**
-   * Ids of runs that may not have ended: it contains every stored run whose status is not
-   * terminal, and may also contain runs that ended or expired (callers check with `getRun`).
+   * Ids of orphaned runs: runs that have not ended whose `owner` has no lease that is still
+   * running (its heartbeat ran out, or it never sent one). The store finds them itself, reading
+   * only what belongs to owners whose lease ran out (never every active run). It contains every
+   * such run when `limit` is omitted, else at most `limit` of them (any `limit` of them: a
+   * caller that ends those finds the rest on its next call). It may contain false positives
+   * (runs that ended or expired meanwhile, an owner that just came back): the caller re-checks
+   * each with {@link getRun} and {@link isAlive} right before it takes one over. No order.
    */
-  listActiveRuns(): Promise<string[]>;
+  listOrphanedRuns(limit?: number): Promise<string[]>;
 
   /** Resolves when the backend answers; rejects with the reason otherwise. Used by health checks. */
   ping(): Promise<void>;

@@ -86,10 +86,11 @@ export function guardStore(store: Store, timeoutMs: number): Store {
     "readEvents",
     "subscribe",
     "getHistory",
+    "getSession",
     "getHistoryItem",
     "heartbeat",
     "isAlive",
-    "listActiveRuns",
+    "listOrphanedRuns",
     "ping",
   ] as const) {
     const original = store[method] as (...args: unknown[]) => Promise<unknown>;

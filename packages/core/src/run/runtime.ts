@@ -355,7 +355,7 @@ export class Runtime {
   async sweepOrphans(): Promise<number> {
     const alive = new Map<string, boolean>();
     let ended = 0;
-    for (const runId of await this.store.listActiveRuns()) {
+    for (const runId of await this.store.listOrphanedRuns()) {
       const record = await this.store.getRun(runId);
       if (!record || isTerminal(record.run.status) || record.owner === this.instanceId) continue;
       let ownerAlive = alive.get(record.owner);

@@ -10,8 +10,14 @@ import type { Store } from "../store.ts";
  *   run's end and its history land together; a retried update never doubles them), and there is
  *   no `appendHistory` any more. A store without `contractVersion` predates this: with it, core
  *   would lose every session's history.
+ * - `2`: {@link Store.listOrphanedRuns} replaces `listActiveRuns` (the store finds the runs whose
+ *   owner's lease ran out itself, without the runtime reading every active run);
+ *   {@link Store.heartbeat} also keeps the runs its instance owns from expiring;
+ *   {@link Store.getSession} lists a session's item ids and size without loading its messages;
+ *   a refused value rejects with `StoreRefusedError`, not a plain `StoreError`;
+ *   `StoredRun.tenant` is kept. A version-1 store would let live runs expire under their owner.
  */
-export const STORE_CONTRACT_VERSION = 1;
+export const STORE_CONTRACT_VERSION = 2;
 
 /**
  * Refuses a store that implements an older contract than {@link STORE_CONTRACT_VERSION}, or

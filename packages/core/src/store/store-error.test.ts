@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { attemptStore, StoreError, wrapStoreError } from "./store-error.ts";
+import { attemptStore, isStoreRefusal, StoreError, StoreRefusedError, wrapStoreError } from "./store-error.ts";
 
 describe("wrapStoreError", () => {
   it("names the package and the operation, and keeps the cause", () => {
@@ -29,5 +29,17 @@ describe("attemptStore", () => {
     await expect(attemptStore("store-test", "getRun", async () => Promise.reject(new Error("down")))).rejects.toThrow(
       "[acp] [store-test] getRun failed: down",
     );
+  });
+});
+
+describe("StoreRefusedError", () => {
+  it("is a StoreError that isStoreRefusal tells apart from an outage", () => {
+    const refused = new StoreRefusedError("store-test", "updateRun refused the value: invalid byte sequence");
+    expect(refused).toBeInstanceOf(StoreError);
+    expect(refused.name).toBe("StoreRefusedError");
+    expect(refused.message).toBe("[acp] [store-test] updateRun refused the value: invalid byte sequence");
+    expect(isStoreRefusal(refused)).toBe(true);
+    expect(isStoreRefusal(new StoreError("store-test", "getRun failed: ECONNRESET"))).toBe(false);
+    expect(wrapStoreError("store-test", "updateRun", refused)).toBe(refused);
   });
 });

@@ -9,6 +9,30 @@ export class StoreError extends Error {
 }
 
 /**
+ * The backend refused a VALUE, not an outage: text PostgreSQL cannot hold (SQLSTATE classes 22,
+ * 23, 54: NUL bytes, a value too long, a constraint), a Redis script that failed on its input,
+ * a value the memory store cannot copy. Retrying the same write fails the same way, so the
+ * runtime never retries it (see {@link isStoreRefusal}); it writes something smaller instead or
+ * fails the run.
+ */
+export class StoreRefusedError extends StoreError {
+  constructor(pkg: string, message: string, options?: { cause?: unknown }) {
+    super(pkg, message, options);
+    this.name = "StoreRefusedError";
+  }
+}
+
+/**
+ * Whether `error` is a {@link StoreRefusedError}: the store refused the value it was given, and
+ * the same call would be refused again.
+ * @example
+ * if (isStoreRefusal(error)) await writeMinimalFailedRecord();
+ */
+export function isStoreRefusal(error: unknown): error is StoreRefusedError {
+  return error instanceof StoreRefusedError;
+}
+
+/**
  * `error` as a {@link StoreError} of `pkg`: returned as it is when it is one already (an inner
  * step named the failure first), otherwise wrapped as `[acp] [<pkg>] <what> failed: <reason>`
  * with `error` as its `cause`.
