@@ -1,9 +1,10 @@
 /** The whole store conformance suite, one `describe` per group. */
-import { describeActiveRuns } from "./active-runs.ts";
 import { describeConcurrency } from "./concurrency.ts";
 import { describeContract } from "./contract.ts";
 import { describeEvents } from "./events.ts";
 import { describeInstances } from "./instances.ts";
+import { describeOrphanedRuns } from "./orphaned-runs.ts";
+import { describeRefusals } from "./refusals.ts";
 import { describeRuns } from "./runs.ts";
 import { describeSessions } from "./sessions.ts";
 import { describeSubscribe } from "./subscribe.ts";
@@ -30,7 +31,8 @@ export function describeStoreConformance(target: ConformanceTarget, t: TestApi):
     describeSubscribe(target, t);
     describeSessions(target, t);
     describeInstances(target, t);
-    describeActiveRuns(target, t);
+    describeOrphanedRuns(target, t);
+    describeRefusals(target, t);
     describeTtl(target, t);
     describeConcurrency(target, t);
   });

@@ -1,7 +1,7 @@
 /** Conformance: creating and reading run records. */
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { label, newRun, runEvent, textMessage } from "./fixtures.ts";
+import { label, newRun, runEvent, textMessage, withStatus } from "./fixtures.ts";
 import { type ConformanceTarget, type TestApi, withStores } from "./target.ts";
 
 export function describeRuns(target: ConformanceTarget, { describe, it }: TestApi): void {
@@ -39,6 +39,20 @@ export function describeRuns(target: ConformanceTarget, { describe, it }: TestAp
         await store.createRun(cleared, []);
         assert.deepEqual((await store.getRun(waiting.run.run_id))?.resume, waiting.resume);
         assert.equal((await store.getRun(cleared.run.run_id))?.resume, null);
+      });
+    });
+
+    it("keeps the tenant field through createRun and updateRun", async () => {
+      await withStores(target, async ({ store, peer }) => {
+        const owned = { ...newRun("in-progress"), tenant: "tenant-a" };
+        await store.createRun(owned, []);
+        assert.equal((await peer.getRun(owned.run.run_id))?.tenant, "tenant-a", "createRun lost the tenant");
+        const moved = { ...withStatus(owned, "completed"), tenant: "tenant-a" };
+        assert.equal((await peer.updateRun(owned.run.run_id, 1, moved, [])).ok, true);
+        assert.equal((await store.getRun(owned.run.run_id))?.tenant, "tenant-a", "updateRun lost the tenant");
+        const open = newRun();
+        await store.createRun(open, []);
+        assert.equal("tenant" in ((await peer.getRun(open.run.run_id)) ?? {}), false, "a run without a tenant got one");
       });
     });
 

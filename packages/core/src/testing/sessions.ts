@@ -1,7 +1,7 @@
 /** Conformance: session histories and their items, written with the last update of runs. */
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import type { HistoryItem } from "../store.ts";
+import { type HistoryItem, historyItemBytes } from "../store.ts";
 import { historyItem, textMessage, writeHistory } from "./fixtures.ts";
 import { type ConformanceTarget, type TestApi, withStores } from "./target.ts";
 
@@ -56,6 +56,34 @@ export function describeSessions(target: ConformanceTarget, { describe, it }: Te
             "a batch is not contiguous or out of order",
           );
         }
+      });
+    });
+
+    it("summarises a session with getSession: its item ids in order and the bytes of their messages", async () => {
+      await withStores(target, async ({ store, peer }) => {
+        const sessionId = randomUUID();
+        // Characters of one to four bytes in UTF-8, and one JSON escapes.
+        const items = [historyItem("plain"), historyItem("é ✓ 🙂"), historyItem('quote " and newline\n')];
+        await writeHistory(store, sessionId, items.slice(0, 2));
+        await writeHistory(peer, sessionId, items.slice(2));
+        const bytes = items.reduce((sum, item) => sum + historyItemBytes(item), 0);
+        for (const reader of [store, peer]) {
+          assert.deepEqual(await reader.getSession(sessionId), { itemIds: items.map((item) => item.id), bytes });
+        }
+        assert.equal(await store.getSession(randomUUID()), undefined, "an unknown session has a summary");
+      });
+    });
+
+    it("agrees with getHistory after concurrent updates to one session", async () => {
+      await withStores(target, async ({ store, peer }) => {
+        const sessionId = randomUUID();
+        const batches = Array.from({ length: 6 }, (_, batch) => [historyItem(`${batch}.a`), historyItem(`${batch}.b`)]);
+        await Promise.all(batches.map((items, i) => writeHistory(i % 2 === 0 ? store : peer, sessionId, items)));
+        const history = await peer.getHistory(sessionId);
+        assert.deepEqual(await store.getSession(sessionId), {
+          itemIds: history?.map((item) => item.id),
+          bytes: batches.flat().reduce((sum, item) => sum + historyItemBytes(item), 0),
+        });
       });
     });
 

@@ -69,6 +69,45 @@ export function describeTtl(target: ConformanceTarget, { describe, it }: TestApi
     );
 
     it(
+      "keeps the runs an instance owns that have not ended, with their events, while it sends heartbeats",
+      async () => {
+        await withStores(
+          target,
+          async ({ store, peer }) => {
+            const owner = `instance-${randomUUID()}`;
+            const running = { ...newRun("in-progress"), owner };
+            const awaiting = { ...newRun("awaiting"), owner };
+            const ended = { ...newRun("completed"), owner };
+            const others = newRun("in-progress");
+            for (const record of [running, awaiting, ended, others])
+              await store.createRun(record, [runEvent(record), label("x")]);
+
+            // Heartbeats through either store, for well over a TTL, and no other write.
+            const until = Date.now() + TTL_MS * 2;
+            for (let beat = 0; Date.now() < until; beat++) {
+              await (beat % 2 === 0 ? peer : store).heartbeat(owner, TTL_MS);
+              await sleep(TTL_MS / 5);
+            }
+
+            for (const record of [running, awaiting]) {
+              const runId = record.run.run_id;
+              assert.equal(
+                (await store.getRun(runId))?.version,
+                1,
+                `a ${record.run.status} run expired while its owner sent heartbeats`,
+              );
+              assert.equal((await peer.readEvents(runId, 0)).length, 2, "its events expired while its owner lived");
+            }
+            assert.equal(await store.getRun(ended.run.run_id), undefined, "heartbeats kept a run that has ended");
+            assert.equal(await store.getRun(others.run.run_id), undefined, "heartbeats kept a run of another instance");
+          },
+          TTL_MS,
+        );
+      },
+      TIMEOUT_MS,
+    );
+
+    it(
       "restarts the TTL of a run and its events on updateRun, and of a session and its items on an update that carries history",
       async () => {
         await withStores(
