@@ -96,14 +96,25 @@ export const artifacts = agent(
   },
 );
 
-/** Remembers the session: answers with how many messages the session holds and what came first. */
+/** Remembers the session: answers with how many earlier messages the session holds and what came first. */
 export const chat = agent(
   { name: "chat", description: "A chat agent that remembers the conversation of its session" },
   async function* (input, ctx) {
+    // The history holds the session's earlier runs only: on a first turn it is empty.
     const history: Message[] = [];
     for await (const message of ctx.session.loadHistory()) history.push(message);
-    const first = textOf(history.slice(0, 1));
-    yield `Session ${ctx.sessionId} holds ${history.length} messages. You said first: "${first}". You say now: "${textOf(input)}".`;
+    const first = textOf(history.length > 0 ? history.slice(0, 1) : input);
+    const earlier = `${history.length} earlier message${history.length === 1 ? "" : "s"}`;
+    yield `Session ${ctx.sessionId} holds ${earlier}. You said first: "${first}". You say now: "${textOf(input)}".`;
+  },
+);
+
+/** The reference's end-to-end agent: yields the session's earlier messages, then its input (1, 3, 7 messages on turns 1, 2, 3). */
+export const historyEcho = agent(
+  { name: "history-echo", description: "Yields the session's history, then its input" },
+  async function* (input, ctx) {
+    for await (const message of ctx.session.loadHistory()) yield message;
+    for (const message of input) yield message;
   },
 );
 
@@ -134,4 +145,4 @@ export const slow = agent(
   },
 );
 
-export const demoAgents = [echo, tokens, approval, artifacts, chat, failing, slow];
+export const demoAgents = [echo, tokens, approval, artifacts, chat, historyEcho, failing, slow];

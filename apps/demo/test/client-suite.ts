@@ -292,8 +292,9 @@ export function describeClientSuite(name: string, baseUrl: () => string): void {
         const b = await session.runSync("chat", "what is my name?");
         return [a, b, session.sessionId];
       });
-      expect(texts(first)).toContain("holds 1 messages");
-      expect(texts(second)).toContain("holds 3 messages");
+      expect(texts(first)).toContain("holds 0 earlier messages");
+      expect(texts(first)).toContain('You said first: "my name is Ada"');
+      expect(texts(second)).toContain("holds 2 earlier messages");
       expect(texts(second)).toContain('You said first: "my name is Ada"');
       expect(first.session_id).toBe(sessionId);
       const session = await validatingFetch(`${baseUrl()}/sessions/${sessionId}`).then(
@@ -305,6 +306,17 @@ export function describeClientSuite(name: string, baseUrl: () => string): void {
         session.history.map((url) => validatingFetch(url).then((r) => r.json() as Promise<{ role: string }>)),
       );
       expect(items.map((item) => item.role)).toEqual(["user", "agent/chat", "user", "agent/chat"]);
+    });
+
+    it("gives a handler the session's earlier messages only: history-echo answers 1, 3, 7 (as the reference)", async () => {
+      const c = client(baseUrl());
+      const runs = await c.withSession(async (session) => [
+        await session.runSync("history-echo", "one"),
+        await session.runSync("history-echo", "two"),
+        await session.runSync("history-echo", "three"),
+      ]);
+      expect(runs.map((run) => run.output.length)).toEqual([1, 3, 7]);
+      expect(texts(runs[2]!)).toBe("oneonetwooneonetwothree");
     });
 
     it("keeps mime types and base64 parts", async () => {

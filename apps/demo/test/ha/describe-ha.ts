@@ -136,8 +136,8 @@ export function describeHighAvailability(makeBackend: () => Backend): void {
       const sessionId = randomUUID();
       const first = await client(a.url).withSession((session) => session.runSync("chat", "I am on A"), sessionId);
       const second = await client(b.url).withSession((session) => session.runSync("chat", "now on B"), sessionId);
-      expect(first.output[0]?.parts[0]?.content).toContain("holds 1 messages");
-      expect(second.output[0]?.parts[0]?.content).toContain("holds 3 messages");
+      expect(first.output[0]?.parts[0]?.content).toContain("holds 0 earlier messages");
+      expect(second.output[0]?.parts[0]?.content).toContain("holds 2 earlier messages");
       expect(second.output[0]?.parts[0]?.content).toContain('You said first: "I am on A"');
       for (const instance of [a, b]) {
         const session = (await (await fetch(`${instance.url}/sessions/${sessionId}`)).json()) as { history: string[] };

@@ -225,7 +225,7 @@ export class RunExecutor {
   }
 
   #context(): AgentContext {
-    return new RunContext(this.runId, this.#history, this.#input, this.#abort);
+    return new RunContext(this.runId, this.#history, this.#abort);
   }
 
   /** Watches for a cancel (or an end decided elsewhere) while the agent runs. */

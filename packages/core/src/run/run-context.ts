@@ -2,7 +2,6 @@
  * The {@link AgentContext} a handler gets besides its input.
  */
 import type { AgentContext } from "../agent.ts";
-import type { Message } from "../models.ts";
 import type { SessionHistory } from "../session.ts";
 import type { Cancellation } from "./cancellation.ts";
 
@@ -14,14 +13,12 @@ export class RunContext implements AgentContext {
   readonly runId: string;
   readonly sessionId: string;
   readonly #history: SessionHistory;
-  readonly #input: Message[];
   readonly #cancellation: Cancellation;
 
-  constructor(runId: string, history: SessionHistory, input: Message[], cancellation: Cancellation) {
+  constructor(runId: string, history: SessionHistory, cancellation: Cancellation) {
     this.runId = runId;
     this.sessionId = history.sessionId;
     this.#history = history;
-    this.#input = input;
     this.#cancellation = cancellation;
   }
 
@@ -30,14 +27,12 @@ export class RunContext implements AgentContext {
     return this.#cancellation.signal;
   }
 
-  /** The session's earlier messages, then this run's input. */
+  /** The messages of the session's earlier runs (their inputs and outputs), not this run's input: as the reference does. */
   get session(): AgentContext["session"] {
     const history = this.#history;
-    const input = this.#input;
     return {
       async *loadHistory() {
         yield* history.messages();
-        yield* input;
       },
     };
   }
