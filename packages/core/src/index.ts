@@ -41,8 +41,9 @@ export {
 } from "./history-fetch.ts";
 // The HTTP app and the runtime under it
 export { type ACPApp, APP_DEFAULTS, type AppOptions, createApp } from "./http/app.ts";
-export { type AuthOptions, apiKeyAuth } from "./http/auth.ts";
+export { type AuthOptions, apiKeyAuth, type NamedApiKey } from "./http/auth.ts";
 export { acpCors, type CorsOptions } from "./http/cors.ts";
+export { requestTenant, TENANT_VARIABLE } from "./http/tenant.ts";
 export { LIMIT_DEFAULTS, type LimitOptions } from "./limits.ts";
 export type {
   AgentManifest,

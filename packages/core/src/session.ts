@@ -30,6 +30,8 @@ export class SessionHistory {
     private readonly descriptorUrls: readonly string[] = [],
     /** Loads descriptor URLs that are not items of this deployment; by default none is loaded. */
     private readonly fetchRemote: HistoryFetcher = createHistoryFetcher(),
+    /** The id under which the store keeps this session: another than the client's with tenants (see `sessionStoreId`). */
+    readonly storeId: string = sessionId,
   ) {}
 
   /**
@@ -39,7 +41,7 @@ export class SessionHistory {
    * run goes on with the rest. Store failures are not caught.
    */
   async *messages(): AsyncGenerator<Message> {
-    const stored = await this.store.getHistory(this.sessionId);
+    const stored = await this.store.getHistory(this.storeId);
     if (stored !== undefined) {
       for (const item of stored) yield item.message;
       return;

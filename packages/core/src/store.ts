@@ -49,6 +49,12 @@ export interface StoredRun {
    * `awaiting` to `in-progress`, cleared by the owner when it hands the value to the agent.
    */
   resume?: { type: "message"; message: Message } | null;
+  /**
+   * The tenant that created the run (with API keys: see `AuthOptions.apiKeys`), never a key;
+   * absent without authentication. Set on create and kept as is by every update; requests of
+   * another tenant find no such run. Stores keep it like any other field.
+   */
+  tenant?: string;
 }
 
 /** A session's history without its messages (see {@link Store.getSession}). */

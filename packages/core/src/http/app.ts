@@ -15,12 +15,14 @@ import {
 import { RUNTIME_DEFAULTS, Runtime, type RuntimeOptions, type ShutdownOptions } from "../run/runtime.ts";
 import { resourceUrl } from "../session.ts";
 import { StoreError } from "../store.ts";
+import { sessionStoreId } from "../tenant.ts";
 import { type AuthOptions, apiKeyAuth } from "./auth.ts";
 import { finishUnreadBody, limitBody, readJson } from "./body.ts";
 import { acpCors, type CorsOptions } from "./cors.ts";
 import { LastEventIdSchema, LimitSchema, OffsetSchema, parse, ResourceIdSchema } from "./params.ts";
 import { requestHeader } from "./request-header.ts";
 import { endsAtTerminal, endsAtTerminalOrAwait, streamRunEvents } from "./sse.ts";
+import { requestTenant } from "./tenant.ts";
 
 /** The options of {@link createApp}: the runtime's (see {@link RuntimeOptions}) plus the HTTP ones. */
 export interface AppOptions extends Omit<RuntimeOptions, "agents"> {
@@ -125,7 +127,7 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
 
   app.post("/runs", async (c) => {
     const request = parse(RunCreateRequestSchema, await readJson(c), "run request");
-    const record = await runtime.createRun(request);
+    const record = await runtime.createRun(request, requestTenant(c));
     const runId = record.run.run_id;
     c.header("Run-ID", runId);
     if (request.mode === "async") return c.json(record.run, 202);
@@ -133,24 +135,26 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
     return c.json((await runtime.whenSettled(runId, record.version)).run);
   });
 
-  app.get("/runs/:run_id", async (c) => c.json((await runtime.getRun(runIdParam(c))).run));
+  app.get("/runs/:run_id", async (c) => c.json((await runtime.getRun(runIdParam(c), requestTenant(c))).run));
 
   app.post("/runs/:run_id", async (c) => {
     const runId = runIdParam(c);
     const request = parse(RunResumeRequestSchema, await readJson(c), "resume request");
     if (request.run_id != null && request.run_id !== runId)
       throw invalidInput(`run_id ${request.run_id} in the body differs from ${runId} in the path`);
-    const { record, seq } = await runtime.resume(runId, request.await_resume);
+    const { record, seq } = await runtime.resume(runId, request.await_resume, requestTenant(c));
     if (request.mode === "async") return c.json(record.run, 202);
     if (request.mode === "stream") return streamRunEvents(c, store, runId, seq - 1, endsAtTerminalOrAwait);
     return c.json((await runtime.whenSettled(runId, record.version)).run);
   });
 
-  app.post("/runs/:run_id/cancel", async (c) => c.json((await runtime.cancel(runIdParam(c))).run, 202));
+  app.post("/runs/:run_id/cancel", async (c) =>
+    c.json((await runtime.cancel(runIdParam(c), requestTenant(c))).run, 202),
+  );
 
   app.get("/runs/:run_id/events", async (c) => {
     const runId = runIdParam(c);
-    const record = await runtime.getRun(runId);
+    const record = await runtime.getRun(runId, requestTenant(c));
     if (requestHeader(c, "accept")?.includes("text/event-stream")) {
       const last = requestHeader(c, "last-event-id");
       const afterSeq = last === undefined ? 0 : parse(LastEventIdSchema, last, "Last-Event-ID header");
@@ -166,7 +170,7 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
 
   const session = async (c: Context): Promise<Response> => {
     const sessionId = parse(SessionIdSchema, c.req.param("session_id"), "session id");
-    const history = await store.getHistory(sessionId);
+    const history = await store.getHistory(sessionStoreId(sessionId, requestTenant(c)));
     if (!history) throw notFound(`Session ${sessionId} not found`);
     const base = origin(c);
     return c.json({ id: sessionId, history: history.map((item) => resourceUrl(base, item.id)) });

@@ -1,6 +1,8 @@
+import { createHash } from "node:crypto";
 import { Hono } from "hono";
 import { describe, expect, it } from "vitest";
-import { apiKeyAuth } from "./auth.ts";
+import { type AuthOptions, apiKeyAuth } from "./auth.ts";
+import { requestTenant } from "./tenant.ts";
 
 function appWith(apiKeys: string[]): Hono {
   const app = new Hono();
@@ -61,5 +63,29 @@ describe("apiKeyAuth", () => {
     expect(() => apiKeyAuth({ apiKeys: ["good", ""] })).toThrow(/apiKeys\[1\] is empty/);
     expect(() => apiKeyAuth({ apiKeys: ["s3cret value"] })).toThrow(/visible ASCII/);
     expect(() => apiKeyAuth({ apiKeys: ["s3cret value"] })).not.toThrow(/s3cret/);
+  });
+
+  it("sets the tenant of the key on the context: its name, else a digest of the key", async () => {
+    const tenants = new Hono();
+    tenants.use(apiKeyAuth({ apiKeys: ["plain-key", { key: "old", tenant: "acme" }, { key: "new", tenant: "acme" }] }));
+    tenants.get("/whoami", (c) => c.json({ tenant: requestTenant(c) ?? null }));
+    const tenantOf = async (key: string) =>
+      ((await (await tenants.request("/whoami", { headers: { "x-api-key": key } })).json()) as { tenant: string })
+        .tenant;
+    const digest = createHash("sha256").update("plain-key").digest("hex");
+    expect(await tenantOf("plain-key")).toBe(`key:${digest.slice(0, 32)}`);
+    expect(await tenantOf("old")).toBe("acme");
+    expect(await tenantOf("new")).toBe("acme");
+  });
+
+  it("throws when a key is listed twice or a tenant name is not valid, without printing the key", () => {
+    const build = (apiKeys: unknown[]) => () => apiKeyAuth({ apiKeys } as AuthOptions);
+    expect(build(["s3cret", { key: "s3cret", tenant: "a" }])).toThrow(/apiKeys\[1\]\.key repeats an earlier key/);
+    expect(build(["s3cret", { key: "s3cret", tenant: "a" }])).not.toThrow(/s3cret/);
+    expect(build([{ key: "", tenant: "a" }])).toThrow(/apiKeys\[0\]\.key is empty/);
+    expect(build([{ key: "s3cret" }])).toThrow(/apiKeys\[0\]\.tenant must be/);
+    expect(build([{ key: "s3cret", tenant: "has space" }])).toThrow(/apiKeys\[0\]\.tenant must be/);
+    expect(build([{ key: "s3cret", tenant: "x".repeat(129) }])).toThrow(/tenant must be/);
+    expect(build([{ key: "s3cret", tenant: "team@example.com" }])).not.toThrow();
   });
 });

@@ -506,7 +506,7 @@ export class RunExecutor {
       (run) => [...closed.events, { type: `run.${run.status as "completed" | "failed" | "cancelled"}`, run }],
       true,
       // Made once: a retried write carries the same item ids, which is how stores avoid doubling them.
-      { sessionId: this.#history.sessionId, items },
+      { sessionId: this.#history.storeId, items },
     );
   }
 }

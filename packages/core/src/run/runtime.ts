@@ -25,6 +25,7 @@ import {
 } from "../models.ts";
 import { SessionHistory } from "../session.ts";
 import { assertStoreContract, type Store, type StoredRun } from "../store.ts";
+import { sessionStoreId, visibleTo } from "../tenant.ts";
 import { RunExecutor } from "./executor.ts";
 import { waitForRecord } from "./follow.ts";
 import { guardStore, whenLanded } from "./guarded-store.ts";
@@ -188,7 +189,8 @@ export class Runtime {
     );
   }
 
-  async createRun(request: RunCreateRequest): Promise<StoredRun> {
+  /** Starts a run here; with a `tenant`, the run and its session are that tenant's only. */
+  async createRun(request: RunCreateRequest, tenant?: string): Promise<StoredRun> {
     if (this.#draining)
       throw new ACPError({
         code: "server_error",
@@ -212,7 +214,14 @@ export class Runtime {
     // The run is stored already started: one write instead of two, with both events in order.
     const started: Run = { ...run, status: "in-progress" };
     const record: StoredRun = { run: started, version: 1, owner: this.instanceId, resume: null };
-    const history = new SessionHistory(this.store, sessionId, request.session?.history ?? [], this.#fetchHistory);
+    if (tenant !== undefined) record.tenant = tenant;
+    const history = new SessionHistory(
+      this.store,
+      sessionId,
+      request.session?.history ?? [],
+      this.#fetchHistory,
+      sessionStoreId(sessionId, tenant),
+    );
     // A sync run's id reaches its client with the answer: until then nobody else can read or cancel it.
     const unobserved = request.mode !== "async" && request.mode !== "stream";
     const executor = new RunExecutor({
@@ -273,9 +282,10 @@ export class Runtime {
       .catch(() => {});
   }
 
-  async getRun(runId: string): Promise<StoredRun> {
+  /** The run; with a `tenant`, a run of another tenant is not found, exactly as an unknown one. */
+  async getRun(runId: string, tenant?: string): Promise<StoredRun> {
     const record = await this.store.getRun(runId);
-    if (!record) throw notFound(`Run ${runId} not found`);
+    if (!record || !visibleTo(record, tenant)) throw notFound(`Run ${runId} not found`);
     return record;
   }
 
@@ -301,10 +311,10 @@ export class Runtime {
    * `awaiting` to `in-progress`, so of two concurrent resumes exactly one wins.
    * @returns the new record and the seq of its `run.in-progress` event.
    */
-  async resume(runId: string, resume: AwaitResume): Promise<{ record: StoredRun; seq: number }> {
+  async resume(runId: string, resume: AwaitResume, tenant?: string): Promise<{ record: StoredRun; seq: number }> {
     checkMessageParts(resume.message, this.limits, "await_resume.message");
     for (;;) {
-      const current = await this.getRun(runId);
+      const current = await this.getRun(runId, tenant);
       const request = current.run.await_request;
       if (current.run.status !== "awaiting" || !request) {
         throw new ACPError({
@@ -329,9 +339,9 @@ export class Runtime {
   }
 
   /** Asks the run to stop, wherever its agent runs. A finished run cannot be cancelled. */
-  async cancel(runId: string): Promise<StoredRun> {
+  async cancel(runId: string, tenant?: string): Promise<StoredRun> {
     for (;;) {
-      const current = await this.getRun(runId);
+      const current = await this.getRun(runId, tenant);
       const status = current.run.status;
       if (isTerminal(status)) {
         throw new ACPError({
