@@ -4,7 +4,15 @@
  */
 
 import type * as acp from "@acp/core";
-import { isTerminal, ListenerSet, resolveTtlMs, STORE_CONTRACT_VERSION } from "@acp/core";
+import {
+  historyItemBytes,
+  isTerminal,
+  ListenerSet,
+  resolveTtlMs,
+  STORE_CONTRACT_VERSION,
+  StoreError,
+  StoreRefusedError,
+} from "@acp/core";
 import { type Copies, copyAsJson } from "./copy-as-json.ts";
 import { type Linked, RecencyList } from "./recency-list.ts";
 
@@ -13,8 +21,9 @@ const PACKAGE = "store-memory";
 /** Options of {@link MemoryStore}; `ttlMs` comes from {@link acp.StoreOptions}. */
 export interface MemoryStoreOptions extends acp.StoreOptions {
   /**
-   * The most runs kept at once. Past it, the least recently written runs are dropped, finished
-   * ones before those still running.
+   * The most runs kept at once. Past it, the least recently written runs that have ended are
+   * dropped; a run that has not ended is never dropped: when all of them are live, `createRun`
+   * rejects with a `StoreError` (a 503 for the client) and the refusal is logged once per burst.
    * @default 10_000
    */
   maxRuns?: number;
@@ -32,11 +41,15 @@ interface RunEntry extends Linked<RunEntry> {
   /** The log: the event with seq `n` is at index `n - 1`. */
   events: acp.Event[];
   expiresAt: number;
+  /** The owner under which the run is in the owned-runs index, while it has not ended. */
+  indexedOwner: string | undefined;
 }
 
 interface SessionEntry extends Linked<SessionEntry> {
   sessionId: string;
   items: acp.HistoryItem[];
+  /** The sum of historyItemBytes over the items. */
+  bytes: number;
   expiresAt: number;
 }
 
@@ -76,6 +89,10 @@ export class MemoryStore implements acp.Store {
   readonly #items = new Map<string, ItemLocation>();
   /** Lease expiry time of each instance. */
   readonly #heartbeats = new Map<string, number>();
+  /** The runs not ended of each owner, so that heartbeats and the orphan search touch only those. */
+  readonly #owned = new Map<string, Set<RunEntry>>();
+  /** Set while createRun refuses runs because every kept run is live; the refusal is logged once per burst. */
+  #refusing = false;
   readonly #listeners = new ListenerSet(PACKAGE);
   #sweepTimer: ReturnType<typeof setInterval> | undefined;
 
@@ -97,18 +114,23 @@ export class MemoryStore implements acp.Store {
     const runId = record.run.run_id;
     if (this.#liveRun(runId)) return false;
     const shared: Copies = new Map();
+    const [copied, copiedEvents] = copyOrRefuse("createRun", () => [
+      copyAsJson(record, shared),
+      events.map((event) => copyAsJson(event, shared)),
+    ]);
+    this.#makeRoom();
     const entry: RunEntry = {
       runId,
-      record: { ...copyAsJson(record, shared), version: 1 },
-      events: events.map((event) => copyAsJson(event, shared)),
+      record: { ...copied, version: 1 },
+      events: copiedEvents,
       expiresAt: 0,
+      indexedOwner: undefined,
       older: undefined,
       newer: undefined,
       list: undefined,
     };
     this.#runs.set(runId, entry);
     this.#touchRun(entry);
-    this.#evictOverLimit();
     return true;
   }
 
@@ -129,9 +151,11 @@ export class MemoryStore implements acp.Store {
       return { ok: false, record: entry && copyAsJson(entry.record) };
     // Everything is copied before anything changes: a value that cannot be copied writes nothing.
     const shared: Copies = new Map();
-    const record = { ...copyAsJson(next, shared), version: expectedVersion + 1 };
-    const copied = events.map((event) => copyAsJson(event, shared));
-    const items = history?.items.map((item) => copyAsJson(item, shared));
+    const [record, copied, items] = copyOrRefuse("updateRun", () => [
+      { ...copyAsJson(next, shared), version: expectedVersion + 1 },
+      events.map((event) => copyAsJson(event, shared)),
+      history?.items.map((item) => copyAsJson(item, shared)),
+    ]);
     if (history && items) this.#appendItems(history.sessionId, items);
     entry.record = record;
     for (const event of copied) entry.events.push(event);
@@ -145,7 +169,7 @@ export class MemoryStore implements acp.Store {
     const entry = this.#liveRun(runId);
     if (!entry || isTerminal(entry.record.run.status)) return null;
     if (events.length === 0) return entry.events.length;
-    const copied = events.map((event) => copyAsJson(event));
+    const copied = copyOrRefuse("appendEvents", () => events.map((event) => copyAsJson(event)));
     for (const event of copied) entry.events.push(event);
     // A run that keeps streaming is in use: an append keeps it (and its log) from expiring.
     this.#touchRun(entry);
@@ -172,12 +196,13 @@ export class MemoryStore implements acp.Store {
   #appendItems(sessionId: string, items: acp.HistoryItem[]): void {
     let session = this.#liveSession(sessionId);
     if (!session) {
-      session = { sessionId, items: [], expiresAt: 0, older: undefined, newer: undefined, list: undefined };
+      session = { sessionId, items: [], bytes: 0, expiresAt: 0, older: undefined, newer: undefined, list: undefined };
       this.#sessions.set(sessionId, session);
     }
     for (const item of items) {
       this.#items.set(item.id, { sessionId, index: session.items.length });
       session.items.push(item);
+      session.bytes += historyItemBytes(item);
     }
     session.expiresAt = Date.now() + this.#ttlMs;
     this.#sessionOrder.touch(session);
@@ -187,6 +212,11 @@ export class MemoryStore implements acp.Store {
   async getHistory(sessionId: string): Promise<acp.HistoryItem[] | undefined> {
     const session = this.#liveSession(sessionId);
     return session && copyAsJson(session.items);
+  }
+
+  async getSession(sessionId: string): Promise<acp.SessionSummary | undefined> {
+    const session = this.#liveSession(sessionId);
+    return session && { itemIds: session.items.map((item) => item.id), bytes: session.bytes };
   }
 
   async getHistoryItem(itemId: string): Promise<acp.HistoryItem | undefined> {
@@ -203,6 +233,8 @@ export class MemoryStore implements acp.Store {
 
   async heartbeat(instanceId: string, leaseMs: number): Promise<void> {
     this.#heartbeats.set(instanceId, Date.now() + leaseMs);
+    // The instance's live runs must not expire under it: their TTL restarts.
+    for (const entry of this.#owned.get(instanceId) ?? []) if (this.#liveRun(entry.runId)) this.#touchRun(entry);
   }
 
   async isAlive(instanceId: string): Promise<boolean> {
@@ -213,9 +245,17 @@ export class MemoryStore implements acp.Store {
     return false;
   }
 
-  async listActiveRuns(): Promise<string[]> {
+  async listOrphanedRuns(limit = Number.POSITIVE_INFINITY): Promise<string[]> {
     const now = Date.now();
-    return [...this.#activeOrder].filter((entry) => entry.expiresAt > now).map((entry) => entry.runId);
+    const orphans: string[] = [];
+    for (const [owner, entries] of this.#owned) {
+      if ((this.#heartbeats.get(owner) ?? 0) > now) continue;
+      for (const entry of entries) {
+        if (orphans.length >= limit) return orphans;
+        if (entry.expiresAt > now) orphans.push(entry.runId);
+      }
+    }
+    return orphans;
   }
 
   async ping(): Promise<void> {}
@@ -251,12 +291,32 @@ export class MemoryStore implements acp.Store {
     const finished = isTerminal(entry.record.run.status);
     (finished ? this.#activeOrder : this.#finishedOrder).delete(entry);
     (finished ? this.#finishedOrder : this.#activeOrder).touch(entry);
+    this.#index(entry, finished ? undefined : entry.record.owner);
+  }
+
+  /** Moves the run to the owned-runs index of `owner`, or out of it with `undefined`. */
+  #index(entry: RunEntry, owner: string | undefined): void {
+    if (entry.indexedOwner === owner) return;
+    if (entry.indexedOwner !== undefined) {
+      const entries = this.#owned.get(entry.indexedOwner);
+      entries?.delete(entry);
+      if (entries?.size === 0) this.#owned.delete(entry.indexedOwner);
+    }
+    entry.indexedOwner = owner;
+    if (owner === undefined) return;
+    let entries = this.#owned.get(owner);
+    if (!entries) {
+      entries = new Set();
+      this.#owned.set(owner, entries);
+    }
+    entries.add(entry);
   }
 
   #dropRun(entry: RunEntry): void {
     this.#runs.delete(entry.runId);
     this.#activeOrder.delete(entry);
     this.#finishedOrder.delete(entry);
+    this.#index(entry, undefined);
     // A reader waiting on this run wakes up, reads, and finds it gone instead of waiting forever.
     this.#listeners.notify(entry.runId, undefined);
   }
@@ -269,13 +329,36 @@ export class MemoryStore implements acp.Store {
       if (this.#items.get(item.id)?.sessionId === sessionId) this.#items.delete(item.id);
   }
 
-  /** Drops the least recently written runs, finished ones first, until at most `maxRuns` remain. */
-  #evictOverLimit(): void {
-    while (this.#runs.size > this.#maxRuns) {
-      const oldest = this.#finishedOrder.oldest() ?? this.#activeOrder.oldest();
-      if (oldest === undefined) return;
+  /**
+   * Makes room for one more run: drops what has expired, then the least recently written runs
+   * that have ended. A run that has not ended is never dropped (its agent is still working or
+   * waiting for a person): when only those are left, the new run is refused.
+   * @throws StoreError when `maxRuns` runs are live
+   */
+  #makeRoom(): void {
+    if (this.#runs.size < this.#maxRuns) {
+      this.#refusing = false;
+      return;
+    }
+    this.#sweep();
+    while (this.#runs.size >= this.#maxRuns) {
+      const oldest = this.#finishedOrder.oldest();
+      if (oldest === undefined) break;
       this.#dropRun(oldest);
     }
+    if (this.#runs.size < this.#maxRuns) {
+      this.#refusing = false;
+      return;
+    }
+    const error = new StoreError(
+      PACKAGE,
+      `createRun refused: ${this.#runs.size} runs have not ended (maxRuns ${this.#maxRuns}); ` +
+        "no run is dropped before it ends, so new runs wait until some end (raise maxRuns for more)",
+    );
+    // One line per burst of refusals, not one per request.
+    if (!this.#refusing) console.error(error);
+    this.#refusing = true;
+    throw error;
   }
 
   /** Drops what has expired. Orders are by last write and the TTL is the same for all, so each walk stops at the first live entry. */
@@ -292,5 +375,18 @@ export class MemoryStore implements acp.Store {
       this.#dropSession(session);
     }
     for (const [instanceId, expiresAt] of this.#heartbeats) if (expiresAt <= now) this.#heartbeats.delete(instanceId);
+  }
+}
+
+/**
+ * Runs `copy` and turns its failure (a BigInt, a cycle: a value JSON cannot hold) into a
+ * {@link StoreRefusedError}, before anything is written.
+ */
+function copyOrRefuse<T>(what: string, copy: () => T): T {
+  try {
+    return copy();
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new StoreRefusedError(PACKAGE, `${what} refused the value: ${reason}`, { cause: error });
   }
 }

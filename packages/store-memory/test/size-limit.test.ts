@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
-import type { Event, RunStatus } from "@acp/core";
+import { type Event, type RunStatus, StoreError, StoreRefusedError } from "@acp/core";
 import { historyItem, newRun, writeHistory } from "@acp/core/testing";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { MemoryStore } from "../src/index.ts";
 
 const stores: MemoryStore[] = [];
@@ -33,9 +33,9 @@ async function kept(store: MemoryStore, ids: string[]): Promise<boolean[]> {
 }
 
 describe("MemoryStore size limit", () => {
-  it("keeps at most maxRuns runs, dropping the least recently written first", async () => {
+  it("drops the least recently written finished run to make room", async () => {
     const store = openStore(3);
-    const ids = await createRuns(store, ["in-progress", "in-progress", "in-progress", "in-progress"]);
+    const ids = await createRuns(store, ["completed", "failed", "in-progress", "created"]);
     expect(await kept(store, ids)).toEqual([false, true, true, true]);
   });
 
@@ -46,11 +46,38 @@ describe("MemoryStore size limit", () => {
     expect(await kept(store, [running!, finished!, alsoRunning!, newest!])).toEqual([true, false, true, true]);
   });
 
-  it("counts a write as use: an updated run outlives older untouched ones", async () => {
+  it("never drops a run that has not ended: full of them, it refuses new runs with a StoreError, logged once", async () => {
     const store = openStore(2);
-    const [first, second] = await createRuns(store, ["in-progress", "in-progress"]);
+    const logged = vi.spyOn(console, "error").mockImplementation(() => {});
+    try {
+      const live = await createRuns(store, ["in-progress", "awaiting"]);
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const refused = store.createRun(newRun("created"), [hello]);
+        await expect(refused).rejects.toBeInstanceOf(StoreError);
+        await expect(refused).rejects.toThrow(
+          /\[store-memory\] createRun refused: 2 runs have not ended \(maxRuns 2\)/,
+        );
+      }
+      expect(await kept(store, live)).toEqual([true, true]);
+      expect(logged).toHaveBeenCalledTimes(1);
+
+      // Once one ends, a new run takes its place; a later burst is logged again.
+      const current = await store.getRun(live[0]!);
+      await store.updateRun(live[0]!, 1, { ...current!, run: { ...current!.run, status: "completed" } }, []);
+      const [next] = await createRuns(store, ["created"]);
+      expect(await kept(store, [live[0]!, live[1]!, next!])).toEqual([false, true, true]);
+      await expect(store.createRun(newRun("created"), [])).rejects.toBeInstanceOf(StoreError);
+      expect(logged).toHaveBeenCalledTimes(2);
+    } finally {
+      logged.mockRestore();
+    }
+  });
+
+  it("counts a write as use: an updated finished run outlives older untouched ones", async () => {
+    const store = openStore(2);
+    const [first, second] = await createRuns(store, ["completed", "completed"]);
     const current = await store.getRun(first!);
-    await store.updateRun(first!, 1, { ...current!, run: { ...current!.run, status: "awaiting" } }, []);
+    await store.updateRun(first!, 1, { ...current!, run: { ...current!.run, error: null } }, []);
     await createRuns(store, ["created"]);
     expect(await kept(store, [first!, second!])).toEqual([true, false]);
   });
@@ -66,15 +93,33 @@ describe("MemoryStore size limit", () => {
 
   it("forgets a dropped run entirely and wakes its subscribers", async () => {
     const store = openStore(1);
-    const [dropped] = await createRuns(store, ["in-progress"]);
+    const [dropped] = await createRuns(store, ["completed"]);
     let calls = 0;
     const unsubscribe = await store.subscribe(dropped!, () => calls++);
     await createRuns(store, ["in-progress"]);
     expect(calls).toBe(1);
+    expect(await store.getRun(dropped!)).toBeUndefined();
     expect(await store.readEvents(dropped!, 0)).toEqual([]);
-    expect(await store.appendEvents(dropped!, [hello])).toBeNull();
-    expect(await store.listActiveRuns()).not.toContain(dropped);
+    expect(await store.listOrphanedRuns()).not.toContain(dropped);
     await unsubscribe();
+  });
+});
+
+describe("MemoryStore values it cannot copy", () => {
+  it("refuses them with a StoreRefusedError and writes nothing", async () => {
+    const store = openStore(10);
+    const record = newRun("in-progress");
+    const uncopyable: Event = { type: "generic", generic: { count: 1n } as unknown as Record<string, unknown> };
+    await expect(store.createRun(record, [uncopyable])).rejects.toBeInstanceOf(StoreRefusedError);
+    expect(await store.getRun(record.run.run_id)).toBeUndefined();
+    await store.createRun(record, [hello]);
+    await expect(store.appendEvents(record.run.run_id, [uncopyable])).rejects.toThrow(
+      /\[acp\] \[store-memory\] appendEvents refused the value: Do not know how to serialize a BigInt/,
+    );
+    const next = { ...record, run: { ...record.run, status: "completed" as const } };
+    await expect(store.updateRun(record.run.run_id, 1, next, [uncopyable])).rejects.toBeInstanceOf(StoreRefusedError);
+    expect((await store.getRun(record.run.run_id))?.version).toBe(1);
+    expect((await store.readEvents(record.run.run_id, 0)).length).toBe(1);
   });
 });
 

@@ -30,7 +30,9 @@ async function tookIt(write: () => Promise<unknown>, what: string): Promise<bool
 /** The run with its output holding `text`. */
 function withOutput(record: StoredRun, text: string): StoredRun {
   const next = structuredClone(record);
-  next.run.output = [{ role: "agent/conformance", parts: [{ content_type: "text/plain", content: text }] }];
+  next.run.output = [
+    { role: "agent/conformance", parts: [{ content_type: "text/plain", content: text, content_encoding: "plain" }] },
+  ];
   return next;
 }
 
