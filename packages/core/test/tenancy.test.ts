@@ -4,8 +4,10 @@
  * run or session. Keys named with the same tenant (rotation) share everything.
  */
 import { randomUUID } from "node:crypto";
+import { MemoryStore } from "@acp/store-memory";
+import { Hono } from "hono";
 import { afterEach, describe, expect, it } from "vitest";
-import { type Agent, agent, type Message, type Run } from "../src/index.ts";
+import { type Agent, agent, createApp, type Message, type Run, TENANT_VARIABLE } from "../src/index.ts";
 import { jsonInit, startApp, stopApps, type TestApp, user } from "./support/app.ts";
 
 const textOf = (messages: Message[]): string[] =>
@@ -187,6 +189,29 @@ describe("tenancy with API keys", () => {
     const bobTenant = (await served.store.getRun(bobs.run_id))?.tenant;
     expect(bobTenant).toMatch(/^key:[0-9a-f]{32}$/);
     expect(JSON.stringify(await served.store.getRun(bobs.run_id))).not.toContain("bob-key");
+  });
+
+  it("takes the tenant that a middleware of the embedding app sets", async () => {
+    const store = new MemoryStore();
+    const app = createApp(agents, { store });
+    const outer = new Hono<{ Variables: { [TENANT_VARIABLE]?: string } }>();
+    outer.use(async (c, next) => {
+      c.set(TENANT_VARIABLE, c.req.header("x-team"));
+      await next();
+    });
+    outer.route("/", app);
+    try {
+      const response = await outer.request(
+        "/runs",
+        jsonInit({ agent_name: "asking", input: [user("hi")], mode: "sync" }, { "x-team": "red" }),
+      );
+      const run = (await response.json()) as Run;
+      expect((await outer.request(`/runs/${run.run_id}`, { headers: { "x-team": "red" } })).status).toBe(200);
+      expect((await outer.request(`/runs/${run.run_id}`, { headers: { "x-team": "blue" } })).status).toBe(404);
+    } finally {
+      await app.shutdown({ deadlineMs: 100 });
+      await store.close();
+    }
   });
 
   it("shares runs and sessions between all keys without a tenant when auth is off", async () => {
