@@ -154,7 +154,8 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
 
   app.get("/runs/:run_id/events", async (c) => {
     const runId = runIdParam(c);
-    const record = await runtime.getRun(runId, requestTenant(c));
+    // Only its status is needed: the stored record (no output read from the log).
+    const record = await runtime.getRecord(runId, requestTenant(c));
     if (requestHeader(c, "accept")?.includes("text/event-stream")) {
       const last = requestHeader(c, "last-event-id");
       const afterSeq = last === undefined ? 0 : parse(LastEventIdSchema, last, "Last-Event-ID header");

@@ -79,9 +79,8 @@ export interface ExecutorInit {
   /**
    * The run is known to its creator only (a sync run until it settles: its id goes out with the
    * answer), so nobody can read or cancel it yet. Its writes are then gathered: no subscription,
-   * events written at the end of each event-loop turn, and completed messages reach the record's
-   * output with the next transition (the store's `UpdateOptions.unobserved`). It stops being
-   * unobserved when it first awaits. @default false
+   * and events written at the end of each event-loop turn (the store's `UpdateOptions.unobserved`).
+   * It stops being unobserved when it first awaits. @default false
    */
   unobserved?: boolean;
 }
@@ -113,7 +112,7 @@ export class RunExecutor {
   #produced = 0;
   /** See {@link ExecutorInit.unobserved}. */
   #unobserved: boolean;
-  /** Completed messages whose events are written or queued but which the record's output lacks (unobserved runs). */
+  /** Completed messages whose events are written or queued but which the record's output lacks: it gets them at the next transition. */
   #unsavedOutput: Message[] = [];
 
   constructor({
@@ -269,7 +268,7 @@ export class RunExecutor {
           this.#emitPart(item.part);
           break;
         case "message":
-          if (!(await this.#completeMessage(item.message))) return { status: "cancelled" };
+          this.#completeMessage(item.message);
           break;
         case "await":
           resume = await this.#await(item.message);
@@ -334,23 +333,18 @@ export class RunExecutor {
   }
 
   /** A whole yielded message: closes the open one, then streams and completes this one. */
-  async #completeMessage(message: Message): Promise<boolean> {
+  #completeMessage(message: Message): void {
     const closed = this.#closeOpen();
     const created_at = now();
     const whole = stamped(message, created_at, created_at);
     for (const event of closed.events) this.#writer.push(event);
     this.#writer.push({ type: "message.created", message: stamped(message, created_at) });
     for (const part of message.parts) this.#writer.push({ type: "message.part", part });
-    if (this.#unobserved) {
-      // Nobody can see the record yet: the output goes with the next transition.
-      this.#writer.push({ type: "message.completed", message: whole });
-      this.#unsavedOutput.push(...closed.output, whole);
-      return true;
-    }
-    return this.#update(
-      (run) => ({ ...run, output: [...run.output, ...closed.output, whole] }),
-      () => [{ type: "message.completed", message: whole }],
-    );
+    // The record's output is written with the next transition, not now: rewriting it with every
+    // message would cost O(n²) bytes over a long run. Readers of a running run take the output
+    // from the log (runtime.getRun).
+    this.#writer.push({ type: "message.completed", message: whole });
+    this.#unsavedOutput.push(...closed.output, whole);
   }
 
   /** Ends the unobserved phase: from now on the run can be seen and cancelled, so listen, and write at once. */

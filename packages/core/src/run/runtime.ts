@@ -30,6 +30,7 @@ import { RunExecutor } from "./executor.ts";
 import { waitForRecord } from "./follow.ts";
 import { guardStore, whenLanded } from "./guarded-store.ts";
 import { now } from "./now.ts";
+import { outputFromLog } from "./output.ts";
 
 export interface RuntimeOptions {
   /** Where runs, events and sessions live; share one backend between instances for HA. */
@@ -282,8 +283,23 @@ export class Runtime {
       .catch(() => {});
   }
 
-  /** The run; with a `tenant`, a run of another tenant is not found, exactly as an unknown one. */
+  /**
+   * The run as clients see it; with a `tenant`, a run of another tenant is not found, exactly as
+   * an unknown one. The output of a run that has not settled comes from its event log (the
+   * record's is written at transitions only): its completed messages, then the one it streams.
+   */
   async getRun(runId: string, tenant?: string): Promise<StoredRun> {
+    return this.#withOutput(await this.getRecord(runId, tenant));
+  }
+
+  async #withOutput(record: StoredRun): Promise<StoredRun> {
+    if (isSettled(record.run.status)) return record;
+    const output = await outputFromLog(this.store, record.run.run_id);
+    return { ...record, run: { ...record.run, output } };
+  }
+
+  /** The run's record as stored (see {@link getRun}): the output of a running run as of its last transition. */
+  async getRecord(runId: string, tenant?: string): Promise<StoredRun> {
     const record = await this.store.getRun(runId);
     if (!record || !visibleTo(record, tenant)) throw notFound(`Run ${runId} not found`);
     return record;
@@ -314,7 +330,7 @@ export class Runtime {
   async resume(runId: string, resume: AwaitResume, tenant?: string): Promise<{ record: StoredRun; seq: number }> {
     checkMessageParts(resume.message, this.limits, "await_resume.message");
     for (;;) {
-      const current = await this.getRun(runId, tenant);
+      const current = await this.getRecord(runId, tenant);
       const request = current.run.await_request;
       if (current.run.status !== "awaiting" || !request) {
         throw new ACPError({
@@ -341,7 +357,7 @@ export class Runtime {
   /** Asks the run to stop, wherever its agent runs. A finished run cannot be cancelled. */
   async cancel(runId: string, tenant?: string): Promise<StoredRun> {
     for (;;) {
-      const current = await this.getRun(runId, tenant);
+      const current = await this.getRecord(runId, tenant);
       const status = current.run.status;
       if (isTerminal(status)) {
         throw new ACPError({
@@ -350,10 +366,10 @@ export class Runtime {
           status: 403,
         });
       }
-      if (status === "cancelling") return current;
+      if (status === "cancelling") return this.#withOutput(current);
       const next: StoredRun = { ...current, run: { ...current.run, status: "cancelling" } };
       const result = await this.store.updateRun(runId, current.version, next, []);
-      if (result.ok) return result.record;
+      if (result.ok) return this.#withOutput(result.record);
     }
   }
 
@@ -382,7 +398,9 @@ export class Runtime {
               message: "The server instance running this run was lost (its lease ran out); the run cannot continue",
             }
           : null;
-      const run: Run = { ...record.run, status, error, await_request: null, finished_at: now() };
+      // The record's output ends at the run's last transition; its log holds the messages completed since.
+      const output = await outputFromLog(this.store, runId, { open: false });
+      const run: Run = { ...record.run, status, output, error, await_request: null, finished_at: now() };
       const result = await this.store.updateRun(runId, record.version, { ...record, run, resume: null }, [
         { type: `run.${status}`, run },
       ]);
