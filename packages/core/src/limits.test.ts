@@ -14,7 +14,17 @@ const message = (parts: number): Message => ({
 
 describe("resolveLimits", () => {
   it("fills in the defaults", () => {
-    expect(resolveLimits()).toEqual({ maxInputMessages: 100, maxPartsPerMessage: 100, maxEventsPerRun: 100_000 });
+    expect(resolveLimits()).toEqual({
+      maxInputMessages: 100,
+      maxPartsPerMessage: 100,
+      maxEventsPerRun: 100_000,
+      maxHistoryItems: 1_000,
+      maxHistoryBytes: 16 * 1024 * 1024,
+      maxSessionItems: 10_000,
+      maxSessionBytes: 16 * 1024 * 1024,
+      maxConcurrentRuns: 1_000,
+      maxStreams: 10_000,
+    });
     expect(resolveLimits({ maxInputMessages: 3 }).maxInputMessages).toBe(3);
   });
 

@@ -8,10 +8,15 @@ import type { Store } from "./store.ts";
 
 const RESOURCE_PATH = /\/resources\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/i;
 
-/** The item id of a history URL that points at a `/resources/{id}` of ours, else undefined. */
-export function resourceIdOf(url: string): string | undefined {
+/**
+ * The item id of a history URL that points at a `/resources/{id}` of ours, else undefined. A URL
+ * is ours only when its origin is `localOrigin`: another server's `/resources/…` is not read
+ * from our store.
+ */
+export function resourceIdOf(url: string, localOrigin: string | undefined): string | undefined {
   try {
-    return RESOURCE_PATH.exec(new URL(url).pathname)?.[1];
+    const parsed = new URL(url);
+    return parsed.origin === localOrigin ? RESOURCE_PATH.exec(parsed.pathname)?.[1] : undefined;
   } catch {
     return undefined;
   }
@@ -20,6 +25,37 @@ export function resourceIdOf(url: string): string | undefined {
 /** The URL under which an item is served, relative to the deployment's public base URL. */
 export function resourceUrl(baseUrl: string, itemId: string): string {
   return `${baseUrl.replace(/\/$/, "")}/resources/${itemId}`;
+}
+
+/** How much history one run loads, and which descriptor URLs are this deployment's. */
+export interface HistoryBounds {
+  /**
+   * The origin of this deployment's history URLs (`baseUrl`'s, or the request's): only URLs of
+   * this origin are read from the store. @default undefined (none is)
+   */
+  localOrigin?: string;
+  /** Most bytes of messages (as JSON) loaded; the items past it are left out. @default unbounded */
+  maxBytes?: number;
+}
+
+/** Items a run left out of its history, logged in one line when loading ends. */
+class LeftOut {
+  count = 0;
+  readonly #reasons = new Map<string, number>();
+  #example: string | undefined;
+
+  add(reason: string, url?: string): void {
+    this.count += 1;
+    this.#reasons.set(reason, (this.#reasons.get(reason) ?? 0) + 1);
+    if (url !== undefined) this.#example ??= describeUrl(url);
+  }
+
+  log(sessionId: string, total: number): void {
+    if (this.count === 0) return;
+    const reasons = [...this.#reasons].map(([reason, times]) => `${times} × ${reason}`).join("; ");
+    const example = this.#example === undefined ? "" : ` (the first: ${this.#example})`;
+    console.warn(`[acp] session ${sessionId}: ${this.count} of ${total} history items left out${example}: ${reasons}`);
+  }
 }
 
 export class SessionHistory {
@@ -32,34 +68,73 @@ export class SessionHistory {
     private readonly fetchRemote: HistoryFetcher = createHistoryFetcher(),
     /** The id under which the store keeps this session: another than the client's with tenants (see `sessionStoreId`). */
     readonly storeId: string = sessionId,
+    /** What one run may load; see {@link HistoryBounds}. */
+    private readonly bounds: HistoryBounds = {},
   ) {}
 
   /**
    * The session's messages in order, from the store, or else from the descriptor's URLs: items of
    * this deployment come from the store, others through the history fetcher. An item that cannot
-   * be loaded (refused, unreachable, not a message) is left out with a warning in the log; the
-   * run goes on with the rest. Store failures are not caught.
+   * be loaded (refused, unreachable, not a message) is left out; so are the items past
+   * `bounds.maxBytes`. A URL given twice is loaded once. One line in the log says what was left
+   * out; the run goes on with the rest. Store failures are not caught.
    */
   async *messages(): AsyncGenerator<Message> {
-    const stored = await this.store.getHistory(this.storeId);
-    if (stored !== undefined) {
-      for (const item of stored) yield item.message;
-      return;
-    }
-    for (const url of this.descriptorUrls) {
-      const id = resourceIdOf(url);
-      const item = id === undefined ? undefined : await this.store.getHistoryItem(id);
-      const message = item?.message ?? (await this.#fetch(url));
-      if (message !== undefined) yield message;
+    const leftOut = new LeftOut();
+    const maxBytes = this.bounds.maxBytes ?? Number.POSITIVE_INFINITY;
+    let bytes = 0;
+    let total = 0;
+    /** Whether `message` still fits; counts it if so. */
+    const fits = (message: Message): boolean => {
+      bytes += Buffer.byteLength(JSON.stringify(message), "utf8");
+      return bytes <= maxBytes;
+    };
+    const full = `past ${maxBytes} bytes of history per run (maxHistoryBytes)`;
+    try {
+      const stored = await this.store.getHistory(this.storeId);
+      if (stored !== undefined) {
+        total = stored.length;
+        for (const [index, item] of stored.entries()) {
+          if (!fits(item.message)) {
+            for (let rest = index; rest < stored.length; rest++) leftOut.add(full);
+            return;
+          }
+          yield item.message;
+        }
+        return;
+      }
+      const urls = [...new Set(this.descriptorUrls)];
+      total = urls.length;
+      const loaded = new Set<string>();
+      for (const [index, url] of urls.entries()) {
+        const id = resourceIdOf(url, this.bounds.localOrigin);
+        // Two URLs of one item of ours (a trailing slash in the origin, say) load it once too.
+        if (id !== undefined && loaded.has(id)) continue;
+        if (id !== undefined) loaded.add(id);
+        const message = id === undefined ? await this.#fetch(url, leftOut) : await this.#local(id, url, leftOut);
+        if (message === undefined) continue;
+        if (!fits(message)) {
+          for (let rest = index; rest < urls.length; rest++) leftOut.add(full, urls[rest]);
+          return;
+        }
+        yield message;
+      }
+    } finally {
+      leftOut.log(this.sessionId, total);
     }
   }
 
-  async #fetch(url: string): Promise<Message | undefined> {
+  async #local(id: string, url: string, leftOut: LeftOut): Promise<Message | undefined> {
+    const item = await this.store.getHistoryItem(id);
+    if (item === undefined) leftOut.add("not found in this deployment's store", url);
+    return item?.message;
+  }
+
+  async #fetch(url: string, leftOut: LeftOut): Promise<Message | undefined> {
     try {
       return await this.fetchRemote(url);
     } catch (error) {
-      const reason = error instanceof HistoryFetchError ? error.message : "it could not be loaded";
-      console.warn(`[acp] session ${this.sessionId}: history item ${describeUrl(url)} left out: ${reason}`);
+      leftOut.add(error instanceof HistoryFetchError ? error.message : "it could not be loaded", url);
       return undefined;
     }
   }

@@ -274,8 +274,8 @@ describe("session history URLs of other servers", () => {
     const served = await start({ history: { allowedOrigins: [peer.origin], allowPrivateNetworks: true } });
     expect(
       await historySeen(served, [`${peer.origin}/message`, `${other.origin}/message`, `${peer.origin}/message`]),
-    ).toEqual(["from the peer", "from the peer"]);
-    expect(peer.hits("/message")).toBe(2);
+    ).toEqual(["from the peer"]); // a URL given twice is loaded once
+    expect(peer.hits("/message")).toBe(1);
     expect(other.hits()).toBe(0);
   });
 

@@ -4,6 +4,7 @@
 import { type Context, Hono } from "hono";
 import type { Agent } from "../agent.ts";
 import { ACPError, invalidInput, notFound } from "../errors.ts";
+import { checkRequestLengths, RETRY_AFTER_SECONDS } from "../limits.ts";
 import {
   type Event,
   isTerminal,
@@ -21,7 +22,7 @@ import { finishUnreadBody, limitBody, readJson } from "./body.ts";
 import { acpCors, type CorsOptions } from "./cors.ts";
 import { LastEventIdSchema, LimitSchema, OffsetSchema, parse, ResourceIdSchema } from "./params.ts";
 import { requestHeader } from "./request-header.ts";
-import { endsAtTerminal, endsAtTerminalOrAwait, streamRunEvents } from "./sse.ts";
+import { endsAtTerminal, endsAtTerminalOrAwait, SSE_KEEP_ALIVE_MS, SseStreams, streamRunEvents } from "./sse.ts";
 import { requestTenant } from "./tenant.ts";
 
 /** The options of {@link createApp}: the runtime's (see {@link RuntimeOptions}) plus the HTTP ones. */
@@ -44,10 +45,22 @@ export interface AppOptions extends Omit<RuntimeOptions, "agents"> {
    * @default undefined (no CORS headers: browsers allow same-origin calls only)
    */
   cors?: CorsOptions;
+  /**
+   * How often an SSE stream that sent nothing for that long gets a comment line (`: keep-alive`),
+   * so that proxies do not close it as idle. @default 15_000
+   */
+  sseKeepAliveMs?: number;
 }
 
 /** The default of every {@link AppOptions} field that has one: the runtime's and the HTTP layer's. */
-export const APP_DEFAULTS = Object.freeze({ ...RUNTIME_DEFAULTS, maxBodyBytes: 4 * 1024 * 1024 });
+export const APP_DEFAULTS = Object.freeze({
+  ...RUNTIME_DEFAULTS,
+  maxBodyBytes: 4 * 1024 * 1024,
+  sseKeepAliveMs: SSE_KEEP_ALIVE_MS,
+});
+
+/** How long one store check answers `GET /ping`: an open health endpoint then costs the store at most one round trip a second. */
+const PING_CACHE_MS = 1000;
 
 /** The Hono app plus what its process needs to run it well. */
 export type ACPApp = Hono & {
@@ -69,7 +82,11 @@ export type ACPApp = Hono & {
 export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp {
   if (!options?.store)
     throw new TypeError("[acp] createApp(): options.store is required (for example new MemoryStore())");
-  const { maxBodyBytes = APP_DEFAULTS.maxBodyBytes, baseUrl } = options;
+  const { maxBodyBytes = APP_DEFAULTS.maxBodyBytes, baseUrl, sseKeepAliveMs = APP_DEFAULTS.sseKeepAliveMs } = options;
+  if (!Number.isInteger(sseKeepAliveMs) || sseKeepAliveMs < 1)
+    throw new TypeError(
+      `[acp] createApp(): sseKeepAliveMs must be a whole number of at least 1, got ${sseKeepAliveMs}`,
+    );
   const { store: backend, leaseMs, storeTimeoutMs, outageMs, history, limits } = options;
   const runtime = new Runtime(
     { store: backend, agents, leaseMs, storeTimeoutMs, outageMs, history, limits },
@@ -81,12 +98,19 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
   // Every call below goes through the runtime's guarded store: bounded in time, failures are 503s.
   const store = runtime.store;
   const app = new Hono();
+  const streams = new SseStreams(runtime.limits.maxStreams, sseKeepAliveMs);
+  /** The latest store check of `/ping`, shared by the pings of the next second. */
+  let storeCheck: { at: number; up: Promise<boolean> } | undefined;
 
   const runIdParam = (c: Context): string => parse(RunIdSchema, c.req.param("run_id"), "run id");
   const origin = (c: Context): string => baseUrl ?? new URL(c.req.url).origin;
 
   app.onError((error, c) => {
-    if (error instanceof ACPError) return c.json(error.toJSON(), error.status as 400);
+    if (error instanceof ACPError) {
+      // At capacity or draining: a client (or a load balancer) may retry shortly, elsewhere or here.
+      if (error.status === 503) c.header("retry-after", String(RETRY_AFTER_SECONDS));
+      return c.json(error.toJSON(), error.status as 400);
+    }
     if (error instanceof StoreError) {
       // One line per failed request: an outage would otherwise flood the log with stack traces.
       console.error(`[acp] ${c.req.method} ${c.req.path} answered 503: ${error.message}`);
@@ -97,6 +121,19 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
   });
   app.notFound((c) => c.json({ code: "not_found", message: `No route for ${c.req.method} ${c.req.path}` }, 404));
 
+  // The heartbeat and the orphan sweep start with the first request of any kind, not with the
+  // first run: an instance that only answers reads still fails the runs of an instance that died.
+  let starting = false;
+  app.use(async (_c, next) => {
+    if (!starting && !runtime.draining) {
+      starting = true;
+      runtime.start().catch((error: unknown) => {
+        starting = false;
+        console.error(`[acp] could not start this instance's heartbeat: ${(error as Error).message}`);
+      });
+    }
+    await next();
+  });
   app.use(finishUnreadBody(maxBodyBytes));
   // CORS first (a preflight carries no key), then authentication, before any body is read.
   if (corsMiddleware) app.use(corsMiddleware);
@@ -106,11 +143,17 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
   // the app is mounted (the auth middleware's own path check sees the mount's prefix).
   app.get("/ping", async (c) => {
     if (runtime.draining) return c.json({ code: "server_error", message: "This instance is shutting down" }, 503);
-    try {
-      await store.ping();
-    } catch {
-      return c.json({ code: "server_error", message: "The store is unavailable" }, 503);
+    const now = Date.now();
+    if (storeCheck === undefined || now - storeCheck.at >= PING_CACHE_MS) {
+      storeCheck = {
+        at: now,
+        up: store.ping().then(
+          () => true,
+          () => false,
+        ),
+      };
     }
+    if (!(await storeCheck.up)) return c.json({ code: "server_error", message: "The store is unavailable" }, 503);
     return c.json({});
   });
 
@@ -126,25 +169,38 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
   app.get("/agents/:name", (c) => c.json(runtime.agent(c.req.param("name")).manifest));
 
   app.post("/runs", async (c) => {
-    const request = parse(RunCreateRequestSchema, await readJson(c), "run request");
-    const record = await runtime.createRun(request, requestTenant(c));
+    const body = await readJson(c, (raw) => checkRequestLengths(raw, runtime.limits));
+    const request = parse(RunCreateRequestSchema, body, "run request");
+    // A stream's place is taken first, so that a refused stream starts no run.
+    const place = request.mode === "stream" ? streams.reserve() : undefined;
+    let record: Awaited<ReturnType<typeof runtime.createRun>>;
+    try {
+      record = await runtime.createRun(request, requestTenant(c), { origin: new URL(origin(c)).origin });
+    } catch (error) {
+      if (place !== undefined) streams.release(place);
+      throw error;
+    }
     const runId = record.run.run_id;
     c.header("Run-ID", runId);
     if (request.mode === "async") return c.json(record.run, 202);
-    if (request.mode === "stream") return streamRunEvents(c, store, runId, 0, endsAtTerminalOrAwait);
-    return c.json((await runtime.whenSettled(runId, record.version)).run);
+    if (place !== undefined) return streamRunEvents(c, store, runId, 0, endsAtTerminalOrAwait, streams, place);
+    return c.json((await settledOrCancelled(c, runId, record.version)).run);
   });
 
   app.get("/runs/:run_id", async (c) => c.json((await runtime.getRun(runIdParam(c), requestTenant(c))).run));
 
   app.post("/runs/:run_id", async (c) => {
     const runId = runIdParam(c);
-    const request = parse(RunResumeRequestSchema, await readJson(c), "resume request");
+    const request = parse(
+      RunResumeRequestSchema,
+      await readJson(c, (raw) => checkRequestLengths(raw, runtime.limits)),
+      "resume request",
+    );
     if (request.run_id != null && request.run_id !== runId)
       throw invalidInput(`run_id ${request.run_id} in the body differs from ${runId} in the path`);
     const { record, seq } = await runtime.resume(runId, request.await_resume, requestTenant(c));
     if (request.mode === "async") return c.json(record.run, 202);
-    if (request.mode === "stream") return streamRunEvents(c, store, runId, seq - 1, endsAtTerminalOrAwait);
+    if (request.mode === "stream") return streamRunEvents(c, store, runId, seq - 1, endsAtTerminalOrAwait, streams);
     return c.json((await runtime.whenSettled(runId, record.version)).run);
   });
 
@@ -163,7 +219,7 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
       if (isTerminal(record.run.status) && (await store.readEvents(runId, afterSeq, 1)).length === 0) {
         return c.body("", 200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
       }
-      return streamRunEvents(c, store, runId, afterSeq, endsAtTerminal);
+      return streamRunEvents(c, store, runId, afterSeq, endsAtTerminal, streams);
     }
     const events: Event[] = (await store.readEvents(runId, 0)).map((stored) => stored.event);
     return c.json({ events });
@@ -171,10 +227,11 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
 
   const session = async (c: Context): Promise<Response> => {
     const sessionId = parse(SessionIdSchema, c.req.param("session_id"), "session id");
-    const history = await store.getHistory(sessionStoreId(sessionId, requestTenant(c)));
-    if (!history) throw notFound(`Session ${sessionId} not found`);
+    // Ids only: listing a long session does not read its messages.
+    const summary = await store.getSession(sessionStoreId(sessionId, requestTenant(c)));
+    if (!summary) throw notFound(`Session ${sessionId} not found`);
     const base = origin(c);
-    return c.json({ id: sessionId, history: history.map((item) => resourceUrl(base, item.id)) });
+    return c.json({ id: sessionId, history: summary.itemIds.map((id) => resourceUrl(base, id)) });
   };
   app.get("/sessions/:session_id", session);
   app.get("/session/:session_id", session);
@@ -185,6 +242,24 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
     if (!item) throw notFound(`Resource ${id} not found`);
     return c.json(item.message);
   });
+
+  /**
+   * The settled run of a sync request. A client that goes away before its answer is the only one
+   * who could learn the run's id: nobody else could ever read or cancel it, so it is cancelled.
+   */
+  async function settledOrCancelled(c: Context, runId: string, version: number) {
+    const signal = c.req.raw.signal;
+    const onAbort = (): void => {
+      runtime.cancel(runId, requestTenant(c)).catch(() => {});
+    };
+    if (signal.aborted) onAbort();
+    else signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      return await runtime.whenSettled(runId, version);
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+    }
+  }
 
   return Object.assign(app, {
     runtime,

@@ -88,8 +88,15 @@ function tooLarge(c: Context, maxBodyBytes: number): Response {
   });
 }
 
-/** The request body as a JSON object; every ACP request body is one. */
-export async function readJson(c: Context): Promise<Record<string, unknown>> {
+/**
+ * The request body as a JSON object; every ACP request body is one.
+ * @param precheck looks at the parsed object before the walk over all its values (array
+ *   lengths, say), so that a body refused for its shape costs no more than its parse.
+ */
+export async function readJson(
+  c: Context,
+  precheck?: (body: Record<string, unknown>) => void,
+): Promise<Record<string, unknown>> {
   // No Content-Type is taken as JSON; any other type is refused rather than guessed at.
   const type = requestHeader(c, "content-type");
   if (type !== undefined && !/^application\/([\w.-]+\+)?json\s*(;|$)/i.test(type)) {
@@ -109,6 +116,7 @@ export async function readJson(c: Context): Promise<Record<string, unknown>> {
   }
   if (typeof body !== "object" || body === null || Array.isArray(body))
     throw invalidInput("The request body must be a JSON object");
+  precheck?.(body as Record<string, unknown>);
   const problem = unstorable(body, MAX_JSON_DEPTH);
   if (problem !== undefined) throw invalidInput(problem);
   return body as Record<string, unknown>;

@@ -31,11 +31,15 @@ export const OffsetSchema = v.pipe(
   v.integer("offset must be an integer"),
   v.minValue(0, "offset must be at least 0"),
 );
+/** The largest event id there can be: stores keep `seq` in 32-bit integer columns (PostgreSQL's `integer`). */
+export const MAX_EVENT_ID = 2 ** 31 - 1;
+
 /** The `Last-Event-ID` header: event ids are the `seq` numbers this server sends; anything else is not an id of ours. */
 export const LastEventIdSchema = v.pipe(
   v.string(),
   v.regex(/^\d{1,15}$/, "it must be the id of an event this server sent, a whole number"),
   v.transform(Number),
+  v.maxValue(MAX_EVENT_ID, `it must be the id of an event this server sent, at most ${MAX_EVENT_ID}`),
 );
 /** A history item's id in `/resources/:resource_id`. */
 export const ResourceIdSchema = v.pipe(v.string(), v.uuid("must be a UUID"));

@@ -7,9 +7,14 @@
  * `streamSSE`: an idle stream then costs about a third of the memory (no TransformStream and
  * writer per stream), the next event is read only when the client has taken the previous one
  * (backpressure), and a client that goes away cancels the stream, which ends the follower.
+ *
+ * The open streams of an app are counted ({@link SseStreams}: at most `limits.maxStreams`), and
+ * one shared timer sends a comment line to each stream that sent nothing for a while, so that
+ * proxies keep idle streams open. Per stream that costs one small entry in a set, not a timer.
  */
 import type { Context } from "hono";
 import { toErrorModel } from "../errors.ts";
+import { atCapacity } from "../limits.ts";
 import type { Event } from "../models.ts";
 import { followEvents } from "../run/follow.ts";
 import type { Store } from "../store.ts";
@@ -28,27 +33,116 @@ function frame(data: string, id?: number): Uint8Array {
   return encoder.encode(id === undefined ? `data: ${data}\n\n` : `data: ${data}\nid: ${id}\n\n`);
 }
 
-export function streamRunEvents(c: Context, store: Store, runId: string, afterSeq: number, ends: StreamEnd): Response {
+/** How often an idle SSE stream gets a comment line, unless `createApp()`'s `sseKeepAliveMs` says otherwise. */
+export const SSE_KEEP_ALIVE_MS = 15_000;
+
+const KEEP_ALIVE = encoder.encode(": keep-alive\n\n");
+
+/** One open stream, as {@link SseStreams} sees it. */
+interface OpenStream {
+  controller: ReadableStreamDefaultController<Uint8Array> | undefined;
+  /** Whether it sent something since the last keep-alive tick. */
+  busy: boolean;
+}
+
+/** The open SSE responses of one app: their count, capped, and their keep-alive comments. */
+export class SseStreams {
+  readonly #open = new Set<OpenStream>();
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly maxStreams: number,
+    readonly keepAliveMs: number,
+  ) {}
+
+  get size(): number {
+    return this.#open.size;
+  }
+
+  /**
+   * Takes a place for a stream, or throws a 503 when all are taken. Taken before the work the
+   * stream is for (a run to create), so that a refused stream starts nothing.
+   */
+  reserve(): OpenStream {
+    if (this.#open.size >= this.maxStreams) throw atCapacity("maxStreams", this.maxStreams);
+    const stream: OpenStream = { controller: undefined, busy: true };
+    this.#open.add(stream);
+    if (this.#timer === undefined) {
+      this.#timer = setInterval(() => this.#tick(), this.keepAliveMs);
+      this.#timer.unref();
+    }
+    return stream;
+  }
+
+  /** Gives a place back; idempotent. */
+  release(stream: OpenStream): void {
+    this.#open.delete(stream);
+    stream.controller = undefined;
+    if (this.#open.size === 0 && this.#timer !== undefined) {
+      clearInterval(this.#timer);
+      this.#timer = undefined;
+    }
+  }
+
+  #tick(): void {
+    for (const stream of this.#open) {
+      const controller = stream.controller;
+      // A client that does not read gets nothing more queued: its connection is not idle.
+      if (stream.busy || controller === undefined || (controller.desiredSize ?? 0) <= 0) {
+        stream.busy = false;
+        continue;
+      }
+      try {
+        controller.enqueue(KEEP_ALIVE);
+      } catch {
+        this.release(stream);
+      }
+    }
+  }
+}
+
+/**
+ * The SSE response of a run's events after `afterSeq`, until `ends` says so. `place` is the
+ * stream's place in `streams` (see {@link SseStreams.reserve}), given back when the stream ends.
+ */
+export function streamRunEvents(
+  c: Context,
+  store: Store,
+  runId: string,
+  afterSeq: number,
+  ends: StreamEnd,
+  streams: SseStreams,
+  place: OpenStream = streams.reserve(),
+): Response {
   const abort = new AbortController();
   const events = followEvents(store, runId, { afterSeq, signal: abort.signal });
+  const close = (controller: ReadableStreamDefaultController<Uint8Array>): void => {
+    streams.release(place);
+    controller.close();
+  };
   const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      place.controller = controller;
+    },
     async pull(controller) {
       try {
         const next = await events.next();
-        if (next.done) return controller.close();
+        if (next.done) return close(controller);
+        place.busy = true;
         controller.enqueue(frame(JSON.stringify(next.value.event), next.value.seq));
         if (ends(next.value.event)) {
           await events.return(undefined);
-          controller.close();
+          close(controller);
         }
       } catch (error) {
         // Never the raw error: a client sees an ACP error event, the log gets the details.
         console.error(`[acp] stream of run ${runId} broke: ${(error as Error).message}`);
         controller.enqueue(frame(JSON.stringify({ type: "error", error: toErrorModel(error) })));
-        controller.close();
+        close(controller);
       }
     },
     async cancel() {
+      streams.release(place);
       abort.abort();
       await events.return(undefined).catch(() => {});
     },

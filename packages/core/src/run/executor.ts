@@ -149,6 +149,11 @@ export class RunExecutor {
     this.#abort.abort();
   }
 
+  /** Stops the handler because a client cancelled the run (already marked `cancelling` in the store). */
+  cancel(): void {
+    this.#abort.abort();
+  }
+
   /** Stops retrying through a store outage: the run's end is written now or never. */
   giveUp(): void {
     this.#giveUp.abort();

@@ -8,8 +8,11 @@ import type { Agent } from "../agent.ts";
 import { ACPError, notFound } from "../errors.ts";
 import { createHistoryFetcher, HISTORY_DEFAULTS, type HistoryFetcher, type HistoryOptions } from "../history-fetch.ts";
 import {
+  atCapacity,
+  checkHistoryLength,
   checkMessageParts,
   checkRunInput,
+  checkSessionRoom,
   LIMIT_DEFAULTS,
   type LimitOptions,
   type Limits,
@@ -23,12 +26,12 @@ import {
   type Run,
   type RunCreateRequest,
 } from "../models.ts";
-import { SessionHistory } from "../session.ts";
+import { type HistoryBounds, SessionHistory } from "../session.ts";
 import { assertStoreContract, type Store, type StoredRun } from "../store.ts";
 import { sessionStoreId, visibleTo } from "../tenant.ts";
 import { RunExecutor } from "./executor.ts";
 import { waitForRecord } from "./follow.ts";
-import { guardStore, whenLanded } from "./guarded-store.ts";
+import { guardStore, isStoreOutage, whenLanded } from "./guarded-store.ts";
 import { now } from "./now.ts";
 import { outputFromLog } from "./output.ts";
 
@@ -71,6 +74,9 @@ export const RUNTIME_DEFAULTS = Object.freeze({
   shutdownDeadlineMs: 10_000,
 });
 
+/** Most candidate orphans one sweep looks at; the next sweep finds the rest. */
+const SWEEP_BATCH = 500;
+
 /** Smallest accepted value of each time option: a shorter lease or timeout could not work. */
 const MINIMUM_MS = { leaseMs: 100, storeTimeoutMs: 10, outageMs: 0 } as const;
 
@@ -91,6 +97,10 @@ export class Runtime {
   #sweepNotBefore = 0;
   readonly #agents = new Map<string, Agent>();
   readonly #local = new Map<string, { executor: RunExecutor; done: Promise<void> }>();
+  /** Runs admitted on this instance (from the capacity check until their executor ends). */
+  #admitted = 0;
+  /** The sweep in progress, if any. */
+  #sweeping: Promise<number> | undefined;
   #started: Promise<void> | undefined;
   #timers: NodeJS.Timeout[] = [];
   #draining = false;
@@ -190,8 +200,27 @@ export class Runtime {
     );
   }
 
-  /** Starts a run here; with a `tenant`, the run and its session are that tenant's only. */
-  async createRun(request: RunCreateRequest, tenant?: string): Promise<StoredRun> {
+  /**
+   * Starts a run here; with a `tenant`, the run and its session are that tenant's only.
+   * `context.origin` is the origin of this deployment's history URLs (see {@link HistoryBounds}).
+   * @throws ACPError 503 past `limits.maxConcurrentRuns`; 422 when the run's session is full.
+   */
+  async createRun(request: RunCreateRequest, tenant?: string, context: { origin?: string } = {}): Promise<StoredRun> {
+    const slot = { held: false };
+    try {
+      return await this.#createRun(request, tenant, context, slot);
+    } catch (error) {
+      if (slot.held) this.#admitted -= 1;
+      throw error;
+    }
+  }
+
+  async #createRun(
+    request: RunCreateRequest,
+    tenant: string | undefined,
+    context: { origin?: string },
+    slot: { held: boolean },
+  ): Promise<StoredRun> {
     if (this.#draining)
       throw new ACPError({
         code: "server_error",
@@ -200,8 +229,19 @@ export class Runtime {
       });
     const agent = this.agent(request.agent_name);
     checkRunInput(request.input, this.limits);
+    checkHistoryLength(request.session?.history.length ?? 0, this.limits);
+    // Counted at once, before any await, so that concurrent requests cannot all pass the check.
+    if (this.#admitted >= this.limits.maxConcurrentRuns)
+      throw atCapacity("maxConcurrentRuns", this.limits.maxConcurrentRuns);
+    this.#admitted += 1;
+    slot.held = true;
     await this.start();
-    const sessionId = request.session_id ?? request.session?.id ?? randomUUID();
+    const named = request.session_id ?? request.session?.id;
+    const sessionId = named ?? randomUUID();
+    if (named !== undefined) {
+      const summary = await this.store.getSession(sessionStoreId(sessionId, tenant));
+      if (summary !== undefined) checkSessionRoom(sessionId, summary, this.limits);
+    }
     const run: Run = {
       run_id: randomUUID(),
       agent_name: agent.manifest.name,
@@ -222,6 +262,7 @@ export class Runtime {
       request.session?.history ?? [],
       this.#fetchHistory,
       sessionStoreId(sessionId, tenant),
+      { localOrigin: context.origin, maxBytes: this.limits.maxHistoryBytes },
     );
     // A sync run's id reaches its client with the answer: until then nobody else can read or cancel it.
     const unobserved = request.mode !== "async" && request.mode !== "stream";
@@ -252,7 +293,11 @@ export class Runtime {
       await executor.stopListening();
       throw new ACPError({ code: "server_error", message: "Run id collision; retry" });
     }
-    const done = executor.execute().finally(() => this.#local.delete(run.run_id));
+    const done = executor.execute().finally(() => {
+      this.#local.delete(run.run_id);
+      this.#admitted -= 1;
+    });
+    slot.held = false;
     this.#local.set(run.run_id, { executor, done });
     // The client's answer is the run as it was created.
     return { ...record, run };
@@ -369,44 +414,65 @@ export class Runtime {
       if (status === "cancelling") return this.#withOutput(current);
       const next: StoredRun = { ...current, run: { ...current.run, status: "cancelling" } };
       const result = await this.store.updateRun(runId, current.version, next, []);
-      if (result.ok) return this.#withOutput(result.record);
+      if (result.ok) {
+        // A run of ours hears it at once, even a sync run that does not listen to the store.
+        this.#local.get(runId)?.executor.cancel();
+        return this.#withOutput(result.record);
+      }
     }
   }
 
   /**
    * Fails the runs whose owning instance stopped sending heartbeats (a cancelling one is
-   * cancelled). Any number of instances may sweep at once: compare-and-set picks one writer.
-   * @returns how many runs this call ended.
+   * cancelled), as the store lists them (`listOrphanedRuns`). Any number of instances may sweep
+   * at once: compare-and-set picks one writer; within one instance, a call while a sweep is in
+   * progress shares it. A run whose record cannot be read or ended is logged and skipped.
+   * @returns how many runs the sweep ended.
    */
-  async sweepOrphans(): Promise<number> {
-    const alive = new Map<string, boolean>();
+  sweepOrphans(): Promise<number> {
+    // One sweep at a time: a slow store must not pile sweeps up, each reading the same orphans.
+    this.#sweeping ??= this.#sweep().finally(() => {
+      this.#sweeping = undefined;
+    });
+    return this.#sweeping;
+  }
+
+  async #sweep(): Promise<number> {
     let ended = 0;
-    for (const runId of await this.store.listOrphanedRuns()) {
-      const record = await this.store.getRun(runId);
-      if (!record || isTerminal(record.run.status) || record.owner === this.instanceId) continue;
-      let ownerAlive = alive.get(record.owner);
-      if (ownerAlive === undefined) {
-        ownerAlive = await this.store.isAlive(record.owner);
-        alive.set(record.owner, ownerAlive);
+    for (const runId of await this.store.listOrphanedRuns(SWEEP_BATCH)) {
+      try {
+        if (await this.#takeOver(runId)) ended += 1;
+      } catch (error) {
+        // Through an outage every call would fail (each after a timeout): stop, the next sweep retries.
+        if (isStoreOutage(error)) throw error;
+        // A record that cannot be read or ended (malformed, refused) must not stop the others.
+        console.error(`[acp] orphan sweep: run ${runId} skipped: ${(error as Error).message}`);
       }
-      if (ownerAlive) continue;
-      const status = record.run.status === "cancelling" ? "cancelled" : "failed";
-      const error: ErrorModel | null =
-        status === "failed"
-          ? {
-              code: "server_error",
-              message: "The server instance running this run was lost (its lease ran out); the run cannot continue",
-            }
-          : null;
-      // The record's output ends at the run's last transition; its log holds the messages completed since.
-      const output = await outputFromLog(this.store, runId, { open: false });
-      const run: Run = { ...record.run, status, output, error, await_request: null, finished_at: now() };
-      const result = await this.store.updateRun(runId, record.version, { ...record, run, resume: null }, [
-        { type: `run.${status}`, run },
-      ]);
-      if (result.ok) ended += 1;
     }
     return ended;
+  }
+
+  /** Ends one candidate orphan if it still is one; whether this call ended it. */
+  async #takeOver(runId: string): Promise<boolean> {
+    const record = await this.store.getRun(runId);
+    if (!record || isTerminal(record.run.status) || record.owner === this.instanceId) return false;
+    // Asked for each run, right before its takeover: an owner that came back keeps its runs.
+    if (await this.store.isAlive(record.owner)) return false;
+    const status = record.run.status === "cancelling" ? "cancelled" : "failed";
+    const error: ErrorModel | null =
+      status === "failed"
+        ? {
+            code: "server_error",
+            message: "The server instance running this run was lost (its lease ran out); the run cannot continue",
+          }
+        : null;
+    // The record's output ends at the run's last transition; its log holds the messages completed since.
+    const output = await outputFromLog(this.store, runId, { open: false });
+    const run: Run = { ...record.run, status, output, error, await_request: null, finished_at: now() };
+    const result = await this.store.updateRun(runId, record.version, { ...record, run, resume: null }, [
+      { type: `run.${status}`, run },
+    ]);
+    return result.ok;
   }
 
   /**
