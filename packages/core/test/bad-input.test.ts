@@ -240,6 +240,25 @@ export const badInputCases: BadInputCase[] = [
     says: "role",
   },
   {
+    // Counted before any message is validated: a huge body of tiny messages costs a length check.
+    input: "more input messages than maxInputMessages (100), none of them valid",
+    method: "POST",
+    path: "/runs",
+    body: run({ input: Array(101).fill(0) }),
+    status: 422,
+    code: "invalid_input",
+    says: "maxInputMessages",
+  },
+  {
+    input: "more session history URLs than maxHistoryItems (1,000)",
+    method: "POST",
+    path: "/runs",
+    body: run({ session: { id: "5f0c6a8e-1111-4222-8333-944455556666", history: Array(1001).fill("x") } }),
+    status: 422,
+    code: "invalid_input",
+    says: "maxHistoryItems",
+  },
+  {
     input: "a message without parts",
     method: "POST",
     path: "/runs",
@@ -487,6 +506,16 @@ export const badInputCases: BadInputCase[] = [
     status: 422,
     code: "invalid_input",
     says: "Last-Event-ID",
+  },
+  {
+    // Stores keep seq in 32-bit columns: a larger id must not reach them (PostgreSQL would fail the query).
+    input: "a Last-Event-ID beyond 2^31 − 1",
+    method: "GET",
+    path: "/runs/{finished-run}/events",
+    headers: { accept: "text/event-stream", "last-event-id": "2147483648" },
+    status: 422,
+    code: "invalid_input",
+    says: "at most 2147483647",
   },
   {
     input: "cancel of a finished run",
