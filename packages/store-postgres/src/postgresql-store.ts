@@ -7,6 +7,7 @@ import type {
   Event,
   HistoryAppend,
   HistoryItem,
+  SessionSummary,
   Store,
   StoredEvent,
   StoredRun,
@@ -21,6 +22,7 @@ import type { Client } from "./client.ts";
 import { assertIdentifier } from "./names.ts";
 import { NotificationSender } from "./notification-sender.ts";
 import { eventsJson, type NewRun, Queries, recordJson, toStoredRun } from "./queries.ts";
+import { refusalOf } from "./refusal.ts";
 import { notification, RunNotifier } from "./run-notifier.ts";
 import { migrateSchema, type Tables, tablesOf } from "./schema.ts";
 
@@ -156,6 +158,7 @@ export class PostgreSQLStore implements Store {
   async createRun(record: StoredRun, events: Event[]): Promise<boolean> {
     const run: NewRun = {
       runId: record.run.run_id,
+      owner: record.owner,
       value: recordJson(record),
       ended: isTerminal(record.run.status),
       events: eventsJson(events),
@@ -192,7 +195,7 @@ export class PostgreSQLStore implements Store {
   ): Promise<UpdateResult> {
     const value = recordJson(next);
     return this.#withSchema("updateRun", async () => {
-      const update = { expectedVersion, value, ended: isTerminal(next.run.status), events, history };
+      const update = { expectedVersion, owner: next.owner, value, ended: isTerminal(next.run.status), events, history };
       const [updated] = await this.#queries.updateRun(this.#sql, runId, update);
       // An expired session that the sweep has not deleted yet takes no items: it starts over.
       if (updated && history && updated.session === 0) await this.#restartExpiredSession(history);
@@ -244,6 +247,20 @@ export class PostgreSQLStore implements Store {
     });
   }
 
+  async getSession(sessionId: string): Promise<SessionSummary | undefined> {
+    return this.#withSchema("getSession", async () => {
+      const rows = await this.#queries.readSession(this.#sql, sessionId);
+      if (rows.length === 0) return undefined;
+      const summary: SessionSummary = { itemIds: [], bytes: 0 };
+      for (const { item, bytes } of rows) {
+        if (item === null) continue;
+        summary.itemIds.push(item);
+        summary.bytes += bytes ?? 0;
+      }
+      return summary;
+    });
+  }
+
   async getHistoryItem(itemId: string): Promise<HistoryItem | undefined> {
     return this.#withSchema("getHistoryItem", async () => {
       const [row] = await this.#queries.readHistoryItem(this.#sql, itemId);
@@ -262,9 +279,9 @@ export class PostgreSQLStore implements Store {
     });
   }
 
-  async listActiveRuns(): Promise<string[]> {
-    return this.#withSchema("listActiveRuns", async () => {
-      const rows = await this.#queries.listActiveRuns(this.#sql);
+  async listOrphanedRuns(limit?: number): Promise<string[]> {
+    return this.#withSchema("listOrphanedRuns", async () => {
+      const rows = await this.#queries.listOrphanedRuns(this.#sql, limit);
       return rows.map((row) => row.id);
     });
   }
@@ -336,16 +353,35 @@ export class PostgreSQLStore implements Store {
 
   /**
    * Runs `operation` once the schema is in place (migrating first when needed) and rejects with
-   * its failure as a {@link StoreError} that keeps the cause.
+   * its failure as a {@link StoreError} that keeps the cause, or a `StoreRefusedError` when
+   * PostgreSQL refused the value (see {@link refusalOf}).
    */
   async #withSchema<T>(what: string, operation: () => Promise<T>): Promise<T> {
     // Once the schema is in place, operations skip the wait for it. A failed migration is a
     // StoreError already, which attemptStore passes on as it is.
     return attemptStore(PACKAGE, what, async () => {
       if (!this.#migrated) await this.migrate();
-      return operation();
+      try {
+        return await operation();
+      } catch (error) {
+        if (!isMissingTable(error)) throw refusalOf(what, error) ?? error;
+      }
+      // Someone dropped the tables after this store migrated: create them again, then retry once.
+      this.#migrated = false;
+      this.#migration = undefined;
+      await this.migrate();
+      try {
+        return await operation();
+      } catch (error) {
+        throw refusalOf(what, error) ?? error;
+      }
     });
   }
+}
+
+/** SQLSTATE 42P01 undefined_table: the store's tables were dropped behind its back. */
+function isMissingTable(error: unknown): boolean {
+  return (error as { code?: unknown } | null)?.code === "42P01";
 }
 
 function assertPostgresJs(sql: unknown): asserts sql is Client {

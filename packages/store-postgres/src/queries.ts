@@ -6,7 +6,14 @@
  * on what has expired. JSON goes to PostgreSQL as text and is cast there (`::text::jsonb`): a
  * parameter typed jsonb would make postgres.js encode the string once more.
  */
-import type { Event, HistoryAppend, HistoryItem, StoredEvent, StoredRun } from "@acp/core";
+import {
+  type Event,
+  type HistoryAppend,
+  type HistoryItem,
+  historyItemBytes,
+  type StoredEvent,
+  type StoredRun,
+} from "@acp/core";
 import type { PendingQuery, Row } from "postgres";
 import type { Connection } from "./client.ts";
 import { LOCK_NAMESPACE, type Tables } from "./schema.ts";
@@ -14,6 +21,8 @@ import { LOCK_NAMESPACE, type Tables } from "./schema.ts";
 /** A run to insert, encoded before the store's first round trip. */
 export interface NewRun {
   runId: string;
+  /** The instance that runs it, also kept in the `owner` column. */
+  owner: string;
   /** The record without its version, as JSON ({@link recordJson}). */
   value: string;
   ended: boolean;
@@ -25,6 +34,7 @@ export interface NewRun {
 /** A compare-and-set of a run record, with what it appends. */
 export interface RunUpdate {
   expectedVersion: number;
+  owner: string;
   /** The new record without its version, as JSON ({@link recordJson}). */
   value: string;
   ended: boolean;
@@ -37,6 +47,11 @@ export interface RunRow {
   version: number;
 }
 
+export interface SessionRow {
+  item: string | null;
+  bytes: number | null;
+}
+
 export interface HistoryRow {
   item: string | null;
   message: HistoryItem["message"] | null;
@@ -45,10 +60,13 @@ export interface HistoryRow {
 export class Queries {
   readonly #tables: Tables;
   readonly #ttl: string;
+  /** A heartbeat rewrites a run whose time left is below this: three quarters of the TTL. */
+  readonly #refreshBelow: string;
 
   constructor(tables: Tables, ttlMs: number) {
     this.#tables = tables;
     this.#ttl = interval(ttlMs);
+    this.#refreshBelow = interval(Math.floor((ttlMs * 3) / 4));
   }
 
   /** Inserts a run and its events unless the id is taken; `created` is 1 when it was inserted. */
@@ -56,8 +74,8 @@ export class Queries {
     const { records, events } = this.#tables;
     return sql`
       WITH created AS (
-        INSERT INTO ${records} (kind, id, value, version, ended, last_seq, expires_at)
-        VALUES ('run', ${run.runId}, ${run.value}::text::jsonb, 1, ${run.ended}, ${run.eventCount}, now() + ${this.#ttl}::interval)
+        INSERT INTO ${records} (kind, id, value, owner, version, ended, last_seq, expires_at)
+        VALUES ('run', ${run.runId}, ${run.value}::text::jsonb, ${run.owner}, 1, ${run.ended}, ${run.eventCount}, now() + ${this.#ttl}::interval)
         ON CONFLICT (kind, id) DO NOTHING
         RETURNING id
       ), appended AS (
@@ -76,10 +94,10 @@ export class Queries {
   takeOverExpiredRun(tx: Connection, run: NewRun): PendingQuery<Row[]> {
     const { records } = this.#tables;
     return tx`
-      INSERT INTO ${records} AS r (kind, id, value, version, ended, last_seq, expires_at)
-      VALUES ('run', ${run.runId}, ${run.value}::text::jsonb, 1, ${run.ended}, ${run.eventCount}, now() + ${this.#ttl}::interval)
+      INSERT INTO ${records} AS r (kind, id, value, owner, version, ended, last_seq, expires_at)
+      VALUES ('run', ${run.runId}, ${run.value}::text::jsonb, ${run.owner}, 1, ${run.ended}, ${run.eventCount}, now() + ${this.#ttl}::interval)
       ON CONFLICT (kind, id) DO UPDATE SET
-        value = excluded.value, version = 1, ended = excluded.ended,
+        value = excluded.value, owner = excluded.owner, version = 1, ended = excluded.ended,
         last_seq = excluded.last_seq, expires_at = excluded.expires_at
       WHERE r.expires_at <= now()
       RETURNING id`;
@@ -112,7 +130,7 @@ export class Queries {
     return sql`
       WITH updated AS (
         UPDATE ${records} SET
-          value = ${update.value}::text::jsonb, version = version + 1,
+          value = ${update.value}::text::jsonb, owner = ${update.owner}, version = version + 1,
           ended = ${update.ended}, last_seq = last_seq + ${count},
           expires_at = now() + ${this.#ttl}::interval
         WHERE kind = 'run' AND id = ${runId} AND version = ${update.expectedVersion} AND expires_at > now()
@@ -185,6 +203,16 @@ export class Queries {
       ORDER BY h.position`;
   }
 
+  /** Like {@link readHistory}, with each item's size instead of its message. */
+  readSession(sql: Connection, sessionId: string): PendingQuery<SessionRow[]> {
+    const { records, history } = this.#tables;
+    return sql`
+      SELECT h.item_id AS item, h.bytes
+      FROM ${records} s LEFT JOIN ${history} h ON h.session_id = s.id
+      WHERE s.kind = 'session' AND s.id = ${sessionId} AND s.expires_at > now()
+      ORDER BY h.position`;
+  }
+
   readHistoryItem(sql: Connection, itemId: string): PendingQuery<HistoryRow[]> {
     const { records, history } = this.#tables;
     return sql`
@@ -194,10 +222,21 @@ export class Queries {
       LIMIT 1`;
   }
 
+  /**
+   * Extends the instance's lease and, in the same statement, restarts the TTL of the runs it owns
+   * that have not ended. A run is rewritten only once a quarter of its TTL has passed, so that a
+   * heartbeat every few seconds does not rewrite every run each time (and bloat the table).
+   */
   heartbeat(sql: Connection, instanceId: string, leaseMs: number): PendingQuery<Row[]> {
+    const records = this.#tables.records;
     return sql`
-      INSERT INTO ${this.#tables.records} (kind, id, expires_at) VALUES ('instance', ${instanceId}, now() + ${interval(leaseMs)}::interval)
-      ON CONFLICT (kind, id) DO UPDATE SET expires_at = excluded.expires_at`;
+      WITH lease AS (
+        INSERT INTO ${records} (kind, id, expires_at) VALUES ('instance', ${instanceId}, now() + ${interval(leaseMs)}::interval)
+        ON CONFLICT (kind, id) DO UPDATE SET expires_at = excluded.expires_at
+      )
+      UPDATE ${records} SET expires_at = now() + ${this.#ttl}::interval
+      WHERE kind = 'run' AND owner = ${instanceId} AND NOT ended
+        AND expires_at > now() AND expires_at < now() + ${this.#refreshBelow}::interval`;
   }
 
   /** One row when the instance's heartbeat has not run out. */
@@ -207,9 +246,16 @@ export class Queries {
       WHERE kind = 'instance' AND id = ${instanceId} AND expires_at > now()`;
   }
 
-  listActiveRuns(sql: Connection): PendingQuery<{ id: string }[]> {
+  /** Runs not ended whose owner holds no lease that is still running: an anti-join on the instances' rows. */
+  listOrphanedRuns(sql: Connection, limit: number | undefined): PendingQuery<{ id: string }[]> {
+    const records = this.#tables.records;
     return sql`
-      SELECT id FROM ${this.#tables.records} WHERE kind = 'run' AND NOT ended AND expires_at > now()`;
+      SELECT r.id FROM ${records} r
+      WHERE r.kind = 'run' AND NOT r.ended AND r.expires_at > now()
+        AND NOT EXISTS (
+          SELECT 1 FROM ${records} i WHERE i.kind = 'instance' AND i.id = r.owner AND i.expires_at > now()
+        )
+      LIMIT ${limit ?? null}`;
   }
 
   ping(sql: Connection): PendingQuery<Row[]> {
@@ -260,8 +306,8 @@ export class Queries {
         WHERE r.expires_at > now()
         RETURNING last_seq
       ), session_items AS (
-        INSERT INTO ${history} (session_id, position, item_id, message)
-        SELECT ${sessionId}, session.last_seq - ${items.length} + x.ord, x.item->>'id', x.item->'message'
+        INSERT INTO ${history} (session_id, position, item_id, message, bytes)
+        SELECT ${sessionId}, session.last_seq - ${items.length} + x.ord, x.item->>'id', x.item->'message', (x.item->>'bytes')::int
         FROM session, jsonb_array_elements(${itemsJson(items)}::text::jsonb) WITH ORDINALITY AS x(item, ord)
       )`;
   }
@@ -273,13 +319,19 @@ function interval(ms: number): string {
 }
 
 /** The record without its version, which lives in its own column. */
-export function recordJson({ run, owner, resume }: StoredRun): string {
+export function recordJson({ run, owner, resume, tenant }: StoredRun): string {
   // Named fields rather than `...rest`: copying an object of varying shape by rest is slow in
   // V8, and this runs on every write.
-  return JSON.stringify({ run, owner, resume });
+  return JSON.stringify({ run, owner, resume, tenant });
 }
 // Fails to compile when StoredRun gains a field that recordJson() would leave out.
-const RECORD_FIELDS: Record<keyof StoredRun, true> = { run: true, version: true, owner: true, resume: true };
+const RECORD_FIELDS: Record<keyof StoredRun, true> = {
+  run: true,
+  version: true,
+  owner: true,
+  resume: true,
+  tenant: true,
+};
 void RECORD_FIELDS;
 
 /**
@@ -290,9 +342,9 @@ export function eventsJson(events: Event[]): string {
   return JSON.stringify(events);
 }
 
-/** History items as one JSON array of `{ id, message }`, like {@link eventsJson}. */
+/** History items as one JSON array of `{ id, message, bytes }`, like {@link eventsJson}. */
 function itemsJson(items: HistoryItem[]): string {
-  return JSON.stringify(items.map(({ id, message }) => ({ id, message })));
+  return JSON.stringify(items.map((item) => ({ id: item.id, message: item.message, bytes: historyItemBytes(item) })));
 }
 
 export function toStoredRun(row: RunRow): StoredRun {

@@ -71,6 +71,17 @@ const MIGRATIONS: Migration[] = [
       )`;
     await tx`CREATE INDEX ON ${history} (item_id)`;
   },
+  async function indexOwnersAndItemSizes(tx, { records, history }) {
+    // The owner of a run as a column, so that heartbeats and the orphan search find an instance's
+    // runs through an index instead of reading every record.
+    await tx`ALTER TABLE ${records} ADD COLUMN owner text`;
+    await tx`UPDATE ${records} SET owner = value->>'owner' WHERE kind = 'run'`;
+    await tx`CREATE INDEX ON ${records} (owner) WHERE kind = 'run' AND NOT ended`;
+    // The size of each item's message, so that a session's size is read without its messages.
+    // Items written before have the size of PostgreSQL's own text of the JSON, close enough.
+    await tx`ALTER TABLE ${history} ADD COLUMN bytes integer NOT NULL DEFAULT 0`;
+    await tx`UPDATE ${history} SET bytes = octet_length(message::text)`;
+  },
 ];
 
 /** The schema version this package writes and reads. */
@@ -83,6 +94,26 @@ export const LOCK_NAMESPACE = {
 } as const;
 
 /**
+ * Whether the tables of `tables` exist. `false` when none does while the schema row may say
+ * otherwise (someone dropped them and left `<table>_schema`): they are created again from the
+ * first step, rather than every operation failing on a missing table.
+ * @throws Error when only some are missing: that is damage to repair by hand, not to paper over.
+ */
+async function tablesAreThere(tx: Transaction, tables: Tables): Promise<boolean> {
+  const names = [tables.name, `${tables.name}_events`, `${tables.name}_history`];
+  const rows = await tx<{ name: string; present: boolean }[]>`
+    SELECT name, to_regclass(quote_ident(name)) IS NOT NULL AS present
+    FROM unnest(${names}::text[]) AS name`;
+  const present = rows.filter((row) => row.present).map((row) => row.name);
+  const missing = rows.filter((row) => !row.present).map((row) => row.name);
+  if (missing.length === 0) return true;
+  if (present.length === 0) return false;
+  throw new Error(
+    `table ${missing.join(", ")} is missing while ${present.join(", ")} exists: restore it, or drop all the store's tables to start empty`,
+  );
+}
+
+/**
  * Creates or upgrades the schema of `tables` to {@link SCHEMA_VERSION}. Idempotent.
  * @throws Error when the database holds a newer schema than this package knows.
  */
@@ -93,7 +124,7 @@ export async function migrateSchema(sql: Client, tables: Tables): Promise<void> 
     await tx`SET LOCAL client_min_messages TO warning`;
     await tx`CREATE TABLE IF NOT EXISTS ${tables.schema} (version integer NOT NULL)`;
     const [row] = await tx<{ version: number | null }[]>`SELECT max(version) AS version FROM ${tables.schema}`;
-    const current = row?.version ?? 0;
+    const current = (await tablesAreThere(tx, tables)) ? (row?.version ?? 0) : 0;
     if (current > SCHEMA_VERSION) {
       throw new Error(
         `table ${tables.name} has schema version ${current}, newer than the ${SCHEMA_VERSION} this package supports`,

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PostgreSQLStore } from "../src/index.ts";
+import { SCHEMA_VERSION } from "../src/schema.ts";
 import { assertReachable, connect, dropTables, randomName } from "./database.ts";
 
 const admin = connect({ max: 1 });
@@ -16,6 +17,38 @@ async function tablesNamed(table: string): Promise<string[]> {
 }
 
 describe("PostgreSQLStore.migrate", () => {
+  it("upgrades tables of schema version 1, keeping runs findable by owner and sessions' sizes", async () => {
+    const table = randomName("acp_test");
+    const sql = connect({ max: 1 });
+    const store = new PostgreSQLStore({ sql, table, sweepIntervalMs: 0 });
+    try {
+      // Version 1 as it was released: the tables without the owner and bytes columns.
+      await admin`CREATE TABLE ${admin(`${table}_schema`)} (version integer NOT NULL)`;
+      await admin`INSERT INTO ${admin(`${table}_schema`)} (version) VALUES (1)`;
+      await admin`CREATE TABLE ${admin(table)} (kind text NOT NULL, id text NOT NULL, value jsonb,
+        version integer NOT NULL DEFAULT 0, ended boolean NOT NULL DEFAULT false,
+        last_seq integer NOT NULL DEFAULT 0, expires_at timestamptz NOT NULL, PRIMARY KEY (kind, id))`;
+      await admin`CREATE TABLE ${admin(`${table}_events`)} (run_id text NOT NULL, seq integer NOT NULL,
+        event jsonb NOT NULL, PRIMARY KEY (run_id, seq))`;
+      await admin`CREATE TABLE ${admin(`${table}_history`)} (session_id text NOT NULL, position integer NOT NULL,
+        item_id text NOT NULL, message jsonb NOT NULL, PRIMARY KEY (session_id, position))`;
+      const value = JSON.stringify({ run: { run_id: "old-run", status: "in-progress" }, owner: "gone" });
+      await admin`INSERT INTO ${admin(table)} (kind, id, value, version, expires_at)
+        VALUES ('run', 'old-run', ${value}::jsonb, 1, now() + interval '1 hour'),
+               ('session', 'old-session', NULL, 0, now() + interval '1 hour')`;
+      await admin`INSERT INTO ${admin(`${table}_history`)} VALUES ('old-session', 1, 'old-item', '{"role":"user"}'::jsonb)`;
+
+      await store.migrate();
+      expect(await admin`SELECT version FROM ${admin(`${table}_schema`)}`).toEqual([{ version: SCHEMA_VERSION }]);
+      expect(await store.listOrphanedRuns()).toEqual(["old-run"]);
+      expect(await store.getSession("old-session")).toEqual({ itemIds: ["old-item"], bytes: 16 });
+    } finally {
+      await store.close();
+      await dropTables(admin, table);
+      await sql.end({ timeout: 5 });
+    }
+  });
+
   it("creates one schema when 5 instances migrate the same table at once", async () => {
     const table = randomName("acp_test");
     const instances = Array.from({ length: 5 }, () => {
@@ -25,13 +58,13 @@ describe("PostgreSQLStore.migrate", () => {
     try {
       await Promise.all(instances.map(({ store }) => store.migrate()));
       expect(await tablesNamed(table)).toEqual([table, `${table}_events`, `${table}_history`, `${table}_schema`]);
-      expect(await admin`SELECT version FROM ${admin(`${table}_schema`)}`).toEqual([{ version: 1 }]);
+      expect(await admin`SELECT version FROM ${admin(`${table}_schema`)}`).toEqual([{ version: SCHEMA_VERSION }]);
 
       // Again, from a store that has not migrated yet, and from one that has: nothing changes.
       const late = new PostgreSQLStore({ sql: instances[0]!.sql, table });
       await late.migrate();
       await instances[1]!.store.migrate();
-      expect(await admin`SELECT version FROM ${admin(`${table}_schema`)}`).toEqual([{ version: 1 }]);
+      expect(await admin`SELECT version FROM ${admin(`${table}_schema`)}`).toEqual([{ version: SCHEMA_VERSION }]);
       await late.close();
     } finally {
       await Promise.all(instances.map(({ store }) => store.close()));
@@ -64,7 +97,7 @@ describe("PostgreSQLStore.migrate", () => {
       await current.migrate();
       await admin`UPDATE ${admin(`${table}_schema`)} SET version = 99`;
       await expect(older.migrate()).rejects.toThrow(
-        /\[store-postgres\] migrate failed: .*schema version 99, newer than the 1/,
+        /\[store-postgres\] migrate failed: .*schema version 99, newer than the 2/,
       );
     } finally {
       await Promise.all([current.close(), older.close()]);

@@ -91,7 +91,8 @@ describe("PostgreSQLStore.sweep", () => {
       });
       expect(errors).toEqual([]);
 
-      await dropTables(admin, table);
+      // A damaged table (dropped ones are recreated, see refusals-and-repair.test.ts).
+      await admin`ALTER TABLE ${admin(`${table}_events`)} RENAME COLUMN run_id TO renamed`;
       await vi.waitFor(() => expect(errors.length).toBeGreaterThan(0), { timeout: 5_000, interval: 50 });
       expect(errors[0]).toBeInstanceOf(StoreError);
       expect(errors[0]!.message).toMatch(/^\[acp\] \[store-postgres\] sweep failed: .*does not exist/);
