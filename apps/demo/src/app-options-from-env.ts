@@ -4,7 +4,8 @@
  * security options: `ACP_API_KEYS` (comma-separated keys; set, every request but `/ping` needs
  * one), `ACP_CORS_ORIGINS` (comma-separated origins or `*`), `ACP_HISTORY_ORIGINS`
  * (comma-separated origins whose session history URLs may be fetched) and
- * `ACP_HISTORY_ALLOW_PRIVATE` (`true` to fetch those from private networks too).
+ * `ACP_HISTORY_ALLOW_PRIVATE` (`true` to fetch those from private networks too); the per-instance
+ * capacity `ACP_MAX_CONCURRENT_RUNS` and `ACP_MAX_STREAMS`.
  * docs/configuration.md documents each variable.
  */
 import { type AppOptions, acpCors, apiKeyAuth, createHistoryFetcher } from "@acp/core";
@@ -29,7 +30,7 @@ function list(env: Env, name: string): string[] | undefined {
   return items;
 }
 
-/** A variable holding whole milliseconds; undefined when unset or empty. */
+/** A variable holding a whole number (of milliseconds, or a count); undefined when unset or empty. */
 function milliseconds(env: Env, name: string): number | undefined {
   const raw = env[name];
   if (raw === undefined || raw === "") return undefined;
@@ -59,6 +60,15 @@ export function appOptionsFromEnv(env: Env = process.env): ChosenAppOptions {
   if (storeTimeoutMs) options.storeTimeoutMs = storeTimeoutMs;
   const outageMs = milliseconds(env, "ACP_OUTAGE_MS");
   if (outageMs !== undefined) options.outageMs = outageMs;
+  // Per-instance capacity; unset (or 0), core's defaults apply.
+  const maxConcurrentRuns = milliseconds(env, "ACP_MAX_CONCURRENT_RUNS");
+  const maxStreams = milliseconds(env, "ACP_MAX_STREAMS");
+  if (maxConcurrentRuns || maxStreams) {
+    options.limits = {
+      ...(maxConcurrentRuns ? { maxConcurrentRuns } : {}),
+      ...(maxStreams ? { maxStreams } : {}),
+    };
+  }
   const apiKeys = list(env, "ACP_API_KEYS");
   if (apiKeys) {
     options.auth = { apiKeys };

@@ -7,6 +7,7 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { demoAgents } from "../src/agents.ts";
+import { appOptionsFromEnv } from "../src/app-options-from-env.ts";
 import { type DemoServer, startServer } from "../src/server.ts";
 import { type ChosenStore, storeFromEnv } from "../src/store-from-env.ts";
 import { type Backend, postgresBackend, redisBackend } from "./ha/backends.ts";
@@ -57,6 +58,17 @@ async function recordingStore(created: string[]): Promise<ChosenStore> {
   });
   return { ...chosen, store };
 }
+
+describe("the demo's capacity variables", () => {
+  it("sets limits.maxConcurrentRuns and limits.maxStreams from ACP_MAX_CONCURRENT_RUNS and ACP_MAX_STREAMS", () => {
+    expect(appOptionsFromEnv({ ACP_MAX_CONCURRENT_RUNS: "5", ACP_MAX_STREAMS: "7" }).options.limits).toEqual({
+      maxConcurrentRuns: 5,
+      maxStreams: 7,
+    });
+    expect(appOptionsFromEnv({}).options.limits).toBeUndefined();
+    expect(() => appOptionsFromEnv({ ACP_MAX_STREAMS: "many" })).toThrow(/ACP_MAX_STREAMS/);
+  });
+});
 
 describe("over real HTTP", () => {
   it("answers 20 concurrent slow runs on an instance limited to 5 with 5 runs and 15 503s with Retry-After", async () => {
