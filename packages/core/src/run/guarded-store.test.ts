@@ -6,7 +6,7 @@
 import { MemoryStore } from "@acp/store-memory";
 import { describe, expect, it } from "vitest";
 import { BackendDown, controlledStore } from "../../test/support/controlled-store.ts";
-import { type Store, StoreError } from "../store.ts";
+import { type Store, StoreError, StoreRefusedError } from "../store.ts";
 import { label, newRun, sleep } from "../testing/index.ts";
 import { guardStore, isStoreOutage, retryOutage, waitLanded, whenLanded } from "./guarded-store.ts";
 
@@ -139,6 +139,30 @@ describe("retryOutage", () => {
     expect(error).toBeInstanceOf(RangeError);
     expect(attempts).toBe(1);
     expect(isStoreOutage(error)).toBe(false);
+  });
+
+  it("does not retry a value the store refused: it is no outage, and would be refused again", async () => {
+    let attempts = 0;
+    const refused = new StoreRefusedError("store-test", "updateRun refused the value: invalid byte sequence");
+    const error = await failure(
+      retryOutage(async () => {
+        attempts += 1;
+        throw refused;
+      }, Date.now() + 5_000),
+    );
+    expect(error).toBe(refused);
+    expect(attempts).toBe(1);
+    expect(isStoreOutage(refused)).toBe(false);
+    // Through the guarded store it keeps its class.
+    const { store } = controlledStore();
+    const refusing = guardStore(
+      new Proxy(store, {
+        get: (target, property, receiver) =>
+          property === "appendEvents" ? () => Promise.reject(refused) : Reflect.get(target, property, receiver),
+      }),
+      1_000,
+    );
+    expect(await failure(refusing.appendEvents("run", []))).toBe(refused);
   });
 
   it("gives up at its deadline, and when its signal aborts", async () => {

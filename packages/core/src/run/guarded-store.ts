@@ -2,7 +2,7 @@
  * Bounds every store call in time and gives every failure one shape, so that a vanished backend
  * turns into a prompt 503 for the client instead of a hung request or a 500.
  */
-import { type Store, StoreError, type Unsubscribe, wrapStoreError } from "../store.ts";
+import { type Store, StoreError, StoreRefusedError, type Unsubscribe, wrapStoreError } from "../store.ts";
 
 /** A failed store call as the {@link StoreError} the runtime treats as "the store is unavailable". */
 function asStoreError(method: string, error: unknown): StoreError {
@@ -141,9 +141,12 @@ export async function waitLanded(pending: Promise<void>, ms: number, what: strin
   if (!ended) throw new StoreError("core", `${what} has not landed yet`);
 }
 
-/** The store is unavailable (as opposed to a run that ended or a conflict). */
+/**
+ * The store is unavailable (as opposed to a run that ended, a conflict, or a value the backend
+ * refused: a {@link StoreRefusedError} would be refused again, so it is never retried).
+ */
 export function isStoreOutage(error: unknown): boolean {
-  return error instanceof StoreError;
+  return error instanceof StoreError && !(error instanceof StoreRefusedError);
 }
 
 /**
