@@ -14,8 +14,8 @@ import { type Agent, type AgentContext, agent } from "../agent.ts";
 import { ACPError } from "../errors.ts";
 import { type Event, MessageSchema, type Run } from "../models.ts";
 import { SessionHistory } from "../session.ts";
-import type { Store, StoredRun } from "../store.ts";
-import { RunExecutor } from "./executor.ts";
+import { type Store, type StoredRun, StoreRefusedError } from "../store.ts";
+import { type ExecutorInit, RunExecutor } from "./executor.ts";
 import { guardStore } from "./guarded-store.ts";
 
 let errors: MockInstance<typeof console.error>;
@@ -43,9 +43,16 @@ interface Started {
 /** Stores a run as the Runtime does (started, two events) and executes it. */
 async function start(
   runAgent: Agent,
-  options: { text?: string; store?: Store; unobserved?: boolean; maxEvents?: number; outageMs?: number } = {},
+  options: {
+    text?: string;
+    store?: Store;
+    unobserved?: boolean;
+    maxEvents?: number;
+    outageMs?: number;
+    init?: Partial<ExecutorInit>;
+  } = {},
 ): Promise<Started> {
-  const { text = "hello", store = new MemoryStore(), unobserved = false, maxEvents, outageMs = 200 } = options;
+  const { text = "hello", store = new MemoryStore(), unobserved = false, maxEvents, outageMs = 200, init } = options;
   const runId = randomUUID();
   const sessionId = randomUUID();
   const run: Run = {
@@ -62,7 +69,17 @@ async function start(
   const record: StoredRun = { run: started, version: 1, owner: "this-instance", resume: null };
   const input = [v.parse(MessageSchema, { role: "user", parts: [{ content: text }] })];
   const history = new SessionHistory(store, sessionId);
-  const executor = new RunExecutor({ store, agent: runAgent, record, input, history, outageMs, maxEvents, unobserved });
+  const executor = new RunExecutor({
+    store,
+    agent: runAgent,
+    record,
+    input,
+    history,
+    outageMs,
+    maxEvents,
+    unobserved,
+    ...init,
+  });
   if (!unobserved) await executor.listen();
   expect(
     await store.createRun(record, [
@@ -327,5 +344,163 @@ describe("RunExecutor", () => {
       message: "The store was unavailable for too long; the run could not continue",
     });
     expect(control.calls.appendEvents).toBeGreaterThan(1);
+  });
+});
+
+/** JSON text a PostgreSQL jsonb column refuses: NUL, or an unpaired surrogate (escaped by JSON.stringify). */
+const REFUSED_JSON = /\\u0000|\\ud[89ab][0-9a-f]{2}(?!\\ud[c-f])|(?<!\\ud[89ab][0-9a-f]{2})\\ud[c-f][0-9a-f]{2}/i;
+
+/**
+ * A memory store that refuses, as PostgreSQL does, writes whose JSON holds what `refuses` finds
+ * (a StoreRefusedError: never an outage); counts the calls of each method.
+ */
+function refusingStore(refuses: RegExp): { store: Store; calls: Record<string, number> } {
+  const inner = new MemoryStore();
+  const calls: Record<string, number> = {};
+  const store = new Proxy(inner, {
+    get(target, property, receiver) {
+      const value = Reflect.get(target, property, receiver) as unknown;
+      if (typeof value !== "function") return value;
+      const method = String(property);
+      return (...args: unknown[]) => {
+        calls[method] = (calls[method] ?? 0) + 1;
+        if (["createRun", "updateRun", "appendEvents"].includes(method) && refuses.test(JSON.stringify(args)))
+          return Promise.reject(new StoreRefusedError("test", `${method} refused the value: invalid input syntax`));
+        return (value as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  }) as Store;
+  return { store, calls };
+}
+
+describe("RunExecutor and values a store cannot hold", () => {
+  it("replaces NUL and unpaired surrogates in what the handler yields with U+FFFD", async () => {
+    const { store } = refusingStore(REFUSED_JSON);
+    const odd = agent({ name: "odd" }, async function* oddHandler() {
+      yield "a\u0000b";
+      yield "lone \ud800 high, pair \ud83d\ude00 kept";
+      yield { parts: [{ content: "\udc00", metadata: { kind: "trajectory", message: "m\u0000" } }] };
+      yield { "k\u0000": ["v\udfff", { deep: "\u0000" }], fine: "yes" };
+    });
+    for (const unobserved of [false, true]) {
+      const started = await start(odd, { store: guardStore(store, 1_000), unobserved, outageMs: 30_000 });
+      await started.done;
+      const record = await started.record();
+      expect(record.run.status).toBe("completed");
+      expect(texts(record.run)).toEqual([["a\ufffdb", "lone \ufffd high, pair \ud83d\ude00 kept"], ["\ufffd"]]);
+      expect(record.run.output[1]!.parts[0]!.metadata).toMatchObject({ message: "m\ufffd" });
+      const generic = (await started.events()).find((event) => event.type === "generic");
+      expect(generic).toEqual({
+        type: "generic",
+        generic: { "k\ufffd": ["v\ufffd", { deep: "\ufffd" }], fine: "yes" },
+      });
+    }
+  });
+
+  for (const unobserved of [false, true]) {
+    it(`fails a run at once when the store refuses its output, and writes its end without it${unobserved ? " (unobserved run)" : ""}`, async () => {
+      const { store, calls } = refusingStore(/REFUSE-ME/);
+      const refused = agent({ name: "refused" }, async function* refusedHandler() {
+        yield { parts: [{ content: "fine" }] };
+        yield "REFUSE-ME";
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        yield "more";
+      });
+      const began = Date.now();
+      // A long outage allowance: a refusal retried as an outage would hold the run for 30 s.
+      const started = await start(refused, { store: guardStore(store, 1_000), unobserved, outageMs: 30_000 });
+      await started.done;
+      expect(Date.now() - began).toBeLessThan(2_000);
+      const record = await started.record();
+      expect(record.run).toMatchObject({
+        status: "failed",
+        output: [],
+        error: {
+          code: "server_error",
+          message: "The store refused a value of this run's output; the run failed and its output was not kept",
+        },
+      });
+      const events = await started.events();
+      expect(events.at(-1)).toEqual({ type: "run.failed", run: record.run });
+      expect(JSON.stringify(events)).not.toContain("REFUSE-ME");
+      // Nothing was retried: one refused append (or final write), one refused final write, one minimal end.
+      expect((calls.appendEvents ?? 0) + (calls.updateRun ?? 0)).toBeLessThanOrEqual(4);
+      expect(await store.getHistory(started.sessionId)).toBeUndefined();
+    });
+  }
+
+  it("fails a run whose generic event the store refuses, keeping the output it could store", async () => {
+    const { store } = refusingStore(/REFUSE-ME/);
+    const refused = agent({ name: "refused" }, async function* refusedHandler() {
+      yield { parts: [{ content: "fine" }] };
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      yield { note: "REFUSE-ME" };
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      yield "more";
+    });
+    const started = await start(refused, { store: guardStore(store, 1_000), outageMs: 30_000 });
+    await started.done;
+    const record = await started.record();
+    expect(record.run.status).toBe("failed");
+    expect(record.run.error).toEqual({
+      code: "server_error",
+      message: "The store refused a value the agent produced; the run cannot continue",
+    });
+    expect(texts(record.run)).toEqual([["fine"]]);
+  });
+});
+
+describe("RunExecutor and a cancel whose notification is lost", () => {
+  it("sees the cancel by re-reading its record when no notification comes", async () => {
+    const inner = new MemoryStore();
+    // A subscription that never notifies: a pub/sub reconnect, a NOTIFY lost after its commit.
+    const deaf = new Proxy(inner, {
+      get(target, property, receiver) {
+        if (property === "subscribe") return async () => async () => {};
+        const value = Reflect.get(target, property, receiver) as unknown;
+        return typeof value === "function" ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    }) as Store;
+    const endless = agent({ name: "endless" }, async function* endlessHandler(_input, ctx) {
+      for (;;) {
+        await sleep(5, ctx.signal);
+        yield "tick ";
+      }
+    });
+    const started = await start(endless, { store: deaf, init: { cancelCheckMs: 100 } });
+    await eventually(async () => (await started.events()).some((event) => event.type === "message.part"));
+    const cancelledAt = Date.now();
+    await setStatus(started, "cancelling");
+    const ended = await Promise.race([
+      started.done.then(() => "ended"),
+      new Promise((resolve) => setTimeout(() => resolve("still running after 3 s"), 3_000)),
+    ]);
+    expect(ended).toBe("ended");
+    expect(Date.now() - cancelledAt).toBeLessThan(1_000);
+    expect((await started.record()).run.status).toBe("cancelled");
+  });
+});
+
+describe("RunExecutor and maxDurationMs", () => {
+  it("cancels a run past its longest duration, running or awaiting", async () => {
+    const endless = agent({ name: "endless" }, async function* endlessHandler(_input, ctx) {
+      for (;;) {
+        await sleep(5, ctx.signal);
+        yield "tick ";
+      }
+    });
+    for (const [slowAgent, text] of [
+      [endless, "x"],
+      [approval, "the plan"],
+    ] as const) {
+      const began = Date.now();
+      const started = await start(slowAgent, { text, init: { maxDurationMs: 150 } });
+      await started.done;
+      expect(Date.now() - began).toBeGreaterThanOrEqual(140);
+      expect(Date.now() - began).toBeLessThan(2_000);
+      const record = await started.record();
+      expect(record.run).toMatchObject({ status: "cancelled", error: null, await_request: null });
+      expect(record.run.output.length).toBeGreaterThan(0);
+    }
   });
 });

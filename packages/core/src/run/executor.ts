@@ -18,7 +18,14 @@ import {
   type Run,
 } from "../models.ts";
 import type { SessionHistory } from "../session.ts";
-import type { ChangeKind, HistoryAppend, Store, StoredRun, Unsubscribe } from "../store.ts";
+import {
+  type ChangeKind,
+  type HistoryAppend,
+  isStoreRefusal,
+  type Store,
+  type StoredRun,
+  type Unsubscribe,
+} from "../store.ts";
 import { Cancellation } from "./cancellation.ts";
 import { EventWriter, RunGoneError } from "./event-writer.ts";
 import { waitForRecord } from "./follow.ts";
@@ -35,6 +42,19 @@ const MAX_BACKLOG = 1024;
 /** How long the end of a run is retried through a store outage before it is given up. */
 const FINISH_RETRY_MS = 10 * 60_000;
 
+/**
+ * How often a running run re-reads its record when no change notification came: a lost
+ * notification (a pub/sub reconnect, a NOTIFY lost after its commit) delays a cancel by at most
+ * this. One read per running run per interval.
+ */
+export const CANCEL_CHECK_MS = 2_000;
+
+/** The error of a run whose end the store refused to hold with its output (see {@link RunExecutor}). */
+const REFUSED_END: ErrorModel = {
+  code: "server_error",
+  message: "The store refused a value of this run's output; the run failed and its output was not kept",
+};
+
 /** Returned by {@link RunExecutor.next} when the run was cancelled while the handler worked. */
 const ABORTED = Symbol("aborted");
 
@@ -42,6 +62,8 @@ type Outcome = { status: "completed" } | { status: "failed"; error: ErrorModel }
 
 /** The error a run fails with when its handler threw `error`. */
 function failure(error: unknown): ErrorModel {
+  if (isStoreRefusal(error))
+    return { code: "server_error", message: "The store refused a value the agent produced; the run cannot continue" };
   if (isStoreOutage(error))
     return { code: "server_error", message: "The store was unavailable for too long; the run could not continue" };
   return toErrorModel(error, "The agent failed with an internal error");
@@ -83,6 +105,10 @@ export interface ExecutorInit {
    * It stops being unobserved when it first awaits. @default false
    */
   unobserved?: boolean;
+  /** See {@link CANCEL_CHECK_MS} (tests shorten it). @default CANCEL_CHECK_MS */
+  cancelCheckMs?: number;
+  /** Past this long after it starts, the run is cancelled (`limits.maxRunDurationMs`). @default undefined (no limit) */
+  maxDurationMs?: number;
 }
 
 export class RunExecutor {
@@ -100,6 +126,13 @@ export class RunExecutor {
   /** The agent message being streamed part by part, if any. */
   #open: Message | undefined;
   #checking = false;
+  /** A change notification came since the last periodic check (see {@link CANCEL_CHECK_MS}). */
+  #notified = false;
+  /** The run waits for a resume: the wait reads the record itself. */
+  #awaiting = false;
+  readonly #cancelCheckMs: number;
+  #checks: NodeJS.Timeout | undefined;
+  readonly #maxDurationMs: number | undefined;
   #unsubscribe: Unsubscribe | undefined;
   #recheck = false;
   /** The version our compare-and-set in flight would write (0 when none is). */
@@ -124,7 +157,11 @@ export class RunExecutor {
     outageMs,
     maxEvents = LIMIT_DEFAULTS.maxEventsPerRun,
     unobserved = false,
+    cancelCheckMs = CANCEL_CHECK_MS,
+    maxDurationMs,
   }: ExecutorInit) {
+    this.#cancelCheckMs = cancelCheckMs;
+    this.#maxDurationMs = maxDurationMs;
     this.#maxEvents = maxEvents;
     this.#unobserved = unobserved;
     this.#store = store;
@@ -165,7 +202,7 @@ export class RunExecutor {
    * the run still goes on; it then sees a cancel at its next transition.
    */
   async listen(): Promise<void> {
-    this.#unsubscribe = await this.#store.subscribe(this.runId, this.#onChange).catch(() => undefined);
+    this.#unsubscribe = await this.#store.subscribe(this.runId, this.#onNotify).catch(() => undefined);
   }
 
   async stopListening(): Promise<void> {
@@ -176,15 +213,38 @@ export class RunExecutor {
 
   /** Runs the agent to its end; never rejects (failures are recorded on the run). */
   async execute(): Promise<void> {
+    const maxDurationMs = this.#maxDurationMs;
+    const deadline =
+      maxDurationMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            if (this.#abort.aborted) return;
+            console.warn(`[acp] run ${this.runId} ran past maxRunDurationMs (${maxDurationMs} ms): it is cancelled`);
+            this.#abort.abort();
+          }, maxDurationMs).unref();
+    if (!this.#unobserved) this.#startChecks();
     try {
       const outcome = await this.#run();
       if (outcome !== undefined) await this.#finish(outcome);
     } catch (error) {
       if (!(error instanceof RunGoneError)) console.error(`[acp] run ${this.runId}: could not record its end:`, error);
     } finally {
+      clearTimeout(deadline);
+      clearInterval(this.#checks);
       await this.stopListening();
       this.#wakeWaiters(undefined);
     }
+  }
+
+  /** Starts the periodic re-read of the record that bounds how late a cancel is seen (see {@link CANCEL_CHECK_MS}). */
+  #startChecks(): void {
+    this.#checks ??= setInterval(() => {
+      const notified = this.#notified;
+      this.#notified = false;
+      // A notification came (the subscription works), or the wait for a resume reads the record itself.
+      if (notified || this.#awaiting) return;
+      this.#onChange("record");
+    }, this.#cancelCheckMs).unref();
   }
 
   /**
@@ -231,6 +291,12 @@ export class RunExecutor {
   #context(): AgentContext {
     return new RunContext(this.runId, this.#history, this.#abort);
   }
+
+  /** The subscription's listener: notes that notifications come, then looks at the change. */
+  #onNotify = (change?: ChangeKind, version?: number): void => {
+    if (change !== "events") this.#notified = true;
+    this.#onChange(change, version);
+  };
 
   /** Watches for a cancel (or an end decided elsewhere) while the agent runs. */
   #onChange = (change?: ChangeKind, version?: number): void => {
@@ -319,6 +385,8 @@ export class RunExecutor {
   }
 
   #emitPart(part: MessagePart): void {
+    // A failed append fails the run before this part joins the output: output and log agree.
+    this.#writer.throwIfFailed();
     if (this.#open === undefined) {
       this.#open = { role: this.#role, parts: [part], created_at: now() };
       this.#writer.push({ type: "message.created", message: { ...this.#open, parts: [part] } });
@@ -339,6 +407,7 @@ export class RunExecutor {
 
   /** A whole yielded message: closes the open one, then streams and completes this one. */
   #completeMessage(message: Message): void {
+    this.#writer.throwIfFailed();
     const closed = this.#closeOpen();
     const created_at = now();
     const whole = stamped(message, created_at, created_at);
@@ -358,6 +427,7 @@ export class RunExecutor {
     this.#unobserved = false;
     this.#writer.untilTurnEnds = false;
     await this.listen();
+    this.#startChecks();
   }
 
   /** Moves the run to `awaiting`, waits for a resume through any instance, and returns it. */
@@ -375,7 +445,13 @@ export class RunExecutor {
       (run) => [...closed.events, { type: "run.awaiting", run }],
     );
     if (!asked) return undefined;
-    const record = await this.#waitForResume();
+    this.#awaiting = true;
+    let record: StoredRun | undefined;
+    try {
+      record = await this.#waitForResume();
+    } finally {
+      this.#awaiting = false;
+    }
     if (record === undefined || this.#abort.aborted) return undefined;
     this.#record = record;
     // The resume appended its run.in-progress event: learn the log's new length.
@@ -495,7 +571,7 @@ export class RunExecutor {
     const closed = this.#closeOpen();
     const output = [...this.#record.run.output, ...this.#unsavedOutput, ...closed.output];
     const items = [...this.#input, ...output].map((message) => ({ id: randomUUID(), message }));
-    await this.#update(
+    const write = this.#update(
       (run) => {
         // A cancel that won the race against completion turns the end into a cancel.
         const status = run.status === "cancelling" ? "cancelled" : outcome.status;
@@ -507,5 +583,18 @@ export class RunExecutor {
       // Made once: a retried write carries the same item ids, which is how stores avoid doubling them.
       { sessionId: this.#history.storeId, items },
     );
+    try {
+      await write;
+    } catch (error) {
+      if (!isStoreRefusal(error)) throw error;
+      // Retrying would be refused the same way: the end is written without the output, its
+      // events and the history, so that the run does not stay in progress.
+      console.error(`[acp] run ${this.runId}: the store refused its end; it is failed without its output:`, error);
+      await this.#update(
+        (run) => ended(run, "failed", [], REFUSED_END),
+        (run) => [{ type: "run.failed", run }],
+        true,
+      );
+    }
   }
 }

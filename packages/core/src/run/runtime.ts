@@ -274,6 +274,7 @@ export class Runtime {
       history,
       outageMs: this.outageMs,
       maxEvents: this.limits.maxEventsPerRun,
+      maxDurationMs: this.limits.maxRunDurationMs,
       unobserved,
     });
     // Listening before the run exists, so that no cancel can slip past the executor.
