@@ -93,7 +93,7 @@ export interface Frame {
   data: Event;
 }
 
-/** Splits an SSE body into frames; throws on a line that is neither `data:` nor `id:`. */
+/** Splits an SSE body into frames, skipping keep-alive comments; throws on a line that is neither `data:` nor `id:`. */
 export function parseFrames(text: string): Frame[] {
   if (text === "") return [];
   if (!text.endsWith("\n\n"))
@@ -101,6 +101,7 @@ export function parseFrames(text: string): Frame[] {
   return text
     .slice(0, -2)
     .split("\n\n")
+    .filter((block) => !block.startsWith(":"))
     .map((block) => {
       const frame: Partial<Frame> = {};
       for (const line of block.split("\n")) {
