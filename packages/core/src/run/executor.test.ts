@@ -397,6 +397,20 @@ describe("RunExecutor and values a store cannot hold", () => {
     }
   });
 
+  it("replaces them in the error an agent throws as well", async () => {
+    const { store } = refusingStore(REFUSED_JSON);
+    const throwing = agent({ name: "throwing" }, async function* throwingHandler() {
+      yield "working";
+      throw new ACPError({ code: "invalid_input", message: "bad \u0000 input", data: { at: "\ud800" } });
+    });
+    const started = await start(throwing, { store: guardStore(store, 1_000), outageMs: 30_000 });
+    await started.done;
+    expect((await started.record()).run).toMatchObject({
+      status: "failed",
+      error: { code: "invalid_input", message: "bad \ufffd input", data: { at: "\ufffd" } },
+    });
+  });
+
   for (const unobserved of [false, true]) {
     it(`fails a run at once when the store refuses its output, and writes its end without it${unobserved ? " (unobserved run)" : ""}`, async () => {
       const { store, calls } = refusingStore(/REFUSE-ME/);

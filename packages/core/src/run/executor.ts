@@ -34,7 +34,7 @@ import { now } from "./now.ts";
 import { ended, stamped } from "./one-shape.ts";
 import { RunContext } from "./run-context.ts";
 import { sameValue } from "./same-value.ts";
-import { type Classified, classify } from "./yielded.ts";
+import { type Classified, classify, storable } from "./yielded.ts";
 
 /** Above this many unwritten events the executor waits for the store before pulling more. */
 const MAX_BACKLOG = 1024;
@@ -66,7 +66,8 @@ function failure(error: unknown): ErrorModel {
     return { code: "server_error", message: "The store refused a value the agent produced; the run cannot continue" };
   if (isStoreOutage(error))
     return { code: "server_error", message: "The store was unavailable for too long; the run could not continue" };
-  return toErrorModel(error, "The agent failed with an internal error");
+  // An ACPError's message and data come from the agent: stored text like its output.
+  return storable(toErrorModel(error, "The agent failed with an internal error"));
 }
 
 /** A caller waiting for the run to settle in a version of at least `minVersion`. */

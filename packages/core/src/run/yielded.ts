@@ -52,7 +52,7 @@ export function storableText(text: string): string {
  * `value` with every string and key made storable ({@link storableText}). Plain objects and
  * arrays are copied only along the path to a string that changed; the rest is returned as it is.
  */
-function storable<T>(value: T): T {
+export function storable<T>(value: T): T {
   if (typeof value === "string") return storableText(value) as T;
   if (Array.isArray(value)) {
     let copy: unknown[] | undefined;
