@@ -110,6 +110,18 @@ export function describeClientSuite(name: string, baseUrl: () => string): void {
       expect(texts(done)).toBe("one two three ");
     });
 
+    it("shows, while an async run streams, the open message with the tokens so far (as the reference)", async () => {
+      const c = client(baseUrl());
+      const run = await c.runAsync("tokens", "one two three four five six delay=150");
+      const partial = await pollRun(c, run.run_id, (r) => r.output[0] !== undefined || TERMINAL.includes(r.status));
+      expect(partial.status).toBe("in-progress");
+      expect(partial.output).toHaveLength(1);
+      expect(partial.output[0]!.parts.length).toBeLessThan(6);
+      expect("one two three four five six ".startsWith(texts(partial))).toBe(true);
+      const done = await pollRun(c, run.run_id, (r) => TERMINAL.includes(r.status));
+      expect(texts(done)).toBe("one two three four five six ");
+    });
+
     it("streams a run with events in ACP order, and the events of the finished run equal the stream", async () => {
       const c = client(baseUrl());
       const events = await collect(c.runStream("tokens", "alpha beta gamma"));
