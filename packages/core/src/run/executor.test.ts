@@ -464,17 +464,20 @@ describe("RunExecutor and values a store cannot hold", () => {
   });
 });
 
+/** A memory store whose subscriptions never notify: a pub/sub reconnect, a NOTIFY lost after its commit. */
+function deafStore(): Store {
+  return new Proxy(new MemoryStore(), {
+    get(target, property, receiver) {
+      if (property === "subscribe") return async () => async () => {};
+      const value = Reflect.get(target, property, receiver) as unknown;
+      return typeof value === "function" ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  }) as Store;
+}
+
 describe("RunExecutor and a cancel whose notification is lost", () => {
   it("sees the cancel by re-reading its record when no notification comes", async () => {
-    const inner = new MemoryStore();
-    // A subscription that never notifies: a pub/sub reconnect, a NOTIFY lost after its commit.
-    const deaf = new Proxy(inner, {
-      get(target, property, receiver) {
-        if (property === "subscribe") return async () => async () => {};
-        const value = Reflect.get(target, property, receiver) as unknown;
-        return typeof value === "function" ? (value as (...a: unknown[]) => unknown).bind(target) : value;
-      },
-    }) as Store;
+    const deaf = deafStore();
     const endless = agent({ name: "endless" }, async function* endlessHandler(_input, ctx) {
       for (;;) {
         await sleep(5, ctx.signal);
@@ -488,6 +491,21 @@ describe("RunExecutor and a cancel whose notification is lost", () => {
     const ended = await Promise.race([
       started.done.then(() => "ended"),
       new Promise((resolve) => setTimeout(() => resolve("still running after 3 s"), 3_000)),
+    ]);
+    expect(ended).toBe("ended");
+    expect(Date.now() - cancelledAt).toBeLessThan(1_000);
+    expect((await started.record()).run.status).toBe("cancelled");
+  });
+
+  it("sees a cancel of an awaiting run within two check intervals when no notification comes", async () => {
+    const deaf = deafStore();
+    const started = await start(approval, { text: "the plan", store: deaf, init: { cancelCheckMs: 100 } });
+    await started.executor.whenSettled(1);
+    const cancelledAt = Date.now();
+    await setStatus(started, "cancelling");
+    const ended = await Promise.race([
+      started.done.then(() => "ended"),
+      new Promise((resolve) => setTimeout(() => resolve("still awaiting after 3 s"), 3_000)),
     ]);
     expect(ended).toBe("ended");
     expect(Date.now() - cancelledAt).toBeLessThan(1_000);

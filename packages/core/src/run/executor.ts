@@ -478,7 +478,11 @@ export class RunExecutor {
     const signal = this.#abort.signal;
     for (;;) {
       try {
-        return await waitForRecord(this.#store, this.runId, (stored) => stored.run.status !== "awaiting", { signal });
+        // Read at least every two check intervals: a lost notification delays a resume or a cancel by at most that.
+        return await waitForRecord(this.#store, this.runId, (stored) => stored.run.status !== "awaiting", {
+          signal,
+          pollMs: 2 * this.#cancelCheckMs,
+        });
       } catch (error) {
         if (!isStoreOutage(error) || signal.aborted) throw error;
         await retryOutage(() => this.#store.ping(), Number.POSITIVE_INFINITY, signal);
