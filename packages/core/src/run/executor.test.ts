@@ -515,6 +515,7 @@ describe("RunExecutor and a cancel whose notification is lost", () => {
 
 describe("RunExecutor and maxDurationMs", () => {
   it("cancels a run past its longest duration, running or awaiting", async () => {
+    const warnings = vi.spyOn(console, "warn").mockImplementation(() => {});
     const endless = agent({ name: "endless" }, async function* endlessHandler(_input, ctx) {
       for (;;) {
         await sleep(5, ctx.signal);
@@ -534,5 +535,6 @@ describe("RunExecutor and maxDurationMs", () => {
       expect(record.run).toMatchObject({ status: "cancelled", error: null, await_request: null });
       expect(record.run.output.length).toBeGreaterThan(0);
     }
+    expect(warnings).toHaveBeenCalledTimes(2);
   });
 });
