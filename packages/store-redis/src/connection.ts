@@ -29,6 +29,11 @@ export interface SubscriberClientLike extends Connection {
 export interface SubscriberClusterLike extends Connection {
   sSubscribe(channel: string, listener: PubSubListener): Promise<void>;
   sUnsubscribe(channel: string, listener: PubSubListener): Promise<void>;
+  /**
+   * The masters, each with the client of its sharded pub/sub connection once one is open
+   * (node-redis's `ShardNode.pubSub`).
+   */
+  readonly masters: readonly { pubSub?: { client?: { on(event: string, listener: () => void): unknown } } }[];
 }
 
 /**
@@ -60,10 +65,10 @@ export interface Subscriber {
   subscribe(channel: string, handler: MessageHandler): Promise<void>;
   unsubscribe(channel: string, handler: MessageHandler): Promise<void>;
   /**
-   * Calls `callback` once the connection is back and resubscribed after a loss, when messages
-   * may have been missed. Only where node-redis reports it (a single server, not a cluster).
+   * Calls `callback` once the connection (on a cluster: a shard's connection) is back and
+   * resubscribed after a loss, when messages may have been missed.
    */
-  onReconnect?(callback: () => void): void;
+  onReconnect(callback: () => void): void;
   close(): Promise<void>;
 }
 
@@ -131,9 +136,32 @@ function clusterCommands(cluster: RedisClusterLike): Commands {
       const connection = cluster.duplicate({ minimizeConnections: true });
       connection.on("error", ignoreError);
       await connectOrDestroy(connection);
+      const callbacks: (() => void)[] = [];
+      const watched = new WeakSet<object>();
+      // Each shard has a pub/sub client of its own, opened on its first subscription, which
+      // reconnects and resubscribes by itself and then says 'ready' again (the cluster reports
+      // only the first 'ready' of a node). Watch every such client once it exists.
+      const watchShards = (): void => {
+        for (const master of connection.masters) {
+          const client = master.pubSub?.client;
+          if (!client || watched.has(client)) continue;
+          watched.add(client);
+          // Watched once its subscription went through, so its first 'ready' has passed: a later
+          // one is a comeback (or, for a shard still connecting, a spurious wake, which is allowed).
+          client.on("ready", () => {
+            for (const callback of callbacks) callback();
+          });
+        }
+      };
       return {
-        subscribe: (channel, handler) => connection.sSubscribe(channel, handler),
+        subscribe: async (channel, handler) => {
+          await connection.sSubscribe(channel, handler);
+          watchShards();
+        },
         unsubscribe: (channel, handler) => connection.sUnsubscribe(channel, handler),
+        onReconnect: (callback) => {
+          callbacks.push(callback);
+        },
         close: () => connection.close(),
       };
     },

@@ -1,10 +1,17 @@
 /** The Redis implementation of core's `Store`. */
 
 import type * as acp from "@acp/core";
-import { attemptStore, isTerminal, resolveTtlMs, STORE_CONTRACT_VERSION } from "@acp/core";
+import {
+  attemptStore,
+  historyItemBytes,
+  isTerminal,
+  resolveTtlMs,
+  STORE_CONTRACT_VERSION,
+  StoreRefusedError,
+} from "@acp/core";
 import { type Commands, commandsOf, type RedisConnection } from "./connection.ts";
 import { KeyLayout } from "./keys.ts";
-import { scripts } from "./scripts.ts";
+import { ScriptFailed, scripts } from "./scripts.ts";
 import { Subscriptions } from "./subscriptions.ts";
 
 const PACKAGE = "store-redis";
@@ -42,6 +49,10 @@ export class RedisStore implements acp.Store {
   readonly #ttl: string;
   readonly #ttlMs: number;
   readonly #subscriptions: Subscriptions;
+  /** When this store last refreshed the runs of each instance it sent heartbeats for. */
+  readonly #refreshedAt = new Map<string, number>();
+  /** When this store last confirmed each instance in the owners set. */
+  readonly #confirmedAt = new Map<string, number>();
 
   constructor({ redis, prefix = "acp", ttlMs }: RedisStoreOptions) {
     if (typeof redis !== "object" || redis === null) {
@@ -63,15 +74,16 @@ export class RedisStore implements acp.Store {
   }
 
   createRun(record: acp.StoredRun, events: acp.Event[]): Promise<boolean> {
-    return attemptStore(PACKAGE, "createRun", async () => {
+    return this.#attempt("createRun", async () => {
       const runId = record.run.run_id;
       const ended = isTerminal(record.run.status);
       // Listed before it exists: a failure in between leaves an extra id (allowed), never an unlisted run.
-      if (!ended) await this.#listActive(runId);
+      if (!ended) await this.#own(record.owner, runId);
       const created = await scripts.createRun.run(this.#commands, this.#runKeys(runId), [
         ...this.#runArgs(runId),
         JSON.stringify({ ...record, version: 1 }),
         ended ? "1" : "0",
+        record.owner,
         ...events.map((event) => JSON.stringify(event)),
       ]);
       return Number(created) === 1;
@@ -94,7 +106,7 @@ export class RedisStore implements acp.Store {
     events: acp.Event[],
     options: acp.UpdateOptions = {},
   ): Promise<acp.UpdateResult> {
-    return attemptStore(PACKAGE, "updateRun", async () => {
+    return this.#attempt("updateRun", async () => {
       // The session's keys may live in another cluster slot than the run's, so the history cannot
       // join the run's script: it goes first (a reader of the new record finds it), and the
       // script skips items it holds already (a retried update does not double them).
@@ -102,27 +114,30 @@ export class RedisStore implements acp.Store {
       if (history) await this.#appendHistory(history.sessionId, history.items);
       const json = JSON.stringify({ ...next, version: expectedVersion + 1 });
       const ended = isTerminal(next.run.status);
-      // Before the write, for the same reason as in createRun; a refused update leaves it as it was.
-      if (!ended) await this.#listActive(runId);
+      // Before the write, for the same reason as in createRun; a refused update leaves an extra entry.
+      if (!ended) await this.#own(next.owner, runId);
       const reply = (await scripts.updateRun.run(this.#commands, this.#runKeys(runId), [
         ...this.#runArgs(runId),
         String(expectedVersion),
         String(expectedVersion + 1),
         ended ? "1" : "0",
         json,
+        next.owner,
         ...events.map((event) => JSON.stringify(event)),
-      ])) as [unknown, unknown?];
+      ])) as [unknown, unknown?, unknown?];
       if (Number(reply[0]) !== 1) {
         return { ok: false, record: reply[1] == null ? undefined : parse<acp.StoredRun>(reply[1]) };
       }
-      if (ended) await this.#unlistActive(runId);
+      const previousOwner = String(reply[2] ?? "");
+      if (ended) await this.#disown(next.owner, runId);
+      if (previousOwner !== "" && previousOwner !== next.owner) await this.#disown(previousOwner, runId);
       // What was stored is `next` with the new version: no need to parse the JSON back.
       return { ok: true, record: { ...next, version: expectedVersion + 1 }, lastSeq: Number(reply[1]) };
     });
   }
 
   appendEvents(runId: string, events: acp.Event[]): Promise<number | null> {
-    return attemptStore(PACKAGE, "appendEvents", async () => {
+    return this.#attempt("appendEvents", async () => {
       const length = await scripts.appendEvents.run(this.#commands, this.#runKeys(runId), [
         ...this.#runArgs(runId),
         ...events.map((event) => JSON.stringify(event)),
@@ -152,18 +167,22 @@ export class RedisStore implements acp.Store {
 
   async #appendHistory(sessionId: string, items: acp.HistoryItem[]): Promise<void> {
     // Pointers first: a failure before the script leaves pointers to nothing (read as unknown
-    // items), never items that cannot be found by id.
-    await Promise.all(items.map((item) => this.#send(this.#keys.item(item.id), ["SET", sessionId, "PX", this.#ttl])));
-    const ids = (await scripts.appendHistory.run(
+    // items), never items that cannot be found by id. They live twice the TTL (see APPEND_HISTORY).
+    const pointerTtl = String(this.#ttlMs * 2);
+    await Promise.all(items.map((item) => this.#send(this.#keys.item(item.id), ["SET", sessionId, "PX", pointerTtl])));
+    const older = (await scripts.appendHistory.run(
       this.#commands,
-      [this.#keys.session(sessionId), this.#keys.sessionHistory(sessionId), this.#keys.sessionPositions(sessionId)],
-      [this.#ttl, ...items.flatMap((item) => [item.id, JSON.stringify(item)])],
+      [
+        this.#keys.session(sessionId),
+        this.#keys.sessionHistory(sessionId),
+        this.#keys.sessionPositions(sessionId),
+        this.#keys.sessionIds(sessionId),
+        this.#keys.sessionSummary(sessionId),
+      ],
+      [this.#ttl, ...items.flatMap((item) => [item.id, JSON.stringify(item), String(historyItemBytes(item))])],
     )) as unknown[];
-    // The session's older items must live as long as the session: restart their pointers' TTL.
-    // This costs one command per item of the session, pipelined by node-redis.
-    const appended = new Set(items.map((item) => item.id));
-    const older = ids.map(String).filter((id) => !appended.has(id));
-    await Promise.all(older.map((id) => this.#send(this.#keys.item(id), ["PEXPIRE", this.#ttl])));
+    // Usually empty: once per TTL of the session's life, the older items' pointers need a new TTL.
+    await Promise.all(older.map((id) => this.#send(this.#keys.item(String(id)), ["PEXPIRE", pointerTtl])));
   }
 
   getHistory(sessionId: string): Promise<acp.HistoryItem[] | undefined> {
@@ -176,8 +195,30 @@ export class RedisStore implements acp.Store {
     });
   }
 
+  getSession(sessionId: string): Promise<acp.SessionSummary | undefined> {
+    return this.#attempt("getSession", async () => {
+      const reply = (await scripts.readSession.run(
+        this.#commands,
+        [
+          this.#keys.session(sessionId),
+          this.#keys.sessionIds(sessionId),
+          this.#keys.sessionSummary(sessionId),
+          this.#keys.sessionHistory(sessionId),
+        ],
+        [],
+      )) as [unknown, unknown[]?, unknown?];
+      const state = Number(reply[0]);
+      if (state === 0) return undefined;
+      if (state === 1) return { itemIds: (reply[1] ?? []).map(String), bytes: Number(reply[2] ?? 0) };
+      // Written by a contract-1 store, until its next append builds the id list: read it whole.
+      const history = (await this.getHistory(sessionId)) ?? [];
+      const bytes = history.reduce((sum, item) => sum + historyItemBytes(item), 0);
+      return { itemIds: history.map((item) => item.id), bytes };
+    });
+  }
+
   getHistoryItem(itemId: string): Promise<acp.HistoryItem | undefined> {
-    return attemptStore(PACKAGE, "getHistoryItem", async () => {
+    return this.#attempt("getHistoryItem", async () => {
       const sessionId = await this.#send(this.#keys.item(itemId), ["GET"]);
       if (sessionId == null) return undefined;
       const session = String(sessionId);
@@ -191,48 +232,127 @@ export class RedisStore implements acp.Store {
   }
 
   heartbeat(instanceId: string, leaseMs: number): Promise<void> {
-    return attemptStore(PACKAGE, "heartbeat", async () => {
+    return this.#attempt("heartbeat", async () => {
       const lease = String(Math.max(1, Math.ceil(leaseMs)));
       await this.#send(this.#keys.instance(instanceId), ["SET", "alive", "PX", lease]);
+      // The instance's runs get a new TTL once a quarter of it has passed, not at every heartbeat:
+      // one script per run it owns, so frequent heartbeats stay cheap.
+      const now = Date.now();
+      if (now - (this.#refreshedAt.get(instanceId) ?? 0) < this.#ttlMs / 4) return;
+      await this.#refreshOwnedRuns(instanceId, now);
+      this.#refreshedAt.set(instanceId, now);
     });
+  }
+
+  /** Restarts the TTL of the runs not ended that `instanceId` owns, and drops stale entries of its set. */
+  async #refreshOwnedRuns(instanceId: string, now: number): Promise<void> {
+    const setKey = this.#keys.ownerRuns(instanceId);
+    const entries = scoredMembers(await this.#commands.send(setKey, ["ZRANGE", setKey, "0", "-1", "WITHSCORES"]));
+    if (entries.length === 0) return;
+    const results = await Promise.all(
+      entries.map(({ member }) =>
+        scripts.refreshOwnedRun.run(this.#commands, this.#runKeys(member), [instanceId, this.#ttl]),
+      ),
+    );
+    const stale = entries
+      .filter(({ score }, i) => {
+        const result = Number(results[i]);
+        // A missing run may be one being created right now: only an old entry is stale.
+        return result === -1 || (result === 0 && score < now - this.#ttlMs);
+      })
+      .map(({ member }) => member);
+    if (stale.length > 0) await this.#commands.send(setKey, ["ZREM", setKey, ...stale]);
+    if (stale.length < entries.length) {
+      await this.#commands.send(setKey, ["PEXPIRE", setKey, this.#ttl]);
+      await this.#confirmOwner(instanceId, now, true);
+    }
   }
 
   isAlive(instanceId: string): Promise<boolean> {
-    return attemptStore(PACKAGE, "isAlive", async () => {
-      return Number(await this.#send(this.#keys.instance(instanceId), ["EXISTS"])) === 1;
+    return this.#attempt("isAlive", () => this.#isAlive(instanceId));
+  }
+
+  async #isAlive(instanceId: string): Promise<boolean> {
+    return Number(await this.#send(this.#keys.instance(instanceId), ["EXISTS"])) === 1;
+  }
+
+  listOrphanedRuns(limit = Number.POSITIVE_INFINITY): Promise<string[]> {
+    return this.#attempt("listOrphanedRuns", async () => {
+      const now = Date.now();
+      const owners = scoredMembers(
+        await this.#commands.send(this.#keys.owners, ["ZRANGE", this.#keys.owners, "0", "-1", "WITHSCORES"]),
+      );
+      const alive = await Promise.all(owners.map(({ member }) => this.#isAlive(member)));
+      const orphans: string[] = [];
+      for (const [i, { member: owner }] of owners.entries()) {
+        if (alive[i] || orphans.length >= limit) continue;
+        orphans.push(...(await this.#orphansOf(owner, now, limit - orphans.length)));
+      }
+      if (orphans.length < limit) orphans.push(...(await this.#legacyOrphans(limit - orphans.length)));
+      return orphans;
     });
   }
 
-  listActiveRuns(): Promise<string[]> {
-    return attemptStore(PACKAGE, "listActiveRuns", async () => {
-      const key = this.#keys.activeRuns;
-      const entries = scoredMembers(await this.#commands.send(key, ["ZRANGE", key, "0", "-1", "WITHSCORES"]));
-      // Scores are when an entry was last confirmed. Entries older than the TTL are checked:
-      // dropped when their run expired or ended, confirmed again otherwise, so the index stays as
-      // small as the set of live runs. Its key's TTL is restarted by every write and every listing.
-      const cutoff = Date.now() - this.#ttlMs;
-      const dropped = new Set<string>();
-      await Promise.all(
-        entries
-          .filter(({ score }) => score < cutoff)
-          .map(async ({ member: runId }) => {
-            const record = this.#keys.runRecord(runId);
-            const ended = await this.#commands.send(record, ["HGET", record, "ended"]);
-            if (ended === "0") {
-              await this.#commands.send(key, ["ZADD", key, "XX", String(Date.now()), runId]);
-            } else {
-              dropped.add(runId);
-              await this.#commands.send(key, ["ZREM", key, runId]);
-            }
-          }),
+  /**
+   * Up to `limit` runs not ended of the dead instance `owner`, read from its set; entries of runs
+   * that ended, moved to another owner or expired long ago are dropped on the way. An owner with
+   * no runs left is forgotten, unless it was confirmed since the search began.
+   */
+  async #orphansOf(owner: string, now: number, limit: number): Promise<string[]> {
+    const setKey = this.#keys.ownerRuns(owner);
+    const entries = scoredMembers(await this.#commands.send(setKey, ["ZRANGE", setKey, "0", "-1", "WITHSCORES"]));
+    if (entries.length === 0) {
+      const forgotten = await scripts.forgetOwner.run(this.#commands, [this.#keys.owners], [owner, String(now)]);
+      // A run added in between is in the set: confirm the owner again so the search finds it.
+      if (Number(forgotten) === 1 && Number(await this.#commands.send(setKey, ["EXISTS", setKey])) === 1)
+        await this.#confirmOwner(owner, now, true);
+      return [];
+    }
+    const orphans: string[] = [];
+    const stale: string[] = [];
+    // In batches, so that a small limit reads few records.
+    for (let start = 0; start < entries.length && orphans.length < limit; start += 100) {
+      const batch = entries.slice(start, start + 100);
+      const states = await Promise.all(
+        batch.map(({ member }) => {
+          const key = this.#keys.runRecord(member);
+          return this.#commands.send(key, ["HMGET", key, "ended", "owner"]) as Promise<[unknown, unknown]>;
+        }),
       );
-      if (entries.length > dropped.size) await this.#commands.send(key, ["PEXPIRE", key, this.#ttl]);
-      return entries.map(({ member }) => member).filter((runId) => !dropped.has(runId));
-    });
+      for (const [j, { member, score }] of batch.entries()) {
+        const [ended, recordOwner] = states[j]!;
+        if (ended == null) {
+          if (score < now - this.#ttlMs) stale.push(member);
+        } else if (String(ended) !== "0" || String(recordOwner) !== owner) stale.push(member);
+        else if (orphans.length < limit) orphans.push(member);
+      }
+    }
+    if (stale.length > 0) await this.#commands.send(setKey, ["ZREM", setKey, ...stale]);
+    return orphans;
+  }
+
+  /**
+   * Orphans among the runs listed by a contract-1 store in its one sorted set, which this store
+   * no longer writes: read until that set expires (a TTL after the last contract-1 write).
+   */
+  async #legacyOrphans(limit: number): Promise<string[]> {
+    const key = this.#keys.legacyActiveRuns;
+    const runIds = ((await this.#commands.send(key, ["ZRANGE", key, "0", "-1"])) as unknown[]).map(String);
+    const orphans: string[] = [];
+    for (const runId of runIds) {
+      if (orphans.length >= limit) break;
+      const recordKey = this.#keys.runRecord(runId);
+      const json = await this.#commands.send(recordKey, ["HGET", recordKey, "json"]);
+      const record = json == null ? undefined : parse<acp.StoredRun>(json);
+      if (!record || isTerminal(record.run.status)) {
+        await this.#commands.send(key, ["ZREM", key, runId]);
+      } else if (!(await this.#isAlive(record.owner))) orphans.push(runId);
+    }
+    return orphans;
   }
 
   ping(): Promise<void> {
-    return attemptStore(PACKAGE, "ping", () => this.#commands.ping());
+    return this.#attempt("ping", () => this.#commands.ping());
   }
 
   /** Closes the store's own pub/sub connection, if it opened one; never the client it was given. */
@@ -254,23 +374,54 @@ export class RedisStore implements acp.Store {
     return [this.#commands.sharded ? "1" : "0", this.#keys.runChannel(runId), this.#ttl];
   }
 
-  async #listActive(runId: string): Promise<void> {
-    const key = this.#keys.activeRuns;
-    // Sent together on one connection, in this order; the TTL bounds an index nobody uses any more.
-    await Promise.all([
-      this.#commands.send(key, ["ZADD", key, String(Date.now()), runId]),
-      this.#commands.send(key, ["PEXPIRE", key, this.#ttl]),
-    ]);
+  /**
+   * Lists the run under `owner` before a write that leaves it not ended, and the owner among the
+   * owners (after its set, so that forgetting an owner and this cannot cross: see #orphansOf).
+   */
+  async #own(owner: string, runId: string): Promise<void> {
+    const now = Date.now();
+    await scripts.ownRun.run(this.#commands, [this.#keys.ownerRuns(owner)], [runId, this.#ttl, String(now)]);
+    await this.#confirmOwner(owner, now, false);
   }
 
-  async #unlistActive(runId: string): Promise<void> {
-    const key = this.#keys.activeRuns;
+  /**
+   * Confirms `owner` in the owners set, scored `now`; skipped when this store did so less than a
+   * quarter of the TTL ago (an owner is forgotten only a whole TTL after its last confirmation).
+   */
+  async #confirmOwner(owner: string, now: number, force: boolean): Promise<void> {
+    if (!force && now - (this.#confirmedAt.get(owner) ?? 0) < this.#ttlMs / 4) return;
+    const key = this.#keys.owners;
+    await Promise.all([
+      this.#commands.send(key, ["ZADD", key, String(now), owner]),
+      this.#commands.send(key, ["PEXPIRE", key, this.#ttl]),
+    ]);
+    this.#confirmedAt.set(owner, now);
+  }
+
+  /** Drops the run from `owner`'s set after its end (or its move to another owner). */
+  async #disown(owner: string, runId: string): Promise<void> {
+    const key = this.#keys.ownerRuns(owner);
     try {
       await this.#commands.send(key, ["ZREM", key, runId]);
     } catch {
-      // The update itself applied, and reporting it as failed would mislead the caller. The index
-      // may list ended runs (callers check with getRun); listActiveRuns drops this entry later.
+      // The update itself applied, and reporting it as failed would mislead the caller. The set
+      // may hold runs that ended: the orphan search and heartbeats drop such entries.
     }
+  }
+
+  /**
+   * Runs one operation: a script that Redis ran and that failed rejects with a
+   * {@link StoreRefusedError} (the same call would fail again), anything else as a StoreError.
+   */
+  #attempt<T>(what: string, operation: () => Promise<T>): Promise<T> {
+    return attemptStore(PACKAGE, what, async () => {
+      try {
+        return await operation();
+      } catch (error) {
+        if (!(error instanceof ScriptFailed)) throw error;
+        throw new StoreRefusedError(PACKAGE, `${what} refused the value: ${error.message}`, { cause: error.reply });
+      }
+    });
   }
 }
 

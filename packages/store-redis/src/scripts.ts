@@ -44,17 +44,18 @@ end
 `;
 
 /**
- * ARGV[4] the record as JSON, ARGV[5] "1" when its status is terminal, ARGV[6..] events as JSON.
- * Returns 1, or 0 when the run exists (nothing written). A leftover log is dropped first, so a run
- * created again under an expired id never shows the old events.
+ * ARGV[4] the record as JSON, ARGV[5] "1" when its status is terminal, ARGV[6] its owner,
+ * ARGV[7..] events as JSON. Returns 1, or 0 when the run exists (nothing written). A leftover log
+ * is dropped first, so a run created again under an expired id never shows the old events.
  */
 const CREATE_RUN = `${RUN_PRELUDE}
 local recordJson = ARGV[4]
 local ended = ARGV[5]
-local firstEvent = 6
+local owner = ARGV[6]
+local firstEvent = 7
 
 if redis.call('EXISTS', recordKey) == 1 then return 0 end
-redis.call('HSET', recordKey, 'version', '1', 'ended', ended, 'json', recordJson)
+redis.call('HSET', recordKey, 'version', '1', 'ended', ended, 'owner', owner, 'json', recordJson)
 redis.call('DEL', eventsKey)
 pushEvents(firstEvent)
 refresh()
@@ -64,24 +65,65 @@ return 1
 
 /**
  * ARGV[4] the expected version, ARGV[5] the new version, ARGV[6] "1" when the new status is
- * terminal, ARGV[7] the new record as JSON (with the new version), ARGV[8..] events as JSON.
- * Returns {1, lastSeq} when applied, {0, currentJson} when the version differs, {0} when unknown.
+ * terminal, ARGV[7] the new record as JSON (with the new version), ARGV[8] its owner, ARGV[9..]
+ * events as JSON. Returns {1, lastSeq, previousOwner} when applied ("" when a contract-1 store
+ * wrote the record), {0, currentJson} when the version differs, {0} when unknown.
  */
 const UPDATE_RUN = `${RUN_PRELUDE}
 local expectedVersion = ARGV[4]
 local newVersion = ARGV[5]
 local ended = ARGV[6]
 local recordJson = ARGV[7]
-local firstEvent = 8
+local owner = ARGV[8]
+local firstEvent = 9
 
-local current = redis.call('HMGET', recordKey, 'version', 'json')
+local current = redis.call('HMGET', recordKey, 'version', 'json', 'owner')
 if not current[1] then return {0} end
 if current[1] ~= expectedVersion then return {0, current[2]} end
-redis.call('HSET', recordKey, 'version', newVersion, 'ended', ended, 'json', recordJson)
+redis.call('HSET', recordKey, 'version', newVersion, 'ended', ended, 'owner', owner, 'json', recordJson)
 local length = pushEvents(firstEvent)
 refresh()
 notify('record:' .. newVersion)
-return {1, length}
+return {1, length, current[3] or ''}
+`;
+
+/**
+ * KEYS = [record, events]; ARGV[1] the instance, ARGV[2] the TTL in milliseconds. Restarts the
+ * TTL of a run the instance owns that has not ended. Returns 1 when it did, 0 when the run is
+ * unknown or expired, -1 when it ended or has another owner (its entry in the instance's set is stale).
+ */
+const REFRESH_OWNED_RUN = `
+local state = redis.call('HMGET', KEYS[1], 'ended', 'owner')
+if not state[1] then return 0 end
+if state[1] ~= '0' or state[2] ~= ARGV[1] then return -1 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return 1
+`;
+
+/**
+ * KEYS = [the instance's set of runs]; ARGV[1] the run, ARGV[2] the TTL in milliseconds, ARGV[3]
+ * the time (ms) to score it with. Adds the run and restarts the set's TTL. Called before the
+ * run's own write (another slot), so the set always holds every run not ended of its instance,
+ * and may hold more.
+ */
+const OWN_RUN = `
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+`;
+
+/**
+ * KEYS = [owners]; ARGV[1] the instance, ARGV[2] a time (ms). Forgets an instance confirmed last
+ * before that time, so that an instance confirmed since (it added a run) stays.
+ */
+const FORGET_OWNER = `
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and tonumber(score) < tonumber(ARGV[2]) then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
 `;
 
 /**
@@ -101,30 +143,69 @@ return length
 `;
 
 /**
- * KEYS = [session, history, positions]; ARGV[1] the TTL in milliseconds, then pairs of item id
- * and item JSON. Items whose id the session holds already are skipped (a retried write).
- * Returns the ids of every item of the session, whose pointers the caller refreshes.
+ * KEYS = [session, history, positions, ids, summary]; ARGV[1] the TTL in milliseconds, then
+ * triples of item id, item JSON and the item's size. Items whose id the session holds already are
+ * skipped (a retried write). O(1) per item appended.
+ *
+ * Item pointers (`item:<id>`, in other slots) are written by the caller with twice the TTL. The
+ * session lives a TTL past its last append, so they outlive it until a TTL after they were
+ * written; `pointers-until` says until when all of them live. Only when that is less than a TTL
+ * away are all the older pointers refreshed, by the caller: at most once per TTL of a session's life.
+ * Returns the ids of the older items whose pointers the caller must refresh (usually none).
  */
 const APPEND_HISTORY = `
 local sessionKey = KEYS[1]
 local historyKey = KEYS[2]
 local positionsKey = KEYS[3]
-local ttl = ARGV[1]
+local idsKey = KEYS[4]
+local summaryKey = KEYS[5]
+local ttl = tonumber(ARGV[1])
 local firstItem = 2
 
 local position = redis.call('LLEN', historyKey)
-for i = firstItem, #ARGV, 2 do
-  local itemId, itemJson = ARGV[i], ARGV[i + 1]
+-- A session written by a contract-1 store has no id list yet: build it once, sizes estimated.
+if redis.call('LLEN', idsKey) < position then
+  redis.call('DEL', idsKey)
+  local ids = {}
+  local positions = redis.call('HGETALL', positionsKey)
+  for i = 1, #positions, 2 do ids[tonumber(positions[i + 1]) + 1] = positions[i] end
+  local bytes = 0
+  for _, json in ipairs(redis.call('LRANGE', historyKey, 0, -1)) do bytes = bytes + #json end
+  for i = 1, #ids, 1000 do redis.call('RPUSH', idsKey, unpack(ids, i, math.min(i + 999, #ids))) end
+  redis.call('HSET', summaryKey, 'bytes', bytes)
+end
+local older = position
+for i = firstItem, #ARGV, 3 do
+  local itemId, itemJson, size = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   if redis.call('HEXISTS', positionsKey, itemId) == 0 then
     redis.call('RPUSH', historyKey, itemJson)
+    redis.call('RPUSH', idsKey, itemId)
     redis.call('HSET', positionsKey, itemId, position)
+    redis.call('HINCRBY', summaryKey, 'bytes', size)
     position = position + 1
   end
 end
 redis.call('SET', sessionKey, '1', 'PX', ttl)
-redis.call('PEXPIRE', historyKey, ttl)
-redis.call('PEXPIRE', positionsKey, ttl)
-return redis.call('HKEYS', positionsKey)
+for _, key in ipairs({ historyKey, positionsKey, idsKey, summaryKey }) do redis.call('PEXPIRE', key, ttl) end
+
+local now = redis.call('TIME')
+local ms = now[1] * 1000 + math.floor(now[2] / 1000)
+local pointersUntil = tonumber(redis.call('HGET', summaryKey, 'pointers-until') or '0')
+if pointersUntil >= ms + ttl then return {} end
+redis.call('HSET', summaryKey, 'pointers-until', ms + 2 * ttl)
+if older == 0 then return {} end
+return redis.call('LRANGE', idsKey, 0, older - 1)
+`;
+
+/**
+ * KEYS = [session, ids, summary, history]. Returns {exists, ids, bytes}; exists is 2 for a
+ * session written by a contract-1 store (no id list yet), whose caller reads the history instead.
+ */
+const READ_SESSION = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
+local ids = redis.call('LRANGE', KEYS[2], 0, -1)
+if #ids < redis.call('LLEN', KEYS[4]) then return {2} end
+return {1, ids, redis.call('HGET', KEYS[3], 'bytes') or '0'}
 `;
 
 /** KEYS = [history, positions]; ARGV[1] the item id. Returns the item's JSON, or nil. */
@@ -138,6 +219,44 @@ if not position then return nil end
 return redis.call('LINDEX', historyKey, position)
 `;
 
+/**
+ * Error codes with which Redis answers a script call when the server, not the script's input,
+ * is the problem (busy, out of memory, a failover, a moved slot): outages, worth a retry.
+ */
+const OUTAGE_CODES = new Set([
+  "BUSY",
+  "OOM",
+  "READONLY",
+  "MOVED",
+  "ASK",
+  "TRYAGAIN",
+  "CLUSTERDOWN",
+  "LOADING",
+  "MASTERDOWN",
+  "NOREPLICAS",
+  "NOSCRIPT",
+]);
+
+/**
+ * Whether `error` is Redis's answer that the script ran and failed (a runtime error in Lua, a
+ * command of the script refused: `WRONGTYPE`, `ERR …`): the same call would fail again. A
+ * connection failure has no error code and is not one.
+ */
+function isScriptFailure(error: unknown): error is Error {
+  // node-redis answers with an ErrorReply (or its SimpleError) for a Redis error reply.
+  if (!(error instanceof Error) || !/^(ErrorReply|SimpleError)$/.test(error.constructor.name)) return false;
+  const code = /^[A-Z]+/.exec(error.message)?.[0];
+  return code !== undefined && !OUTAGE_CODES.has(code);
+}
+
+/** A script that Redis ran and that failed: its input was refused, not an outage. */
+export class ScriptFailed extends Error {
+  constructor(readonly reply: Error) {
+    super(reply.message, { cause: reply });
+    this.name = "ScriptFailed";
+  }
+}
+
 /** A Lua script with its SHA1, run by EVALSHA with a fallback to EVAL. */
 export class Script {
   readonly sha1: string;
@@ -146,14 +265,22 @@ export class Script {
     this.sha1 = createHash("sha1").update(source).digest("hex");
   }
 
+  /**
+   * @throws ScriptFailed when Redis ran the script and it failed (see {@link isScriptFailure});
+   * any other failure as it came.
+   */
   async run(commands: Commands, keys: string[], args: string[]): Promise<unknown> {
     const tail = [String(keys.length), ...keys, ...args];
     try {
-      return await commands.send(keys[0]!, ["EVALSHA", this.sha1, ...tail]);
+      try {
+        return await commands.send(keys[0]!, ["EVALSHA", this.sha1, ...tail]);
+      } catch (error) {
+        if (!(error instanceof Error && error.message.startsWith("NOSCRIPT"))) throw error;
+        // EVAL also caches the script on that server, so the next EVALSHA finds it.
+        return await commands.send(keys[0]!, ["EVAL", this.source, ...tail]);
+      }
     } catch (error) {
-      if (!(error instanceof Error && error.message.startsWith("NOSCRIPT"))) throw error;
-      // EVAL also caches the script on that server, so the next EVALSHA finds it.
-      return await commands.send(keys[0]!, ["EVAL", this.source, ...tail]);
+      throw isScriptFailure(error) ? new ScriptFailed(error) : error;
     }
   }
 }
@@ -162,6 +289,10 @@ export const scripts = {
   createRun: new Script(CREATE_RUN),
   updateRun: new Script(UPDATE_RUN),
   appendEvents: new Script(APPEND_EVENTS),
+  refreshOwnedRun: new Script(REFRESH_OWNED_RUN),
+  ownRun: new Script(OWN_RUN),
+  forgetOwner: new Script(FORGET_OWNER),
   appendHistory: new Script(APPEND_HISTORY),
+  readSession: new Script(READ_SESSION),
   readHistoryItem: new Script(READ_HISTORY_ITEM),
 };

@@ -83,7 +83,7 @@ export class Subscriptions {
       const opening = this.#commands.openSubscriber().then((subscriber) => {
         // Messages sent while the connection was down are lost: wake every listener so readers
         // look at the store again. "undefined" means the kind of change is unknown.
-        subscriber.onReconnect?.(() => this.#listeners.notifyAll());
+        subscriber.onReconnect(() => this.#listeners.notifyAll());
         return subscriber;
       });
       // A failed open is retried by the next subscription rather than remembered.

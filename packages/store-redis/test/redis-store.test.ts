@@ -1,9 +1,8 @@
 /** What the conformance suite cannot see: the Redis side of RedisStore. */
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { setTimeout as sleep } from "node:timers/promises";
-import { StoreError } from "@acp/core";
-import { historyItem, label, newRun } from "@acp/core/testing";
+import { StoreError, StoreRefusedError } from "@acp/core";
+import { historyItem, label, newRun, writeHistory } from "@acp/core/testing";
 import { afterEach, describe, it } from "vitest";
 import { RedisStore } from "../src/index.ts";
 import { freePort, startRedisServer, tempDir } from "./support/redis-server.ts";
@@ -59,7 +58,7 @@ describe("RedisStore", () => {
     const item = historyItem("hi");
     const itemId = item.id;
     await store.createRun(record, [label("a")]);
-    // Not an end: the run stays listed in active-runs.
+    // Not an end: the run stays listed under its owner.
     await store.updateRun(runId, 1, { ...record, run: { ...record.run, status: "awaiting" } }, [], {
       history: { sessionId, items: [item] },
     });
@@ -67,12 +66,15 @@ describe("RedisStore", () => {
     assert.deepEqual(
       await keysOf(redis, prefix),
       [
-        `${prefix}:active-runs`,
+        `${prefix}:owners`,
+        `${prefix}:{owner:${record.owner}}:runs`,
         `${prefix}:instance:instance-a`,
         `${prefix}:item:${itemId}`,
         `${prefix}:{run:${runId}}:events`,
         `${prefix}:{run:${runId}}:record`,
         `${prefix}:{session:${sessionId}}:history`,
+        `${prefix}:{session:${sessionId}}:ids`,
+        `${prefix}:{session:${sessionId}}:summary`,
         `${prefix}:{session:${sessionId}}:positions`,
         `${prefix}:{session:${sessionId}}:session`,
       ].sort(),
@@ -94,39 +96,65 @@ describe("RedisStore", () => {
       { history },
     );
     await store.heartbeat(randomUUID(), 60_000);
-    await store.listActiveRuns();
+    await store.listOrphanedRuns();
     const keys = await keysOf(redis, prefix);
-    assert.equal(keys.length, 8);
+    assert.equal(keys.length, 11);
     for (const key of keys) {
       const ttl = Number(await redis.pTTL(key));
-      assert.ok(ttl > 0 && ttl <= 60_000, `${key} has no TTL (PTTL ${ttl})`);
+      // Item pointers live twice the TTL, so that appends need not refresh them (see scripts.ts).
+      const most = key.includes(":item:") ? 120_000 : 60_000;
+      assert.ok(ttl > 0 && ttl <= most, `${key} has no TTL, or a longer one (PTTL ${ttl})`);
     }
   });
 
-  it("drops from listActiveRuns the runs that expired or ended, once their entry is older than the TTL", async () => {
+  it("keeps per-owner sets, reading only those of dead owners, and drops entries of runs that ended or moved", async () => {
     const { redis, prefix } = await open();
-    const store = new RedisStore({ redis, prefix, ttlMs: 200 });
-    const expired = newRun("in-progress");
-    await store.createRun(expired, []);
-    assert.deepEqual(await store.listActiveRuns(), [expired.run.run_id]);
-    await sleep(300);
-    const alive = newRun("in-progress");
-    await store.createRun(alive, []);
-    assert.deepEqual(await store.listActiveRuns(), [alive.run.run_id]);
-    assert.equal(
-      await redis.zScore(`${prefix}:active-runs`, expired.run.run_id),
-      null,
-      "the expired run's entry was not removed",
-    );
+    const store = new RedisStore({ redis, prefix });
+    const live = { ...newRun("in-progress"), owner: "live" };
+    const dead = { ...newRun("in-progress"), owner: "dead" };
+    await store.heartbeat("live", 60_000);
+    await store.createRun(live, []);
+    await store.createRun(dead, []);
+    assert.deepEqual(await redis.zRange(`${prefix}:owners`, 0, -1), ["dead", "live"]);
+    assert.deepEqual(await redis.zRange(`${prefix}:{owner:live}:runs`, 0, -1), [live.run.run_id]);
+    assert.deepEqual(await store.listOrphanedRuns(), [dead.run.run_id]);
+
+    // An entry left behind (its removal after the end failed) is dropped by the next search.
+    await redis.zAdd(`${prefix}:{owner:dead}:runs`, { score: Date.now(), value: live.run.run_id });
+    const ended = await store.updateRun(dead.run.run_id, 1, { ...dead, run: { ...dead.run, status: "failed" } }, []);
+    assert.equal(ended.ok, true);
+    assert.deepEqual(await redis.zRange(`${prefix}:{owner:dead}:runs`, 0, -1), [live.run.run_id]);
+    assert.deepEqual(await store.listOrphanedRuns(), []);
+    assert.deepEqual(await redis.zRange(`${prefix}:{owner:dead}:runs`, 0, -1), []);
   });
 
-  it("removes a run from listActiveRuns when it ends", async () => {
+  it("appends to a session in O(1): no read of the session's items, their pointers refreshed once per TTL", async () => {
+    const { redis, prefix } = await open({ name: `acp-test-${randomUUID()}` });
+    const store = new RedisStore({ redis, prefix, ttlMs: 60_000 });
+    const sessionId = randomUUID();
+    const first = historyItem("first");
+    await writeHistory(store, sessionId, [first]);
+    const before = Number(await redis.pTTL(`${prefix}:item:${first.id}`));
+    for (let turn = 0; turn < 20; turn++) await writeHistory(store, sessionId, [historyItem(`turn ${turn}`)]);
+    // The first item's pointer outlives the session by itself: no append touched it.
+    const after = Number(await redis.pTTL(`${prefix}:item:${first.id}`));
+    assert.ok(after <= before, `the first item's pointer was refreshed by later appends (${before} -> ${after})`);
+    assert.ok(after > 60_000, `the pointer does not outlive the session (${after} ms)`);
+    assert.equal((await store.getSession(sessionId))?.itemIds.length, 21);
+  });
+
+  it("refuses with a StoreRefusedError when a script fails on what it finds, not as an outage", async () => {
     const { redis, prefix } = await open();
     const store = new RedisStore({ redis, prefix });
     const record = newRun("in-progress");
     await store.createRun(record, []);
-    await store.updateRun(record.run.run_id, 1, { ...record, run: { ...record.run, status: "completed" } }, []);
-    assert.deepEqual(await store.listActiveRuns(), []);
+    // A damaged log: the script's RPUSH meets a string.
+    await redis.set(`${prefix}:{run:${record.run.run_id}}:events`, "not a list");
+    await assert.rejects(store.appendEvents(record.run.run_id, [label("x")]), (error: unknown) => {
+      assert.ok(error instanceof StoreRefusedError, `not a StoreRefusedError: ${String(error)}`);
+      assert.match(error.message, /^\[acp\] \[store-redis\] appendEvents refused the value: WRONGTYPE/);
+      return true;
+    });
   });
 
   it("runs its scripts again after the server forgot them (EVALSHA falls back to EVAL)", async () => {
@@ -153,7 +181,7 @@ describe("RedisStore", () => {
       ["createRun", () => store.createRun(newRun("in-progress"), [])],
       ["getRun", () => store.getRun(runId)],
       ["appendEvents", () => store.appendEvents(runId, [label("lost")])],
-      ["listActiveRuns", () => store.listActiveRuns()],
+      ["listOrphanedRuns", () => store.listOrphanedRuns()],
       ["subscribe", () => store.subscribe(runId, () => undefined)],
       ["ping", () => store.ping()],
     ] as const) {
