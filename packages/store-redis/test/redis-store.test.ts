@@ -115,7 +115,7 @@ describe("RedisStore", () => {
     await store.heartbeat("live", 60_000);
     await store.createRun(live, []);
     await store.createRun(dead, []);
-    assert.deepEqual(await redis.zRange(`${prefix}:owners`, 0, -1), ["dead", "live"]);
+    assert.deepEqual((await redis.zRange(`${prefix}:owners`, 0, -1)).sort(), ["dead", "live"]);
     assert.deepEqual(await redis.zRange(`${prefix}:{owner:live}:runs`, 0, -1), [live.run.run_id]);
     assert.deepEqual(await store.listOrphanedRuns(), [dead.run.run_id]);
 
