@@ -70,9 +70,11 @@ export { RUNTIME_DEFAULTS, Runtime, type RuntimeOptions, type ShutdownOptions } 
 export type {
   ChangeKind,
   ChangeListener,
+  DurableState,
   HistoryAppend,
   HistoryItem,
   SessionSummary,
+  StepRecord,
   Store,
   StoredEvent,
   StoredRun,

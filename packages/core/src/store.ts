@@ -55,6 +55,47 @@ export interface StoredRun {
    * another tenant find no such run. Stores keep it like any other field.
    */
   tenant?: string;
+  /**
+   * The ownership epoch: 1 at create (absent means 1), one more at each takeover (an
+   * {@link Store.updateRun} that sets a new `owner` together with `epoch + 1`). Writes of a
+   * former owner are fenced by it: {@link Store.appendEvents} with an epoch and
+   * {@link Store.recordStep} refuse once the stored epoch differs. Stores keep it like any other
+   * field.
+   */
+  epoch?: number;
+  /**
+   * What another instance needs to replay the handler of a durable run after a takeover; absent
+   * for a run that is not durable. Written at create, changed only by a takeover. Stores keep it
+   * like any other field.
+   */
+  durable?: DurableState;
+}
+
+/** What a takeover needs to replay a durable run's handler (see {@link StoredRun.durable}). */
+export interface DurableState {
+  /** The run's input, as the handler first got it. */
+  input: Message[];
+  /** 1 for the first execution, one more for each takeover (`ctx.attempt`). */
+  attempt: number;
+  /** The id of the history store the run's session history was read from, if any. */
+  historyStoreId?: string;
+  /** The URLs of the earlier runs' history the handler was given, if any. */
+  historyUrls?: string[];
+}
+
+/**
+ * The recorded outcome of one `ctx.step` of a durable run (see {@link Store.recordStep}).
+ * Exactly one of `result` and `error` is present.
+ */
+export interface StepRecord {
+  /** The step's position in the run: 0 for its first step, then 1, 2, … */
+  index: number;
+  /** The name the handler gave the step; a replay checks that it calls the same steps in order. */
+  name: string;
+  /** The JSON text of the value the step returned. */
+  result?: string;
+  /** The message of the error the step threw. */
+  error?: string;
 }
 
 /** A session's history without its messages (see {@link Store.getSession}). */
@@ -182,11 +223,37 @@ export interface Store {
   /**
    * Appends events to the log of a run that has not ended, atomically and in order, then
    * notifies subscribers. The cost is independent of the log's length. Does not touch the record.
+   *
+   * With `epoch` (fencing: the owner passes the epoch it holds), it MUST append only if the
+   * stored record's {@link StoredRun.epoch} (absent = 1) equals `epoch`, checked atomically with
+   * the append (no takeover can land between the check and the append) and at a cost that does
+   * not grow with the log or the number of steps. Without `epoch` the epoch is not checked.
    * @returns the seq of the last appended event (the log's new length), or `null`, appending
    * nothing, when the run is unknown, expired, or its stored status is terminal (so that no event
-   * ever follows a run's terminal event).
+   * ever follows a run's terminal event), or when `epoch` is given and differs from the stored one.
    */
-  appendEvents(runId: string, events: Event[]): Promise<number | null>;
+  appendEvents(runId: string, events: Event[], epoch?: number): Promise<number | null>;
+
+  /**
+   * Records one step of a durable run, for a replay after a takeover. Stores `step` at
+   * `step.index` only if the run exists, has not ended (its stored status is not terminal), its
+   * stored {@link StoredRun.epoch} (absent = 1) equals `epoch`, and no step is stored at that
+   * index yet: all checked and written in one atomic step, at a cost that does not grow with the
+   * number of steps or events. A stored step is never replaced. Refreshes the TTL of the run (and
+   * its events and steps) like other writes; steps expire with their run, and
+   * {@link Store.heartbeat} keeps the steps of the runs it keeps. Does not notify subscribers.
+   * A store MAY refuse a step too large for it with a `StoreRefusedError`.
+   * @returns `true` when the step was stored; `false`, storing nothing, when the run is unknown,
+   * expired or ended, its epoch differs (a former owner), or the index is taken.
+   */
+  recordStep(runId: string, epoch: number, step: StepRecord): Promise<boolean>;
+
+  /**
+   * Every step recorded for the run, ordered by `index`, as {@link recordStep} stored them
+   * (copies the caller may mutate). In one round trip to the backend, however many steps.
+   * `[]` for an unknown or expired run.
+   */
+  readSteps(runId: string): Promise<StepRecord[]>;
 
   /**
    * Events with `seq > afterSeq`, in order, at most `limit` of them (all when omitted).
@@ -219,7 +286,7 @@ export interface Store {
   /**
    * Records that instance `instanceId` is alive for the next `leaseMs` milliseconds.
    * Calling it again extends the lease. Also restarts the TTL of every run that has not ended
-   * and whose `owner` is `instanceId`, and of its events, so that a live run (even one awaiting a
+   * and whose `owner` is `instanceId`, and of its events and steps, so that a live run (even one awaiting a
    * person for hours) never expires while its owner lives. Its cost grows with the number of
    * runs the instance owns, not with the number of runs stored.
    */
@@ -230,7 +297,8 @@ export interface Store {
 
   /**
    * Ids of orphaned runs: runs that have not ended whose `owner` has no lease that is still
-   * running (its heartbeat ran out, or it never sent one). The store finds them itself, reading
+   * running (its heartbeat ran out, or it never sent one), and runs that have not ended whose
+   * `owner` is `""` (released by a draining instance, for another one to adopt). The store finds them itself, reading
    * only what belongs to owners whose lease ran out (never every active run). It contains every
    * such run when `limit` is omitted, else at most `limit` of them (any `limit` of them: a
    * caller that ends those finds the rest on its next call). It may contain false positives

@@ -84,6 +84,8 @@ export function guardStore(store: Store, timeoutMs: number): Store {
     "updateRun",
     "appendEvents",
     "readEvents",
+    "recordStep",
+    "readSteps",
     "subscribe",
     "getHistory",
     "getSession",

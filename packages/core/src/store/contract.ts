@@ -16,8 +16,14 @@ import type { Store } from "../store.ts";
  *   {@link Store.getSession} lists a session's item ids and size without loading its messages;
  *   a refused value rejects with `StoreRefusedError`, not a plain `StoreError`;
  *   `StoredRun.tenant` is kept. A version-1 store would let live runs expire under their owner.
+ * - `3`: durable runs. `StoredRun.epoch` and `StoredRun.durable` are kept;
+ *   {@link Store.appendEvents} takes an `epoch` and fences a former owner with it;
+ *   {@link Store.recordStep} and {@link Store.readSteps} keep a durable run's steps (fenced by
+ *   epoch, expiring with the run, kept alive by heartbeats); {@link Store.listOrphanedRuns} also
+ *   lists the runs a draining instance released with owner `""`. A version-2 store would let a
+ *   former owner keep writing after a takeover.
  */
-export const STORE_CONTRACT_VERSION = 2;
+export const STORE_CONTRACT_VERSION = 3;
 
 /**
  * Refuses a store that implements an older contract than {@link STORE_CONTRACT_VERSION}, or
