@@ -40,6 +40,8 @@ interface RunEntry extends Linked<RunEntry> {
   record: acp.StoredRun;
   /** The log: the event with seq `n` is at index `n - 1`. */
   events: acp.Event[];
+  /** The recorded steps of a durable run, by index; they live and die with the run. */
+  steps: Map<number, acp.StepRecord>;
   expiresAt: number;
   /** The owner under which the run is in the owned-runs index, while it has not ended. */
   indexedOwner: string | undefined;
@@ -123,6 +125,7 @@ export class MemoryStore implements acp.Store {
       runId,
       record: { ...copied, version: 1 },
       events: copiedEvents,
+      steps: new Map(),
       expiresAt: 0,
       indexedOwner: undefined,
       older: undefined,
@@ -165,9 +168,11 @@ export class MemoryStore implements acp.Store {
     return { ok: true, record: { ...next, version: expectedVersion + 1 }, lastSeq: entry.events.length };
   }
 
-  async appendEvents(runId: string, events: acp.Event[]): Promise<number | null> {
+  async appendEvents(runId: string, events: acp.Event[], epoch?: number): Promise<number | null> {
     const entry = this.#liveRun(runId);
     if (!entry || isTerminal(entry.record.run.status)) return null;
+    // A former owner (another instance took the run over since) appends nothing.
+    if (epoch !== undefined && (entry.record.epoch ?? 1) !== epoch) return null;
     if (events.length === 0) return entry.events.length;
     const copied = copyOrRefuse("appendEvents", () => events.map((event) => copyAsJson(event)));
     for (const event of copied) entry.events.push(event);
@@ -183,6 +188,22 @@ export class MemoryStore implements acp.Store {
     const start = Math.max(0, Math.floor(afterSeq));
     const end = limit === undefined ? undefined : start + Math.max(0, limit);
     return entry.events.slice(start, end).map((event, i) => ({ seq: start + i + 1, event: copyAsJson(event) }));
+  }
+
+  async recordStep(runId: string, epoch: number, step: acp.StepRecord): Promise<boolean> {
+    const entry = this.#liveRun(runId);
+    if (!entry || isTerminal(entry.record.run.status)) return false;
+    if ((entry.record.epoch ?? 1) !== epoch || entry.steps.has(step.index)) return false;
+    const copied = copyOrRefuse("recordStep", () => copyAsJson(step));
+    entry.steps.set(step.index, copied);
+    this.#touchRun(entry);
+    return true;
+  }
+
+  async readSteps(runId: string): Promise<acp.StepRecord[]> {
+    const entry = this.#liveRun(runId);
+    if (!entry) return [];
+    return [...entry.steps.values()].sort((a, b) => a.index - b.index).map((step) => copyAsJson(step));
   }
 
   async subscribe(runId: string, listener: acp.ChangeListener): Promise<acp.Unsubscribe> {
@@ -249,7 +270,8 @@ export class MemoryStore implements acp.Store {
     const now = Date.now();
     const orphans: string[] = [];
     for (const [owner, entries] of this.#owned) {
-      if ((this.#heartbeats.get(owner) ?? 0) > now) continue;
+      // Owner "" is nobody: a draining instance released the run for another to adopt.
+      if (owner !== "" && (this.#heartbeats.get(owner) ?? 0) > now) continue;
       for (const entry of entries) {
         if (orphans.length >= limit) return orphans;
         if (entry.expiresAt > now) orphans.push(entry.runId);
