@@ -1,6 +1,7 @@
 /** The whole store conformance suite, one `describe` per group. */
 import { describeConcurrency } from "./concurrency.ts";
 import { describeContract } from "./contract.ts";
+import { describeDurable } from "./durable.ts";
 import { describeEvents } from "./events.ts";
 import { describeInstances } from "./instances.ts";
 import { describeOrphanedRuns } from "./orphaned-runs.ts";
@@ -33,6 +34,7 @@ export function describeStoreConformance(target: ConformanceTarget, t: TestApi):
     describeInstances(target, t);
     describeOrphanedRuns(target, t);
     describeRefusals(target, t);
+    describeDurable(target, t);
     describeTtl(target, t);
     describeConcurrency(target, t);
   });

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import type { Event, Message, RunStatus } from "../models.ts";
-import type { ChangeKind, HistoryItem, Store, StoredRun } from "../store.ts";
+import type { ChangeKind, HistoryItem, StepRecord, Store, StoredRun } from "../store.ts";
 
 /** A new run record with a random id, `version: 1` and the given status. */
 export function newRun(status: RunStatus = "created"): StoredRun {
@@ -48,6 +48,11 @@ export function label(value: string | number): Event {
 /** The label of an event made by {@link label}, or `undefined` for other events. */
 export function labelOf(event: Event): unknown {
   return event.type === "generic" ? event.generic.label : undefined;
+}
+
+/** A step that returned `value`, recorded as the runtime would: its JSON text in `result`. */
+export function stepRecord(index: number, name: string, value: unknown): StepRecord {
+  return { index, name, result: JSON.stringify(value) };
 }
 
 /** A user text message. */

@@ -15,6 +15,7 @@ export {
   runEvent,
   signalled,
   sleep,
+  stepRecord,
   textMessage,
   within,
   withStatus,

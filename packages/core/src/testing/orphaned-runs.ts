@@ -80,6 +80,38 @@ export function describeOrphanedRuns(target: ConformanceTarget, { describe, it }
       });
     });
 
+    it('lists the runs not ended that have no owner (owner ""), created so or released by an update', async () => {
+      await withStores(target, async ({ store, peer }) => {
+        const alive = `instance-${randomUUID()}`;
+        await store.heartbeat(alive, LONG_LEASE_MS);
+        const created = ownedBy("", "in-progress");
+        await store.createRun(created, []);
+        // A draining instance hands its runs off: same epoch, no owner.
+        const released = ACTIVE.map((status) => ownedBy(alive, status));
+        for (const record of released) {
+          await store.createRun(record, []);
+          assert.equal((await peer.updateRun(record.run.run_id, 1, { ...record, owner: "" }, [])).ok, true);
+        }
+        const ended = ownedBy("", "completed");
+        await store.createRun(ended, []);
+        const endedLater = ownedBy(alive);
+        await store.createRun(endedLater, []);
+        await peer.updateRun(endedLater.run.run_id, 1, { ...withStatus(endedLater, "cancelled"), owner: "" }, []);
+
+        for (const reader of [store, peer]) {
+          const listed = new Set(await reader.listOrphanedRuns());
+          for (const record of [created, ...released])
+            assert.ok(listed.has(record.run.run_id), `a ${record.run.status} run without owner is not listed`);
+          for (const record of [ended, endedLater])
+            assert.ok(!listed.has(record.run.run_id), "an ended run without owner is listed");
+        }
+        // Adopted again by a live owner, it is no orphan any more.
+        const [adopted] = released;
+        await store.updateRun(adopted!.run.run_id, 2, { ...adopted!, owner: alive, epoch: 2 }, []);
+        assert.ok(!(await peer.listOrphanedRuns()).includes(adopted!.run.run_id), "an adopted run is still listed");
+      });
+    });
+
     it("lists at most limit runs, and the rest once those have ended", async () => {
       await withStores(target, async ({ store, peer }) => {
         const dead = `instance-${randomUUID()}`;

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { historyItem, label, newRun, runEvent, sleep, withStatus, writeHistory } from "./fixtures.ts";
+import { historyItem, label, newRun, runEvent, sleep, stepRecord, withStatus, writeHistory } from "./fixtures.ts";
 import { type ConformanceTarget, type TestApi, withStores } from "./target.ts";
 
 const TTL_MS = 1_000;
@@ -15,7 +15,7 @@ const TIMEOUT_MS = 10_000;
 export function describeTtl(target: ConformanceTarget, { describe, it }: TestApi): void {
   describe("TTL", () => {
     it(
-      "forgets runs, events, sessions and items ttlMs after their last write",
+      "forgets runs, events, steps, sessions and items ttlMs after their last write",
       async () => {
         await withStores(
           target,
@@ -24,6 +24,7 @@ export function describeTtl(target: ConformanceTarget, { describe, it }: TestApi
             const sessionId = randomUUID();
             const item = historyItem("short-lived");
             await store.createRun(record, [runEvent(record), label("x")]);
+            assert.equal(await store.recordStep(record.run.run_id, 1, stepRecord(0, "a", 1)), true);
             await writeHistory(store, sessionId, [item]);
             assert.ok(await store.getRun(record.run.run_id), "the run was not stored");
             assert.ok(await store.getHistoryItem(item.id), "the item was not stored");
@@ -32,6 +33,7 @@ export function describeTtl(target: ConformanceTarget, { describe, it }: TestApi
             for (const reader of [store, peer]) {
               assert.equal(await reader.getRun(record.run.run_id), undefined, "the run outlived its TTL");
               assert.deepEqual(await reader.readEvents(record.run.run_id, 0), [], "the events outlived their TTL");
+              assert.deepEqual(await reader.readSteps(record.run.run_id), [], "the steps outlived their TTL");
               assert.equal(await reader.getHistory(sessionId), undefined, "the session outlived its TTL");
               assert.equal(await reader.getHistoryItem(item.id), undefined, "the item outlived its TTL");
             }
@@ -47,6 +49,16 @@ export function describeTtl(target: ConformanceTarget, { describe, it }: TestApi
               await store.readEvents(record.run.run_id, 0),
               [],
               "a re-created run got the expired run's events",
+            );
+            assert.deepEqual(
+              await store.readSteps(record.run.run_id),
+              [],
+              "a re-created run got the expired run's steps",
+            );
+            assert.equal(
+              await store.recordStep(record.run.run_id, 1, stepRecord(0, "b", 2)),
+              true,
+              "a re-created run's index 0 is still taken by the expired run's step",
             );
             // A run's end that writes history to the expired session starts the session over.
             const next = newRun("in-progress");
@@ -79,8 +91,10 @@ export function describeTtl(target: ConformanceTarget, { describe, it }: TestApi
             const awaiting = { ...newRun("awaiting"), owner };
             const ended = { ...newRun("completed"), owner };
             const others = newRun("in-progress");
-            for (const record of [running, awaiting, ended, others])
+            for (const record of [running, awaiting, ended, others]) {
               await store.createRun(record, [runEvent(record), label("x")]);
+              if (record !== ended) await store.recordStep(record.run.run_id, 1, stepRecord(0, "a", 1));
+            }
 
             // Heartbeats through either store, for well over a TTL, and no other write.
             const until = Date.now() + TTL_MS * 2;
@@ -97,9 +111,52 @@ export function describeTtl(target: ConformanceTarget, { describe, it }: TestApi
                 `a ${record.run.status} run expired while its owner sent heartbeats`,
               );
               assert.equal((await peer.readEvents(runId, 0)).length, 2, "its events expired while its owner lived");
+              assert.deepEqual(
+                await peer.readSteps(runId),
+                [stepRecord(0, "a", 1)],
+                "its steps expired while its owner lived",
+              );
             }
             assert.equal(await store.getRun(ended.run.run_id), undefined, "heartbeats kept a run that has ended");
             assert.equal(await store.getRun(others.run.run_id), undefined, "heartbeats kept a run of another instance");
+          },
+          TTL_MS,
+        );
+      },
+      TIMEOUT_MS,
+    );
+
+    it(
+      "restarts the TTL of a run, its events and its steps on recordStep",
+      async () => {
+        await withStores(
+          target,
+          async ({ store, peer }) => {
+            const refreshed = newRun("in-progress");
+            const untouched = newRun("in-progress");
+            const createdAt = Date.now();
+            for (const record of [refreshed, untouched]) {
+              await store.createRun(record, [runEvent(record)]);
+              await store.recordStep(record.run.run_id, 1, stepRecord(0, "a", 1));
+            }
+            await sleep(TTL_MS / 2);
+            assert.equal(await peer.recordStep(refreshed.run.run_id, 1, stepRecord(1, "b", 2)), true);
+            await sleep(Math.max(0, createdAt + TTL_MS + MARGIN_MS - Date.now()));
+
+            const runId = refreshed.run.run_id;
+            assert.equal((await store.getRun(runId))?.version, 1, "recordStep did not restart the run's TTL");
+            assert.equal((await store.readEvents(runId, 0)).length, 1, "recordStep did not restart the events' TTL");
+            assert.deepEqual(
+              await store.readSteps(runId),
+              [stepRecord(0, "a", 1), stepRecord(1, "b", 2)],
+              "recordStep did not restart the TTL of the earlier steps",
+            );
+            assert.equal(
+              await store.getRun(untouched.run.run_id),
+              undefined,
+              "the run not written again did not expire",
+            );
+            assert.deepEqual(await store.readSteps(untouched.run.run_id), [], "the steps of the expired run remain");
           },
           TTL_MS,
         );
