@@ -81,6 +81,8 @@ export interface DurableState {
   historyStoreId?: string;
   /** The URLs of the earlier runs' history the handler was given, if any. */
   historyUrls?: string[];
+  /** The origin under which those URLs are this deployment's own (read from the store), if known. */
+  historyOrigin?: string;
 }
 
 /**
