@@ -2,7 +2,9 @@
  * Agents that show every feature of the server. The end-to-end tests drive these same agents,
  * through one instance and through two behind a load balancer.
  */
-import { ACPError, agent, type Message } from "@acp/core";
+import { appendFile } from "node:fs/promises";
+import path from "node:path";
+import { ACPError, type AgentContext, agent, type Message } from "@acp/core";
 
 function textOf(input: Message[]): string {
   return input
@@ -145,4 +147,89 @@ export const slow = agent(
   },
 );
 
-export const demoAgents = [echo, tokens, approval, artifacts, chat, historyEcho, failing, slow];
+/**
+ * Notes that a step's function is running: with ACP_DEMO_STEP_LOG set to a directory, appends
+ * `<step> attempt=<n> pid=<pid>` to `<dir>/<run id>.log`, so tests can count how often each step
+ * really ran (a replay that returns a recorded result writes nothing).
+ */
+async function noteStepRan(ctx: AgentContext, step: string): Promise<void> {
+  const dir = process.env.ACP_DEMO_STEP_LOG;
+  if (!dir) return;
+  await appendFile(path.join(dir, `${ctx.runId}.log`), `${step} attempt=${ctx.attempt} pid=${process.pid}\n`);
+}
+
+/**
+ * A durable run of `<n> steps` (default 10), each a recorded step that works `delay=<ms>`
+ * (default 200) and then yields `step <i> of <n> (attempt <a>)`. Killed halfway, another
+ * instance adopts it: the steps done return their recorded results without running again, the
+ * parts already sent are not sent twice, and the parts that follow say attempt 2.
+ */
+export const durableSteps = agent(
+  {
+    name: "durable-steps",
+    description: 'Runs N recorded steps ("10 steps delay=200"); survives the loss of its instance',
+    durable: true,
+  },
+  async function* (input, ctx) {
+    const text = textOf(input);
+    const count = Number(/(\d+)\s*steps?/.exec(text)?.[1] ?? 10);
+    const delay = Number(/delay=(\d+)/.exec(text)?.[1] ?? 200);
+    for (let index = 1; index <= count; index++) {
+      const name = `step-${index}`;
+      const done = await ctx.step(name, async (signal) => {
+        await noteStepRan(ctx, name);
+        await sleep(delay, signal);
+        return { index, at: new Date().toISOString() };
+      });
+      yield `step ${done.index} of ${count} (attempt ${ctx.attempt})\n`;
+    }
+  },
+);
+
+/**
+ * The approval flow, durable: a recorded "plan" step, then a question (the run awaits), then an
+ * "act" step when the answer is yes. The instance that asked may be gone when the answer comes:
+ * whichever instance receives the resume carries the run on, and the plan is not made again.
+ */
+export const durableApproval = agent(
+  {
+    name: "durable-approval",
+    description: "Plans (a recorded step), asks for approval, then acts; survives restarts while it waits",
+    durable: true,
+  },
+  async function* (input, ctx) {
+    const task = textOf(input) || "the task";
+    const plan = await ctx.step("plan", async () => {
+      await noteStepRan(ctx, "plan");
+      return `Plan for ${task}, made at ${new Date().toISOString()}.`;
+    });
+    yield plan;
+    const answer = yield {
+      type: "message",
+      message: { parts: [{ content: `Do you approve ${task}? Answer yes or no.` }] },
+    };
+    const reply = answer ? textOf([answer.message]).trim().toLowerCase() : "";
+    if (!reply.startsWith("y")) {
+      yield { parts: [{ content: `Not approved: ${task} dropped (attempt ${ctx.attempt}).` }] };
+      return;
+    }
+    const receipt = await ctx.step("act", async () => {
+      await noteStepRan(ctx, "act");
+      return `Done: ${task}.`;
+    });
+    yield { parts: [{ content: `Approved. ${receipt} (attempt ${ctx.attempt})` }] };
+  },
+);
+
+export const demoAgents = [
+  echo,
+  tokens,
+  approval,
+  artifacts,
+  chat,
+  historyEcho,
+  failing,
+  slow,
+  durableSteps,
+  durableApproval,
+];

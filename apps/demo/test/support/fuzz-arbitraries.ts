@@ -198,7 +198,16 @@ function applyMutation(body: unknown, { at, op, key, value: generated }: Mutatio
 }
 
 /** Agents a mutation must not start: they run long or wait for a resume. */
-const longAgents = new Set(["slow", "approval", "tokens", "chat", "artifacts", "failing"]);
+const longAgents = new Set([
+  "slow",
+  "approval",
+  "tokens",
+  "chat",
+  "artifacts",
+  "failing",
+  "durable-steps",
+  "durable-approval",
+]);
 
 /** A valid body changed by one to three mutations; it may happen to stay valid. */
 export function mutated(valid: fc.Arbitrary<Record<string, unknown>>): fc.Arbitrary<unknown> {
