@@ -23,7 +23,10 @@ export class KeyLayout {
     return `${this.prefix}:{owner:${instanceId}}:runs`;
   }
 
-  /** Hash with the run's `version`, whether it `ended`, its `owner`, and the whole record as `json`. */
+  /**
+   * Hash with the run's `version`, whether it `ended`, its `owner`, its `epoch` (absent when a
+   * contract-2 store wrote it: epoch 1), and the whole record as `json`.
+   */
   runRecord(runId: string): string {
     return `${this.prefix}:{run:${runId}}:record`;
   }
@@ -31,6 +34,11 @@ export class KeyLayout {
   /** List of the run's events as JSON; the event at index i has seq i + 1. */
   runEvents(runId: string): string {
     return `${this.prefix}:{run:${runId}}:events`;
+  }
+
+  /** Hash from step index to the step as JSON: the recorded steps of a durable run. */
+  runSteps(runId: string): string {
+    return `${this.prefix}:{run:${runId}}:steps`;
   }
 
   /** Pub/sub channel announcing changes of the run; in the run's slot for sharded pub/sub. */

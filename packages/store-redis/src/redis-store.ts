@@ -84,6 +84,7 @@ export class RedisStore implements acp.Store {
         JSON.stringify({ ...record, version: 1 }),
         ended ? "1" : "0",
         record.owner,
+        String(record.epoch ?? 1),
         ...events.map((event) => JSON.stringify(event)),
       ]);
       return Number(created) === 1;
@@ -123,6 +124,7 @@ export class RedisStore implements acp.Store {
         ended ? "1" : "0",
         json,
         next.owner,
+        String(next.epoch ?? 1),
         ...events.map((event) => JSON.stringify(event)),
       ])) as [unknown, unknown?, unknown?];
       if (Number(reply[0]) !== 1) {
@@ -136,13 +138,34 @@ export class RedisStore implements acp.Store {
     });
   }
 
-  appendEvents(runId: string, events: acp.Event[]): Promise<number | null> {
+  appendEvents(runId: string, events: acp.Event[], epoch?: number): Promise<number | null> {
     return this.#attempt("appendEvents", async () => {
       const length = await scripts.appendEvents.run(this.#commands, this.#runKeys(runId), [
         ...this.#runArgs(runId),
+        epoch === undefined ? "" : String(epoch),
         ...events.map((event) => JSON.stringify(event)),
       ]);
       return length == null ? null : Number(length);
+    });
+  }
+
+  recordStep(runId: string, epoch: number, step: acp.StepRecord): Promise<boolean> {
+    return this.#attempt("recordStep", async () => {
+      const stored = await scripts.recordStep.run(this.#commands, this.#runKeys(runId), [
+        ...this.#runArgs(runId),
+        String(epoch),
+        String(step.index),
+        JSON.stringify(step),
+      ]);
+      return Number(stored) === 1;
+    });
+  }
+
+  readSteps(runId: string): Promise<acp.StepRecord[]> {
+    return attemptStore(PACKAGE, "readSteps", async () => {
+      // One HVALS, however many steps; the hash has no order, so they are sorted here.
+      const values = (await this.#send(this.#keys.runSteps(runId), ["HVALS"])) as unknown[];
+      return values.map((json) => parse<acp.StepRecord>(json)).sort((a, b) => a.index - b.index);
     });
   }
 
@@ -282,7 +305,8 @@ export class RedisStore implements acp.Store {
       const owners = scoredMembers(
         await this.#commands.send(this.#keys.owners, ["ZRANGE", this.#keys.owners, "0", "-1", "WITHSCORES"]),
       );
-      const alive = await Promise.all(owners.map(({ member }) => this.#isAlive(member)));
+      // Owner "" is nobody (a draining instance released the run): never alive.
+      const alive = await Promise.all(owners.map(({ member }) => member !== "" && this.#isAlive(member)));
       const orphans: string[] = [];
       for (const [i, { member: owner }] of owners.entries()) {
         if (alive[i] || orphans.length >= limit) continue;
@@ -366,7 +390,7 @@ export class RedisStore implements acp.Store {
   }
 
   #runKeys(runId: string): string[] {
-    return [this.#keys.runRecord(runId), this.#keys.runEvents(runId)];
+    return [this.#keys.runRecord(runId), this.#keys.runEvents(runId), this.#keys.runSteps(runId)];
   }
 
   /** The arguments every run script starts with (see scripts.ts). */

@@ -3,7 +3,7 @@
  * EVAL when the server does not know the script yet (first use, restart, failover). Every value
  * reaches a script as an argument; the sources are constants.
  *
- * Run scripts take KEYS = [record, events] and start ARGV with the same three values:
+ * Run scripts take KEYS = [record, events, steps] and start ARGV with the same three values:
  * ARGV[1] "1" to notify with SPUBLISH (cluster) or "0" for PUBLISH, ARGV[2] the run's channel,
  * ARGV[3] the TTL in milliseconds.
  */
@@ -17,6 +17,7 @@ import type { Commands } from "./connection.ts";
 const RUN_PRELUDE = `
 local recordKey = KEYS[1]
 local eventsKey = KEYS[2]
+local stepsKey = KEYS[3]
 local sharded = ARGV[1] == '1'
 local channel = ARGV[2]
 local ttl = ARGV[3]
@@ -36,6 +37,12 @@ end
 local function refresh()
   redis.call('PEXPIRE', recordKey, ttl)
   redis.call('PEXPIRE', eventsKey, ttl)
+  redis.call('PEXPIRE', stepsKey, ttl)
+end
+-- The ownership epoch of the stored record; a record without one (written by a contract-2
+-- store, or without an epoch) is at epoch 1.
+local function storedEpoch(value)
+  return value or '1'
 end
 -- "events", or "record:<version>" so that the writer can tell its own changes from others'.
 local function notify(kind)
@@ -45,18 +52,20 @@ end
 
 /**
  * ARGV[4] the record as JSON, ARGV[5] "1" when its status is terminal, ARGV[6] its owner,
- * ARGV[7..] events as JSON. Returns 1, or 0 when the run exists (nothing written). A leftover log
- * is dropped first, so a run created again under an expired id never shows the old events.
+ * ARGV[7] its epoch, ARGV[8..] events as JSON. Returns 1, or 0 when the run exists (nothing
+ * written). A leftover log and leftover steps are dropped first, so a run created again under an
+ * expired id never shows the old events or steps.
  */
 const CREATE_RUN = `${RUN_PRELUDE}
 local recordJson = ARGV[4]
 local ended = ARGV[5]
 local owner = ARGV[6]
-local firstEvent = 7
+local epoch = ARGV[7]
+local firstEvent = 8
 
 if redis.call('EXISTS', recordKey) == 1 then return 0 end
-redis.call('HSET', recordKey, 'version', '1', 'ended', ended, 'owner', owner, 'json', recordJson)
-redis.call('DEL', eventsKey)
+redis.call('HSET', recordKey, 'version', '1', 'ended', ended, 'owner', owner, 'epoch', epoch, 'json', recordJson)
+redis.call('DEL', eventsKey, stepsKey)
 pushEvents(firstEvent)
 refresh()
 notify('record:1')
@@ -65,8 +74,8 @@ return 1
 
 /**
  * ARGV[4] the expected version, ARGV[5] the new version, ARGV[6] "1" when the new status is
- * terminal, ARGV[7] the new record as JSON (with the new version), ARGV[8] its owner, ARGV[9..]
- * events as JSON. Returns {1, lastSeq, previousOwner} when applied ("" when a contract-1 store
+ * terminal, ARGV[7] the new record as JSON (with the new version), ARGV[8] its owner, ARGV[9]
+ * its epoch, ARGV[10..] events as JSON. Returns {1, lastSeq, previousOwner} when applied ("" when a contract-1 store
  * wrote the record), {0, currentJson} when the version differs, {0} when unknown.
  */
 const UPDATE_RUN = `${RUN_PRELUDE}
@@ -75,12 +84,13 @@ local newVersion = ARGV[5]
 local ended = ARGV[6]
 local recordJson = ARGV[7]
 local owner = ARGV[8]
-local firstEvent = 9
+local epoch = ARGV[9]
+local firstEvent = 10
 
 local current = redis.call('HMGET', recordKey, 'version', 'json', 'owner')
 if not current[1] then return {0} end
 if current[1] ~= expectedVersion then return {0, current[2]} end
-redis.call('HSET', recordKey, 'version', newVersion, 'ended', ended, 'owner', owner, 'json', recordJson)
+redis.call('HSET', recordKey, 'version', newVersion, 'ended', ended, 'owner', owner, 'epoch', epoch, 'json', recordJson)
 local length = pushEvents(firstEvent)
 refresh()
 notify('record:' .. newVersion)
@@ -88,16 +98,24 @@ return {1, length, current[3] or ''}
 `;
 
 /**
- * KEYS = [record, events]; ARGV[1] the instance, ARGV[2] the TTL in milliseconds. Restarts the
- * TTL of a run the instance owns that has not ended. Returns 1 when it did, 0 when the run is
- * unknown or expired, -1 when it ended or has another owner (its entry in the instance's set is stale).
+ * KEYS = [record, events, steps]; ARGV[1] the instance, ARGV[2] the TTL in milliseconds. Restarts
+ * the TTL of a run the instance owns that has not ended, with its events and steps. Returns 1 when
+ * it did, 0 when the run is unknown or expired, -1 when it ended or has another owner (its entry
+ * in the instance's set is stale).
  */
 const REFRESH_OWNED_RUN = `
-local state = redis.call('HMGET', KEYS[1], 'ended', 'owner')
+local recordKey = KEYS[1]
+local eventsKey = KEYS[2]
+local stepsKey = KEYS[3]
+local instance = ARGV[1]
+local ttl = ARGV[2]
+
+local state = redis.call('HMGET', recordKey, 'ended', 'owner')
 if not state[1] then return 0 end
-if state[1] ~= '0' or state[2] ~= ARGV[1] then return -1 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[2])
+if state[1] ~= '0' or state[2] ~= instance then return -1 end
+redis.call('PEXPIRE', recordKey, ttl)
+redis.call('PEXPIRE', eventsKey, ttl)
+redis.call('PEXPIRE', stepsKey, ttl)
 return 1
 `;
 
@@ -127,19 +145,40 @@ return 0
 `;
 
 /**
- * ARGV[4..] events as JSON. Returns the log's new length, or nil when the run is unknown or
- * has ended (nothing written).
+ * ARGV[4] the writer's epoch, or "" to append whatever the stored epoch; ARGV[5..] events as
+ * JSON. Returns the log's new length, or nil when the run is unknown, has ended, or is at another
+ * epoch than the writer's (a former owner: fenced). Nothing is written then.
  */
 const APPEND_EVENTS = `${RUN_PRELUDE}
-local firstEvent = 4
+local epoch = ARGV[4]
+local firstEvent = 5
 
-if redis.call('HGET', recordKey, 'ended') ~= '0' then return nil end
+local state = redis.call('HMGET', recordKey, 'ended', 'epoch')
+if state[1] ~= '0' then return nil end
+if epoch ~= '' and storedEpoch(state[2]) ~= epoch then return nil end
 local length = pushEvents(firstEvent)
 if #ARGV >= firstEvent then
   refresh()
   notify('events')
 end
 return length
+`;
+
+/**
+ * ARGV[4] the writer's epoch, ARGV[5] the step's index, ARGV[6] the step as JSON. Stores the step
+ * unless the run is unknown, has ended, is at another epoch, or holds a step at that index.
+ * Returns 1 when stored, else 0. Subscribers are not notified: nobody waits for steps.
+ */
+const RECORD_STEP = `${RUN_PRELUDE}
+local epoch = ARGV[4]
+local index = ARGV[5]
+local stepJson = ARGV[6]
+
+local state = redis.call('HMGET', recordKey, 'ended', 'epoch')
+if state[1] ~= '0' or storedEpoch(state[2]) ~= epoch then return 0 end
+if redis.call('HSETNX', stepsKey, index, stepJson) == 0 then return 0 end
+refresh()
+return 1
 `;
 
 /**
@@ -289,6 +328,7 @@ export const scripts = {
   createRun: new Script(CREATE_RUN),
   updateRun: new Script(UPDATE_RUN),
   appendEvents: new Script(APPEND_EVENTS),
+  recordStep: new Script(RECORD_STEP),
   refreshOwnedRun: new Script(REFRESH_OWNED_RUN),
   ownRun: new Script(OWN_RUN),
   forgetOwner: new Script(FORGET_OWNER),
