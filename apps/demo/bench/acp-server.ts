@@ -5,13 +5,15 @@
  * `BENCH_COUNT_STORE_CALLS=1` counts and times the calls the runtime makes to the store.
  *
  * Only this bench server answers `GET /__bench/memory`: it collects garbage, then reports
- * `process.memoryUsage()` and the store calls counted so far; and `GET /__bench/store-timings`:
- * the p50 and p99 of each store method's calls.
+ * `process.memoryUsage()` and the store calls counted so far; `GET /__bench/store-timings`:
+ * the p50 and p99 of each store method's calls; and `GET /__bench/adoptions`: when each takeover
+ * this instance attempted began (the wall-clock time of its `updateRun` raising a run's epoch).
+ * `ACP_LEASE_MS` sets the lease, for the takeover measurement.
  */
-import type { Store } from "@acp/core";
+import type { Store, StoredRun } from "@acp/core";
 import { startServer } from "../src/server.ts";
 import { storeFromEnv } from "../src/store-from-env.ts";
-import { benchAgents } from "./bench-agents.ts";
+import { benchAgents, wallClockMs } from "./bench-agents.ts";
 import { keepConnectionsOpen } from "./keep-alive.ts";
 import { percentile } from "./stats.ts";
 
@@ -23,6 +25,26 @@ interface StoreCallLog {
   counts: Record<string, number>;
   /** Per method, a ring of the latest durations; `next` counts the writes. */
   durations: Record<string, { ring: number[]; next: number }>;
+}
+
+/** A takeover begun here: the first `updateRun` that wrote `epoch` for the run. */
+interface Adoption {
+  runId: string;
+  epoch: number;
+  /** Wall-clock ms when the call was made. */
+  at: number;
+}
+
+const adoptions: Adoption[] = [];
+const epochsSeen = new Map<string, number>();
+
+/** Notes a takeover when an update raises the run's epoch past what this instance wrote before. */
+function noteAdoption(args: unknown[]): void {
+  const [runId, , next] = args as [string, number, StoredRun];
+  const epoch = next?.epoch ?? 1;
+  if (epoch <= (epochsSeen.get(runId) ?? 1)) return;
+  epochsSeen.set(runId, epoch);
+  adoptions.push({ runId, epoch, at: wallClockMs() });
 }
 
 /**
@@ -45,6 +67,7 @@ function countingStore(store: Store, log: StoreCallLog): Store {
         };
         counted = (...args: unknown[]) => {
           log.counts[name] = (log.counts[name] ?? 0) + 1;
+          if (name === "updateRun") noteAdoption(args);
           const started = performance.now();
           const result = (value as (...a: unknown[]) => unknown).apply(target, args);
           if (result instanceof Promise)
@@ -76,10 +99,12 @@ const collectGarbage = (globalThis as { gc?: () => void }).gc;
 const storeCalls: StoreCallLog = { counts: {}, durations: {} };
 const chosen = await storeFromEnv();
 if (process.env.BENCH_COUNT_STORE_CALLS === "1") chosen.store = countingStore(chosen.store, storeCalls);
+const leaseMs = Number(process.env.ACP_LEASE_MS) || undefined;
 const demo = await startServer(benchAgents, chosen, {
   port: Number(process.env.PORT),
   host: "127.0.0.1",
   drainMs: 500,
+  app: leaseMs === undefined ? {} : { leaseMs },
 });
 keepConnectionsOpen(demo.server);
 // Added before the first request reaches the app (we are still in the tick that started listening).
@@ -96,6 +121,9 @@ demo.app.get("/__bench/store-timings", (c) => {
     for (const durations of Object.values(storeCalls.durations)) Object.assign(durations, { ring: [], next: 0 });
   return c.json(result);
 });
+
+/** The takeovers this instance began (with BENCH_COUNT_STORE_CALLS=1). */
+demo.app.get("/__bench/adoptions", (c) => c.json(adoptions));
 
 const stop = (): void => {
   demo.stop().then(

@@ -1,6 +1,6 @@
 /**
  * The agents the bench servers run: the demo's `echo` (sync throughput) and `approval` (runs that
- * stay open, awaiting), plus two that exist only to be measured.
+ * stay open, awaiting), plus three that exist only to be measured.
  */
 import { agent } from "@acp/core";
 import { approval, echo } from "../src/agents.ts";
@@ -39,4 +39,35 @@ export const ticker = agent(
   },
 );
 
-export const benchAgents = [echo, approval, parts, ticker];
+/** Resolves when `signal` aborts: a step that waits for its owner's loss. */
+function untilAborted(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => {
+    if (signal.aborted) reject(signal.reason);
+    signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+  });
+}
+
+/**
+ * Durable: `steps=<N>` recorded steps with `events=<M>` text parts yielded among them (M / N after
+ * each step). With `takeover=1` it then enters a last step that, on the first attempt, waits until
+ * its instance is lost; on a later attempt (the replay has reached live: every earlier step and
+ * part came from the store) it returns the wall-clock time at once, which the run yields last.
+ */
+export const durableReplay = agent(
+  { name: "durable-replay", description: "Records N steps and M events, then waits to be taken over", durable: true },
+  async function* (input, ctx) {
+    const steps = option(input, "steps", 1000);
+    const events = option(input, "events", 10_000);
+    const perStep = steps > 0 ? Math.floor(events / steps) : 0;
+    for (let index = 0; index < steps; index++) {
+      await ctx.step(`s${index}`, () => index);
+      for (let event = 0; event < perStep; event++) yield "e ";
+    }
+    for (let event = perStep * steps; event < events; event++) yield "e ";
+    if (option(input, "takeover", 0) !== 1) return;
+    const liveAt = await ctx.step("live", (signal) => (ctx.attempt === 1 ? untilAborted(signal) : wallClockMs()));
+    yield `live ${liveAt}`;
+  },
+);
+
+export const benchAgents = [echo, approval, parts, ticker, durableReplay];

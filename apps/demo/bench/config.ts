@@ -25,7 +25,7 @@ function list<T extends string>(name: string, allowed: readonly T[]): T[] {
   return chosen as T[];
 }
 
-export const SCENARIOS = ["throughput", "streams", "cross", "followers"] as const;
+export const SCENARIOS = ["throughput", "streams", "cross", "followers", "takeover"] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
 export interface BenchConfig {
@@ -39,7 +39,7 @@ export interface BenchConfig {
   clients: number;
   /** BENCH_STORES: which stores, comma-separated. @default memory,redis,postgres */
   stores: StoreName[];
-  /** BENCH_ONLY: which scenarios, comma-separated. @default throughput,streams,cross,followers */
+  /** BENCH_ONLY: which scenarios, comma-separated. @default throughput,streams,cross,followers,takeover */
   scenarios: Scenario[];
   /** The N of the stream-cost runs. */
   streamSizes: number[];
@@ -49,6 +49,10 @@ export interface BenchConfig {
   crossEvents: number;
   /** BENCH_FOLLOWERS: open streams of the followers measurement. @default 1000 */
   followers: number;
+  /** BENCH_TAKEOVER_STEPS: recorded steps of the durable run taken over. @default 1000 */
+  takeoverSteps: number;
+  /** BENCH_TAKEOVER_EVENTS: parts the durable run taken over has yielded. @default 10_000 */
+  takeoverEvents: number;
   /** BENCH_PROFILE=1: every server process writes a CPU profile (node --cpu-prof). */
   profile: boolean;
   /** `--update-docs` or BENCH_UPDATE_DOCS=1: replace the table in docs/benchmarks.md. */
@@ -67,6 +71,8 @@ export function configFromEnv(argv: string[] = process.argv.slice(2)): BenchConf
     streamEvents: whole("BENCH_STREAM_EVENTS", 20_000),
     crossEvents: whole("BENCH_CROSS_EVENTS", 3000),
     followers: whole("BENCH_FOLLOWERS", 1000),
+    takeoverSteps: whole("BENCH_TAKEOVER_STEPS", 1000),
+    takeoverEvents: whole("BENCH_TAKEOVER_EVENTS", 10_000, 0),
     profile: process.env.BENCH_PROFILE === "1" || argv.includes("--profile"),
     updateDocs: process.env.BENCH_UPDATE_DOCS === "1" || argv.includes("--update-docs"),
   };

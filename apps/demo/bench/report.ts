@@ -9,6 +9,7 @@ import type { BenchConfig } from "./config.ts";
 import type { CrossInstanceResult } from "./scenarios/cross-instance.ts";
 import type { FollowersResult } from "./scenarios/followers.ts";
 import type { StreamGrowthResult } from "./scenarios/stream-growth.ts";
+import type { TakeoverResult } from "./scenarios/takeover.ts";
 import type { ThroughputResult } from "./scenarios/throughput.ts";
 
 export interface Machine {
@@ -28,12 +29,22 @@ export interface BenchResults {
   commit: string;
   settings: Pick<
     BenchConfig,
-    "seconds" | "rounds" | "warmupSeconds" | "clients" | "streamSizes" | "streamEvents" | "crossEvents" | "followers"
+    | "seconds"
+    | "rounds"
+    | "warmupSeconds"
+    | "clients"
+    | "streamSizes"
+    | "streamEvents"
+    | "crossEvents"
+    | "followers"
+    | "takeoverSteps"
+    | "takeoverEvents"
   >;
   throughput: ThroughputResult[];
   streams: StreamGrowthResult[];
   cross: CrossInstanceResult[];
   followers: FollowersResult[];
+  takeover: TakeoverResult[];
   targets: TargetResult[];
 }
 
@@ -136,6 +147,20 @@ export function evaluateTargets(results: Omit<BenchResults, "targets">): TargetR
         met: row.pgConnections <= row.pool + 1,
       });
     }
+  }
+  for (const row of results.takeover) {
+    targets.push({
+      name: `${row.store}: takeover of ${count(row.steps)} steps and ${count(row.events)} events, adoption to live`,
+      goal: "< 1,000 ms",
+      value: `${count(row.adoptionToLiveMs)} ms`,
+      met: row.adoptionToLiveMs < 1000,
+    });
+    targets.push({
+      name: `${row.store}: store writes per durable step`,
+      goal: "1",
+      value: fixed(row.writesPerStep, 2),
+      met: Math.round(row.writesPerStep * 100) === 100,
+    });
   }
   return targets;
 }
@@ -252,6 +277,33 @@ export function toMarkdown(results: BenchResults): string {
           Object.entries(row.idleStoreCallsPerSecond)
             .map(([method, perSecond]) => `${method} ${perSecond < 10 ? fixed(perSecond) : count(perSecond)}`)
             .join(", ") || (row.target === "ceiling" ? "–" : "0"),
+        ]),
+      ),
+    );
+  }
+  if (results.takeover.length > 0) {
+    out.push(
+      `### 6. Takeover: a durable run of ${count(s.takeoverSteps)} recorded steps and ${count(s.takeoverEvents)} parts, its instance killed, adopted and replayed by another (lease ${count(results.takeover[0]!.leaseMs)} ms)`,
+      table(
+        [
+          "Store",
+          "adoption to live ms",
+          "kill to live ms",
+          "parts after",
+          "B: readSteps p99 ms",
+          "µs per step",
+          "store writes per step",
+          "recordStep per step",
+        ],
+        results.takeover.map((row) => [
+          row.store,
+          count(row.adoptionToLiveMs),
+          count(row.killToLiveMs),
+          count(row.partsAfter),
+          fixed(row.readStepsMs, 2),
+          fixed(row.usPerStep, 0),
+          fixed(row.writesPerStep, 2),
+          fixed(row.recordStepPerStep, 2),
         ]),
       ),
     );

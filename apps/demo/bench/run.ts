@@ -18,6 +18,7 @@ import type { ScenarioContext } from "./scenarios/context.ts";
 import { measureCrossInstance } from "./scenarios/cross-instance.ts";
 import { type FollowersTarget, measureFollowers } from "./scenarios/followers.ts";
 import { measureStreamGrowth } from "./scenarios/stream-growth.ts";
+import { measureTakeover } from "./scenarios/takeover.ts";
 import { measureThroughput } from "./scenarios/throughput.ts";
 
 const repoDir = path.resolve(demoDir, "../..");
@@ -48,11 +49,14 @@ const results: Omit<BenchResults, "targets"> = {
     streamEvents: config.streamEvents,
     crossEvents: config.crossEvents,
     followers: config.followers,
+    takeoverSteps: config.takeoverSteps,
+    takeoverEvents: config.takeoverEvents,
   },
   throughput: [],
   streams: [],
   cross: [],
   followers: [],
+  takeover: [],
 };
 
 const stores = config.stores;
@@ -94,6 +98,18 @@ const steps: Step[] = [
       return (
         `${row.rssKbPerStream.toFixed(1)} KB RSS and ${row.heapKbPerStream.toFixed(1)} KB heap per stream` +
         (row.storeConnections === undefined ? "" : `, ${row.storeConnections} store connections`)
+      );
+    },
+  })),
+  ...haStores.map((store) => ({
+    scenario: "takeover" as const,
+    label: `takeover ${store}`,
+    run: async (context: ScenarioContext) => {
+      const row = await measureTakeover(store, context);
+      results.takeover.push(row);
+      return (
+        `${row.steps} steps, ${row.events} events: adoption to live ${row.adoptionToLiveMs.toFixed(0)} ms; ` +
+        `a step ${row.usPerStep.toFixed(0)} µs, ${row.writesPerStep.toFixed(2)} store writes`
       );
     },
   })),
