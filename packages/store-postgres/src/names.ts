@@ -6,7 +6,7 @@
 const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/i;
 
 /** Suffixes of the tables derived from the configured table name. */
-export const TABLE_SUFFIXES = ["_events", "_history", "_schema"] as const;
+export const TABLE_SUFFIXES = ["_events", "_history", "_steps", "_schema"] as const;
 
 /** PostgreSQL truncates longer identifiers (NAMEDATALEN - 1), so derived names must fit too. */
 const MAX_IDENTIFIER_LENGTH = 63;

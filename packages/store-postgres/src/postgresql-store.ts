@@ -8,6 +8,7 @@ import type {
   HistoryAppend,
   HistoryItem,
   SessionSummary,
+  StepRecord,
   Store,
   StoredEvent,
   StoredRun,
@@ -21,7 +22,7 @@ import { attemptStore, isTerminal, resolveTtlMs, STORE_CONTRACT_VERSION, wrapSto
 import type { Client } from "./client.ts";
 import { assertIdentifier } from "./names.ts";
 import { NotificationSender } from "./notification-sender.ts";
-import { eventsJson, type NewRun, Queries, recordJson, toStoredRun } from "./queries.ts";
+import { eventsJson, type NewRun, Queries, type RunUpdate, recordJson, toStepRecord, toStoredRun } from "./queries.ts";
 import { refusalOf } from "./refusal.ts";
 import { notification, RunNotifier } from "./run-notifier.ts";
 import { migrateSchema, type Tables, tablesOf } from "./schema.ts";
@@ -38,8 +39,8 @@ export interface PostgreSQLStoreOptions extends StoreOptions {
    */
   sql: Client;
   /**
-   * Name of the table of runs, sessions and heartbeats; `<table>_events`, `<table>_history` and
-   * `<table>_schema` are created beside it. Letters, digits and underscores, at most 55 characters.
+   * Name of the table of runs, sessions and heartbeats; `<table>_events`, `<table>_history`,
+   * `<table>_steps` and `<table>_schema` are created beside it. Letters, digits and underscores, at most 55 characters.
    * @default "acp_store"
    */
   table?: string;
@@ -159,6 +160,7 @@ export class PostgreSQLStore implements Store {
     const run: NewRun = {
       runId: record.run.run_id,
       owner: record.owner,
+      epoch: record.epoch ?? 1,
       value: recordJson(record),
       ended: isTerminal(record.run.status),
       events: eventsJson(events),
@@ -195,7 +197,15 @@ export class PostgreSQLStore implements Store {
   ): Promise<UpdateResult> {
     const value = recordJson(next);
     return this.#withSchema("updateRun", async () => {
-      const update = { expectedVersion, owner: next.owner, value, ended: isTerminal(next.run.status), events, history };
+      const update: RunUpdate = {
+        expectedVersion,
+        owner: next.owner,
+        epoch: next.epoch ?? 1,
+        value,
+        ended: isTerminal(next.run.status),
+        events,
+        history,
+      };
       const [updated] = await this.#queries.updateRun(this.#sql, runId, update);
       // An expired session that the sweep has not deleted yet takes no items: it starts over.
       if (updated && history && updated.session === 0) await this.#restartExpiredSession(history);
@@ -211,12 +221,27 @@ export class PostgreSQLStore implements Store {
     });
   }
 
-  async appendEvents(runId: string, events: Event[]): Promise<number | null> {
+  async appendEvents(runId: string, events: Event[], epoch?: number): Promise<number | null> {
     return this.#withSchema("appendEvents", async () => {
-      const [appended] = await this.#queries.appendEvents(this.#sql, runId, events);
+      const [appended] = await this.#queries.appendEvents(this.#sql, runId, events, epoch);
       if (!appended) return null;
       this.#notify(notification("events", runId));
       return appended.last;
+    });
+  }
+
+  async recordStep(runId: string, epoch: number, step: StepRecord): Promise<boolean> {
+    return this.#withSchema("recordStep", async () => {
+      // No notification: nobody waits for steps.
+      const [row] = await this.#queries.recordStep(this.#sql, runId, epoch, step);
+      return row?.stored === 1;
+    });
+  }
+
+  async readSteps(runId: string): Promise<StepRecord[]> {
+    return this.#withSchema("readSteps", async () => {
+      const rows = await this.#queries.readSteps(this.#sql, runId);
+      return rows.map(toStepRecord);
     });
   }
 

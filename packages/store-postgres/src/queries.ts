@@ -11,6 +11,7 @@ import {
   type HistoryAppend,
   type HistoryItem,
   historyItemBytes,
+  type StepRecord,
   type StoredEvent,
   type StoredRun,
 } from "@acp/core";
@@ -23,6 +24,8 @@ export interface NewRun {
   runId: string;
   /** The instance that runs it, also kept in the `owner` column. */
   owner: string;
+  /** Its ownership epoch (1 when the record has none), also kept in the `epoch` column. */
+  epoch: number;
   /** The record without its version, as JSON ({@link recordJson}). */
   value: string;
   ended: boolean;
@@ -35,6 +38,7 @@ export interface NewRun {
 export interface RunUpdate {
   expectedVersion: number;
   owner: string;
+  epoch: number;
   /** The new record without its version, as JSON ({@link recordJson}). */
   value: string;
   ended: boolean;
@@ -45,6 +49,13 @@ export interface RunUpdate {
 export interface RunRow {
   value: Omit<StoredRun, "version">;
   version: number;
+}
+
+export interface StepRow {
+  idx: number;
+  name: string;
+  result: string | null;
+  error: string | null;
 }
 
 export interface SessionRow {
@@ -74,8 +85,8 @@ export class Queries {
     const { records, events } = this.#tables;
     return sql`
       WITH created AS (
-        INSERT INTO ${records} (kind, id, value, owner, version, ended, last_seq, expires_at)
-        VALUES ('run', ${run.runId}, ${run.value}::text::jsonb, ${run.owner}, 1, ${run.ended}, ${run.eventCount}, now() + ${this.#ttl}::interval)
+        INSERT INTO ${records} (kind, id, value, owner, epoch, version, ended, last_seq, expires_at)
+        VALUES ('run', ${run.runId}, ${run.value}::text::jsonb, ${run.owner}, ${run.epoch}, 1, ${run.ended}, ${run.eventCount}, now() + ${this.#ttl}::interval)
         ON CONFLICT (kind, id) DO NOTHING
         RETURNING id
       ), appended AS (
@@ -94,19 +105,20 @@ export class Queries {
   takeOverExpiredRun(tx: Connection, run: NewRun): PendingQuery<Row[]> {
     const { records } = this.#tables;
     return tx`
-      INSERT INTO ${records} AS r (kind, id, value, owner, version, ended, last_seq, expires_at)
-      VALUES ('run', ${run.runId}, ${run.value}::text::jsonb, ${run.owner}, 1, ${run.ended}, ${run.eventCount}, now() + ${this.#ttl}::interval)
+      INSERT INTO ${records} AS r (kind, id, value, owner, epoch, version, ended, last_seq, expires_at)
+      VALUES ('run', ${run.runId}, ${run.value}::text::jsonb, ${run.owner}, ${run.epoch}, 1, ${run.ended}, ${run.eventCount}, now() + ${this.#ttl}::interval)
       ON CONFLICT (kind, id) DO UPDATE SET
-        value = excluded.value, owner = excluded.owner, version = 1, ended = excluded.ended,
+        value = excluded.value, owner = excluded.owner, epoch = excluded.epoch, version = 1, ended = excluded.ended,
         last_seq = excluded.last_seq, expires_at = excluded.expires_at
       WHERE r.expires_at <= now()
       RETURNING id`;
   }
 
-  /** Drops the log of a run taken over and writes its first events, in a transaction. */
+  /** Drops the log and steps of a run taken over and writes its first events, in a transaction. */
   async replaceEvents(tx: Connection, run: NewRun): Promise<void> {
-    const { events } = this.#tables;
+    const { events, steps } = this.#tables;
     await tx`DELETE FROM ${events} WHERE run_id = ${run.runId}`;
+    await tx`DELETE FROM ${steps} WHERE run_id = ${run.runId}`;
     await tx`
       INSERT INTO ${events} (run_id, seq, event)
       SELECT ${run.runId}, x.ord, x.event
@@ -130,7 +142,7 @@ export class Queries {
     return sql`
       WITH updated AS (
         UPDATE ${records} SET
-          value = ${update.value}::text::jsonb, owner = ${update.owner}, version = version + 1,
+          value = ${update.value}::text::jsonb, owner = ${update.owner}, epoch = ${update.epoch}, version = version + 1,
           ended = ${update.ended}, last_seq = last_seq + ${count},
           expires_at = now() + ${this.#ttl}::interval
         WHERE kind = 'run' AND id = ${runId} AND version = ${update.expectedVersion} AND expires_at > now()
@@ -143,13 +155,23 @@ export class Queries {
       SELECT version, last_seq AS last, ${history ? sql`(SELECT count(*)::int FROM session)` : sql`1`} AS session FROM updated`;
   }
 
-  /** Appends events to a run that has not ended; no row when it is unknown, expired or ended. */
-  appendEvents(sql: Connection, runId: string, events: Event[]): PendingQuery<{ last: number }[]> {
+  /**
+   * Appends events to a run that has not ended; no row when it is unknown, expired or ended, or
+   * when `epoch` is given and the run's differs. The epoch is checked by the UPDATE that locks
+   * the run's row, so no takeover lands between the check and the append.
+   */
+  appendEvents(
+    sql: Connection,
+    runId: string,
+    events: Event[],
+    epoch: number | undefined,
+  ): PendingQuery<{ last: number }[]> {
     const { records, events: eventTable } = this.#tables;
+    const fence = epoch === undefined ? sql`` : sql`AND epoch = ${epoch}`;
     return sql`
       WITH updated AS (
         UPDATE ${records} SET last_seq = last_seq + ${events.length}, expires_at = now() + ${this.#ttl}::interval
-        WHERE kind = 'run' AND id = ${runId} AND NOT ended AND expires_at > now()
+        WHERE kind = 'run' AND id = ${runId} AND NOT ended AND expires_at > now() ${fence}
         RETURNING last_seq
       ), appended AS (
         INSERT INTO ${eventTable} (run_id, seq, event)
@@ -157,6 +179,40 @@ export class Queries {
         FROM updated, jsonb_array_elements(${eventsJson(events)}::text::jsonb) WITH ORDINALITY AS x(event, ord)
       )
       SELECT last_seq AS last FROM updated`;
+  }
+
+  /**
+   * Stores a step of a run that has not ended, at the given epoch, in one statement: the UPDATE
+   * checks the run and locks its row (and restarts its TTL), the INSERT skips a taken index.
+   * `stored` is 1 when the step was stored.
+   */
+  recordStep(sql: Connection, runId: string, epoch: number, step: StepRecord): PendingQuery<{ stored: number }[]> {
+    const { records, steps } = this.#tables;
+    return sql`
+      WITH updated AS (
+        UPDATE ${records} SET expires_at = now() + ${this.#ttl}::interval
+        WHERE kind = 'run' AND id = ${runId} AND NOT ended AND expires_at > now() AND epoch = ${epoch}
+        RETURNING id
+      ), stored AS (
+        INSERT INTO ${steps} (run_id, idx, name, result, error)
+        SELECT id, ${step.index}, ${step.name}, ${step.result ?? null}, ${step.error ?? null} FROM updated
+        ON CONFLICT (run_id, idx) DO NOTHING
+        RETURNING 1
+      )
+      SELECT count(*)::int AS stored FROM stored`;
+  }
+
+  /** The steps of a live run by index, in one query. */
+  readSteps(sql: Connection, runId: string): PendingQuery<StepRow[]> {
+    const { records, steps } = this.#tables;
+    return sql`
+      SELECT s.idx, s.name, s.result, s.error
+      FROM ${steps} s
+      WHERE s.run_id = ${runId}
+        AND EXISTS (
+          SELECT 1 FROM ${records} r WHERE r.kind = 'run' AND r.id = ${runId} AND r.expires_at > now()
+        )
+      ORDER BY s.idx`;
   }
 
   readEvents(sql: Connection, runId: string, afterSeq: number, limit: number | undefined): PendingQuery<StoredEvent[]> {
@@ -246,15 +302,18 @@ export class Queries {
       WHERE kind = 'instance' AND id = ${instanceId} AND expires_at > now()`;
   }
 
-  /** Runs not ended whose owner holds no lease that is still running: an anti-join on the instances' rows. */
+  /**
+   * Runs not ended whose owner holds no lease that is still running (an anti-join on the
+   * instances' rows), or that have no owner (`""`: released by a draining instance).
+   */
   listOrphanedRuns(sql: Connection, limit: number | undefined): PendingQuery<{ id: string }[]> {
     const records = this.#tables.records;
     return sql`
       SELECT r.id FROM ${records} r
       WHERE r.kind = 'run' AND NOT r.ended AND r.expires_at > now()
-        AND NOT EXISTS (
+        AND (r.owner = '' OR NOT EXISTS (
           SELECT 1 FROM ${records} i WHERE i.kind = 'instance' AND i.id = r.owner AND i.expires_at > now()
-        )
+        ))
       LIMIT ${limit ?? null}`;
   }
 
@@ -268,7 +327,7 @@ export class Queries {
    * @returns how many rows of runs, sessions and heartbeats it deleted (0 when it did not sweep)
    */
   async sweep(tx: Connection): Promise<number> {
-    const { name, records, events, history } = this.#tables;
+    const { name, records, events, history, steps } = this.#tables;
     const [lock] = await tx<{ locked: boolean }[]>`
       SELECT pg_try_advisory_xact_lock(hashtext(${LOCK_NAMESPACE.sweep}), hashtext(${name})) AS locked`;
     if (!lock?.locked) return 0;
@@ -277,6 +336,8 @@ export class Queries {
         DELETE FROM ${records} WHERE expires_at <= now() RETURNING kind, id
       ), gone_events AS (
         DELETE FROM ${events} WHERE run_id IN (SELECT id FROM gone WHERE kind = 'run')
+      ), gone_steps AS (
+        DELETE FROM ${steps} WHERE run_id IN (SELECT id FROM gone WHERE kind = 'run')
       ), gone_history AS (
         DELETE FROM ${history} WHERE session_id IN (SELECT id FROM gone WHERE kind = 'session')
       )
@@ -319,10 +380,10 @@ function interval(ms: number): string {
 }
 
 /** The record without its version, which lives in its own column. */
-export function recordJson({ run, owner, resume, tenant }: StoredRun): string {
+export function recordJson({ run, owner, resume, tenant, epoch, durable }: StoredRun): string {
   // Named fields rather than `...rest`: copying an object of varying shape by rest is slow in
   // V8, and this runs on every write.
-  return JSON.stringify({ run, owner, resume, tenant });
+  return JSON.stringify({ run, owner, resume, tenant, epoch, durable });
 }
 // Fails to compile when StoredRun gains a field that recordJson() would leave out.
 const RECORD_FIELDS: Record<keyof StoredRun, true> = {
@@ -331,6 +392,8 @@ const RECORD_FIELDS: Record<keyof StoredRun, true> = {
   owner: true,
   resume: true,
   tenant: true,
+  epoch: true,
+  durable: true,
 };
 void RECORD_FIELDS;
 
@@ -345,6 +408,14 @@ export function eventsJson(events: Event[]): string {
 /** History items as one JSON array of `{ id, message, bytes }`, like {@link eventsJson}. */
 function itemsJson(items: HistoryItem[]): string {
   return JSON.stringify(items.map((item) => ({ id: item.id, message: item.message, bytes: historyItemBytes(item) })));
+}
+
+/** A step as the store hands it out: `result` or `error`, whichever was recorded. */
+export function toStepRecord({ idx, name, result, error }: StepRow): StepRecord {
+  const step: StepRecord = { index: idx, name };
+  if (result !== null) step.result = result;
+  if (error !== null) step.error = error;
+  return step;
 }
 
 export function toStoredRun(row: RunRow): StoredRun {

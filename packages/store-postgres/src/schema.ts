@@ -15,6 +15,8 @@ export interface Tables {
   events: Helper<string>;
   /** Session histories: (session_id, position) → item. */
   history: Helper<string>;
+  /** Recorded steps of durable runs: (run_id, idx) → step. */
+  steps: Helper<string>;
   /** One row holding the schema version. */
   schema: Helper<string>;
 }
@@ -26,6 +28,7 @@ export function tablesOf(sql: Client, name: string): Tables {
     records: sql(name),
     events: sql(`${name}_events`),
     history: sql(`${name}_history`),
+    steps: sql(`${name}_steps`),
     schema: sql(`${name}_schema`),
   };
 }
@@ -82,6 +85,22 @@ const MIGRATIONS: Migration[] = [
     await tx`ALTER TABLE ${history} ADD COLUMN bytes integer NOT NULL DEFAULT 0`;
     await tx`UPDATE ${history} SET bytes = octet_length(message::text)`;
   },
+  async function addEpochsAndSteps(tx, { records, steps }) {
+    // The ownership epoch as a column (it is in the record's JSON too), so that a fenced write
+    // checks it in the WHERE of the UPDATE that locks the run's row: atomic and O(1). Runs
+    // written before are at epoch 1.
+    await tx`ALTER TABLE ${records} ADD COLUMN epoch integer NOT NULL DEFAULT 1`;
+    // Steps live as long as their run's row, like events, and are deleted with it.
+    await tx`
+      CREATE TABLE ${steps} (
+        run_id text NOT NULL,
+        idx integer NOT NULL,
+        name text NOT NULL,
+        result text,
+        error text,
+        PRIMARY KEY (run_id, idx)
+      )`;
+  },
 ];
 
 /** The schema version this package writes and reads. */
@@ -94,20 +113,27 @@ export const LOCK_NAMESPACE = {
 } as const;
 
 /**
- * Whether the tables of `tables` exist. `false` when none does while the schema row may say
- * otherwise (someone dropped them and left `<table>_schema`): they are created again from the
- * first step, rather than every operation failing on a missing table.
+ * Whether the tables of `tables` at schema `version` exist. `false` when none of the first three
+ * (records, events, history) does while the schema row may say otherwise (someone dropped them
+ * and left `<table>_schema`): they are created again from the first step, rather than every
+ * operation failing on a missing table; a steps table left over is dropped then, with the runs
+ * it belonged to.
  * @throws Error when only some are missing: that is damage to repair by hand, not to paper over.
  */
-async function tablesAreThere(tx: Transaction, tables: Tables): Promise<boolean> {
+async function tablesAreThere(tx: Transaction, tables: Tables, version: number): Promise<boolean> {
   const names = [tables.name, `${tables.name}_events`, `${tables.name}_history`];
+  // The steps table exists from version 3 on.
+  if (version >= 3) names.push(`${tables.name}_steps`);
   const rows = await tx<{ name: string; present: boolean }[]>`
     SELECT name, to_regclass(quote_ident(name)) IS NOT NULL AS present
     FROM unnest(${names}::text[]) AS name`;
   const present = rows.filter((row) => row.present).map((row) => row.name);
   const missing = rows.filter((row) => !row.present).map((row) => row.name);
   if (missing.length === 0) return true;
-  if (present.length === 0) return false;
+  if (present.every((name) => name === `${tables.name}_steps`)) {
+    await tx`DROP TABLE IF EXISTS ${tables.steps}`;
+    return false;
+  }
   throw new Error(
     `table ${missing.join(", ")} is missing while ${present.join(", ")} exists: restore it, or drop all the store's tables to start empty`,
   );
@@ -124,7 +150,8 @@ export async function migrateSchema(sql: Client, tables: Tables): Promise<void> 
     await tx`SET LOCAL client_min_messages TO warning`;
     await tx`CREATE TABLE IF NOT EXISTS ${tables.schema} (version integer NOT NULL)`;
     const [row] = await tx<{ version: number | null }[]>`SELECT max(version) AS version FROM ${tables.schema}`;
-    const current = (await tablesAreThere(tx, tables)) ? (row?.version ?? 0) : 0;
+    const recorded = row?.version ?? 0;
+    const current = (await tablesAreThere(tx, tables, recorded)) ? recorded : 0;
     if (current > SCHEMA_VERSION) {
       throw new Error(
         `table ${tables.name} has schema version ${current}, newer than the ${SCHEMA_VERSION} this package supports`,

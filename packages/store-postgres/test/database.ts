@@ -34,6 +34,6 @@ export function randomName(prefix: string): string {
 
 /** Drops every table of a store whose table option is `table`. */
 export async function dropTables(sql: Sql, table: string): Promise<void> {
-  const tables = ["", "_events", "_history", "_schema"].map((suffix) => table + suffix);
+  const tables = ["", "_events", "_history", "_steps", "_schema"].map((suffix) => table + suffix);
   await sql`DROP TABLE IF EXISTS ${sql(tables)}`;
 }

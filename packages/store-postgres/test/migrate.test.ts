@@ -1,3 +1,4 @@
+import { label, stepRecord } from "@acp/core/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PostgreSQLStore } from "../src/index.ts";
 import { SCHEMA_VERSION } from "../src/schema.ts";
@@ -49,6 +50,39 @@ describe("PostgreSQLStore.migrate", () => {
     }
   });
 
+  it("upgrades tables of schema version 2: their runs are at epoch 1 and take steps", async () => {
+    const table = randomName("acp_test");
+    const sql = connect({ max: 1 });
+    const store = new PostgreSQLStore({ sql, table, sweepIntervalMs: 0 });
+    try {
+      // Version 2 as it was released: version 1 with the owner and bytes columns, no epoch, no steps.
+      await admin`CREATE TABLE ${admin(`${table}_schema`)} (version integer NOT NULL)`;
+      await admin`INSERT INTO ${admin(`${table}_schema`)} (version) VALUES (2)`;
+      await admin`CREATE TABLE ${admin(table)} (kind text NOT NULL, id text NOT NULL, value jsonb,
+        version integer NOT NULL DEFAULT 0, ended boolean NOT NULL DEFAULT false,
+        last_seq integer NOT NULL DEFAULT 0, expires_at timestamptz NOT NULL, owner text, PRIMARY KEY (kind, id))`;
+      await admin`CREATE TABLE ${admin(`${table}_events`)} (run_id text NOT NULL, seq integer NOT NULL,
+        event jsonb NOT NULL, PRIMARY KEY (run_id, seq))`;
+      await admin`CREATE TABLE ${admin(`${table}_history`)} (session_id text NOT NULL, position integer NOT NULL,
+        item_id text NOT NULL, message jsonb NOT NULL, bytes integer NOT NULL DEFAULT 0, PRIMARY KEY (session_id, position))`;
+      const value = JSON.stringify({ run: { run_id: "old-run", status: "in-progress" }, owner: "gone" });
+      await admin`INSERT INTO ${admin(table)} (kind, id, value, version, owner, expires_at)
+        VALUES ('run', 'old-run', ${value}::jsonb, 1, 'gone', now() + interval '1 hour')`;
+
+      await store.migrate();
+      expect(await admin`SELECT version FROM ${admin(`${table}_schema`)}`).toEqual([{ version: SCHEMA_VERSION }]);
+      expect((await store.getRun("old-run"))?.epoch).toBeUndefined();
+      expect(await store.appendEvents("old-run", [label(1)], 2)).toBeNull();
+      expect(await store.appendEvents("old-run", [label(1)], 1)).toBe(1);
+      expect(await store.recordStep("old-run", 1, stepRecord(0, "a", "x"))).toBe(true);
+      expect(await store.readSteps("old-run")).toEqual([stepRecord(0, "a", "x")]);
+    } finally {
+      await store.close();
+      await dropTables(admin, table);
+      await sql.end({ timeout: 5 });
+    }
+  });
+
   it("creates one schema when 5 instances migrate the same table at once", async () => {
     const table = randomName("acp_test");
     const instances = Array.from({ length: 5 }, () => {
@@ -57,7 +91,13 @@ describe("PostgreSQLStore.migrate", () => {
     });
     try {
       await Promise.all(instances.map(({ store }) => store.migrate()));
-      expect(await tablesNamed(table)).toEqual([table, `${table}_events`, `${table}_history`, `${table}_schema`]);
+      expect(await tablesNamed(table)).toEqual([
+        table,
+        `${table}_events`,
+        `${table}_history`,
+        `${table}_schema`,
+        `${table}_steps`,
+      ]);
       expect(await admin`SELECT version FROM ${admin(`${table}_schema`)}`).toEqual([{ version: SCHEMA_VERSION }]);
 
       // Again, from a store that has not migrated yet, and from one that has: nothing changes.
@@ -80,7 +120,7 @@ describe("PostgreSQLStore.migrate", () => {
     try {
       expect(await tablesNamed(table)).toEqual([]);
       expect(await store.getRun("unknown")).toBeUndefined();
-      expect(await tablesNamed(table)).toHaveLength(4);
+      expect(await tablesNamed(table)).toHaveLength(5);
     } finally {
       await store.close();
       await dropTables(admin, table);
@@ -97,7 +137,7 @@ describe("PostgreSQLStore.migrate", () => {
       await current.migrate();
       await admin`UPDATE ${admin(`${table}_schema`)} SET version = 99`;
       await expect(older.migrate()).rejects.toThrow(
-        /\[store-postgres\] migrate failed: .*schema version 99, newer than the 2/,
+        /\[store-postgres\] migrate failed: .*schema version 99, newer than the 3/,
       );
     } finally {
       await Promise.all([current.close(), older.close()]);

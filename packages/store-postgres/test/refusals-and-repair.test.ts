@@ -95,7 +95,7 @@ describe("PostgreSQLStore with its tables dropped", () => {
         const failed = fresh.migrate();
         await expect(failed).rejects.toBeInstanceOf(StoreError);
         await expect(failed).rejects.toThrow(
-          new RegExp(`table ${table}_events is missing while ${table}, ${table}_history exists`),
+          new RegExp(`table ${table}_events is missing while ${table}, ${table}_history, ${table}_steps exists`),
         );
       } finally {
         await fresh.close();
