@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { StoreError, StoreRefusedError } from "@acp/core";
-import { historyItem, label, newRun, writeHistory } from "@acp/core/testing";
+import { historyItem, label, newRun, stepRecord, writeHistory } from "@acp/core/testing";
 import { afterEach, describe, it } from "vitest";
 import { RedisStore } from "../src/index.ts";
 import { freePort, startRedisServer, tempDir } from "./support/redis-server.ts";
@@ -58,6 +58,7 @@ describe("RedisStore", () => {
     const item = historyItem("hi");
     const itemId = item.id;
     await store.createRun(record, [label("a")]);
+    await store.recordStep(runId, 1, stepRecord(0, "a", 1));
     // Not an end: the run stays listed under its owner.
     await store.updateRun(runId, 1, { ...record, run: { ...record.run, status: "awaiting" } }, [], {
       history: { sessionId, items: [item] },
@@ -72,6 +73,7 @@ describe("RedisStore", () => {
         `${prefix}:item:${itemId}`,
         `${prefix}:{run:${runId}}:events`,
         `${prefix}:{run:${runId}}:record`,
+        `${prefix}:{run:${runId}}:steps`,
         `${prefix}:{session:${sessionId}}:history`,
         `${prefix}:{session:${sessionId}}:ids`,
         `${prefix}:{session:${sessionId}}:summary`,
@@ -87,6 +89,7 @@ describe("RedisStore", () => {
     const record = newRun("created");
     await store.createRun(record, [label("created")]);
     await store.appendEvents(record.run.run_id, [label("more")]);
+    await store.recordStep(record.run.run_id, 1, stepRecord(0, "a", 1));
     const history = { sessionId: randomUUID(), items: [historyItem("hi")] };
     await store.updateRun(
       record.run.run_id,
@@ -98,13 +101,32 @@ describe("RedisStore", () => {
     await store.heartbeat(randomUUID(), 60_000);
     await store.listOrphanedRuns();
     const keys = await keysOf(redis, prefix);
-    assert.equal(keys.length, 11);
+    assert.equal(keys.length, 12);
     for (const key of keys) {
       const ttl = Number(await redis.pTTL(key));
       // Item pointers live twice the TTL, so that appends need not refresh them (see scripts.ts).
       const most = key.includes(":item:") ? 120_000 : 60_000;
       assert.ok(ttl > 0 && ttl <= most, `${key} has no TTL, or a longer one (PTTL ${ttl})`);
     }
+  });
+
+  it("treats a run record without an epoch field (written by a contract-2 store) as epoch 1", async () => {
+    const { redis, prefix } = await open();
+    const store = new RedisStore({ redis, prefix });
+    const record = newRun("in-progress");
+    const runId = record.run.run_id;
+    await store.createRun(record, []);
+    const key = `${prefix}:{run:${runId}}:record`;
+    assert.equal(await redis.hGet(key, "epoch"), "1");
+    await redis.hDel(key, "epoch");
+    assert.equal(await store.appendEvents(runId, [label(1)], 2), null);
+    assert.equal(await store.appendEvents(runId, [label(1)], 1), 1);
+    assert.equal(await store.recordStep(runId, 2, stepRecord(0, "a", 1)), false);
+    assert.equal(await store.recordStep(runId, 1, stepRecord(0, "a", 1)), true);
+    // A takeover writes the next epoch into the hash.
+    assert.equal((await store.updateRun(runId, 1, { ...record, owner: "next", epoch: 2 }, [])).ok, true);
+    assert.equal(await redis.hGet(key, "epoch"), "2");
+    assert.equal(await store.appendEvents(runId, [label(2)], 1), null);
   });
 
   it("keeps per-owner sets, reading only those of dead owners, and drops entries of runs that ended or moved", async () => {
