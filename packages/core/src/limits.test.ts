@@ -24,6 +24,7 @@ describe("resolveLimits", () => {
       maxSessionBytes: 16 * 1024 * 1024,
       maxConcurrentRuns: 1_000,
       maxStreams: 10_000,
+      maxStepBytes: 1024 * 1024,
     });
     expect(resolveLimits({ maxInputMessages: 3 }).maxInputMessages).toBe(3);
   });

@@ -49,6 +49,12 @@ export interface LimitOptions {
    * @default undefined (no limit)
    */
   maxRunDurationMs?: number;
+  /**
+   * Most bytes of the JSON text of one `ctx.step` result of a durable run (it is stored with the
+   * run). A larger result makes the step fail with an error saying so (recorded like any step's
+   * error, so that a replay fails it the same way). @default 1_048_576 (1 MiB)
+   */
+  maxStepBytes?: number;
 }
 
 /** Every limit, with its default filled in (`maxRunDurationMs` stays off unless set). */
@@ -65,6 +71,7 @@ export const LIMIT_DEFAULTS: Readonly<Limits> = Object.freeze({
   maxSessionBytes: 16 * 1024 * 1024,
   maxConcurrentRuns: 1_000,
   maxStreams: 10_000,
+  maxStepBytes: 1024 * 1024,
 });
 
 /**
@@ -187,6 +194,13 @@ export function checkMessageParts(message: Message, limits: Limits, where: strin
 export function checkRunInput(input: readonly Message[], limits: Limits): void {
   if (input.length > limits.maxInputMessages) throw inputTooLong(input.length, limits);
   for (const [index, message] of input.entries()) checkMessageParts(message, limits, `input[${index}]`);
+}
+
+/** The error of a durable run's step whose result is larger than allowed. */
+export function stepTooLargeError(name: string, bytes: number, maxStepBytes: number): Error {
+  return new Error(
+    `The result of step "${name}" is ${bytes} bytes of JSON, more than the limit of ${maxStepBytes} bytes (maxStepBytes)`,
+  );
 }
 
 /** The error a run fails with when its agent produced more events than allowed. */

@@ -41,6 +41,13 @@ export class EventWriter {
   #uncertain = false;
   /** That append timed out and may still land (a client library's queue): resolves when it has landed or failed. */
   #pending: Promise<void> | undefined;
+  /**
+   * The ownership epoch of a durable run: appends are fenced by it (the store refuses them once
+   * another instance took the run over). `undefined` for other runs: appends are not fenced.
+   */
+  epoch: number | undefined = undefined;
+  /** Called when an append finds the run gone (ended, expired, or taken over): the executor stops at once. */
+  onGone: (() => void) | undefined = undefined;
 
   constructor(
     private readonly store: Store,
@@ -133,6 +140,7 @@ export class EventWriter {
     } catch (error) {
       this.#failure = error;
       this.#buffer = [];
+      if (error instanceof RunGoneError) this.onGone?.();
     } finally {
       this.#inFlight = undefined;
     }
@@ -151,7 +159,10 @@ export class EventWriter {
     this.#uncertain = true;
     let seq: number | null;
     try {
-      seq = await this.store.appendEvents(this.runId, batch);
+      seq =
+        this.epoch === undefined
+          ? await this.store.appendEvents(this.runId, batch)
+          : await this.store.appendEvents(this.runId, batch, this.epoch);
     } catch (error) {
       this.#pending = whenLanded(error);
       throw error;

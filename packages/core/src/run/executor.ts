@@ -27,6 +27,7 @@ import {
   type Unsubscribe,
 } from "../store.ts";
 import { Cancellation } from "./cancellation.ts";
+import { DIVERGED, type DurableInit, DurableSteps, divergedError } from "./durable.ts";
 import { EventWriter, RunGoneError } from "./event-writer.ts";
 import { waitForRecord } from "./follow.ts";
 import { isStoreOutage, retryOutage } from "./guarded-store.ts";
@@ -110,6 +111,13 @@ export interface ExecutorInit {
   cancelCheckMs?: number;
   /** Past this long after it starts, the run is cancelled (`limits.maxRunDurationMs`). @default undefined (no limit) */
   maxDurationMs?: number;
+  /**
+   * The run is durable: its steps and resumes are recorded, its writes fenced by its epoch; after
+   * a takeover, the handler is replayed from what was recorded. @default undefined (not durable)
+   */
+  durable?: DurableInit;
+  /** See `limits.maxStepBytes`. @default LIMIT_DEFAULTS.maxStepBytes */
+  maxStepBytes?: number;
 }
 
 export class RunExecutor {
@@ -148,6 +156,22 @@ export class RunExecutor {
   #unobserved: boolean;
   /** Completed messages whose events are written or queued but which the record's output lacks: it gets them at the next transition. */
   #unsavedOutput: Message[] = [];
+  // Durable runs only (see ExecutorInit.durable).
+  /** The ownership epoch held; `undefined` for a run that is not durable. */
+  readonly #epoch: number | undefined;
+  readonly #steps: DurableSteps | undefined;
+  readonly #attempt: number;
+  /** Handler-output events of a replay still to drop: the log holds them already. */
+  #skip = 0;
+  /** How many times the handler awaited so far, and how many awaits the log held at the takeover. */
+  #awaits = 0;
+  readonly #loggedAwaits: number;
+  /** Another instance drives the run now (or this one handed it off): write nothing more. */
+  #fenced = false;
+  /** Handed off (drain): the run's owner becomes "" once the handler stopped. */
+  #released = false;
+  /** Hand the run off as soon as it awaits (drain). */
+  #handOffAtAwait = false;
 
   constructor({
     store,
@@ -160,6 +184,8 @@ export class RunExecutor {
     unobserved = false,
     cancelCheckMs = CANCEL_CHECK_MS,
     maxDurationMs,
+    durable,
+    maxStepBytes = LIMIT_DEFAULTS.maxStepBytes,
   }: ExecutorInit) {
     this.#cancelCheckMs = cancelCheckMs;
     this.#maxDurationMs = maxDurationMs;
@@ -173,8 +199,92 @@ export class RunExecutor {
     this.#role = `agent/${agent.manifest.name}`;
     this.#outageMs = outageMs;
     // createRun stored exactly two events: run.created and run.in-progress.
-    this.#writer = new EventWriter(store, record.run.run_id, 2, outageMs);
+    this.#writer = new EventWriter(store, record.run.run_id, durable?.log.lastSeq ?? 2, outageMs);
     this.#writer.untilTurnEnds = unobserved;
+    this.#epoch = durable?.epoch;
+    this.#attempt = durable?.attempt ?? 1;
+    this.#loggedAwaits = durable?.log.awaits ?? 0;
+    if (durable === undefined) {
+      this.#steps = undefined;
+      return;
+    }
+    this.#writer.epoch = durable.epoch;
+    this.#writer.onGone = () => this.#lose();
+    this.#skip = durable.log.handlerEvents;
+    // Messages the log completed after the record's output was last written.
+    this.#unsavedOutput = durable.log.output.slice(record.run.output.length);
+    this.#steps = new DurableSteps(
+      {
+        store,
+        runId: record.run.run_id,
+        epoch: durable.epoch,
+        outageMs,
+        maxStepBytes,
+        cancellation: this.#abort,
+        diverged: (detail) => this.#diverge(detail),
+        lost: () => this.#lose(),
+      },
+      durable.steps,
+    );
+  }
+
+  /** Whether the run is durable (handed off, not failed, when the instance drains). */
+  get durable(): boolean {
+    return this.#epoch !== undefined;
+  }
+
+  /**
+   * Drain: a durable run is handed off when it awaits (at once if it awaits now): its handler
+   * stops and its owner becomes "", for another instance to adopt. No-op for other runs.
+   */
+  handOff(): void {
+    if (this.#epoch === undefined) return;
+    this.#handOffAtAwait = true;
+    if (this.#awaiting) this.release();
+  }
+
+  /** Stops a durable run's handler without writing its end, and hands the run off (owner ""). */
+  release(): void {
+    if (this.#epoch === undefined || this.#fenced) return;
+    this.#released = true;
+    this.#lose();
+  }
+
+  /** This instance drives the run no more: the handler is aborted and nothing more is written. */
+  #lose(): void {
+    this.#fenced = true;
+    this.#abort.abort();
+  }
+
+  /** The replay did not do what was recorded: the run fails. */
+  #diverge(detail: string): void {
+    if (this.#stopError === undefined)
+      console.error(
+        `[acp] run ${this.runId} of agent ${this.#agent.manifest.name}: durable run diverged on replay (${detail})`,
+      );
+    this.abort(DIVERGED);
+  }
+
+  /** Whether `record` shows that another instance (or none) owns the run now. */
+  #notMine(record: StoredRun): boolean {
+    return record.owner !== this.#record.owner || (record.epoch ?? 1) !== this.#epoch;
+  }
+
+  /** Drops the closing event of a replayed message that the log holds already. */
+  #dropReplayed(closed: { events: Event[]; output: Message[] }): { events: Event[]; output: Message[] } {
+    if (this.#skip === 0 || closed.events.length === 0) return closed;
+    this.#skip -= closed.events.length;
+    return { events: [], output: [] };
+  }
+
+  /** Queues an event of the handler's output; a replay drops those the log holds. Whether it was queued. */
+  #push(event: Event): boolean {
+    if (this.#skip > 0) {
+      this.#skip -= 1;
+      return false;
+    }
+    this.#writer.push(event);
+    return true;
   }
 
   get runId(): string {
@@ -227,6 +337,7 @@ export class RunExecutor {
     try {
       const outcome = await this.#run();
       if (outcome !== undefined) await this.#finish(outcome);
+      else if (this.#released) await this.#writeRelease();
     } catch (error) {
       if (!(error instanceof RunGoneError)) console.error(`[acp] run ${this.runId}: could not record its end:`, error);
     } finally {
@@ -278,7 +389,11 @@ export class RunExecutor {
       generator = toGenerator(this.#agent.handler(this.#input, this.#context()));
       outcome = await this.#pull(generator);
     } catch (error) {
-      if (error instanceof RunGoneError) return undefined;
+      if (error instanceof RunGoneError) {
+        if (this.#epoch !== undefined) this.#lose();
+        return undefined;
+      }
+      if (this.#fenced) return undefined;
       outcome = this.#abort.aborted ? { status: "cancelled" } : { status: "failed", error: failure(error) };
       if (!(error instanceof ACPError))
         console.error(`[acp] run ${this.runId} of agent ${this.#agent.manifest.name} failed:`, error);
@@ -286,11 +401,39 @@ export class RunExecutor {
       // A handler still busy (it ignored the signal) is told to stop; we do not wait for it.
       generator?.return(undefined).catch(() => {});
     }
+    if (this.#fenced) return undefined;
     return this.#stopError === undefined ? outcome : { status: "failed", error: this.#stopError };
   }
 
   #context(): AgentContext {
-    return new RunContext(this.runId, this.#history, this.#abort);
+    const steps = this.#steps;
+    return steps === undefined
+      ? new RunContext(this.runId, this.#history, this.#abort)
+      : new RunContext(this.runId, this.#history, this.#abort, { attempt: this.#attempt, steps });
+  }
+
+  /**
+   * Hands a released run off: its owner becomes "" (its epoch stays), so that another instance
+   * adopts it. A run that ended or that another instance owns is left alone.
+   */
+  async #writeRelease(): Promise<void> {
+    let current: StoredRun | undefined = this.#record;
+    const mine = this.#record.owner;
+    try {
+      for (;;) {
+        if (current === undefined || isTerminal(current.run.status)) return;
+        if (current.owner !== mine || (current.epoch ?? 1) !== this.#epoch) return;
+        const result = await this.#store.updateRun(this.runId, current.version, { ...current, owner: "" }, []);
+        if (result.ok) return;
+        current = result.record;
+      }
+    } catch (error) {
+      // Its owner's lease runs out soon (the instance is going away): another instance adopts it then.
+      console.error(
+        `[acp] run ${this.runId}: could not hand it off; it is adopted once this instance's lease runs out:`,
+        error,
+      );
+    }
   }
 
   /** The subscription's listener: notes that notifications come, then looks at the change. */
@@ -314,6 +457,7 @@ export class RunExecutor {
       .getRun(this.runId)
       .then((record) => {
         if (!record || record.run.status === "cancelling" || isTerminal(record.run.status)) this.#abort.abort();
+        else if (this.#epoch !== undefined && this.#notMine(record)) this.#lose();
       })
       .catch(() => {})
       .finally(() => {
@@ -332,7 +476,10 @@ export class RunExecutor {
       const step = await this.#next(generator, resume);
       resume = undefined;
       if (step === ABORTED) return { status: "cancelled" };
-      if (step.done) return { status: "completed" };
+      if (step.done) {
+        if (this.#steps !== undefined) this.#checkReplayEnded();
+        return { status: "completed" };
+      }
       const item = classify(step.value, this.#role);
       this.#countEvents(item);
       switch (item.kind) {
@@ -347,13 +494,25 @@ export class RunExecutor {
           if (resume === undefined) return { status: "cancelled" };
           break;
         case "generic":
-          this.#writer.push({ type: "generic", generic: item.generic });
+          this.#push({ type: "generic", generic: item.generic });
           break;
         case "nothing":
           break;
       }
       if (this.#writer.backlog > MAX_BACKLOG) await this.#writer.flush();
     }
+  }
+
+  /** A handler that ends must have replayed everything recorded; else the replay diverged. */
+  #checkReplayEnded(): void {
+    const steps = this.#steps!;
+    let detail: string | undefined;
+    if (steps.unconsumed > 0) detail = `the handler ended with ${steps.unconsumed} recorded steps not replayed`;
+    else if (this.#skip > 0) detail = `the handler ended ${this.#skip} events short of its log`;
+    else if (this.#awaits < this.#loggedAwaits) detail = "the handler ended before an await it made";
+    if (detail === undefined) return;
+    this.#diverge(detail);
+    throw divergedError(detail);
   }
 
   /** Counts the events `item` will produce; throws (failing the run) past the limit. */
@@ -390,11 +549,11 @@ export class RunExecutor {
     this.#writer.throwIfFailed();
     if (this.#open === undefined) {
       this.#open = { role: this.#role, parts: [part], created_at: now() };
-      this.#writer.push({ type: "message.created", message: { ...this.#open, parts: [part] } });
+      this.#push({ type: "message.created", message: { ...this.#open, parts: [part] } });
     } else {
       this.#open.parts.push(part);
     }
-    this.#writer.push({ type: "message.part", part });
+    this.#push({ type: "message.part", part });
   }
 
   /** Events and output that close the open message, if there is one. */
@@ -412,14 +571,14 @@ export class RunExecutor {
     const closed = this.#closeOpen();
     const created_at = now();
     const whole = stamped(message, created_at, created_at);
-    for (const event of closed.events) this.#writer.push(event);
-    this.#writer.push({ type: "message.created", message: stamped(message, created_at) });
-    for (const part of message.parts) this.#writer.push({ type: "message.part", part });
+    // A replayed message whose completion the log holds is in the output already (see DurableInit).
+    for (const event of closed.events) if (this.#push(event)) this.#unsavedOutput.push(...closed.output);
+    this.#push({ type: "message.created", message: stamped(message, created_at) });
+    for (const part of message.parts) this.#push({ type: "message.part", part });
     // The record's output is written with the next transition, not now: rewriting it with every
     // message would cost O(n²) bytes over a long run. Readers of a running run take the output
     // from the log (runtime.getRun).
-    this.#writer.push({ type: "message.completed", message: whole });
-    this.#unsavedOutput.push(...closed.output, whole);
+    if (this.#push({ type: "message.completed", message: whole })) this.#unsavedOutput.push(whole);
   }
 
   /** Ends the unobserved phase: from now on the run can be seen and cancelled, so listen, and write at once. */
@@ -435,17 +594,28 @@ export class RunExecutor {
   async #await(message: Message): Promise<AwaitResume | undefined> {
     // The awaiting run goes out to the client, who may cancel or resume it through any instance.
     await this.#becomeVisible();
-    const closed = this.#closeOpen();
-    const asked = await this.#update(
-      (run) => ({
-        ...run,
-        status: "awaiting",
-        await_request: { type: "message", message },
-        output: [...run.output, ...closed.output],
-      }),
-      (run) => [...closed.events, { type: "run.awaiting", run }],
-    );
+    const closed = this.#dropReplayed(this.#closeOpen());
+    let asked = true;
+    const replay = this.#steps === undefined ? "live" : this.#replayAwait();
+    if (typeof replay === "object") {
+      this.#unsavedOutput.push(...closed.output);
+      if (replay.resume !== undefined) {
+        if (!replay.recorded) await this.#steps!.recordResume(replay.resume);
+        return replay.resume;
+      }
+    } else {
+      asked = await this.#update(
+        (run) => ({
+          ...run,
+          status: "awaiting",
+          await_request: { type: "message", message },
+          output: [...run.output, ...closed.output],
+        }),
+        (run) => [...closed.events, { type: "run.awaiting", run }],
+      );
+    }
     if (!asked) return undefined;
+    if (this.#handOffAtAwait) this.release();
     this.#awaiting = true;
     let record: StoredRun | undefined;
     try {
@@ -454,6 +624,10 @@ export class RunExecutor {
       this.#awaiting = false;
     }
     if (record === undefined || this.#abort.aborted) return undefined;
+    if (this.#epoch !== undefined && this.#notMine(record)) {
+      this.#lose();
+      return undefined;
+    }
     this.#record = record;
     // The resume appended its run.in-progress event: learn the log's new length.
     const lastSeq = this.#writer.lastSeq;
@@ -465,7 +639,35 @@ export class RunExecutor {
     this.#writer.lastSeq = tail.at(-1)?.seq ?? this.#writer.lastSeq;
     if (record.run.status === "cancelling") return undefined;
     if (isTerminal(record.run.status)) throw new RunGoneError(this.runId);
-    return record.resume ?? undefined;
+    const resume = record.resume ?? undefined;
+    // Recorded before the handler gets it, so that a replay hands it in again.
+    if (resume !== undefined) await this.#steps?.recordResume(resume);
+    return resume;
+  }
+
+  /**
+   * How a durable run's await goes: `"live"` (the run goes to `awaiting`, as always); `{ resume }`
+   * when a replay hands in a resume recorded (`recorded`) or stored in the record before the
+   * takeover; `{}` when the run awaits already (taken over while awaiting): it waits for a resume
+   * without a transition.
+   * @throws ACPError (diverged) when the await is not where the first execution made it
+   */
+  #replayAwait(): "live" | { resume?: AwaitResume; recorded?: boolean } {
+    this.#awaits += 1;
+    const recorded = this.#steps!.replayedResume();
+    if (recorded !== undefined) return { resume: recorded, recorded: true };
+    let detail: string | undefined;
+    if (this.#skip > 0) detail = `the handler awaited ${this.#skip} events short of its log`;
+    else if (this.#awaits < this.#loggedAwaits) detail = "an earlier await's resume was not recorded";
+    else if (this.#awaits === this.#loggedAwaits) {
+      // The takeover's record tells how this await went on: a resume stored but not yet recorded, or still awaiting.
+      const record = this.#record;
+      if (record.run.status === "awaiting") return {};
+      if (record.resume) return { resume: record.resume };
+      detail = "the log shows this await resumed, but its resume is not recorded";
+    } else return "live";
+    this.#diverge(detail);
+    throw divergedError(detail);
   }
 
   /**
@@ -479,7 +681,11 @@ export class RunExecutor {
     for (;;) {
       try {
         // Read at least every two check intervals: a lost notification delays a resume or a cancel by at most that.
-        return await waitForRecord(this.#store, this.runId, (stored) => stored.run.status !== "awaiting", {
+        const durable = this.#epoch !== undefined;
+        // A durable run taken over meanwhile (its owner seemed gone) is no longer ours to resume.
+        const done = (stored: StoredRun): boolean =>
+          stored.run.status !== "awaiting" || (durable && this.#notMine(stored));
+        return await waitForRecord(this.#store, this.runId, done, {
           signal,
           pollMs: 2 * this.#cancelCheckMs,
         });
@@ -560,6 +766,11 @@ export class RunExecutor {
         return true;
       }
       if (result.record === undefined || isTerminal(result.record.run.status)) throw new RunGoneError(this.runId);
+      if (this.#epoch !== undefined && this.#notMine(result.record)) {
+        this.#lose();
+        this.#writer.giveBack(queued);
+        throw new RunGoneError(this.runId);
+      }
       this.#record = result.record;
     }
   }
@@ -573,7 +784,7 @@ export class RunExecutor {
       if (error instanceof RunGoneError) throw error;
       outcome = { status: "failed", error: failure(error) };
     }
-    const closed = this.#closeOpen();
+    const closed = this.#dropReplayed(this.#closeOpen());
     const output = [...this.#record.run.output, ...this.#unsavedOutput, ...closed.output];
     const items = [...this.#input, ...output].map((message) => ({ id: randomUUID(), message }));
     const write = this.#update(

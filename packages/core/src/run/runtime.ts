@@ -29,9 +29,10 @@ import {
 import { type HistoryBounds, SessionHistory } from "../session.ts";
 import { assertStoreContract, type Store, type StoredRun } from "../store.ts";
 import { sessionStoreId, visibleTo } from "../tenant.ts";
+import { NEW_LOG, readLog } from "./durable.ts";
 import { RunExecutor } from "./executor.ts";
 import { waitForRecord } from "./follow.ts";
-import { guardStore, isStoreOutage, whenLanded } from "./guarded-store.ts";
+import { guardStore, isStoreOutage, retryOutage, whenLanded } from "./guarded-store.ts";
 import { now } from "./now.ts";
 import { outputFromLog } from "./output.ts";
 
@@ -256,14 +257,19 @@ export class Runtime {
     const started: Run = { ...run, status: "in-progress" };
     const record: StoredRun = { run: started, version: 1, owner: this.instanceId, resume: null };
     if (tenant !== undefined) record.tenant = tenant;
-    const history = new SessionHistory(
-      this.store,
-      sessionId,
-      request.session?.history ?? [],
-      this.#fetchHistory,
-      sessionStoreId(sessionId, tenant),
-      { localOrigin: context.origin, maxBytes: this.limits.maxHistoryBytes },
-    );
+    const historyStoreId = sessionStoreId(sessionId, tenant);
+    const historyUrls = request.session?.history ?? [];
+    if (agent.durable) {
+      // What another instance needs to replay the handler after a takeover.
+      record.epoch = 1;
+      record.durable = { input: request.input, attempt: 1, historyStoreId };
+      if (historyUrls.length > 0) record.durable.historyUrls = historyUrls;
+      if (context.origin !== undefined) record.durable.historyOrigin = context.origin;
+    }
+    const history = new SessionHistory(this.store, sessionId, historyUrls, this.#fetchHistory, historyStoreId, {
+      localOrigin: context.origin,
+      maxBytes: this.limits.maxHistoryBytes,
+    });
     // A sync run's id reaches its client with the answer: until then nobody else can read or cancel it.
     const unobserved = request.mode !== "async" && request.mode !== "stream";
     const executor = new RunExecutor({
@@ -276,6 +282,8 @@ export class Runtime {
       maxEvents: this.limits.maxEventsPerRun,
       maxDurationMs: this.limits.maxRunDurationMs,
       unobserved,
+      durable: agent.durable ? { epoch: 1, attempt: 1, steps: [], log: NEW_LOG } : undefined,
+      maxStepBytes: this.limits.maxStepBytes,
     });
     // Listening before the run exists, so that no cancel can slip past the executor.
     if (!unobserved) await executor.listen();
@@ -392,6 +400,11 @@ export class Runtime {
           status: 403,
         });
       }
+      // A durable run whose owner is gone (drained, or dead) is adopted here first, then resumed.
+      if (current.durable !== undefined && (await this.#ownerGone(current))) {
+        const adopted = await this.#adopt(current);
+        if (adopted !== "declined") continue;
+      }
       const run: Run = { ...current.run, status: "in-progress", await_request: null };
       const result = await this.store.updateRun(runId, current.version, { ...current, run, resume }, [
         { type: "run.in-progress", run },
@@ -423,12 +436,97 @@ export class Runtime {
     }
   }
 
+  /** Whether the run's owner is another instance that is gone: released (owner "") or without a lease. */
+  async #ownerGone(record: StoredRun): Promise<boolean> {
+    if (record.owner === this.instanceId) return false;
+    return record.owner === "" || !(await this.store.isAlive(record.owner));
+  }
+
+  /**
+   * Takes a durable run over and replays its handler here: one compare-and-set makes this
+   * instance its owner with the next epoch (fencing the former owner's writes) and the next
+   * attempt; then the log and the recorded steps are read (nothing can be added to them by the
+   * former owner any more) and the handler replays from them.
+   * @returns `"adopted"`; `"conflict"` when the record changed meanwhile (read it again);
+   * `"declined"` when this instance cannot take it (draining, at capacity, agent not durable here).
+   */
+  async #adopt(record: StoredRun): Promise<"adopted" | "conflict" | "declined"> {
+    const agent = this.#agents.get(record.run.agent_name);
+    const durable = record.durable;
+    if (this.#draining || !agent?.durable || durable === undefined) return "declined";
+    if (this.#admitted >= this.limits.maxConcurrentRuns) return "declined";
+    this.#admitted += 1;
+    const runId = record.run.run_id;
+    const epoch = (record.epoch ?? 1) + 1;
+    const next: StoredRun = {
+      ...record,
+      owner: this.instanceId,
+      epoch,
+      durable: { ...durable, attempt: durable.attempt + 1 },
+    };
+    let adopted: StoredRun;
+    try {
+      const result = await this.store.updateRun(runId, record.version, next, []);
+      if (!result.ok) {
+        this.#admitted -= 1;
+        return "conflict";
+      }
+      adopted = result.record;
+    } catch (error) {
+      this.#admitted -= 1;
+      throw error;
+    }
+    const attempt = next.durable!.attempt;
+    let executor: RunExecutor;
+    try {
+      const deadline = Date.now() + this.outageMs;
+      const log = await retryOutage(() => readLog(this.store, runId), deadline);
+      const steps = await retryOutage(() => this.store.readSteps(runId), deadline);
+      const sessionId = record.run.session_id ?? randomUUID();
+      const history = new SessionHistory(
+        this.store,
+        sessionId,
+        durable.historyUrls ?? [],
+        this.#fetchHistory,
+        durable.historyStoreId ?? sessionId,
+        { localOrigin: durable.historyOrigin, maxBytes: this.limits.maxHistoryBytes },
+      );
+      executor = new RunExecutor({
+        store: this.store,
+        agent,
+        record: adopted,
+        input: durable.input,
+        history,
+        outageMs: this.outageMs,
+        maxEvents: this.limits.maxEventsPerRun,
+        maxDurationMs: this.limits.maxRunDurationMs,
+        durable: { epoch, attempt, steps, log },
+        maxStepBytes: this.limits.maxStepBytes,
+      });
+      await executor.listen();
+    } catch (error) {
+      this.#admitted -= 1;
+      // Owned here but not driven: hand it back (owner "") for the next sweep, here or elsewhere.
+      console.error(`[acp] run ${runId}: could not replay it after taking it over; it is handed off:`, error);
+      await this.store.updateRun(runId, adopted.version, { ...adopted, owner: "" }, []).catch(() => {});
+      return "adopted";
+    }
+    const done = executor.execute().finally(() => {
+      this.#local.delete(runId);
+      this.#admitted -= 1;
+    });
+    this.#local.set(runId, { executor, done });
+    return "adopted";
+  }
+
   /**
    * Fails the runs whose owning instance stopped sending heartbeats (a cancelling one is
-   * cancelled), as the store lists them (`listOrphanedRuns`). Any number of instances may sweep
-   * at once: compare-and-set picks one writer; within one instance, a call while a sweep is in
-   * progress shares it. A run whose record cannot be read or ended is logged and skipped.
-   * @returns how many runs the sweep ended.
+   * cancelled), as the store lists them (`listOrphanedRuns`); a durable run (not cancelling) is
+   * adopted instead, as is one that a draining instance released (owner ""). Any number of
+   * instances may sweep at once: compare-and-set picks one writer; within one instance, a call
+   * while a sweep is in progress shares it. A run whose record cannot be read or ended is
+   * logged and skipped.
+   * @returns how many runs the sweep ended or adopted.
    */
   sweepOrphans(): Promise<number> {
     // One sweep at a time: a slow store must not pile sweeps up, each reading the same orphans.
@@ -458,7 +556,15 @@ export class Runtime {
     const record = await this.store.getRun(runId);
     if (!record || isTerminal(record.run.status) || record.owner === this.instanceId) return false;
     // Asked for each run, right before its takeover: an owner that came back keeps its runs.
-    if (await this.store.isAlive(record.owner)) return false;
+    if (!(await this.#ownerGone(record))) return false;
+    if (
+      record.durable !== undefined &&
+      record.run.status !== "cancelling" &&
+      this.#agents.get(record.run.agent_name)?.durable
+    ) {
+      // Left for another instance (or a later sweep) when this one cannot take it now.
+      return (await this.#adopt(record)) === "adopted";
+    }
     const status = record.run.status === "cancelling" ? "cancelled" : "failed";
     const error: ErrorModel | null =
       status === "failed"
@@ -478,10 +584,13 @@ export class Runtime {
 
   /**
    * Graceful shutdown: take no new runs, let local runs finish until `deadlineMs`, then fail the
-   * rest with a clear error, and stop the timers. The store is left open (its owner closes it).
+   * rest with a clear error, and stop the timers. Durable runs are handed off instead (their
+   * owner becomes "", for another instance to adopt): at once when they await a resume, at the
+   * deadline when they run. The store is left open (its owner closes it).
    */
   async shutdown({ deadlineMs = RUNTIME_DEFAULTS.shutdownDeadlineMs }: ShutdownOptions = {}): Promise<void> {
     this.#draining = true;
+    for (const local of this.#local.values()) local.executor.handOff();
     const all = (): Promise<unknown> => Promise.allSettled([...this.#local.values()].map((local) => local.done));
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<void>((resolve) => {
@@ -490,7 +599,12 @@ export class Runtime {
     await Promise.race([all(), deadline]);
     clearTimeout(timer);
     for (const local of this.#local.values()) {
-      local.executor.abort({ code: "server_error", message: "The server instance shut down before the run finished" });
+      if (local.executor.durable) local.executor.release();
+      else
+        local.executor.abort({
+          code: "server_error",
+          message: "The server instance shut down before the run finished",
+        });
     }
     // Writing the ends gets a short grace; through a store outage, give up rather than hang.
     const giveUp = setTimeout(() => {
