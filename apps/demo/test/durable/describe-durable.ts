@@ -4,7 +4,7 @@
  * the run over and completes it: the steps A finished are not run again, the parts A sent are not
  * sent again, and nothing A writes after losing the run lands.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFailed } from "vitest";
 import type { Backend } from "../ha/backends.ts";
 import { type Instance, startInstance, stopInstances } from "../support/cluster.ts";
 import {
@@ -90,6 +90,13 @@ export function describeDurableRuns(makeBackend: () => Backend): void {
   });
 
   describe(`durable runs on ${backend.name}: another instance takes over`, () => {
+    beforeEach(() => {
+      onTestFailed(() => {
+        for (const [name, instance] of [["B", b] as const, ...owners.map((a) => ["A", a] as const)])
+          console.error(`instance ${name} (${instance.url}), last lines:\n${instance.output().slice(-3000)}`);
+      });
+    });
+
     it("adopts a durable run killed (SIGKILL) after 3 of 10 steps within the lease and completes it: each step ran once, each part sent once, attempt 2; a plain run still fails", async () => {
       const a = await owner();
       const run = await createRun(a.url, "durable-steps", `${STEPS} steps delay=${STEP_MS}`, "async");

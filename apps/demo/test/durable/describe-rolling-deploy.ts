@@ -4,24 +4,22 @@
  * (two drain on SIGTERM with a short deadline, one is killed). Every run completes after its
  * resume, with a gapless log that repeats nothing.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFailed } from "vitest";
 import type { Backend } from "../ha/backends.ts";
 import { type Balancer, type Instance, startInstance, startNginx, stopInstances } from "../support/cluster.ts";
 import {
   createRun,
-  ended,
   eventLog,
   expectCleanLog,
   expectEveryStepOnce,
   expectStepsRanOnce,
   LEASE_MS,
   partTexts,
-  type RunJson,
   resumeRun,
   stepLogDir,
   stepNames,
   stepsRan,
-  waitForRun,
+  waitForRunsToEnd,
 } from "./harness.ts";
 
 const RUNS = 100;
@@ -67,6 +65,10 @@ export function describeRollingDeploy(makeBackend: () => Backend): void {
 
   describe(`durable runs on ${backend.name}: a rolling deploy of three instances behind nginx`, () => {
     it(`completes ${RUNS} durable runs (half streaming steps, half awaiting) through a restart of every instance, each log gapless without duplicates`, async () => {
+      onTestFailed(() => {
+        for (const [index, instance] of instances.entries())
+          console.error(`instance ${index} (${instance.url}), last lines:\n${instance.output().slice(-4000)}`);
+      });
       const half = RUNS / 2;
       const indexes = Array.from({ length: half }, (_, index) => index);
       const streaming = await inBatches(indexes, 25, () =>
@@ -89,8 +91,10 @@ export function describeRollingDeploy(makeBackend: () => Backend): void {
       const resumed = await inBatches(awaiting, 25, (run) => resumeRun(balancer.url, run.run_id, "yes", "async"));
       expect(resumed.map((answer) => answer.status)).toEqual(resumed.map(() => 202));
 
-      const finished: RunJson[] = await inBatches([...streaming, ...awaiting], 25, (run) =>
-        waitForRun(balancer.url, run.run_id, ended, 45_000),
+      const finished = await waitForRunsToEnd(
+        balancer.url,
+        [...streaming, ...awaiting].map((run) => run.run_id),
+        30_000,
       );
       expect(finished.filter((run) => run.status !== "completed").map((run) => `${run.run_id} ${run.status}`)).toEqual(
         [],

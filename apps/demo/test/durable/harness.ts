@@ -120,6 +120,39 @@ export function waitForRun(url: string, runId: string, done: (run: RunJson) => b
 
 export const ended = (run: RunJson): boolean => TERMINAL.includes(run.status);
 
+/**
+ * Every run of `runIds` once it has ended (read from `url`), within `ms` for all of them; else
+ * fails listing those that did not end, with their status.
+ */
+export async function waitForRunsToEnd(url: string, runIds: string[], ms: number): Promise<RunJson[]> {
+  const deadline = Date.now() + ms;
+  const done = new Map<string, RunJson>();
+  let last = new Map<string, string>();
+  for (;;) {
+    const pending = runIds.filter((runId) => !done.has(runId));
+    if (pending.length === 0) return runIds.map((runId) => done.get(runId)!);
+    if (Date.now() > deadline)
+      throw new Error(
+        `${pending.length} of ${runIds.length} runs did not end within ${ms} ms: ${pending
+          .slice(0, 10)
+          .map((runId) => `${runId} ${last.get(runId) ?? "unread"}`)
+          .join(", ")}`,
+      );
+    last = new Map();
+    for (let start = 0; start < pending.length; start += 10) {
+      await Promise.all(
+        pending.slice(start, start + 10).map(async (runId) => {
+          const run = await getRun(url, runId).catch(() => undefined);
+          if (run === undefined) return;
+          last.set(runId, run.status);
+          if (ended(run)) done.set(runId, run);
+        }),
+      );
+    }
+    await sleep(250);
+  }
+}
+
 /** The run's events as stored (JSON), however far the run has got. */
 export async function storedEvents(url: string, runId: string): Promise<EventJson[]> {
   const response = await fetch(`${url}/runs/${runId}/events`, { signal: AbortSignal.timeout(REQUEST_MS) });
@@ -159,6 +192,12 @@ export function expectCleanLog(frames: Frame[], runId: string): void {
   const completed = frames.filter((frame) => frame.data.type === "message.completed").length;
   expect(completed, `completed messages of ${runId}`).toBe(created);
   expect(completed, `completed messages of ${runId} against its output`).toBe(terminal[0]?.data.run?.output.length);
+  // What the messages say at the end is what was streamed, part by part.
+  const completedParts = frames
+    .filter((frame) => frame.data.type === "message.completed")
+    .flatMap((frame) => (frame.data as { message?: RunJson["output"][number] }).message?.parts ?? [])
+    .map((part) => part.content ?? "");
+  expect(completedParts, `completed messages of ${runId} against the parts streamed`).toEqual(partTexts(frames));
 }
 
 /** The text of every `message.part` event, in order. */
