@@ -25,7 +25,10 @@ function runsOf(runId: string): Map<string, number> {
   return mine;
 }
 
-/** `steps=<n>` steps of `ms=<n>` milliseconds, each followed by a streamed part; then says its attempt. */
+/**
+ * `steps=<n>` steps of `ms=<n>` milliseconds, each followed by a streamed part that says the
+ * attempt (a replay yields its parts again with another text: the log's stay); then its attempt.
+ */
 const stepper = agent({ name: "stepper", durable: true }, async function* stepperHandler(input, ctx) {
   const text = textOf(input);
   const steps = Number(/steps=(\d+)/.exec(text)?.[1] ?? 5);
@@ -36,7 +39,7 @@ const stepper = agent({ name: "stepper", durable: true }, async function* steppe
       await sleep(ms, signal);
       return { i };
     });
-    yield `part ${value.i} `;
+    yield `part ${value.i}@${ctx.attempt} `;
   }
   yield { parts: [{ content: `attempt ${ctx.attempt}` }] };
 });
@@ -156,9 +159,27 @@ async function logOf(store: Store, runId: string) {
   return events.map((stored) => stored.event);
 }
 
-/** The text of every message.part event of the log, in order. */
+/** The text of every message.part event of the log, in order, without the attempt that sent it. */
 function partsOf(events: Awaited<ReturnType<typeof logOf>>): string[] {
-  return events.flatMap((event) => (event.type === "message.part" ? [event.part.content ?? ""] : []));
+  return events.flatMap((event) =>
+    event.type === "message.part" ? [(event.part.content ?? "").replace(/@\d /, " ")] : [],
+  );
+}
+
+/** Each completed message's text, checked against the parts the log streamed for it. */
+function completedAgainstParts(events: Awaited<ReturnType<typeof logOf>>): string[] {
+  const completed: string[] = [];
+  let streamed: string[] = [];
+  for (const event of events) {
+    if (event.type === "message.created") streamed = [];
+    else if (event.type === "message.part") streamed.push(event.part.content ?? "");
+    else if (event.type === "message.completed") {
+      const text = event.message.parts.map((part) => part.content).join("");
+      expect(text).toBe(streamed.join(""));
+      completed.push(text);
+    }
+  }
+  return completed;
 }
 
 const statuses = (events: Awaited<ReturnType<typeof logOf>>) =>
@@ -179,11 +200,10 @@ describe("durable runs", () => {
     const expected = [...Array.from({ length: 10 }, (_, i) => `part ${i} `), "attempt 2"];
     expect(partsOf(events)).toEqual(expected);
     expect(statuses(events)).toEqual(["run.created", "run.in-progress", "run.completed"]);
-    // The streamed message is one message in the output, with every part once.
-    expect(ended.run.output.map((message) => message.parts.map((part) => part.content).join(""))).toEqual([
-      expected.slice(0, 10).join(""),
-      "attempt 2",
-    ]);
+    // The streamed message is one message in the output, with every part once, as the log sent it.
+    const completed = completedAgainstParts(events);
+    expect(ended.run.output.map((message) => message.parts.map((part) => part.content).join(""))).toEqual(completed);
+    expect(completed[0]).toMatch(/^part 0@1 part 1@1 part 2@1 .*part 9@2 $/);
     // Every step's fn ran once, but at most the one in flight when the owner was cut off.
     const counts = runsOf(runId);
     expect(counts.size).toBe(10);
@@ -226,6 +246,7 @@ describe("durable runs", () => {
     expect(answers.some((answer) => answer === null || answer === false)).toBe(true);
     const events = await logOf(memory, runId);
     expect(partsOf(events)).toEqual([...Array.from({ length: 8 }, (_, i) => `part ${i} `), "attempt 2"]);
+    completedAgainstParts(events);
     expect(statuses(events)).toEqual(["run.created", "run.in-progress", "run.completed"]);
     const counts = runsOf(runId);
     expect([...counts.values()].filter((times) => times > 1).length).toBeLessThanOrEqual(1);

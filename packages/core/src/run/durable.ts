@@ -5,7 +5,7 @@
  */
 import { ACPError } from "../errors.ts";
 import { stepTooLargeError } from "../limits.ts";
-import type { AwaitResume, ErrorModel, Message } from "../models.ts";
+import type { AwaitResume, ErrorModel, Message, MessagePart } from "../models.ts";
 import type { StepRecord, Store } from "../store.ts";
 import type { Cancellation } from "./cancellation.ts";
 import { RunGoneError } from "./event-writer.ts";
@@ -46,6 +46,12 @@ export interface LogState {
   awaits: number;
   /** The completed messages, in order. */
   output: Message[];
+  /**
+   * The message the log was streaming at its end, if any: `at` is the position of its
+   * `message.created` among the handler-output events; `parts` are the parts sent since. A replay
+   * completes it with these parts, not with the ones it yields again in their place.
+   */
+  open?: { at: number; message: Message; parts: MessagePart[] };
 }
 
 /** The log of a run just created: `run.created` and `run.in-progress`. */
@@ -59,7 +65,13 @@ export async function readLog(store: Store, runId: string): Promise<LogState> {
     for (const { seq, event } of page) {
       state.lastSeq = seq;
       if (event.type === "run.awaiting") state.awaits += 1;
-      else if (event.type === "message.completed") state.output.push(event.message);
+      else if (event.type === "message.created")
+        state.open = { at: state.handlerEvents, message: event.message, parts: [] };
+      else if (event.type === "message.part") state.open?.parts.push(event.part);
+      else if (event.type === "message.completed") {
+        state.output.push(event.message);
+        state.open = undefined;
+      }
       if (!event.type.startsWith("run.")) state.handlerEvents += 1;
     }
     if (page.length < PAGE) return state;

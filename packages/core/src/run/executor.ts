@@ -27,7 +27,7 @@ import {
   type Unsubscribe,
 } from "../store.ts";
 import { Cancellation } from "./cancellation.ts";
-import { DIVERGED, type DurableInit, DurableSteps, divergedError } from "./durable.ts";
+import { DIVERGED, type DurableInit, DurableSteps, divergedError, type LogState } from "./durable.ts";
 import { EventWriter, RunGoneError } from "./event-writer.ts";
 import { waitForRecord } from "./follow.ts";
 import { isStoreOutage, retryOutage } from "./guarded-store.ts";
@@ -163,6 +163,10 @@ export class RunExecutor {
   readonly #attempt: number;
   /** Handler-output events of a replay still to drop: the log holds them already. */
   #skip = 0;
+  /** How many handler-output events the log held at the takeover. */
+  #logged = 0;
+  /** The message the log was streaming at the takeover (see LogState.open). */
+  #logOpen: LogState["open"];
   /** How many times the handler awaited so far, and how many awaits the log held at the takeover. */
   #awaits = 0;
   readonly #loggedAwaits: number;
@@ -211,6 +215,8 @@ export class RunExecutor {
     this.#writer.epoch = durable.epoch;
     this.#writer.onGone = () => this.#lose();
     this.#skip = durable.log.handlerEvents;
+    this.#logged = durable.log.handlerEvents;
+    this.#logOpen = durable.log.open;
     // Messages the log completed after the record's output was last written.
     this.#unsavedOutput = durable.log.output.slice(record.run.output.length);
     this.#steps = new DurableSteps(
@@ -544,9 +550,11 @@ export class RunExecutor {
     });
   }
 
-  #emitPart(part: MessagePart): void {
+  #emitPart(yielded: MessagePart): void {
     // A failed append fails the run before this part joins the output: output and log agree.
     this.#writer.throwIfFailed();
+    // A replayed part that the log holds is sent as the log has it (the message completes with it).
+    const part = this.#skip > 0 && this.#logOpen !== undefined ? this.#loggedPart(yielded) : yielded;
     if (this.#open === undefined) {
       this.#open = { role: this.#role, parts: [part], created_at: now() };
       this.#push({ type: "message.created", message: { ...this.#open, parts: [part] } });
@@ -554,6 +562,25 @@ export class RunExecutor {
       this.#open.parts.push(part);
     }
     this.#push({ type: "message.part", part });
+  }
+
+  /**
+   * During a replay, the part the log holds in place of `part`, when the log was streaming a
+   * message at the takeover and this part (or the message it opens) is in it. The message then
+   * also keeps its logged `created_at`.
+   */
+  #loggedPart(part: MessagePart): MessagePart {
+    const open = this.#logOpen!;
+    // Position among the handler-output events of the event this part sends next.
+    let at = this.#logged - this.#skip;
+    if (this.#open === undefined) {
+      if (at !== open.at) return part;
+      this.#open = { role: open.message.role, parts: [], created_at: open.message.created_at ?? now() };
+      // The created event is dropped (the log has it), then the part follows.
+      this.#skip -= 1;
+      at += 1;
+    }
+    return open.parts[at - open.at - 1] ?? part;
   }
 
   /** Events and output that close the open message, if there is one. */
