@@ -404,8 +404,13 @@ export class RedisStore implements acp.Store {
    */
   async #own(owner: string, runId: string): Promise<void> {
     const now = Date.now();
-    await scripts.ownRun.run(this.#commands, [this.#keys.ownerRuns(owner)], [runId, this.#ttl, String(now)]);
-    await this.#confirmOwner(owner, now, false);
+    const before = await scripts.ownRun.run(
+      this.#commands,
+      [this.#keys.ownerRuns(owner)],
+      [runId, this.#ttl, String(now)],
+    );
+    // An empty set may have been forgotten by another instance's search since we last confirmed.
+    await this.#confirmOwner(owner, now, Number(before) === 0);
   }
 
   /**

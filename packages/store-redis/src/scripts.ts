@@ -123,12 +123,18 @@ return 1
  * KEYS = [the instance's set of runs]; ARGV[1] the run, ARGV[2] the TTL in milliseconds, ARGV[3]
  * the time (ms) to score it with. Adds the run and restarts the set's TTL. Called before the
  * run's own write (another slot), so the set always holds every run not ended of its instance,
- * and may hold more.
+ * and may hold more. Returns how many runs the set held before: 0 means a search may have
+ * forgotten the instance among the owners, which the caller must then confirm again.
  */
 const OWN_RUN = `
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1
+local ownerRunsKey = KEYS[1]
+local runId = ARGV[1]
+local ttl = ARGV[2]
+local now = ARGV[3]
+local before = redis.call('ZCARD', ownerRunsKey)
+redis.call('ZADD', ownerRunsKey, now, runId)
+redis.call('PEXPIRE', ownerRunsKey, ttl)
+return before
 `;
 
 /**
@@ -136,9 +142,12 @@ return 1
  * before that time, so that an instance confirmed since (it added a run) stays.
  */
 const FORGET_OWNER = `
-local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if score and tonumber(score) < tonumber(ARGV[2]) then
-  redis.call('ZREM', KEYS[1], ARGV[1])
+local ownersKey = KEYS[1]
+local instance = ARGV[1]
+local searchStarted = tonumber(ARGV[2])
+local score = redis.call('ZSCORE', ownersKey, instance)
+if score and tonumber(score) < searchStarted then
+  redis.call('ZREM', ownersKey, instance)
   return 1
 end
 return 0

@@ -112,6 +112,27 @@ export function describeOrphanedRuns(target: ConformanceTarget, { describe, it }
       });
     });
 
+    it("lists a run released after every earlier released run was adopted and the search found none left", async () => {
+      await withStores(target, async ({ store, peer }) => {
+        const alive = `instance-${randomUUID()}`;
+        await store.heartbeat(alive, LONG_LEASE_MS);
+        const first = ownedBy(alive, "in-progress");
+        await store.createRun(first, []);
+        await store.updateRun(first.run.run_id, 1, { ...first, owner: "" }, []);
+        // Another instance adopts it, and its next search finds no run without owner.
+        await peer.updateRun(first.run.run_id, 2, { ...first, owner: alive, epoch: 2 }, []);
+        await sleep(5); // Stores that score owners by time: the search starts after the release.
+        assert.ok(!(await peer.listOrphanedRuns()).includes(first.run.run_id), "an adopted run is still listed");
+        await sleep(5);
+        assert.ok(!(await peer.listOrphanedRuns()).includes(first.run.run_id), "an adopted run is still listed");
+        // The same instance as before releases another run: it must be found although nothing changed here.
+        const second = ownedBy(alive, "in-progress");
+        await store.createRun(second, []);
+        await store.updateRun(second.run.run_id, 1, { ...second, owner: "" }, []);
+        assert.ok((await peer.listOrphanedRuns()).includes(second.run.run_id), "the second released run is not listed");
+      });
+    });
+
     it("lists at most limit runs, and the rest once those have ended", async () => {
       await withStores(target, async ({ store, peer }) => {
         const dead = `instance-${randomUUID()}`;
