@@ -45,6 +45,8 @@ export { type AuthOptions, apiKeyAuth, type NamedApiKey } from "./http/auth.ts";
 export { acpCors, type CorsOptions } from "./http/cors.ts";
 export { requestTenant, TENANT_VARIABLE } from "./http/tenant.ts";
 export { LIMIT_DEFAULTS, type LimitOptions } from "./limits.ts";
+// Logging
+export { consoleLogger, type Logger, type LogMethod } from "./logger.ts";
 export type {
   AgentManifest,
   AwaitRequest,
