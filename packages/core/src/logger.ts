@@ -2,6 +2,8 @@
  * The logger the server writes through: a small interface that a pino logger satisfies as is, and
  * a console logger used when none is given.
  */
+import { isSpanContextValid, trace } from "@opentelemetry/api";
+import type { Run } from "./models.ts";
 
 /**
  * One log method: pino's shape. `fields` holds the structured facts of the line (`run_id`,
@@ -25,6 +27,36 @@ export interface Logger {
   debug: LogMethod;
   /** A logger that adds `bindings` to every line (pino's `child`); optional. */
   child?(bindings: object): Logger;
+}
+
+/** The fields of a line about a run; `trace_id` and `span_id` when a trace is active. */
+export interface RunLogFields {
+  run_id: string;
+  session_id?: string;
+  agent: string;
+  instance_id?: string;
+  trace_id?: string;
+  span_id?: string;
+}
+
+/**
+ * The fields of a line about `run`, run by the instance `instanceId`, with the active trace (read
+ * through `@opentelemetry/api`: no trace without an OpenTelemetry SDK). Built when a line is
+ * written, never ahead of it, so that a run that logs nothing pays nothing.
+ */
+export function runFields(
+  run: Pick<Run, "run_id" | "session_id" | "agent_name">,
+  instanceId: string | undefined,
+): RunLogFields {
+  const fields: RunLogFields = { run_id: run.run_id, session_id: run.session_id, agent: run.agent_name };
+  if (instanceId !== undefined) fields.instance_id = instanceId;
+  const span = trace.getActiveSpan()?.spanContext();
+  // An invalid context (all zeros) is what the API hands out when no SDK records anything.
+  if (span !== undefined && isSpanContextValid(span)) {
+    fields.trace_id = span.traceId;
+    fields.span_id = span.spanId;
+  }
+  return fields;
 }
 
 /** Renders a field value: plain when it reads unambiguously, JSON otherwise. */

@@ -3,7 +3,8 @@
  * session sees the earlier turns. History items are served as `/resources/{id}`.
  */
 import { createHistoryFetcher, describeUrl, HistoryFetchError, type HistoryFetcher } from "./history-fetch.ts";
-import type { Message } from "./models.ts";
+import { consoleLogger, type Logger, runFields } from "./logger.ts";
+import type { Message, Run } from "./models.ts";
 import type { Store } from "./store.ts";
 
 const RESOURCE_PATH = /\/resources\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/i;
@@ -27,7 +28,7 @@ export function resourceUrl(baseUrl: string, itemId: string): string {
   return `${baseUrl.replace(/\/$/, "")}/resources/${itemId}`;
 }
 
-/** How much history one run loads, and which descriptor URLs are this deployment's. */
+/** How much history one run loads, which descriptor URLs are this deployment's, and where what it left out is logged. */
 export interface HistoryBounds {
   /**
    * The origin of this deployment's history URLs (`baseUrl`'s, or the request's): only URLs of
@@ -36,6 +37,11 @@ export interface HistoryBounds {
   localOrigin?: string;
   /** Most bytes of messages (as JSON) loaded; the items past it are left out. @default unbounded */
   maxBytes?: number;
+  /** Where the line about left-out items goes. @default consoleLogger */
+  logger?: Logger;
+  /** The run loading the history, and the instance running it: the fields of that line. @default undefined (the session id only) */
+  run?: Pick<Run, "run_id" | "session_id" | "agent_name">;
+  instanceId?: string;
 }
 
 /** Items a run left out of its history, logged in one line when loading ends. */
@@ -50,11 +56,15 @@ class LeftOut {
     if (url !== undefined) this.#example ??= describeUrl(url);
   }
 
-  log(sessionId: string, total: number): void {
+  log(sessionId: string, total: number, bounds: HistoryBounds): void {
     if (this.count === 0) return;
     const reasons = [...this.#reasons].map(([reason, times]) => `${times} × ${reason}`).join("; ");
     const example = this.#example === undefined ? "" : ` (the first: ${this.#example})`;
-    console.warn(`[acp] session ${sessionId}: ${this.count} of ${total} history items left out${example}: ${reasons}`);
+    const fields = bounds.run === undefined ? { session_id: sessionId } : runFields(bounds.run, bounds.instanceId);
+    (bounds.logger ?? consoleLogger).warn(
+      { ...fields, left_out: this.count, total },
+      `${this.count} of ${total} history items left out${example}: ${reasons}`,
+    );
   }
 }
 
@@ -120,7 +130,7 @@ export class SessionHistory {
         yield message;
       }
     } finally {
-      leftOut.log(this.sessionId, total);
+      leftOut.log(this.sessionId, total, this.bounds);
     }
   }
 

@@ -5,6 +5,7 @@
 
 import type * as acp from "@acp/core";
 import {
+  consoleLogger,
   historyItemBytes,
   isTerminal,
   ListenerSet,
@@ -18,7 +19,7 @@ import { type Linked, RecencyList } from "./recency-list.ts";
 
 const PACKAGE = "store-memory";
 
-/** Options of {@link MemoryStore}; `ttlMs` comes from {@link acp.StoreOptions}. */
+/** Options of {@link MemoryStore}; `ttlMs` and `logger` come from {@link acp.StoreOptions}. */
 export interface MemoryStoreOptions extends acp.StoreOptions {
   /**
    * The most runs kept at once. Past it, the least recently written runs that have ended are
@@ -95,11 +96,14 @@ export class MemoryStore implements acp.Store {
   readonly #owned = new Map<string, Set<RunEntry>>();
   /** Set while createRun refuses runs because every kept run is live; the refusal is logged once per burst. */
   #refusing = false;
-  readonly #listeners = new ListenerSet(PACKAGE);
+  readonly #logger: acp.Logger;
+  readonly #listeners: ListenerSet;
   #sweepTimer: ReturnType<typeof setInterval> | undefined;
 
-  constructor({ ttlMs, maxRuns = 10_000, maxSessions = 10_000 }: MemoryStoreOptions = {}) {
+  constructor({ ttlMs, maxRuns = 10_000, maxSessions = 10_000, logger = consoleLogger }: MemoryStoreOptions = {}) {
     this.#ttlMs = resolveTtlMs(ttlMs, PACKAGE);
+    this.#logger = logger;
+    this.#listeners = new ListenerSet(PACKAGE, logger);
     if (!(Number.isSafeInteger(maxRuns) && maxRuns > 0))
       throw new RangeError(`[acp] [${PACKAGE}] maxRuns must be a positive integer, got ${maxRuns}`);
     if (!(Number.isSafeInteger(maxSessions) && maxSessions > 0))
@@ -378,7 +382,11 @@ export class MemoryStore implements acp.Store {
         "no run is dropped before it ends, so new runs wait until some end (raise maxRuns for more)",
     );
     // One line per burst of refusals, not one per request.
-    if (!this.#refusing) console.error(error);
+    if (!this.#refusing)
+      this.#logger.error(
+        { err: error },
+        `[${PACKAGE}] createRun refuses new runs: all ${this.#maxRuns} kept runs are live`,
+      );
     this.#refusing = true;
     throw error;
   }

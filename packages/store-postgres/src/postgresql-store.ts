@@ -18,7 +18,14 @@ import type {
   UpdateOptions,
   UpdateResult,
 } from "@acp/core";
-import { attemptStore, isTerminal, resolveTtlMs, STORE_CONTRACT_VERSION, wrapStoreError } from "@acp/core";
+import {
+  attemptStore,
+  consoleLogger,
+  isTerminal,
+  resolveTtlMs,
+  STORE_CONTRACT_VERSION,
+  wrapStoreError,
+} from "@acp/core";
 import type { Client } from "./client.ts";
 import { assertIdentifier } from "./names.ts";
 import { NotificationSender } from "./notification-sender.ts";
@@ -31,7 +38,7 @@ const PACKAGE = "store-postgres";
 /** The longest delay Node.js timers accept. */
 const MAX_TIMER_MS = 2_147_483_647;
 
-/** Options of {@link PostgreSQLStore}; `ttlMs` comes from {@link StoreOptions}. */
+/** Options of {@link PostgreSQLStore}; `ttlMs` and `logger` come from {@link StoreOptions}. */
 export interface PostgreSQLStoreOptions extends StoreOptions {
   /**
    * A postgres.js instance (`postgres(url)`) without `transform` options. The store runs its
@@ -57,14 +64,14 @@ export interface PostgreSQLStoreOptions extends StoreOptions {
   sweepIntervalMs?: number;
   /**
    * Receives failures of the background sweep, which has no caller to reject.
-   * @default logs them with `console.error`
+   * @default logs them with `logger.error`
    */
   onSweepError?: (error: StoreError) => void;
   /**
    * Receives failures of change notifications. A write resolves once it has committed, and its
    * notification follows on its own; when that fails, subscribers elsewhere hear of the change
    * late (at their next read), never lose it.
-   * @default logs them with `console.error`
+   * @default logs them with `logger.error`
    */
   onNotifyError?: (error: StoreError) => void;
 }
@@ -110,8 +117,9 @@ export class PostgreSQLStore implements Store {
     channel = "acp_update",
     ttlMs,
     sweepIntervalMs = 60_000,
-    onSweepError = reportSweepError,
-    onNotifyError = reportNotifyError,
+    logger = consoleLogger,
+    onSweepError = (error) => logger.error({ err: error }, `[${PACKAGE}] the background sweep failed`),
+    onNotifyError = (error) => logger.error({ err: error }, `[${PACKAGE}] a change notification failed`),
   }: PostgreSQLStoreOptions) {
     assertPostgresJs(sql);
     assertIdentifier("table", table);
@@ -129,7 +137,7 @@ export class PostgreSQLStore implements Store {
     this.#sweepIntervalMs = sweepIntervalMs;
     this.#onSweepError = onSweepError;
     this.#onNotifyError = onNotifyError;
-    this.#notifier = new RunNotifier(sql, channel);
+    this.#notifier = new RunNotifier(sql, channel, logger);
     this.#notifications = new NotificationSender(sql, channel);
   }
 
@@ -421,12 +429,4 @@ function assertPostgresJs(sql: unknown): asserts sql is Client {
         "the store reads its own columns and JSON; give it a plain postgres(url) instance",
     );
   }
-}
-
-function reportSweepError(error: StoreError): void {
-  console.error(error);
-}
-
-function reportNotifyError(error: StoreError): void {
-  console.error(error);
 }

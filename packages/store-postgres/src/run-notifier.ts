@@ -4,7 +4,7 @@
  * listens on the channel once and dispatches each notification to the listeners of that run in
  * this process.
  */
-import { type ChangeKind, type ChangeListener, ListenerSet, type Unsubscribe } from "@acp/core";
+import { type ChangeKind, type ChangeListener, ListenerSet, type Logger, type Unsubscribe } from "@acp/core";
 import type { ListenMeta } from "postgres";
 import type { Client } from "./client.ts";
 
@@ -37,14 +37,15 @@ function parseNotification(payload: string): {
 export class RunNotifier {
   readonly #sql: Client;
   readonly #channel: string;
-  readonly #listeners = new ListenerSet("store-postgres");
+  readonly #listeners: ListenerSet;
   #listening: Promise<ListenMeta> | undefined;
   #listenedOnce = false;
   #closed = false;
 
-  constructor(sql: Client, channel: string) {
+  constructor(sql: Client, channel: string, logger?: Logger) {
     this.#sql = sql;
     this.#channel = channel;
+    this.#listeners = new ListenerSet("store-postgres", logger);
   }
 
   /** Adds `listener` for `runId`; resolves once LISTEN is in effect on the database. */

@@ -16,7 +16,7 @@ import { Subscriptions } from "./subscriptions.ts";
 
 const PACKAGE = "store-redis";
 
-/** Options of {@link RedisStore}; `ttlMs` comes from {@link acp.StoreOptions}. */
+/** Options of {@link RedisStore}; `ttlMs` and `logger` come from {@link acp.StoreOptions}. */
 export interface RedisStoreOptions extends acp.StoreOptions {
   /**
    * A connected client from `createClient()` or `createCluster()` of the `redis` package
@@ -54,7 +54,7 @@ export class RedisStore implements acp.Store {
   /** When this store last confirmed each instance in the owners set. */
   readonly #confirmedAt = new Map<string, number>();
 
-  constructor({ redis, prefix = "acp", ttlMs }: RedisStoreOptions) {
+  constructor({ redis, prefix = "acp", ttlMs, logger }: RedisStoreOptions) {
     if (typeof redis !== "object" || redis === null) {
       throw new TypeError(
         `[acp] [${PACKAGE}] redis must be a client from createClient() or createCluster() of the "redis" package`,
@@ -70,7 +70,7 @@ export class RedisStore implements acp.Store {
     this.#commands = commandsOf(redis);
     this.#keys = new KeyLayout(prefix);
     this.#ttl = String(this.#ttlMs);
-    this.#subscriptions = new Subscriptions(this.#commands);
+    this.#subscriptions = new Subscriptions(this.#commands, logger);
   }
 
   createRun(record: acp.StoredRun, events: acp.Event[]): Promise<boolean> {

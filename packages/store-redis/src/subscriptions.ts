@@ -2,7 +2,7 @@
  * Change subscriptions of one store: a single pub/sub connection, opened on the first
  * subscription, with one Redis subscription per run channel however many listeners it has.
  */
-import { type ChangeKind, type ChangeListener, ListenerSet, type Unsubscribe } from "@acp/core";
+import { type ChangeKind, type ChangeListener, ListenerSet, type Logger, type Unsubscribe } from "@acp/core";
 import type { Commands, MessageHandler, Subscriber } from "./connection.ts";
 
 /** The Redis subscription to one channel; `ready` settles when Redis confirmed it. */
@@ -15,12 +15,13 @@ export class Subscriptions {
   readonly #commands: Commands;
   readonly #channels = new Map<string, Channel>();
   /** The listeners of each channel that has an entry in `#channels`. */
-  readonly #listeners = new ListenerSet("store-redis");
+  readonly #listeners: ListenerSet;
   #subscriber: Promise<Subscriber> | undefined;
   #closed = false;
 
-  constructor(commands: Commands) {
+  constructor(commands: Commands, logger?: Logger) {
     this.#commands = commands;
+    this.#listeners = new ListenerSet("store-redis", logger);
   }
 
   /** Resolves once Redis confirmed the subscription to `channel`. */

@@ -87,9 +87,9 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
     throw new TypeError(
       `[acp] createApp(): sseKeepAliveMs must be a whole number of at least 1, got ${sseKeepAliveMs}`,
     );
-  const { store: backend, leaseMs, storeTimeoutMs, outageMs, history, limits } = options;
+  const { store: backend, leaseMs, storeTimeoutMs, outageMs, history, limits, logger } = options;
   const runtime = new Runtime(
-    { store: backend, agents, leaseMs, storeTimeoutMs, outageMs, history, limits },
+    { store: backend, agents, leaseMs, storeTimeoutMs, outageMs, history, limits, logger },
     "createApp()",
   );
   // Built here so that a wrong option throws now, not on the first request.
@@ -98,7 +98,7 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
   // Every call below goes through the runtime's guarded store: bounded in time, failures are 503s.
   const store = runtime.store;
   const app = new Hono();
-  const streams = new SseStreams(runtime.limits.maxStreams, sseKeepAliveMs);
+  const streams = new SseStreams(runtime.limits.maxStreams, sseKeepAliveMs, runtime.logger);
   /** The latest store check of `/ping`, shared by the pings of the next second. */
   let storeCheck: { at: number; up: Promise<boolean> } | undefined;
 
@@ -113,10 +113,16 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
     }
     if (error instanceof StoreError) {
       // One line per failed request: an outage would otherwise flood the log with stack traces.
-      console.error(`[acp] ${c.req.method} ${c.req.path} answered 503: ${error.message}`);
+      runtime.logger.error(
+        { method: c.req.method, path: c.req.path, instance_id: runtime.instanceId, reason: error.message },
+        `${c.req.method} ${c.req.path} answered 503`,
+      );
       return c.json({ code: "server_error", message: "The store is unavailable; try again shortly" }, 503);
     }
-    console.error("[acp] request failed:", error);
+    runtime.logger.error(
+      { method: c.req.method, path: c.req.path, instance_id: runtime.instanceId, err: error },
+      `${c.req.method} ${c.req.path} failed`,
+    );
     return c.json({ code: "server_error", message: "Internal server error" }, 500);
   });
   app.notFound((c) => c.json({ code: "not_found", message: `No route for ${c.req.method} ${c.req.path}` }, 404));
@@ -129,7 +135,10 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
       starting = true;
       runtime.start().catch((error: unknown) => {
         starting = false;
-        console.error(`[acp] could not start this instance's heartbeat: ${(error as Error).message}`);
+        runtime.logger.error(
+          { instance_id: runtime.instanceId, reason: (error as Error).message },
+          "could not start this instance's heartbeat",
+        );
       });
     }
     await next();

@@ -15,6 +15,7 @@
 import type { Context } from "hono";
 import { toErrorModel } from "../errors.ts";
 import { atCapacity } from "../limits.ts";
+import { consoleLogger, type Logger } from "../logger.ts";
 import type { Event } from "../models.ts";
 import { followEvents } from "../run/follow.ts";
 import type { Store } from "../store.ts";
@@ -53,6 +54,8 @@ export class SseStreams {
   constructor(
     readonly maxStreams: number,
     readonly keepAliveMs: number,
+    /** Where a stream that broke is logged. */
+    readonly logger: Logger = consoleLogger,
   ) {}
 
   get size(): number {
@@ -136,7 +139,7 @@ export function streamRunEvents(
         }
       } catch (error) {
         // Never the raw error: a client sees an ACP error event, the log gets the details.
-        console.error(`[acp] stream of run ${runId} broke: ${(error as Error).message}`);
+        streams.logger.error({ run_id: runId, reason: (error as Error).message }, "the run's event stream broke");
         controller.enqueue(frame(JSON.stringify({ type: "error", error: toErrorModel(error) })));
         close(controller);
       }

@@ -7,6 +7,7 @@ import { randomUUID } from "node:crypto";
 import type { Agent, AgentContext, AgentGenerator, Yielded } from "../agent.ts";
 import { ACPError, toErrorModel } from "../errors.ts";
 import { eventLimitError, LIMIT_DEFAULTS } from "../limits.ts";
+import { consoleLogger, type Logger, type RunLogFields, runFields } from "../logger.ts";
 import {
   type AwaitResume,
   type ErrorModel,
@@ -118,6 +119,10 @@ export interface ExecutorInit {
   durable?: DurableInit;
   /** See `limits.maxStepBytes`. @default LIMIT_DEFAULTS.maxStepBytes */
   maxStepBytes?: number;
+  /** Where the run's log lines go. @default consoleLogger */
+  logger?: Logger;
+  /** The instance running it, named in its log lines. @default undefined (not named) */
+  instanceId?: string;
 }
 
 export class RunExecutor {
@@ -131,6 +136,8 @@ export class RunExecutor {
   readonly #outageMs: number;
   readonly #writer: EventWriter;
   readonly #role: string;
+  readonly #logger: Logger;
+  readonly #instanceId: string | undefined;
   #record: StoredRun;
   /** The agent message being streamed part by part, if any. */
   #open: Message | undefined;
@@ -190,7 +197,11 @@ export class RunExecutor {
     maxDurationMs,
     durable,
     maxStepBytes = LIMIT_DEFAULTS.maxStepBytes,
+    logger = consoleLogger,
+    instanceId,
   }: ExecutorInit) {
+    this.#logger = logger;
+    this.#instanceId = instanceId;
     this.#cancelCheckMs = cancelCheckMs;
     this.#maxDurationMs = maxDurationMs;
     this.#maxEvents = maxEvents;
@@ -262,12 +273,15 @@ export class RunExecutor {
     this.#abort.abort();
   }
 
+  /** The fields of a line about this run, with `extra` (an error under `err`, say). */
+  #fields(extra?: object): RunLogFields {
+    const fields = runFields(this.#record.run, this.#instanceId);
+    return extra === undefined ? fields : Object.assign(fields, extra);
+  }
+
   /** The replay did not do what was recorded: the run fails. */
   #diverge(detail: string): void {
-    if (this.#stopError === undefined)
-      console.error(
-        `[acp] run ${this.runId} of agent ${this.#agent.manifest.name}: durable run diverged on replay (${detail})`,
-      );
+    if (this.#stopError === undefined) this.#logger.error(this.#fields(), `durable run diverged on replay (${detail})`);
     this.abort(DIVERGED);
   }
 
@@ -336,7 +350,10 @@ export class RunExecutor {
         ? undefined
         : setTimeout(() => {
             if (this.#abort.aborted) return;
-            console.warn(`[acp] run ${this.runId} ran past maxRunDurationMs (${maxDurationMs} ms): it is cancelled`);
+            this.#logger.warn(
+              this.#fields(),
+              `the run ran past maxRunDurationMs (${maxDurationMs} ms): it is cancelled`,
+            );
             this.#abort.abort();
           }, maxDurationMs).unref();
     if (!this.#unobserved) this.#startChecks();
@@ -345,7 +362,8 @@ export class RunExecutor {
       if (outcome !== undefined) await this.#finish(outcome);
       else if (this.#released) await this.#writeRelease();
     } catch (error) {
-      if (!(error instanceof RunGoneError)) console.error(`[acp] run ${this.runId}: could not record its end:`, error);
+      if (!(error instanceof RunGoneError))
+        this.#logger.error(this.#fields({ err: error }), "could not record the run's end");
     } finally {
       clearTimeout(deadline);
       clearInterval(this.#checks);
@@ -401,8 +419,7 @@ export class RunExecutor {
       }
       if (this.#fenced) return undefined;
       outcome = this.#abort.aborted ? { status: "cancelled" } : { status: "failed", error: failure(error) };
-      if (!(error instanceof ACPError))
-        console.error(`[acp] run ${this.runId} of agent ${this.#agent.manifest.name} failed:`, error);
+      if (!(error instanceof ACPError)) this.#logger.error(this.#fields({ err: error }), "the run failed");
     } finally {
       // A handler still busy (it ignored the signal) is told to stop; we do not wait for it.
       generator?.return(undefined).catch(() => {});
@@ -435,9 +452,9 @@ export class RunExecutor {
       }
     } catch (error) {
       // Its owner's lease runs out soon (the instance is going away): another instance adopts it then.
-      console.error(
-        `[acp] run ${this.runId}: could not hand it off; it is adopted once this instance's lease runs out:`,
-        error,
+      this.#logger.error(
+        this.#fields({ err: error }),
+        "could not hand the run off; it is adopted once this instance's lease runs out",
       );
     }
   }
@@ -832,7 +849,10 @@ export class RunExecutor {
       if (!isStoreRefusal(error)) throw error;
       // Retrying would be refused the same way: the end is written without the output, its
       // events and the history, so that the run does not stay in progress.
-      console.error(`[acp] run ${this.runId}: the store refused its end; it is failed without its output:`, error);
+      this.#logger.error(
+        this.#fields({ err: error }),
+        "the store refused the run's end; it is failed without its output",
+      );
       await this.#update(
         (run) => ended(run, "failed", [], REFUSED_END),
         (run) => [{ type: "run.failed", run }],

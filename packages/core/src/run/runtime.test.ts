@@ -23,8 +23,9 @@ import { Runtime, type RuntimeOptions } from "./runtime.ts";
 const runtimes: Runtime[] = [];
 
 beforeEach(() => {
-  // Heartbeat failures and cut-off executors log; the assertions say what matters.
+  // Heartbeat failures (and recoveries) and cut-off executors log; the assertions say what matters.
   vi.spyOn(console, "error").mockImplementation(() => {});
+  vi.spyOn(console, "log").mockImplementation(() => {});
 });
 
 afterEach(async () => {

@@ -26,6 +26,7 @@ import {
   type Run,
   type RunCreateRequest,
 } from "../models.ts";
+import { consoleLogger, type Logger, runFields } from "../logger.ts";
 import { type HistoryBounds, SessionHistory } from "../session.ts";
 import { assertStoreContract, type Store, type StoredRun } from "../store.ts";
 import { sessionStoreId, visibleTo } from "../tenant.ts";
@@ -57,6 +58,12 @@ export interface RuntimeOptions {
    * @default { maxInputMessages: 100, maxPartsPerMessage: 100, maxEventsPerRun: 100_000 } (see {@link LIMIT_DEFAULTS})
    */
   limits?: LimitOptions;
+  /**
+   * Where the server's log lines go: a pino logger fits as is (see {@link Logger}). Lines about a
+   * run carry `run_id`, `session_id`, `agent`, `instance_id` (and `trace_id` in a trace).
+   * @default consoleLogger (human-readable lines on the console)
+   */
+  logger?: Logger;
 }
 
 /** Options of {@link Runtime.shutdown}. */
@@ -72,6 +79,7 @@ export const RUNTIME_DEFAULTS = Object.freeze({
   outageMs: 30_000,
   history: HISTORY_DEFAULTS,
   limits: LIMIT_DEFAULTS,
+  logger: consoleLogger,
   shutdownDeadlineMs: 10_000,
 });
 
@@ -87,6 +95,8 @@ export class Runtime {
   readonly leaseMs: number;
   readonly outageMs: number;
   readonly limits: Limits;
+  /** Where this instance logs (`RuntimeOptions.logger`). */
+  readonly logger: Logger;
   readonly #fetchHistory: HistoryFetcher;
   /** Whether the last heartbeat failed: outages are logged once, not every beat. */
   #beatFailing = false;
@@ -119,6 +129,7 @@ export class Runtime {
       outageMs = RUNTIME_DEFAULTS.outageMs,
       history,
       limits,
+      logger = RUNTIME_DEFAULTS.logger,
     } = options;
     assertStoreContract(store, who);
     this.limits = resolveLimits(limits, who);
@@ -135,6 +146,7 @@ export class Runtime {
     this.store = guardStore(store, storeTimeoutMs);
     this.leaseMs = leaseMs;
     this.outageMs = outageMs;
+    this.logger = logger;
     for (const agent of agents) {
       if (this.#agents.has(agent.manifest.name))
         throw new TypeError(`[acp] ${who}: two agents are named "${agent.manifest.name}"`);
@@ -170,7 +182,9 @@ export class Runtime {
         () => {
           // Not while the store is known to be down (it would only fail), nor during the grace after.
           if (this.#beatFailing || Date.now() < this.#sweepNotBefore) return;
-          this.sweepOrphans().catch((error: unknown) => console.error("[acp] orphan sweep failed:", error));
+          this.sweepOrphans().catch((error: unknown) =>
+            this.logger.error({ instance_id: this.instanceId, err: error }, "orphan sweep failed"),
+          );
         },
         Math.max(50, Math.floor(this.leaseMs / 2)),
       );
@@ -188,14 +202,17 @@ export class Runtime {
     this.store.heartbeat(this.instanceId, this.leaseMs).then(
       () => {
         if (this.#beatFailing) {
-          console.error("[acp] the store answers again: heartbeats resumed");
+          this.logger.info({ instance_id: this.instanceId }, "the store answers again: heartbeats resumed");
           this.#sweepNotBefore = Date.now() + this.leaseMs;
         }
         this.#beatFailing = false;
       },
       (error: unknown) => {
         if (!this.#beatFailing)
-          console.error(`[acp] heartbeat failed (logged once until it recovers): ${(error as Error).message}`);
+          this.logger.error(
+            { instance_id: this.instanceId, reason: (error as Error).message },
+            "heartbeat failed (logged once until it recovers)",
+          );
         this.#beatFailing = true;
       },
     );
@@ -269,6 +286,9 @@ export class Runtime {
     const history = new SessionHistory(this.store, sessionId, historyUrls, this.#fetchHistory, historyStoreId, {
       localOrigin: context.origin,
       maxBytes: this.limits.maxHistoryBytes,
+      logger: this.logger,
+      run: started,
+      instanceId: this.instanceId,
     });
     // A sync run's id reaches its client with the answer: until then nobody else can read or cancel it.
     const unobserved = request.mode !== "async" && request.mode !== "stream";
@@ -284,6 +304,8 @@ export class Runtime {
       unobserved,
       durable: agent.durable ? { epoch: 1, attempt: 1, steps: [], log: NEW_LOG } : undefined,
       maxStepBytes: this.limits.maxStepBytes,
+      logger: this.logger,
+      instanceId: this.instanceId,
     });
     // Listening before the run exists, so that no cancel can slip past the executor.
     if (!unobserved) await executor.listen();
@@ -489,7 +511,13 @@ export class Runtime {
         durable.historyUrls ?? [],
         this.#fetchHistory,
         durable.historyStoreId ?? sessionId,
-        { localOrigin: durable.historyOrigin, maxBytes: this.limits.maxHistoryBytes },
+        {
+          localOrigin: durable.historyOrigin,
+          maxBytes: this.limits.maxHistoryBytes,
+          logger: this.logger,
+          run: record.run,
+          instanceId: this.instanceId,
+        },
       );
       executor = new RunExecutor({
         store: this.store,
@@ -502,12 +530,17 @@ export class Runtime {
         maxDurationMs: this.limits.maxRunDurationMs,
         durable: { epoch, attempt, steps, log },
         maxStepBytes: this.limits.maxStepBytes,
+        logger: this.logger,
+        instanceId: this.instanceId,
       });
       await executor.listen();
     } catch (error) {
       this.#admitted -= 1;
       // Owned here but not driven: hand it back (owner "") for the next sweep, here or elsewhere.
-      console.error(`[acp] run ${runId}: could not replay it after taking it over; it is handed off:`, error);
+      this.logger.error(
+        { ...runFields(record.run, this.instanceId), err: error },
+        "could not replay the run after taking it over; it is handed off",
+      );
       await this.store.updateRun(runId, adopted.version, { ...adopted, owner: "" }, []).catch(() => {});
       return "adopted";
     }
@@ -545,7 +578,10 @@ export class Runtime {
         // Through an outage every call would fail (each after a timeout): stop, the next sweep retries.
         if (isStoreOutage(error)) throw error;
         // A record that cannot be read or ended (malformed, refused) must not stop the others.
-        console.error(`[acp] orphan sweep: run ${runId} skipped: ${(error as Error).message}`);
+        this.logger.error(
+          { run_id: runId, instance_id: this.instanceId, reason: (error as Error).message },
+          "orphan sweep: run skipped",
+        );
       }
     }
     return ended;

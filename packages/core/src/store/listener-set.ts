@@ -1,4 +1,5 @@
 /** The registry of change listeners that every store keeps, with one policy for a listener that throws. */
+import { consoleLogger, type Logger } from "../logger.ts";
 import type { ChangeKind, ChangeListener } from "../store.ts";
 
 /** One call of `add`: an object of its own, so that one function added twice is two subscriptions. */
@@ -8,7 +9,7 @@ interface Subscription {
 
 /**
  * Change listeners by key (a run id, or a channel name). A listener must not throw; one that
- * does is logged with `console.error` (once per throw) and never stops the others of the same
+ * does is logged (once per throw, at level error) and never stops the others of the same
  * call nor reaches the code that delivered the change (a timer, a socket's data handler).
  * @example
  * const listeners = new ListenerSet("store-memory");
@@ -18,11 +19,16 @@ interface Subscription {
  */
 export class ListenerSet {
   readonly #pkg: string;
+  readonly #logger: Logger;
   readonly #byKey = new Map<string, Set<Subscription>>();
 
-  /** @param pkg names the store in the log line of a listener that throws, e.g. `"store-redis"`. */
-  constructor(pkg: string) {
+  /**
+   * @param pkg names the store in the log line of a listener that throws, e.g. `"store-redis"`.
+   * @param logger where that line goes (the store's `StoreOptions.logger`).
+   */
+  constructor(pkg: string, logger: Logger = consoleLogger) {
     this.#pkg = pkg;
+    this.#logger = logger;
   }
 
   /**
@@ -68,7 +74,7 @@ export class ListenerSet {
       try {
         subscription.listener(change, version);
       } catch (error) {
-        console.error(`[acp] [${this.#pkg}] a change listener threw (listeners must not throw)`, error);
+        this.#logger.error({ key, err: error }, `[${this.#pkg}] a change listener threw (listeners must not throw)`);
       }
     }
   }

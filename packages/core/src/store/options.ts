@@ -1,4 +1,5 @@
 /** The options every store accepts, and their resolution. */
+import type { Logger } from "../logger.ts";
 
 /** How long runs, their events and sessions live after their last write when `ttlMs` is not given: one hour. */
 export const DEFAULT_TTL_MS = 3_600_000;
@@ -11,6 +12,12 @@ export interface StoreOptions {
    * @default 3_600_000 (one hour, {@link DEFAULT_TTL_MS})
    */
   ttlMs?: number;
+  /**
+   * Where the store logs what has no caller to fail (a change listener that threw, a background
+   * task's failure); pass the app's logger (`AppOptions.logger`) for one log.
+   * @default consoleLogger
+   */
+  logger?: Logger;
 }
 
 /**
