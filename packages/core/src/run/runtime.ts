@@ -18,6 +18,7 @@ import {
   type Limits,
   resolveLimits,
 } from "../limits.ts";
+import { consoleLogger, type Logger, runFields } from "../logger.ts";
 import {
   type AwaitResume,
   type ErrorModel,
@@ -26,7 +27,6 @@ import {
   type Run,
   type RunCreateRequest,
 } from "../models.ts";
-import { consoleLogger, type Logger, runFields } from "../logger.ts";
 import { type HistoryBounds, SessionHistory } from "../session.ts";
 import { assertStoreContract, type Store, type StoredRun } from "../store.ts";
 import { sessionStoreId, visibleTo } from "../tenant.ts";
