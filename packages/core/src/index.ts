@@ -47,6 +47,8 @@ export { requestTenant, TENANT_VARIABLE } from "./http/tenant.ts";
 export { LIMIT_DEFAULTS, type LimitOptions } from "./limits.ts";
 // Logging
 export { consoleLogger, type Logger, type LogMethod } from "./logger.ts";
+// Metrics: the option, and the family and label names dashboards rely on
+export { LABEL, METRIC, type MetricsOption } from "./metrics/index.ts";
 export type {
   AgentManifest,
   AwaitRequest,

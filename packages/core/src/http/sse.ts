@@ -16,6 +16,7 @@ import type { Context } from "hono";
 import { toErrorModel } from "../errors.ts";
 import { atCapacity } from "../limits.ts";
 import { consoleLogger, type Logger } from "../logger.ts";
+import type { Metrics } from "../metrics/metrics.ts";
 import type { Event } from "../models.ts";
 import { followEvents } from "../run/follow.ts";
 import type { Store } from "../store.ts";
@@ -50,6 +51,8 @@ interface OpenStream {
 export class SseStreams {
   readonly #open = new Set<OpenStream>();
   #timer: NodeJS.Timeout | undefined;
+  /** Counts the open streams in `acp_sse_streams_open`, when the app has metrics. */
+  metrics: Metrics | undefined;
 
   constructor(
     readonly maxStreams: number,
@@ -70,6 +73,7 @@ export class SseStreams {
     if (this.#open.size >= this.maxStreams) throw atCapacity("maxStreams", this.maxStreams);
     const stream: OpenStream = { controller: undefined, busy: true };
     this.#open.add(stream);
+    this.metrics?.sseOpened();
     if (this.#timer === undefined) {
       this.#timer = setInterval(() => this.#tick(), this.keepAliveMs);
       this.#timer.unref();
@@ -79,7 +83,7 @@ export class SseStreams {
 
   /** Gives a place back; idempotent. */
   release(stream: OpenStream): void {
-    this.#open.delete(stream);
+    if (this.#open.delete(stream)) this.metrics?.sseClosed();
     stream.controller = undefined;
     if (this.#open.size === 0 && this.#timer !== undefined) {
       clearInterval(this.#timer);

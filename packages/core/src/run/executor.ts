@@ -311,6 +311,11 @@ export class RunExecutor {
     return this.#record.run.run_id;
   }
 
+  /** The run's record as this executor last wrote or read it (its end, once `execute()` resolved). */
+  get record(): StoredRun {
+    return this.#record;
+  }
+
   /** Stops the handler and fails the run with `error` (a shutdown past its deadline, say). */
   abort(error: ErrorModel): void {
     this.#stopError = error;

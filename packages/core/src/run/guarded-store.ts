@@ -2,6 +2,7 @@
  * Bounds every store call in time and gives every failure one shape, so that a vanished backend
  * turns into a prompt 503 for the client instead of a hung request or a 500.
  */
+import type { Metrics } from "../metrics/metrics.ts";
 import { type Store, StoreError, StoreRefusedError, type Unsubscribe, wrapStoreError } from "../store.ts";
 
 /** A failed store call as the {@link StoreError} the runtime treats as "the store is unavailable". */
@@ -74,8 +75,9 @@ class Deadlines {
 /**
  * A store whose calls reject with a {@link StoreError} after `timeoutMs` or on any backend error.
  * A call that timed out may still complete later: callers that retry writes must check what landed.
+ * With `metrics`, each call is timed and each failure counted, under the method's name.
  */
-export function guardStore(store: Store, timeoutMs: number): Store {
+export function guardStore(store: Store, timeoutMs: number, metrics?: Metrics): Store {
   const deadlines = new Deadlines(timeoutMs);
   const guarded: Partial<Store> = { contractVersion: store.contractVersion };
   for (const method of [
@@ -96,7 +98,7 @@ export function guardStore(store: Store, timeoutMs: number): Store {
     "ping",
   ] as const) {
     const original = store[method] as (...args: unknown[]) => Promise<unknown>;
-    (guarded as Record<string, unknown>)[method] = (...args: unknown[]) => {
+    const guard = (...args: unknown[]): Promise<unknown> => {
       let call: Promise<unknown>;
       if (method === "subscribe") return guardSubscribe(store, args, deadlines);
       try {
@@ -106,6 +108,16 @@ export function guardStore(store: Store, timeoutMs: number): Store {
       }
       return deadlines.track(method, call);
     };
+    // Without metrics the guard is the method itself: nothing is timed, nothing allocated.
+    (guarded as Record<string, unknown>)[method] =
+      metrics === undefined
+        ? guard
+        : (...args: unknown[]) => {
+            const startedAt = performance.now();
+            const result = guard(...args);
+            metrics.storeCall(method, startedAt, result);
+            return result;
+          };
   }
   if (store.close) guarded.close = () => store.close!();
   return guarded as Store;

@@ -19,6 +19,7 @@ import {
   resolveLimits,
 } from "../limits.ts";
 import { consoleLogger, type Logger, runFields } from "../logger.ts";
+import { createMetrics, type Metrics, type MetricsOption } from "../metrics/metrics.ts";
 import {
   type AwaitResume,
   type ErrorModel,
@@ -49,6 +50,12 @@ export interface RuntimeOptions {
   /** How long a running agent's writes are retried through a store outage before its run fails. @default 30_000 */
   outageMs?: number;
   /**
+   * Prometheus metrics (see docs/observability.md): `true` keeps them in a registry of this
+   * instance's own, a prom-client `Registry` gets them added; `createApp()` then serves `GET /metrics`.
+   * @default false (nothing measured, prom-client not even loaded)
+   */
+  metrics?: MetricsOption;
+  /**
    * How history URLs of a client's session descriptor that point at another server are loaded.
    * @default {} (none is loaded; items of this deployment always come from the store; see {@link HISTORY_DEFAULTS})
    */
@@ -77,6 +84,7 @@ export const RUNTIME_DEFAULTS = Object.freeze({
   leaseMs: 30_000,
   storeTimeoutMs: 5_000,
   outageMs: 30_000,
+  metrics: false,
   history: HISTORY_DEFAULTS,
   limits: LIMIT_DEFAULTS,
   logger: consoleLogger,
@@ -92,6 +100,8 @@ const MINIMUM_MS = { leaseMs: 100, storeTimeoutMs: 10, outageMs: 0 } as const;
 export class Runtime {
   readonly instanceId = randomUUID();
   readonly store: Store;
+  /** This instance's metrics, `undefined` when `RuntimeOptions.metrics` is off. */
+  readonly metrics: Metrics | undefined;
   readonly leaseMs: number;
   readonly outageMs: number;
   readonly limits: Limits;
@@ -127,6 +137,7 @@ export class Runtime {
       leaseMs = RUNTIME_DEFAULTS.leaseMs,
       storeTimeoutMs = RUNTIME_DEFAULTS.storeTimeoutMs,
       outageMs = RUNTIME_DEFAULTS.outageMs,
+      metrics = RUNTIME_DEFAULTS.metrics,
       history,
       limits,
       logger = RUNTIME_DEFAULTS.logger,
@@ -143,7 +154,12 @@ export class Runtime {
       if (!Number.isFinite(value) || value < min)
         throw new TypeError(`[acp] ${who}: ${name} must be a number of milliseconds of at least ${min}, got ${value}`);
     }
-    this.store = guardStore(store, storeTimeoutMs);
+    this.metrics = createMetrics(
+      metrics,
+      agents.map((agent) => agent.manifest.name),
+      who,
+    );
+    this.store = guardStore(store, storeTimeoutMs, this.metrics);
     this.leaseMs = leaseMs;
     this.outageMs = outageMs;
     this.logger = logger;
@@ -324,9 +340,11 @@ export class Runtime {
       await executor.stopListening();
       throw new ACPError({ code: "server_error", message: "Run id collision; retry" });
     }
+    this.metrics?.runStarted(agent.manifest.name);
     const done = executor.execute().finally(() => {
       this.#local.delete(run.run_id);
       this.#admitted -= 1;
+      this.metrics?.runReleased(executor.record.run);
     });
     slot.held = false;
     this.#local.set(run.run_id, { executor, done });
@@ -494,6 +512,7 @@ export class Runtime {
         return "conflict";
       }
       adopted = result.record;
+      this.metrics?.orphaned("adopted");
     } catch (error) {
       this.#admitted -= 1;
       throw error;
@@ -544,9 +563,11 @@ export class Runtime {
       await this.store.updateRun(runId, adopted.version, { ...adopted, owner: "" }, []).catch(() => {});
       return "adopted";
     }
+    this.metrics?.runHeld(agent.manifest.name);
     const done = executor.execute().finally(() => {
       this.#local.delete(runId);
       this.#admitted -= 1;
+      this.metrics?.runReleased(executor.record.run);
     });
     this.#local.set(runId, { executor, done });
     return "adopted";
@@ -615,6 +636,7 @@ export class Runtime {
     const result = await this.store.updateRun(runId, record.version, { ...record, run, resume: null }, [
       { type: `run.${status}`, run },
     ]);
+    if (result.ok) this.metrics?.orphaned(status);
     return result.ok;
   }
 
