@@ -77,6 +77,7 @@ export type {
   DurableState,
   HistoryAppend,
   HistoryItem,
+  RunTraceContext,
   SessionSummary,
   StepRecord,
   Store,

@@ -69,6 +69,20 @@ export interface StoredRun {
    * like any other field.
    */
   durable?: DurableState;
+  /**
+   * The W3C trace context of the run's first `invoke_agent` span, when tracing was on where it was
+   * created: work on the run done later on any instance (a resume, a cancel, a takeover) joins
+   * that trace. Set on create and kept as is by every update; stores keep it like any other field.
+   */
+  trace?: RunTraceContext;
+}
+
+/** A span's W3C trace context as text (see {@link StoredRun.trace}). */
+export interface RunTraceContext {
+  /** The `traceparent` header value of the span: `00-<trace id>-<span id>-<flags>`. */
+  traceparent: string;
+  /** The `tracestate` header value, when the trace has one. */
+  tracestate?: string;
 }
 
 /** What a takeover needs to replay a durable run's handler (see {@link StoredRun.durable}). */

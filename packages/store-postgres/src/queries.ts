@@ -380,10 +380,10 @@ function interval(ms: number): string {
 }
 
 /** The record without its version, which lives in its own column. */
-export function recordJson({ run, owner, resume, tenant, epoch, durable }: StoredRun): string {
+export function recordJson({ run, owner, resume, tenant, epoch, durable, trace }: StoredRun): string {
   // Named fields rather than `...rest`: copying an object of varying shape by rest is slow in
   // V8, and this runs on every write.
-  return JSON.stringify({ run, owner, resume, tenant, epoch, durable });
+  return JSON.stringify({ run, owner, resume, tenant, epoch, durable, trace });
 }
 // Fails to compile when StoredRun gains a field that recordJson() would leave out.
 const RECORD_FIELDS: Record<keyof StoredRun, true> = {
@@ -394,6 +394,7 @@ const RECORD_FIELDS: Record<keyof StoredRun, true> = {
   tenant: true,
   epoch: true,
   durable: true,
+  trace: true,
 };
 void RECORD_FIELDS;
 

@@ -4,6 +4,7 @@
  * writes, so that a cancel or resume arriving through any instance is seen here.
  */
 import { randomUUID } from "node:crypto";
+import type { Span } from "@opentelemetry/api";
 import type { Agent, AgentContext, AgentGenerator, Yielded } from "../agent.ts";
 import { ACPError, toErrorModel } from "../errors.ts";
 import { eventLimitError, LIMIT_DEFAULTS } from "../limits.ts";
@@ -27,6 +28,7 @@ import {
   type StoredRun,
   type Unsubscribe,
 } from "../store.ts";
+import { endRunSpan, inSpan } from "../trace/tracing.ts";
 import { Cancellation } from "./cancellation.ts";
 import { DIVERGED, type DurableInit, DurableSteps, divergedError, type LogState } from "./durable.ts";
 import { EventWriter, RunGoneError } from "./event-writer.ts";
@@ -119,6 +121,11 @@ export interface ExecutorInit {
   durable?: DurableInit;
   /** See `limits.maxStepBytes`. @default LIMIT_DEFAULTS.maxStepBytes */
   maxStepBytes?: number;
+  /**
+   * The run's `invoke_agent` span: active while the handler and the run's writes go on, ended
+   * with the run's status. @default undefined (no span)
+   */
+  span?: Span;
   /** Where the run's log lines go. @default consoleLogger */
   logger?: Logger;
   /** The instance running it, named in its log lines. @default undefined (not named) */
@@ -136,6 +143,7 @@ export class RunExecutor {
   readonly #outageMs: number;
   readonly #writer: EventWriter;
   readonly #role: string;
+  readonly #span: Span | undefined;
   readonly #logger: Logger;
   readonly #instanceId: string | undefined;
   #record: StoredRun;
@@ -197,11 +205,13 @@ export class RunExecutor {
     maxDurationMs,
     durable,
     maxStepBytes = LIMIT_DEFAULTS.maxStepBytes,
+    span,
     logger = consoleLogger,
     instanceId,
   }: ExecutorInit) {
     this.#logger = logger;
     this.#instanceId = instanceId;
+    this.#span = span;
     this.#cancelCheckMs = cancelCheckMs;
     this.#maxDurationMs = maxDurationMs;
     this.#maxEvents = maxEvents;
@@ -348,7 +358,13 @@ export class RunExecutor {
   }
 
   /** Runs the agent to its end; never rejects (failures are recorded on the run). */
-  async execute(): Promise<void> {
+  execute(): Promise<void> {
+    const span = this.#span;
+    // In the run's span when one records: the handler's own spans and the store's are its children.
+    return span?.isRecording() ? inSpan(span, () => this.#execute()) : this.#execute();
+  }
+
+  async #execute(): Promise<void> {
     const maxDurationMs = this.#maxDurationMs;
     const deadline =
       maxDurationMs === undefined
@@ -374,6 +390,7 @@ export class RunExecutor {
       clearInterval(this.#checks);
       await this.stopListening();
       this.#wakeWaiters(undefined);
+      if (this.#span !== undefined) endRunSpan(this.#span, this.#record.run);
     }
   }
 

@@ -2,8 +2,8 @@
  * Bounds every store call in time and gives every failure one shape, so that a vanished backend
  * turns into a prompt 503 for the client instead of a hung request or a 500.
  */
-import type { Metrics } from "../metrics/metrics.ts";
 import { type Store, StoreError, StoreRefusedError, type Unsubscribe, wrapStoreError } from "../store.ts";
+import { tracedStoreCall } from "../trace/tracing.ts";
 
 /** A failed store call as the {@link StoreError} the runtime treats as "the store is unavailable". */
 function asStoreError(method: string, error: unknown): StoreError {
@@ -75,9 +75,8 @@ class Deadlines {
 /**
  * A store whose calls reject with a {@link StoreError} after `timeoutMs` or on any backend error.
  * A call that timed out may still complete later: callers that retry writes must check what landed.
- * With `metrics`, each call is timed and each failure counted, under the method's name.
  */
-export function guardStore(store: Store, timeoutMs: number, metrics?: Metrics): Store {
+export function guardStore(store: Store, timeoutMs: number): Store {
   const deadlines = new Deadlines(timeoutMs);
   const guarded: Partial<Store> = { contractVersion: store.contractVersion };
   for (const method of [
@@ -98,7 +97,7 @@ export function guardStore(store: Store, timeoutMs: number, metrics?: Metrics): 
     "ping",
   ] as const) {
     const original = store[method] as (...args: unknown[]) => Promise<unknown>;
-    const guard = (...args: unknown[]): Promise<unknown> => {
+    const untraced = (...args: unknown[]): Promise<unknown> => {
       let call: Promise<unknown>;
       if (method === "subscribe") return guardSubscribe(store, args, deadlines);
       try {
@@ -108,16 +107,8 @@ export function guardStore(store: Store, timeoutMs: number, metrics?: Metrics): 
       }
       return deadlines.track(method, call);
     };
-    // Without metrics the guard is the method itself: nothing is timed, nothing allocated.
-    (guarded as Record<string, unknown>)[method] =
-      metrics === undefined
-        ? guard
-        : (...args: unknown[]) => {
-            const startedAt = performance.now();
-            const result = guard(...args);
-            metrics.storeCall(method, startedAt, result);
-            return result;
-          };
+    // A child span of the run's (or request's) span, when one records.
+    (guarded as Record<string, unknown>)[method] = (...args: unknown[]) => tracedStoreCall(method, untraced, args);
   }
   if (store.close) guarded.close = () => store.close!();
   return guarded as Store;

@@ -31,6 +31,7 @@ import {
 import { type HistoryBounds, SessionHistory } from "../session.ts";
 import { assertStoreContract, type Store, type StoredRun } from "../store.ts";
 import { sessionStoreId, visibleTo } from "../tenant.ts";
+import { abandonRunSpan, inRunTrace, startRunSpan, traceContextOf } from "../trace/tracing.ts";
 import { NEW_LOG, readLog } from "./durable.ts";
 import { RunExecutor } from "./executor.ts";
 import { waitForRecord } from "./follow.ts";
@@ -290,6 +291,10 @@ export class Runtime {
     const started: Run = { ...run, status: "in-progress" };
     const record: StoredRun = { run: started, version: 1, owner: this.instanceId, resume: null };
     if (tenant !== undefined) record.tenant = tenant;
+    // Under the request's span; its context goes into the record, for work done on the run elsewhere.
+    const span = startRunSpan(run, this.instanceId);
+    const traced = traceContextOf(span);
+    if (traced !== undefined) record.trace = traced;
     const historyStoreId = sessionStoreId(sessionId, tenant);
     const historyUrls = request.session?.history ?? [];
     if (agent.durable) {
@@ -320,6 +325,7 @@ export class Runtime {
       unobserved,
       durable: agent.durable ? { epoch: 1, attempt: 1, steps: [], log: NEW_LOG } : undefined,
       maxStepBytes: this.limits.maxStepBytes,
+      span,
       logger: this.logger,
       instanceId: this.instanceId,
     });
@@ -333,12 +339,15 @@ export class Runtime {
       ]);
     } catch (error) {
       await executor.stopListening();
+      abandonRunSpan(span, error);
       this.#failIfLanded(error, record);
       throw error;
     }
     if (!created) {
       await executor.stopListening();
-      throw new ACPError({ code: "server_error", message: "Run id collision; retry" });
+      const collision = new ACPError({ code: "server_error", message: "Run id collision; retry" });
+      abandonRunSpan(span, collision);
+      throw collision;
     }
     this.metrics?.runStarted(agent.manifest.name);
     const done = executor.execute().finally(() => {
@@ -423,8 +432,17 @@ export class Runtime {
    */
   async resume(runId: string, resume: AwaitResume, tenant?: string): Promise<{ record: StoredRun; seq: number }> {
     checkMessageParts(resume.message, this.limits, "await_resume.message");
-    for (;;) {
-      const current = await this.getRecord(runId, tenant);
+    const first = await this.getRecord(runId, tenant);
+    return inRunTrace("resume", first, this.instanceId, () => this.#resume(runId, resume, tenant, first));
+  }
+
+  async #resume(
+    runId: string,
+    resume: AwaitResume,
+    tenant: string | undefined,
+    first: StoredRun,
+  ): Promise<{ record: StoredRun; seq: number }> {
+    for (let current = first; ; current = await this.getRecord(runId, tenant)) {
       const request = current.run.await_request;
       if (current.run.status !== "awaiting" || !request) {
         throw new ACPError({
@@ -455,8 +473,12 @@ export class Runtime {
 
   /** Asks the run to stop, wherever its agent runs. A finished run cannot be cancelled. */
   async cancel(runId: string, tenant?: string): Promise<StoredRun> {
-    for (;;) {
-      const current = await this.getRecord(runId, tenant);
+    const first = await this.getRecord(runId, tenant);
+    return inRunTrace("cancel", first, this.instanceId, () => this.#cancel(runId, tenant, first));
+  }
+
+  async #cancel(runId: string, tenant: string | undefined, first: StoredRun): Promise<StoredRun> {
+    for (let current = first; ; current = await this.getRecord(runId, tenant)) {
       const status = current.run.status;
       if (isTerminal(status)) {
         throw new ACPError({
@@ -518,6 +540,8 @@ export class Runtime {
       throw error;
     }
     const attempt = next.durable!.attempt;
+    // In the run's trace, as a child of its first span (which may have died with its instance).
+    const span = startRunSpan(record.run, this.instanceId, record, attempt);
     let executor: RunExecutor;
     try {
       const deadline = Date.now() + this.outageMs;
@@ -549,12 +573,14 @@ export class Runtime {
         maxDurationMs: this.limits.maxRunDurationMs,
         durable: { epoch, attempt, steps, log },
         maxStepBytes: this.limits.maxStepBytes,
+        span,
         logger: this.logger,
         instanceId: this.instanceId,
       });
       await executor.listen();
     } catch (error) {
       this.#admitted -= 1;
+      abandonRunSpan(span, error);
       // Owned here but not driven: hand it back (owner "") for the next sweep, here or elsewhere.
       this.logger.error(
         { ...runFields(record.run, this.instanceId), err: error },

@@ -56,6 +56,24 @@ export function describeRuns(target: ConformanceTarget, { describe, it }: TestAp
       });
     });
 
+    it("keeps the trace field through createRun and updateRun", async () => {
+      await withStores(target, async ({ store, peer }) => {
+        const trace = {
+          traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+          tracestate: "vendor=opaque,other=1",
+        };
+        const traced = { ...newRun("in-progress"), trace };
+        await store.createRun(traced, []);
+        assert.deepEqual((await peer.getRun(traced.run.run_id))?.trace, trace, "createRun lost the trace");
+        const moved = { ...withStatus(traced, "completed"), trace };
+        assert.equal((await peer.updateRun(traced.run.run_id, 1, moved, [])).ok, true);
+        assert.deepEqual((await store.getRun(traced.run.run_id))?.trace, trace, "updateRun lost the trace");
+        const plain = { ...newRun(), trace: { traceparent: trace.traceparent } };
+        await store.createRun(plain, []);
+        assert.deepEqual((await peer.getRun(plain.run.run_id))?.trace, { traceparent: trace.traceparent });
+      });
+    });
+
     it("refuses a second createRun with the same id and changes nothing", async () => {
       await withStores(target, async ({ store, peer }) => {
         const record = newRun();

@@ -1,0 +1,91 @@
+/**
+ * One SERVER span per HTTP request, named `<method> <route pattern>` (never an id), with the
+ * stable `http.*` attributes; an incoming W3C `traceparent` (through the propagator the
+ * application installed with its SDK) makes it a child of the caller's span.
+ */
+import {
+  context,
+  propagation,
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  type TextMapGetter,
+  trace,
+} from "@opentelemetry/api";
+import type { Context, MiddlewareHandler } from "hono";
+import { matchedRoutes } from "hono/route";
+import {
+  ERROR_TYPE,
+  HTTP_REQUEST_METHOD,
+  HTTP_RESPONSE_STATUS_CODE,
+  HTTP_ROUTE,
+  URL_PATH,
+  URL_SCHEME,
+  USER_AGENT_ORIGINAL,
+} from "./attributes.ts";
+import { tracer } from "./tracing.ts";
+
+const headerGetter: TextMapGetter<Headers> = {
+  keys: (headers) => {
+    const keys: string[] = [];
+    headers.forEach((_value, key) => {
+      keys.push(key);
+    });
+    return keys;
+  },
+  get: (headers, key) => headers.get(key) ?? undefined,
+};
+
+const SERVER = { kind: SpanKind.SERVER };
+
+/** The middleware; first in the chain, so that every other one runs inside the request's span. */
+export function httpSpans(): MiddlewareHandler {
+  return async (c, next) => {
+    const headers = c.req.raw.headers;
+    const parent = propagation.extract(ROOT_CONTEXT, headers, headerGetter);
+    const method = c.req.method;
+    // Named once the route is known (after the handler ran).
+    const span = tracer.startSpan(method, SERVER, parent);
+    if (!span.isRecording()) return next();
+    const url = new URL(c.req.url);
+    span.setAttributes({
+      [HTTP_REQUEST_METHOD]: method,
+      [URL_PATH]: url.pathname,
+      [URL_SCHEME]: url.protocol.slice(0, -1),
+    });
+    const agent = headers.get("user-agent");
+    if (agent !== null) span.setAttribute(USER_AGENT_ORIGINAL, agent);
+    try {
+      await context.with(trace.setSpan(parent, span), next);
+    } catch (error) {
+      // Hono answers errors itself (onError); one that still comes through failed the request.
+      span.setAttribute(ERROR_TYPE, error instanceof Error ? error.name : "_OTHER");
+      span.setStatus({ code: SpanStatusCode.ERROR });
+      throw error;
+    } finally {
+      const route = routePattern(c);
+      if (route !== undefined) {
+        span.setAttribute(HTTP_ROUTE, route);
+        span.updateName(`${method} ${route}`);
+      }
+      const status = c.res.status;
+      span.setAttribute(HTTP_RESPONSE_STATUS_CODE, status);
+      // A server span fails on 5xx only: a 4xx is the client's error.
+      if (status >= 500) {
+        span.setAttribute(ERROR_TYPE, String(status));
+        span.setStatus({ code: SpanStatusCode.ERROR });
+      }
+      span.end();
+    }
+  };
+}
+
+/** The pattern of the route that answered (`/runs/:run_id`); `undefined` when none did (middleware match any method). */
+function routePattern(c: Context): string | undefined {
+  const routes = matchedRoutes(c);
+  for (let i = routes.length - 1; i >= 0; i--) {
+    const route = routes[i]!;
+    if (route.method !== "ALL") return route.path;
+  }
+  return undefined;
+}

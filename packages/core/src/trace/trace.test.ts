@@ -1,0 +1,147 @@
+/**
+ * Core's spans, recorded by an OpenTelemetry SDK with an in-memory exporter: the request's span,
+ * the run's `invoke_agent` span with the GenAI attributes, the store's child spans, ERROR on a
+ * failed run, an incoming `traceparent` as parent, and a resume through another instance that
+ * lands in the run's trace.
+ */
+import { MemoryStore } from "@acp/store-memory";
+import { context, propagation, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
+import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
+import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import {
+  BasicTracerProvider,
+  InMemorySpanExporter,
+  type ReadableSpan,
+  SimpleSpanProcessor,
+} from "@opentelemetry/sdk-trace-base";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { approval, echo, failing } from "../../test/support/agents.ts";
+import { createRun, eventually, startApp, stopApps, user } from "../../test/support/app.ts";
+import type { Run } from "../models.ts";
+
+const exporter = new InMemorySpanExporter();
+
+beforeAll(() => {
+  const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+  trace.setGlobalTracerProvider(provider);
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+});
+
+afterAll(() => {
+  trace.disable();
+  context.disable();
+  propagation.disable();
+});
+
+beforeEach(() => exporter.reset());
+afterEach(() => stopApps(200));
+
+const spans = (): ReadableSpan[] => exporter.getFinishedSpans();
+const named = (name: string): ReadableSpan[] => spans().filter((span) => span.name === name);
+const one = (name: string): ReadableSpan => {
+  const found = named(name);
+  expect(found, `spans named ${name} among ${spans().map((span) => span.name)}`).toHaveLength(1);
+  return found[0]!;
+};
+const parentOf = (span: ReadableSpan): string | undefined => span.parentSpanContext?.spanId;
+
+describe("traces", () => {
+  it("records the request's span, the run's invoke_agent span under it and the store's calls under that", async () => {
+    const served = await startApp([echo]);
+    const run = await createRun(served, { agent_name: "echo", input: [user("hello")] });
+    const request = one("POST /runs");
+    expect(request.kind).toBe(SpanKind.SERVER);
+    expect(request.attributes).toMatchObject({
+      "http.request.method": "POST",
+      "http.route": "/runs",
+      "http.response.status_code": 200,
+      "url.path": "/runs",
+    });
+    const invoke = one("invoke_agent echo");
+    expect(invoke.attributes).toEqual({
+      "gen_ai.operation.name": "invoke_agent",
+      "gen_ai.agent.name": "echo",
+      "gen_ai.conversation.id": run.session_id,
+      "acp.run.id": run.run_id,
+      "acp.run.attempt": 1,
+      "acp.run.status": "completed",
+      "acp.instance.id": served.app.runtime.instanceId,
+    });
+    expect(invoke.status.code).toBe(SpanStatusCode.UNSET);
+    expect(invoke.spanContext().traceId).toBe(request.spanContext().traceId);
+    expect(parentOf(invoke)).toBe(request.spanContext().spanId);
+    // The run's end is written in its span.
+    const writes = named("store updateRun").filter((span) => parentOf(span) === invoke.spanContext().spanId);
+    expect(writes.length).toBeGreaterThan(0);
+    expect(writes[0]!.kind).toBe(SpanKind.CLIENT);
+    expect(writes[0]!.attributes["db.operation.name"]).toBe("updateRun");
+    // Its context is stored with the run.
+    const stored = await served.store.getRun(run.run_id);
+    expect(stored?.trace?.traceparent).toBe(`00-${invoke.spanContext().traceId}-${invoke.spanContext().spanId}-01`);
+  });
+
+  it("names a request's span by its route pattern, never by an id", async () => {
+    const served = await startApp([echo]);
+    const run = await createRun(served, { agent_name: "echo", input: [user("hi")] });
+    await served.request(`/runs/${run.run_id}`);
+    await served.request("/nowhere");
+    const read = one("GET /runs/:run_id");
+    expect(read.attributes["http.route"]).toBe("/runs/:run_id");
+    expect(read.attributes["url.path"]).toBe(`/runs/${run.run_id}`);
+    const missing = one("GET");
+    expect(missing.attributes["http.response.status_code"]).toBe(404);
+    expect(missing.attributes["http.route"]).toBeUndefined();
+    expect(missing.status.code).toBe(SpanStatusCode.UNSET);
+  });
+
+  it("sets status ERROR with the error's code on the span of a failed run", async () => {
+    const served = await startApp([failing]);
+    const run = await createRun(served, { agent_name: "failing", input: [user("please fail")] });
+    expect(run.status).toBe("failed");
+    const invoke = one("invoke_agent failing");
+    expect(invoke.status).toEqual({ code: SpanStatusCode.ERROR, message: run.error?.message });
+    expect(invoke.attributes["error.type"]).toBe(run.error?.code);
+    expect(invoke.attributes["acp.run.status"]).toBe("failed");
+  });
+
+  it("makes an incoming traceparent the parent of the request's span, and so of the run's", async () => {
+    const served = await startApp([echo]);
+    const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const callerSpanId = "00f067aa0ba902b7";
+    const response = await served.post(
+      "/runs",
+      { agent_name: "echo", input: [user("hi")] },
+      { traceparent: `00-${traceId}-${callerSpanId}-01` },
+    );
+    expect(response.status).toBe(200);
+    const request = one("POST /runs");
+    expect(request.spanContext().traceId).toBe(traceId);
+    expect(parentOf(request)).toBe(callerSpanId);
+    expect(one("invoke_agent echo").spanContext().traceId).toBe(traceId);
+  });
+
+  it("puts a resume through another instance into the run's trace, linked to that request's", async () => {
+    const store = new MemoryStore();
+    const first = await startApp([approval], {}, store);
+    const second = await startApp([approval], {}, store);
+    const created = await first.post("/runs", { agent_name: "approval", input: [user("the plan")], mode: "async" });
+    const run = (await created.json()) as Run;
+    await eventually(async () => (await store.getRun(run.run_id))?.run.status === "awaiting");
+    const resumed = await second.post(`/runs/${run.run_id}`, {
+      await_resume: { type: "message", message: user("yes") },
+      mode: "sync",
+    });
+    expect(((await resumed.json()) as Run).status).toBe("completed");
+    const invoke = await eventually(() => named("invoke_agent approval")[0]);
+    const resume = one("resume approval");
+    expect(resume.spanContext().traceId).toBe(invoke.spanContext().traceId);
+    expect(parentOf(resume)).toBe(invoke.spanContext().spanId);
+    expect(resume.attributes["acp.instance.id"]).toBe(second.app.runtime.instanceId);
+    expect(invoke.attributes["acp.instance.id"]).toBe(first.app.runtime.instanceId);
+    const request = one("POST /runs/:run_id");
+    expect(request.spanContext().traceId).not.toBe(invoke.spanContext().traceId);
+    expect(resume.links.map((link) => link.context.spanId)).toEqual([request.spanContext().spanId]);
+    expect(request.links.map((link) => link.context.spanId)).toEqual([resume.spanContext().spanId]);
+  });
+});

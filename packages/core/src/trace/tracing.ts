@@ -1,0 +1,196 @@
+/**
+ * Core's spans, through `@opentelemetry/api` alone: without an SDK installed by the application
+ * every span is a non-recording one and nothing else is done (no attributes built, no context
+ * switched). The trace context of a run travels with it in the store ({@link StoredRun.trace}), so
+ * that work on the run done on another instance lands in the same trace.
+ */
+import {
+  type Context,
+  context,
+  createTraceState,
+  isSpanContextValid,
+  type Link,
+  ROOT_CONTEXT,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+} from "@opentelemetry/api";
+import type { ErrorModel, Run } from "../models.ts";
+import type { RunTraceContext, StoredRun } from "../store.ts";
+import {
+  ACP_INSTANCE_ID,
+  ACP_RUN_ATTEMPT,
+  ACP_RUN_ID,
+  ACP_RUN_STATUS,
+  DB_OPERATION_NAME,
+  ERROR_TYPE,
+  GEN_AI_AGENT_NAME,
+  GEN_AI_CONVERSATION_ID,
+  GEN_AI_OPERATION_NAME,
+  INVOKE_AGENT,
+} from "./attributes.ts";
+
+/** Core's tracer; a proxy, so an SDK registered after this module loaded is still used. */
+export const tracer = trace.getTracer("@acp/core");
+
+const CLIENT = { kind: SpanKind.CLIENT };
+
+/** Runs `fn` with `span` as the active span; without a recording span, just runs it. */
+export function inSpan<T>(span: Span | undefined, fn: () => T): T {
+  if (span === undefined || !span.isRecording()) return fn();
+  return context.with(trace.setSpan(context.active(), span), fn);
+}
+
+/** The W3C trace context of `span`, to store with its run; `undefined` when it records nothing. */
+export function traceContextOf(span: Span): RunTraceContext | undefined {
+  if (!span.isRecording()) return undefined;
+  const { traceId, spanId, traceFlags, traceState } = span.spanContext();
+  const flags = (traceFlags & 0xff).toString(16).padStart(2, "0");
+  const stored: RunTraceContext = { traceparent: `00-${traceId}-${spanId}-${flags}` };
+  const state = traceState?.serialize();
+  if (state) stored.tracestate = state;
+  return stored;
+}
+
+const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(?:-.*)?$/;
+
+/** A context whose parent is the stored span of a run; `undefined` without one (or a malformed one). */
+export function storedTraceContext(stored: RunTraceContext | undefined): Context | undefined {
+  const match = stored === undefined ? null : TRACEPARENT.exec(stored.traceparent);
+  if (match === null || match[1] === "ff") return undefined;
+  const spanContext = {
+    traceId: match[2]!,
+    spanId: match[3]!,
+    traceFlags: Number.parseInt(match[4]!, 16),
+    isRemote: true,
+    traceState: stored?.tracestate ? createTraceState(stored.tracestate) : undefined,
+  };
+  return isSpanContextValid(spanContext) ? trace.setSpanContext(ROOT_CONTEXT, spanContext) : undefined;
+}
+
+/** A link to the span active now, when there is one and it belongs to another trace than `parent`. */
+function linkToActive(parent: Context | undefined): Link[] | undefined {
+  const active = trace.getActiveSpan()?.spanContext();
+  if (active === undefined || !isSpanContextValid(active)) return undefined;
+  const parentTrace = parent === undefined ? undefined : trace.getSpanContext(parent)?.traceId;
+  return parentTrace === undefined || parentTrace === active.traceId ? undefined : [{ context: active }];
+}
+
+/**
+ * Starts the `invoke_agent <agent name>` span of one execution of a run: a child of the span
+ * active now for a new run (the request's); for a takeover, a child of the run's stored span
+ * (`record.trace`), linked to the span active now (a resume's request, say) when that one is in
+ * another trace.
+ */
+export function startRunSpan(run: Run, instanceId: string, stored?: StoredRun, attempt = 1): Span {
+  const parent = storedTraceContext(stored?.trace);
+  const links = parent === undefined ? undefined : linkToActive(parent);
+  const span = tracer.startSpan(
+    `${INVOKE_AGENT} ${run.agent_name}`,
+    links === undefined ? undefined : { links },
+    parent ?? context.active(),
+  );
+  if (!span.isRecording()) return span;
+  span.setAttributes({
+    [GEN_AI_OPERATION_NAME]: INVOKE_AGENT,
+    [GEN_AI_AGENT_NAME]: run.agent_name,
+    [ACP_RUN_ID]: run.run_id,
+    [ACP_INSTANCE_ID]: instanceId,
+    [ACP_RUN_ATTEMPT]: attempt,
+  });
+  if (run.session_id) span.setAttribute(GEN_AI_CONVERSATION_ID, run.session_id);
+  return span;
+}
+
+/** Ends a run's span with the run as it is now: status ERROR when it failed. */
+export function endRunSpan(span: Span, run: Run): void {
+  if (span.isRecording()) {
+    span.setAttribute(ACP_RUN_STATUS, run.status);
+    if (run.status === "failed") failSpan(span, run.error);
+  }
+  span.end();
+}
+
+/** Marks `span` failed with `error` (an ACP error, or anything thrown); no-op when it records nothing. */
+export function failSpan(span: Span, error: ErrorModel | null | unknown): void {
+  if (!span.isRecording()) return;
+  const model = error as Partial<ErrorModel> | null | undefined;
+  const type = typeof model?.code === "string" ? model.code : error instanceof Error ? error.name : "_OTHER";
+  span.setAttribute(ERROR_TYPE, type);
+  span.setStatus({
+    code: SpanStatusCode.ERROR,
+    message: typeof model?.message === "string" ? model.message : undefined,
+  });
+}
+
+/**
+ * Runs `fn` (a resume, a cancel) in a span of the run's trace: a child of its stored span, linked
+ * to the span active now (the request's) when that is in another trace; without a stored trace
+ * context, a child of the active span. Without an SDK, just runs `fn`.
+ */
+export async function inRunTrace<T>(
+  name: string,
+  record: StoredRun,
+  instanceId: string,
+  fn: () => Promise<T>,
+): Promise<T> {
+  const parent = storedTraceContext(record.trace);
+  const links = parent === undefined ? undefined : linkToActive(parent);
+  const span = tracer.startSpan(
+    `${name} ${record.run.agent_name}`,
+    links === undefined ? undefined : { links },
+    parent ?? context.active(),
+  );
+  if (!span.isRecording()) return fn();
+  span.setAttributes({
+    [GEN_AI_AGENT_NAME]: record.run.agent_name,
+    [ACP_RUN_ID]: record.run.run_id,
+    [ACP_INSTANCE_ID]: instanceId,
+  });
+  if (record.run.session_id) span.setAttribute(GEN_AI_CONVERSATION_ID, record.run.session_id);
+  // The request's span points at the run's trace too, so either side finds the other.
+  const active = trace.getActiveSpan();
+  if (links !== undefined && active !== undefined) active.addLink({ context: span.spanContext() });
+  try {
+    return await context.with(trace.setSpan(context.active(), span), fn);
+  } catch (error) {
+    failSpan(span, error);
+    throw error;
+  } finally {
+    span.end();
+  }
+}
+
+/**
+ * Calls a store method (`call(...args)`) in a child span of the active span (`store <method>`). Only when a
+ * recording span is active: store calls outside any (heartbeats, sweeps) are not traced, and
+ * without an SDK this is one context lookup.
+ */
+export function tracedStoreCall<T>(
+  method: string,
+  call: (...args: unknown[]) => Promise<T>,
+  args: unknown[],
+): Promise<T> {
+  const active = trace.getActiveSpan();
+  if (active === undefined || !active.isRecording()) return call(...args);
+  const span = tracer.startSpan(`store ${method}`, CLIENT);
+  span.setAttribute(DB_OPERATION_NAME, method);
+  return call(...args).then(
+    (value) => {
+      span.end();
+      return value;
+    },
+    (error: unknown) => {
+      failSpan(span, error);
+      span.end();
+      throw error;
+    },
+  );
+}
+
+/** Ends the span of a run that could not start (its create failed): status ERROR. */
+export function abandonRunSpan(span: Span, error: unknown): void {
+  failSpan(span, error);
+  span.end();
+}
