@@ -2,9 +2,11 @@
  * `createApp()`: the ACP 0.2 HTTP API as a Hono app over a {@link Store}.
  */
 import { type Context, Hono } from "hono";
+import { matchedRoutes } from "hono/route";
 import type { Agent } from "../agent.ts";
 import { ACPError, invalidInput, notFound } from "../errors.ts";
 import { checkRequestLengths, RETRY_AFTER_SECONDS } from "../limits.ts";
+import { UNMATCHED_ROUTE } from "../metrics/names.ts";
 import {
   type Event,
   isTerminal,
@@ -88,9 +90,9 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
     throw new TypeError(
       `[acp] createApp(): sseKeepAliveMs must be a whole number of at least 1, got ${sseKeepAliveMs}`,
     );
-  const { store: backend, leaseMs, storeTimeoutMs, outageMs, history, limits, logger } = options;
+  const { store: backend, leaseMs, storeTimeoutMs, outageMs, history, limits, logger, metrics: measure } = options;
   const runtime = new Runtime(
-    { store: backend, agents, leaseMs, storeTimeoutMs, outageMs, history, limits, logger },
+    { store: backend, agents, leaseMs, storeTimeoutMs, outageMs, history, limits, logger, metrics: measure },
     "createApp()",
   );
   // Built here so that a wrong option throws now, not on the first request.
@@ -127,6 +129,16 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
     return c.json({ code: "server_error", message: "Internal server error" }, 500);
   });
   app.notFound((c) => c.json({ code: "not_found", message: `No route for ${c.req.method} ${c.req.path}` }, 404));
+
+  const metrics = runtime.metrics;
+  if (metrics !== undefined) {
+    streams.metrics = metrics;
+    // The first middleware: every answer is counted, refusals, 404s and errors included.
+    app.use(async function countRequest(c, next) {
+      await next();
+      metrics.httpRequest(c.req.method, routePattern(c), c.res.status);
+    });
+  }
 
   // A span per request (a no-op without an OpenTelemetry SDK), around everything that follows.
   app.use(httpSpans());
@@ -172,6 +184,14 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
 
   if (authMiddleware) app.use(authMiddleware);
   app.use(limitBody(maxBodyBytes));
+
+  // Behind authentication when there is one: a scraper sends a key like any client.
+  if (metrics !== undefined) {
+    app.get("/metrics", async (c) => {
+      const { body, contentType } = await metrics.render();
+      return c.body(body, 200, { "content-type": contentType });
+    });
+  }
 
   app.get("/agents", (c) => {
     const limit = parse(LimitSchema, c.req.query("limit") ?? 10, "query parameter limit");
@@ -278,4 +298,14 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
     runtime,
     shutdown: (opts?: ShutdownOptions) => runtime.shutdown(opts),
   });
+}
+
+/** The pattern of the route that answered (`/runs/:run_id`), never the path: middleware match any method. */
+function routePattern(c: Context): string {
+  const routes = matchedRoutes(c);
+  for (let i = routes.length - 1; i >= 0; i--) {
+    const route = routes[i]!;
+    if (route.method !== "ALL") return route.path;
+  }
+  return UNMATCHED_ROUTE;
 }

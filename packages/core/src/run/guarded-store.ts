@@ -2,6 +2,7 @@
  * Bounds every store call in time and gives every failure one shape, so that a vanished backend
  * turns into a prompt 503 for the client instead of a hung request or a 500.
  */
+import type { Metrics } from "../metrics/metrics.ts";
 import { type Store, StoreError, StoreRefusedError, type Unsubscribe, wrapStoreError } from "../store.ts";
 import { tracedStoreCall } from "../trace/tracing.ts";
 
@@ -75,8 +76,9 @@ class Deadlines {
 /**
  * A store whose calls reject with a {@link StoreError} after `timeoutMs` or on any backend error.
  * A call that timed out may still complete later: callers that retry writes must check what landed.
+ * With `metrics`, each call is timed and each failure counted, under the method's name.
  */
-export function guardStore(store: Store, timeoutMs: number): Store {
+export function guardStore(store: Store, timeoutMs: number, metrics?: Metrics): Store {
   const deadlines = new Deadlines(timeoutMs);
   const guarded: Partial<Store> = { contractVersion: store.contractVersion };
   for (const method of [
@@ -108,7 +110,17 @@ export function guardStore(store: Store, timeoutMs: number): Store {
       return deadlines.track(method, call);
     };
     // A child span of the run's (or request's) span, when one records.
-    (guarded as Record<string, unknown>)[method] = (...args: unknown[]) => tracedStoreCall(method, untraced, args);
+    const guard = (...args: unknown[]): Promise<unknown> => tracedStoreCall(method, untraced, args);
+    // Without metrics the guard is the method itself: nothing is timed, nothing allocated.
+    (guarded as Record<string, unknown>)[method] =
+      metrics === undefined
+        ? guard
+        : (...args: unknown[]) => {
+            const startedAt = performance.now();
+            const result = guard(...args);
+            metrics.storeCall(method, startedAt, result);
+            return result;
+          };
   }
   if (store.close) guarded.close = () => store.close!();
   return guarded as Store;
