@@ -5,7 +5,7 @@
  * one), `ACP_CORS_ORIGINS` (comma-separated origins or `*`), `ACP_HISTORY_ORIGINS`
  * (comma-separated origins whose session history URLs may be fetched) and
  * `ACP_HISTORY_ALLOW_PRIVATE` (`true` to fetch those from private networks too); the per-instance
- * capacity `ACP_MAX_CONCURRENT_RUNS` and `ACP_MAX_STREAMS`.
+ * capacity `ACP_MAX_CONCURRENT_RUNS` and `ACP_MAX_STREAMS`; `ACP_METRICS=off` hides `GET /metrics`.
  * docs/configuration.md documents each variable.
  */
 import { type AppOptions, acpCors, apiKeyAuth, createHistoryFetcher } from "@acp/core";
@@ -92,5 +92,11 @@ export function appOptionsFromEnv(env: Env = process.env): ChosenAppOptions {
       `remote session history from: ${historyOrigins.join(", ")}${allowPrivate ? " (private networks allowed)" : ""}`,
     );
   }
+  // Served unless turned off, so that a scraper finds every instance at the same path.
+  const metrics = (env.ACP_METRICS ?? "").trim().toLowerCase();
+  if (!/^(|on|true|1|yes|off|false|0|no)$/.test(metrics))
+    throw new Error(`ACP_METRICS must be on or off, got ${JSON.stringify(env.ACP_METRICS)}`);
+  options.metrics = !/^(off|false|0|no)$/.test(metrics);
+  summary.push(options.metrics ? "metrics: GET /metrics (ACP_METRICS=off hides it)" : "metrics: off");
   return { options, summary };
 }
