@@ -8,7 +8,7 @@
  * the query pool (the process holds one more connection, for LISTEN); `POSTGRES_APPLICATION_NAME`
  * (default `acp-server`) names its connections; `ACP_TTL_MS` sets how long data lives.
  */
-import type { Store } from "@acp/core";
+import { consoleLogger, type Logger, type Store } from "@acp/core";
 import { MemoryStore } from "@acp/store-memory";
 import { PostgreSQLStore } from "@acp/store-postgres";
 import { RedisStore } from "@acp/store-redis";
@@ -81,8 +81,11 @@ function ttl(env: Env): { ttlMs?: number } {
   return { ttlMs };
 }
 
-/** Opens the configured store and checks that it answers; rejects with a readable message if not. */
-export async function storeFromEnv(env: Env = process.env): Promise<ChosenStore> {
+/**
+ * Opens the configured store and checks that it answers; rejects with a readable message if not.
+ * The store, and the Redis client's connection errors, log through `logger`.
+ */
+export async function storeFromEnv(env: Env = process.env, logger: Logger = consoleLogger): Promise<ChosenStore> {
   const wantsRedis = REDIS_VARS.some((name) => isSet(env, name));
   const wantsPostgres = POSTGRES_VARS.some((name) => isSet(env, name));
   if (wantsRedis && wantsPostgres) {
@@ -105,7 +108,9 @@ export async function storeFromEnv(env: Env = process.env): Promise<ChosenStore>
         reconnectStrategy: (retries: number, cause: Error) => (connected ? Math.min(retries * 200, 2000) : cause),
       },
     });
-    redis.on("error", (error: Error) => console.error(`[acp] redis ${redact(url)}: ${error.message}`));
+    redis.on("error", (error: Error) =>
+      logger.error({ store: "redis", url: redact(url) }, `redis connection error: ${error.message}`),
+    );
     try {
       await redis.connect();
       connected = true;
@@ -113,7 +118,7 @@ export async function storeFromEnv(env: Env = process.env): Promise<ChosenStore>
       if (redis.isOpen) redis.destroy();
       throw new Error(`Cannot reach Redis at ${redact(url)}: ${(error as Error).message}`);
     }
-    const store = new RedisStore({ redis, prefix: env.REDIS_PREFIX || "acp", ...ttl(env) });
+    const store = new RedisStore({ redis, prefix: env.REDIS_PREFIX || "acp", ...ttl(env), logger });
     return {
       store,
       description: `redis (${redact(url)})`,
@@ -144,6 +149,7 @@ export async function storeFromEnv(env: Env = process.env): Promise<ChosenStore>
       table: env.POSTGRES_TABLE || "acp_store",
       channel: env.POSTGRES_CHANNEL || "acp_update",
       ...ttl(env),
+      logger,
     });
     try {
       await store.migrate();
@@ -160,7 +166,7 @@ export async function storeFromEnv(env: Env = process.env): Promise<ChosenStore>
       },
     };
   }
-  const store = new MemoryStore(ttl(env));
+  const store = new MemoryStore({ ...ttl(env), logger });
   return {
     store,
     description: "memory (single instance: set REDIS_* or POSTGRES_* for high availability)",
