@@ -4,6 +4,8 @@
  * store in store-from-env.ts; core's options (lease, timeouts, authentication, CORS, remote
  * session history) in app-options-from-env.ts; the log (`ACP_LOG_LEVEL`) in logger.ts.
  */
+// First: the OpenTelemetry SDK (when OTEL_EXPORTER_OTLP_*ENDPOINT is set) is in place before the app loads.
+import "./telemetry.ts";
 import { APP_DEFAULTS } from "@acp/core";
 import type { Logger } from "pino";
 import { demoAgents } from "./agents.ts";
@@ -11,6 +13,7 @@ import { appOptionsFromEnv, type ChosenAppOptions } from "./app-options-from-env
 import { createLogger } from "./logger.ts";
 import { startServer } from "./server.ts";
 import { type ChosenStore, storeFromEnv } from "./store-from-env.ts";
+import { stopTelemetry, telemetrySummary } from "./telemetry.ts";
 
 function numberFromEnv(logger: Logger, name: string, fallback?: number): number | undefined {
   const raw = process.env[name];
@@ -56,6 +59,8 @@ async function main(): Promise<void> {
   const instance = { instance_id: demo.app.runtime.instanceId };
   logger.info(instance, `store: ${chosen.description}`);
   for (const line of appOptions.summary) logger.info(instance, line);
+  const traces = telemetrySummary();
+  if (traces !== undefined) logger.info(instance, traces);
   logger.info(
     { ...instance, url: demo.url },
     `instance ${demo.app.runtime.instanceId} listening on ${demo.url} (agents: ${demoAgents.map((a) => a.manifest.name).join(", ")})`,
@@ -65,7 +70,8 @@ async function main(): Promise<void> {
     demo.stop().then(
       () => {
         logger.info(instance, "stopped cleanly");
-        process.exit(0);
+        // The spans still buffered go out before the process does.
+        void stopTelemetry().finally(() => process.exit(0));
       },
       (error: unknown) => {
         logger.error({ ...instance, err: error }, "shutdown failed");
