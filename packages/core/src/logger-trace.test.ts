@@ -1,0 +1,53 @@
+/**
+ * Log lines and traces meet: with an OpenTelemetry SDK installed, the line of a failed run names
+ * the trace and the `invoke_agent` span it was written in (apart from logger.test.ts, which runs
+ * without an SDK).
+ */
+import { context, propagation, trace } from "@opentelemetry/api";
+import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
+import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { failing } from "../test/support/agents.ts";
+import { startApp, stopApps, user } from "../test/support/app.ts";
+import type { Logger } from "./logger.ts";
+
+const exporter = new InMemorySpanExporter();
+
+beforeAll(() => {
+  trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }));
+  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+  propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+});
+
+afterAll(() => {
+  trace.disable();
+  context.disable();
+  propagation.disable();
+});
+
+afterEach(() => stopApps(200));
+
+describe("log lines in a trace", () => {
+  it("carry the trace_id of the client's traceparent and the span_id of the run's invoke_agent span", async () => {
+    const lines: { fields: Record<string, unknown>; msg?: string }[] = [];
+    const keep = (fields: object, msg?: string): void => {
+      lines.push({ fields: fields as Record<string, unknown>, msg });
+    };
+    const logger: Logger = { error: keep, warn: keep, info: keep, debug: keep };
+    const served = await startApp([failing], { logger });
+    const traceId = "0af7651916cd43dd8448eb211c80319c";
+    const response = await served.post(
+      "/runs",
+      { agent_name: "failing", input: [user("crash")] },
+      { traceparent: `00-${traceId}-b7ad6b7169203331-01` },
+    );
+    const run = (await response.json()) as { run_id: string; status: string };
+    expect(run.status).toBe("failed");
+    const line = lines.find((entry) => entry.msg === "the run failed");
+    expect(line?.fields).toMatchObject({ run_id: run.run_id, trace_id: traceId });
+    const span = exporter.getFinishedSpans().find((finished) => finished.name === "invoke_agent failing");
+    expect(span?.spanContext().traceId).toBe(traceId);
+    expect(line?.fields.span_id).toBe(span?.spanContext().spanId);
+  });
+});
