@@ -1,8 +1,8 @@
 /**
  * Core's spans, recorded by an OpenTelemetry SDK with an in-memory exporter: the request's span,
  * the run's `invoke_agent` span with the GenAI attributes, the store's child spans, ERROR on a
- * failed run, an incoming `traceparent` as parent, and a resume through another instance that
- * lands in the run's trace.
+ * failed run, an incoming `traceparent` as parent, and a resume or a cancel through another
+ * instance that lands in the run's trace.
  */
 import { MemoryStore } from "@acp/store-memory";
 import { context, propagation, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
@@ -15,7 +15,7 @@ import {
   SimpleSpanProcessor,
 } from "@opentelemetry/sdk-trace-base";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { approval, echo, failing } from "../../test/support/agents.ts";
+import { approval, echo, failing, slow } from "../../test/support/agents.ts";
 import { createRun, eventually, startApp, stopApps, user } from "../../test/support/app.ts";
 import type { Run } from "../models.ts";
 
@@ -143,5 +143,20 @@ describe("traces", () => {
     expect(request.spanContext().traceId).not.toBe(invoke.spanContext().traceId);
     expect(resume.links.map((link) => link.context.spanId)).toEqual([request.spanContext().spanId]);
     expect(request.links.map((link) => link.context.spanId)).toEqual([resume.spanContext().spanId]);
+  });
+
+  it("puts a cancel through another instance into the run's trace; the run's span ends cancelled", async () => {
+    const store = new MemoryStore();
+    const first = await startApp([slow], {}, store);
+    const second = await startApp([slow], {}, store);
+    const created = await first.post("/runs", { agent_name: "slow", input: [user("ticks=100 ms=20")], mode: "async" });
+    const run = (await created.json()) as Run;
+    expect((await second.post(`/runs/${run.run_id}/cancel`, {})).status).toBe(202);
+    const invoke = await eventually(() => named("invoke_agent slow")[0]);
+    const cancel = one("cancel slow");
+    expect(cancel.spanContext().traceId).toBe(invoke.spanContext().traceId);
+    expect(parentOf(cancel)).toBe(invoke.spanContext().spanId);
+    expect(invoke.attributes["acp.run.status"]).toBe("cancelled");
+    expect(invoke.status.code).toBe(SpanStatusCode.UNSET);
   });
 });
