@@ -4,11 +4,13 @@
  *
  * prom-client is loaded the first time an app asks for metrics: an app without them never loads
  * it, and each place that reports checks one `metrics !== undefined` and does nothing else.
+ * On the run path a report adds to a number in a series looked up once (see families.ts).
  */
 import { createRequire } from "node:module";
 import type * as PromClient from "prom-client";
-import type { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { Registry } from "prom-client";
 import { isTerminal, type Run } from "../models.ts";
+import { HistogramFamily, type HistogramSeries, type Series, SeriesFamily } from "./families.ts";
 import {
   type FinishedStatus,
   HTTP_METHODS,
@@ -54,177 +56,183 @@ export function createMetrics(
   return new Metrics(client, option === true ? new client.Registry() : option, agents);
 }
 
+/** The series of one agent, looked up once. */
+interface AgentSeries {
+  started: Series;
+  inFlight: Series;
+  finished: Record<FinishedStatus, Series>;
+  /** Made at the first run that ends with that status. */
+  duration: Partial<Record<FinishedStatus, HistogramSeries>>;
+}
+
 export class Metrics {
   /** The registry `GET /metrics` renders. */
   readonly registry: Registry;
-  readonly #agents: ReadonlySet<string>;
-  readonly #started: Counter<string>;
-  readonly #finished: Counter<string>;
-  readonly #duration: Histogram<string>;
-  readonly #inFlight: Gauge<string>;
-  readonly #sseOpen: Gauge<string>;
-  readonly #storeDuration: Histogram<string>;
-  readonly #storeErrors: Counter<string>;
-  readonly #orphans: Counter<string>;
-  readonly #http: Counter<string>;
+  readonly #agents = new Map<string, AgentSeries>();
+  readonly #started: SeriesFamily;
+  readonly #finished: SeriesFamily;
+  readonly #duration: HistogramFamily;
+  readonly #inFlight: SeriesFamily;
+  readonly #sseOpen: Series;
+  readonly #storeDuration: HistogramFamily;
+  readonly #storeErrors: SeriesFamily;
+  readonly #store = new Map<string, { duration: HistogramSeries; errors: Series | undefined }>();
+  readonly #orphans: SeriesFamily;
+  readonly #http: SeriesFamily;
+  readonly #requests = new Map<string, Series>();
 
   constructor(client: typeof PromClient, registry: Registry, agents: readonly string[]) {
     this.registry = registry;
-    this.#agents = new Set(agents);
-    const registers = [registry];
     // Two apps of one process may share a registry: the second reuses the families of the first.
-    const family = <T>(name: string, make: () => T): T => (registry.getSingleMetric(name) as T | undefined) ?? make();
-    this.#started = family(
-      METRIC.runsStarted,
-      () =>
-        new client.Counter({
-          name: METRIC.runsStarted,
-          help: "Runs started on this instance",
-          labelNames: [LABEL.agent],
-          registers,
-        }),
-    );
-    this.#finished = family(
-      METRIC.runsFinished,
-      () =>
-        new client.Counter({
-          name: METRIC.runsFinished,
-          help: "Runs whose end this instance recorded, by final status",
-          labelNames: [LABEL.agent, LABEL.status],
-          registers,
-        }),
-    );
+    const family = <T extends SeriesFamily | HistogramFamily>(make: () => T): T => {
+      const made = make();
+      const existing = registry.getSingleMetric(made.name) as unknown;
+      if (existing === undefined) {
+        registry.registerMetric(made as never);
+        return made;
+      }
+      if (existing instanceof (made.constructor as new (...args: never[]) => T)) return existing as T;
+      throw new TypeError(`[acp] metrics: the registry already has a metric named ${made.name} that is not ours`);
+    };
+    const counter = (name: string, help: string) => family(() => new SeriesFamily(name, help, "counter"));
+    this.#started = counter(METRIC.runsStarted, "Runs started on this instance");
+    this.#finished = counter(METRIC.runsFinished, "Runs whose end this instance recorded, by final status");
     this.#duration = family(
-      METRIC.runDuration,
       () =>
-        new client.Histogram({
-          name: METRIC.runDuration,
-          help: "Time from a run's creation to its end, awaiting included, of the runs this instance ended",
-          labelNames: [LABEL.agent, LABEL.status],
-          buckets: [...RUN_DURATION_BUCKETS],
-          registers,
-        }),
+        new HistogramFamily(
+          METRIC.runDuration,
+          "Time from a run's creation to its end, awaiting included, of the runs this instance ended",
+          RUN_DURATION_BUCKETS,
+        ),
     );
     this.#inFlight = family(
-      METRIC.runsInFlight,
       () =>
-        new client.Gauge({
-          name: METRIC.runsInFlight,
-          help: "Runs whose handler this instance holds now (awaiting ones included)",
-          labelNames: [LABEL.agent],
-          registers,
-        }),
+        new SeriesFamily(
+          METRIC.runsInFlight,
+          "Runs whose handler this instance holds now (awaiting ones included)",
+          "gauge",
+        ),
     );
     this.#sseOpen = family(
-      METRIC.sseStreamsOpen,
-      () => new client.Gauge({ name: METRIC.sseStreamsOpen, help: "SSE responses open on this instance", registers }),
-    );
+      () => new SeriesFamily(METRIC.sseStreamsOpen, "SSE responses open on this instance", "gauge"),
+    ).series("", {});
     this.#storeDuration = family(
-      METRIC.storeOperationDuration,
       () =>
-        new client.Histogram({
-          name: METRIC.storeOperationDuration,
-          help: "Time of each store call, failed ones and timeouts included",
-          labelNames: [LABEL.operation],
-          buckets: [...STORE_DURATION_BUCKETS],
-          registers,
-        }),
+        new HistogramFamily(
+          METRIC.storeOperationDuration,
+          "Time of each store call, failed ones and timeouts included",
+          STORE_DURATION_BUCKETS,
+        ),
     );
-    this.#storeErrors = family(
-      METRIC.storeErrors,
-      () =>
-        new client.Counter({
-          name: METRIC.storeErrors,
-          help: "Store calls that failed or timed out",
-          labelNames: [LABEL.operation],
-          registers,
-        }),
-    );
-    this.#orphans = family(
+    this.#storeErrors = counter(METRIC.storeErrors, "Store calls that failed or timed out");
+    this.#orphans = counter(
       METRIC.orphanedRuns,
-      () =>
-        new client.Counter({
-          name: METRIC.orphanedRuns,
-          help: "Runs of lost or drained instances that this instance ended (failed, cancelled) or took over (adopted)",
-          labelNames: [LABEL.outcome],
-          registers,
-        }),
+      "Runs of lost or drained instances that this instance ended (failed, cancelled) or took over (adopted)",
     );
-    this.#http = family(
-      METRIC.httpRequests,
-      () =>
-        new client.Counter({
-          name: METRIC.httpRequests,
-          help: "HTTP requests answered, by method, route pattern and status code",
-          labelNames: [LABEL.method, LABEL.route, LABEL.status],
-          registers,
-        }),
-    );
+    this.#http = counter(METRIC.httpRequests, "HTTP requests answered, by method, route pattern and status code");
     if (registry.getSingleMetric(DEFAULTS_MARKER) === undefined) client.collectDefaultMetrics({ register: registry });
     // Series at zero from the start, so that rate() and alerts see them before the first event.
-    for (const agent of this.#agents) {
-      this.#started.inc({ agent }, 0);
-      this.#inFlight.inc({ agent }, 0);
-      for (const status of FINISHED_STATUSES) this.#finished.inc({ agent, status }, 0);
-    }
-    for (const outcome of ORPHAN_OUTCOMES) this.#orphans.inc({ outcome }, 0);
+    for (const agent of agents) this.#agents.set(agent, this.#agentSeries(agent));
+    for (const outcome of ORPHAN_OUTCOMES) this.#orphans.series(outcome, { [LABEL.outcome]: outcome });
   }
 
-  #agent(name: string): string {
-    return this.#agents.has(name) ? name : OTHER_AGENT;
+  #agentSeries(agent: string): AgentSeries {
+    const finished = (status: FinishedStatus): Series =>
+      this.#finished.series(`${agent}\n${status}`, { [LABEL.agent]: agent, [LABEL.status]: status });
+    return {
+      started: this.#started.series(agent, { [LABEL.agent]: agent }),
+      inFlight: this.#inFlight.series(agent, { [LABEL.agent]: agent }),
+      finished: Object.fromEntries(FINISHED_STATUSES.map((status) => [status, finished(status)])) as Record<
+        FinishedStatus,
+        Series
+      >,
+      duration: {},
+    };
+  }
+
+  /** An agent this instance does not serve counts under one fixed name: the label stays bounded. */
+  #agent(name: string): AgentSeries {
+    let series = this.#agents.get(name);
+    if (series === undefined) {
+      series = this.#agentSeries(OTHER_AGENT);
+      this.#agents.set(OTHER_AGENT, series);
+    }
+    return series;
   }
 
   /** A run was created here and its handler starts. */
   runStarted(agentName: string): void {
     const agent = this.#agent(agentName);
-    this.#started.inc({ agent });
-    this.#inFlight.inc({ agent });
+    agent.started.value += 1;
+    agent.inFlight.value += 1;
   }
 
   /** A run taken over from another instance starts its handler here. */
   runHeld(agentName: string): void {
-    this.#inFlight.inc({ agent: this.#agent(agentName) });
+    this.#agent(agentName).inFlight.value += 1;
   }
 
   /** The handler of `run` (as this instance last saw it) ended here; counted as finished if the run ended. */
   runReleased(run: Run): void {
     const agent = this.#agent(run.agent_name);
-    this.#inFlight.dec({ agent });
+    agent.inFlight.value -= 1;
     if (!isTerminal(run.status)) return;
-    const status = run.status;
-    this.#finished.inc({ agent, status });
+    const status = run.status as FinishedStatus;
+    agent.finished[status].value += 1;
     const ms = Date.parse(run.finished_at ?? "") - Date.parse(run.created_at);
-    if (Number.isFinite(ms)) this.#duration.observe({ agent, status }, Math.max(0, ms) / 1000);
+    if (!Number.isFinite(ms)) return;
+    const name = this.#agents.has(run.agent_name) ? run.agent_name : OTHER_AGENT;
+    agent.duration[status] ??= this.#duration.series(`${name}\n${status}`, {
+      [LABEL.agent]: name,
+      [LABEL.status]: status,
+    });
+    agent.duration[status].observe(Math.max(0, ms) / 1000);
   }
 
   /** An orphaned run was failed, cancelled or adopted by this instance. */
   orphaned(outcome: OrphanOutcome): void {
-    this.#orphans.inc({ outcome });
+    this.#orphans.series(outcome, { [LABEL.outcome]: outcome }).value += 1;
   }
 
   sseOpened(): void {
-    this.#sseOpen.inc();
+    this.#sseOpen.value += 1;
   }
 
   sseClosed(): void {
-    this.#sseOpen.dec();
+    this.#sseOpen.value -= 1;
   }
 
   /** Times the store call `call`, started at `startedAt` (`performance.now()`), and counts it if it fails. */
   storeCall(operation: string, startedAt: number, call: Promise<unknown>): void {
-    const labels = { operation };
+    let series = this.#store.get(operation);
+    if (series === undefined) {
+      series = {
+        duration: this.#storeDuration.series(operation, { [LABEL.operation]: operation }),
+        errors: undefined,
+      };
+      this.#store.set(operation, series);
+    }
+    const { duration } = series;
     call.then(
-      () => this.#storeDuration.observe(labels, (performance.now() - startedAt) / 1000),
+      () => duration.observe((performance.now() - startedAt) / 1000),
       () => {
-        this.#storeDuration.observe(labels, (performance.now() - startedAt) / 1000);
-        this.#storeErrors.inc(labels);
+        duration.observe((performance.now() - startedAt) / 1000);
+        series.errors ??= this.#storeErrors.series(operation, { [LABEL.operation]: operation });
+        series.errors.value += 1;
       },
     );
   }
 
   /** A request was answered; `route` is the pattern it matched (see {@link UNMATCHED_ROUTE}). */
   httpRequest(method: string, route: string, status: number): void {
-    this.#http.inc({ method: HTTP_METHODS.has(method) ? method : OTHER_METHOD, route, status });
+    const known = HTTP_METHODS.has(method) ? method : OTHER_METHOD;
+    const key = `${known} ${status} ${route}`;
+    let series = this.#requests.get(key);
+    if (series === undefined) {
+      series = this.#http.series(key, { [LABEL.method]: known, [LABEL.route]: route, [LABEL.status]: status });
+      this.#requests.set(key, series);
+    }
+    series.value += 1;
   }
 
   /** The Prometheus text exposition of the registry, and its content type. */
