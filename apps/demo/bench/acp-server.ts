@@ -8,7 +8,9 @@
  * `process.memoryUsage()` and the store calls counted so far; `GET /__bench/store-timings`:
  * the p50 and p99 of each store method's calls; and `GET /__bench/adoptions`: when each takeover
  * this instance attempted began (the wall-clock time of its `updateRun` raising a run's epoch).
- * `ACP_LEASE_MS` sets the lease, for the takeover measurement.
+ * `ACP_LEASE_MS` sets the lease, for the takeover measurement. `BENCH_OBSERVABILITY` measures what
+ * observability costs: `metrics` turns the metrics on, `tracing` starts the OpenTelemetry SDK
+ * (spans recorded, then dropped), `both` does both.
  */
 import type { Store, StoredRun } from "@acp/core";
 import { startServer } from "../src/server.ts";
@@ -100,11 +102,14 @@ const storeCalls: StoreCallLog = { counts: {}, durations: {} };
 const chosen = await storeFromEnv();
 if (process.env.BENCH_COUNT_STORE_CALLS === "1") chosen.store = countingStore(chosen.store, storeCalls);
 const leaseMs = Number(process.env.ACP_LEASE_MS) || undefined;
+const observed = process.env.BENCH_OBSERVABILITY ?? "";
+// Started before the app, as an application does; only when measured, so other scenarios load nothing of it.
+if (observed === "tracing" || observed === "both") (await import("./tracing-sdk.ts")).startTracingSdk();
 const demo = await startServer(benchAgents, chosen, {
   port: Number(process.env.PORT),
   host: "127.0.0.1",
   drainMs: 500,
-  app: leaseMs === undefined ? {} : { leaseMs },
+  app: { ...(leaseMs === undefined ? {} : { leaseMs }), metrics: observed === "metrics" || observed === "both" },
 });
 keepConnectionsOpen(demo.server);
 // Added before the first request reaches the app (we are still in the tick that started listening).

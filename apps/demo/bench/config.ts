@@ -25,7 +25,7 @@ function list<T extends string>(name: string, allowed: readonly T[]): T[] {
   return chosen as T[];
 }
 
-export const SCENARIOS = ["throughput", "streams", "cross", "followers", "takeover"] as const;
+export const SCENARIOS = ["throughput", "streams", "cross", "followers", "takeover", "observability"] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
 export interface BenchConfig {
@@ -39,7 +39,7 @@ export interface BenchConfig {
   clients: number;
   /** BENCH_STORES: which stores, comma-separated. @default memory,redis,postgres */
   stores: StoreName[];
-  /** BENCH_ONLY: which scenarios, comma-separated. @default throughput,streams,cross,followers,takeover */
+  /** BENCH_ONLY: which scenarios, comma-separated. @default throughput,streams,cross,followers,takeover,observability */
   scenarios: Scenario[];
   /** The N of the stream-cost runs. */
   streamSizes: number[];

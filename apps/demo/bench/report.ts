@@ -8,6 +8,7 @@ import type { StoreName } from "./backends.ts";
 import type { BenchConfig } from "./config.ts";
 import type { CrossInstanceResult } from "./scenarios/cross-instance.ts";
 import type { FollowersResult } from "./scenarios/followers.ts";
+import type { ObservabilityResult } from "./scenarios/observability.ts";
 import type { StreamGrowthResult } from "./scenarios/stream-growth.ts";
 import type { TakeoverResult } from "./scenarios/takeover.ts";
 import type { ThroughputResult } from "./scenarios/throughput.ts";
@@ -45,6 +46,8 @@ export interface BenchResults {
   cross: CrossInstanceResult[];
   followers: FollowersResult[];
   takeover: TakeoverResult[];
+  /** Metrics and tracing on against off; absent when not measured. */
+  observability?: ObservabilityResult;
   targets: TargetResult[];
 }
 
@@ -162,6 +165,14 @@ export function evaluateTargets(results: Omit<BenchResults, "targets">): TargetR
       met: Math.round(row.writesPerStep * 100) === 100,
     });
   }
+  const observed = results.observability;
+  if (observed)
+    targets.push({
+      name: "sync-run throughput lost with metrics and tracing on",
+      goal: "≤ 10%",
+      value: pct(observed.throughputCost),
+      met: observed.throughputCost <= 0.1,
+    });
   return targets;
 }
 
@@ -320,6 +331,25 @@ export function toMarkdown(results: BenchResults): string {
           count(row.bytes!.bytesPerEvent),
           count(row.bytes!.valueBytesPerEvent),
           row.bytes!.method,
+        ]),
+      ),
+    );
+  }
+  const observed = results.observability;
+  if (observed) {
+    out.push(
+      `### 7. Observability cost: sync runs of an echo agent on the memory store, ${s.clients} keep-alive clients, ${s.seconds} s per server in ${s.rounds} interleaved rounds; tracing is the OpenTelemetry Node SDK with a batch span processor whose exporter drops the spans`,
+      table(
+        ["Server", "runs/s", "p50 ms", "p99 ms", "server CPU ms/run", "throughput lost", "CPU per run", "errors"],
+        observed.rows.map((row) => [
+          { off: "nothing on", metrics: "metrics", tracing: "tracing", both: "metrics + tracing" }[row.variant],
+          count(row.perSecond),
+          fixed(row.p50Ms, 2),
+          fixed(row.p99Ms, 2),
+          fixed(row.serverCpuMsPerRun, 3),
+          row.variant === "off" ? "–" : pct(row.throughputCost),
+          row.variant === "off" || row.cpuCost === undefined ? "–" : `${row.cpuCost < 0 ? "" : "+"}${pct(row.cpuCost)}`,
+          String(row.errors),
         ]),
       ),
     );

@@ -17,6 +17,7 @@ import { type BenchResults, commit, evaluateTargets, machine, toMarkdown } from 
 import type { ScenarioContext } from "./scenarios/context.ts";
 import { measureCrossInstance } from "./scenarios/cross-instance.ts";
 import { type FollowersTarget, measureFollowers } from "./scenarios/followers.ts";
+import { measureObservability } from "./scenarios/observability.ts";
 import { measureStreamGrowth } from "./scenarios/stream-growth.ts";
 import { measureTakeover } from "./scenarios/takeover.ts";
 import { measureThroughput } from "./scenarios/throughput.ts";
@@ -113,6 +114,15 @@ const steps: Step[] = [
       );
     },
   })),
+  {
+    scenario: "observability" as const,
+    label: "observability cost",
+    run: async (context: ScenarioContext) => {
+      const row = await measureObservability(context);
+      results.observability = row;
+      return row.rows.map((r) => `${r.variant} ${formatCount(r.perSecond)} runs/s`).join(", ");
+    },
+  },
 ].filter((step) => config.scenarios.includes(step.scenario));
 
 /** Replaces the generated part of docs/benchmarks.md, keeping the prose around it. */

@@ -45,14 +45,22 @@ export class ThroughputServer {
     readonly load: ClosedLoop,
   ) {}
 
-  /** Starts the target's server, writing a CPU profile when the bench profiles. */
-  static async start(target: ThroughputTarget, { config, profileDir }: ScenarioContext): Promise<ThroughputServer> {
+  /**
+   * Starts the target's server, writing a CPU profile when the bench profiles. `env` is added to
+   * its environment; `name` tells its profile from another of the same target.
+   */
+  static async start(
+    target: ThroughputTarget,
+    { config, profileDir }: ScenarioContext,
+    env: Record<string, string> = {},
+    name = `throughput-${target}`,
+  ): Promise<ThroughputServer> {
     const space = target === "ceiling" ? undefined : namespace(target);
     try {
       const server = await startServer({
         script: target === "ceiling" ? "ceiling-server.ts" : "acp-server.ts",
-        env: space?.env ?? {},
-        profileDir: profileDir(`throughput-${target}`),
+        env: { ...space?.env, ...env },
+        profileDir: profileDir(name),
       });
       const load = new ClosedLoop({
         url: server.url,
