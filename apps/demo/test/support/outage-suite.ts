@@ -148,6 +148,15 @@ export async function readFrames(
   }
 }
 
+/** Whether the instance's JSON log has the line that says the run `runId` failed. */
+function loggedRunFailure(output: string, runId: string): boolean {
+  return output.split("\n").some((line) => {
+    if (!line.startsWith("{")) return false;
+    const entry = JSON.parse(line) as { run_id?: string; msg?: string };
+    return entry.run_id === runId && entry.msg === "the run failed";
+  });
+}
+
 /** The run's stored log, in order (GET /runs/{id}/events as JSON). */
 export async function storedEvents(url: string, runId: string): Promise<EventJson[]> {
   const response = await request(`${url}/runs/${runId}/events`);
@@ -433,7 +442,7 @@ export function describeOutage<S extends OutageServer>(
           try {
             // The instance gives the run up (and logs it) while the store is still down.
             await until("the instance to give the run up", async () =>
-              impatient.output().includes(`run ${run.run_id} of agent tokens failed`) ? true : undefined,
+              loggedRunFailure(impatient.output(), run.run_id) ? true : undefined,
             );
             // Nothing can be stored, so nothing is reported: the run is not readable yet.
             expect((await request(`${impatient.url}/runs/${run.run_id}`)).status).toBe(503);
