@@ -2,9 +2,10 @@
  * Bounds every store call in time and gives every failure one shape, so that a vanished backend
  * turns into a prompt 503 for the client instead of a hung request or a 500.
  */
+import type { Span } from "@opentelemetry/api";
 import type { Metrics } from "../metrics/metrics.ts";
 import { type Store, StoreError, StoreRefusedError, type Unsubscribe, wrapStoreError } from "../store.ts";
-import { tracedStoreCall } from "../trace/tracing.ts";
+import { endStoreSpan, startStoreSpan } from "../trace/tracing.ts";
 
 /** A failed store call as the {@link StoreError} the runtime treats as "the store is unavailable". */
 function asStoreError(method: string, error: unknown): StoreError {
@@ -34,7 +35,8 @@ class Deadlines {
 
   constructor(private readonly timeoutMs: number) {}
 
-  track<T>(method: string, promise: Promise<T>): Promise<T> {
+  /** `span` (the call's, if traced) ends when the returned promise settles: no promise added for it. */
+  track<T>(method: string, promise: Promise<T>, span?: Span): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const entry = {
         due: Date.now() + this.timeoutMs,
@@ -42,18 +44,23 @@ class Deadlines {
           const error = new StoreError("core", `store.${method}() did not answer within ${this.timeoutMs} ms`);
           stillRunning.set(error, promise.then(ignore, ignore));
           reject(error);
+          if (span !== undefined) endStoreSpan(span, true, error);
         },
       };
       this.#pending.add(entry);
       this.#timer ??= setInterval(() => this.#sweep(), Math.max(5, Math.floor(this.timeoutMs / 4))).unref();
       promise.then(
         (value) => {
-          this.#pending.delete(entry);
+          // Not in #pending any more: it expired, and its span has ended.
+          if (!this.#pending.delete(entry)) return;
           resolve(value);
+          if (span !== undefined) endStoreSpan(span, false);
         },
         (error: unknown) => {
-          this.#pending.delete(entry);
-          reject(asStoreError(method, error));
+          if (!this.#pending.delete(entry)) return;
+          const failure = asStoreError(method, error);
+          reject(failure);
+          if (span !== undefined) endStoreSpan(span, true, failure);
         },
       );
     });
@@ -99,18 +106,21 @@ export function guardStore(store: Store, timeoutMs: number, metrics?: Metrics): 
     "ping",
   ] as const) {
     const original = store[method] as (...args: unknown[]) => Promise<unknown>;
-    const untraced = (...args: unknown[]): Promise<unknown> => {
+    const spanName = `store ${method}`;
+    const guard = (...args: unknown[]): Promise<unknown> => {
+      // A child span of the run's (or request's) span, when one records.
+      const span = startStoreSpan(spanName, method);
+      if (method === "subscribe") return guardSubscribe(store, args, deadlines, span);
       let call: Promise<unknown>;
-      if (method === "subscribe") return guardSubscribe(store, args, deadlines);
       try {
         call = original.apply(store, args);
       } catch (error) {
-        return Promise.reject(asStoreError(method, error));
+        const failure = asStoreError(method, error);
+        if (span !== undefined) endStoreSpan(span, true, failure);
+        return Promise.reject(failure);
       }
-      return deadlines.track(method, call);
+      return deadlines.track(method, call, span);
     };
-    // A child span of the run's (or request's) span, when one records.
-    const guard = (...args: unknown[]): Promise<unknown> => tracedStoreCall(method, untraced, args);
     // Without metrics the guard is the method itself: nothing is timed, nothing allocated.
     (guarded as Record<string, unknown>)[method] =
       metrics === undefined
@@ -127,14 +137,16 @@ export function guardStore(store: Store, timeoutMs: number, metrics?: Metrics): 
 }
 
 /** A subscription that comes through after its timeout is ended at once, so none leaks. */
-function guardSubscribe(store: Store, args: unknown[], deadlines: Deadlines): Promise<Unsubscribe> {
+function guardSubscribe(store: Store, args: unknown[], deadlines: Deadlines, span?: Span): Promise<Unsubscribe> {
   let call: Promise<Unsubscribe>;
   try {
     call = store.subscribe(...(args as Parameters<Store["subscribe"]>));
   } catch (error) {
-    return Promise.reject(asStoreError("subscribe", error));
+    const failure = asStoreError("subscribe", error);
+    if (span !== undefined) endStoreSpan(span, true, failure);
+    return Promise.reject(failure);
   }
-  const guarded = deadlines.track("subscribe", call);
+  const guarded = deadlines.track("subscribe", call, span);
   guarded.catch(() => call.then((unsubscribe) => unsubscribe()).catch(() => {}));
   return guarded;
 }

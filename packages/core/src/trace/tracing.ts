@@ -92,13 +92,12 @@ export function startRunSpan(run: Run, instanceId: string, stored?: StoredRun, a
     parent ?? context.active(),
   );
   if (!span.isRecording()) return span;
-  span.setAttributes({
-    [GEN_AI_OPERATION_NAME]: INVOKE_AGENT,
-    [GEN_AI_AGENT_NAME]: run.agent_name,
-    [ACP_RUN_ID]: run.run_id,
-    [ACP_INSTANCE_ID]: instanceId,
-    [ACP_RUN_ATTEMPT]: attempt,
-  });
+  // One attribute at a time: no object to build and walk.
+  span.setAttribute(GEN_AI_OPERATION_NAME, INVOKE_AGENT);
+  span.setAttribute(GEN_AI_AGENT_NAME, run.agent_name);
+  span.setAttribute(ACP_RUN_ID, run.run_id);
+  span.setAttribute(ACP_INSTANCE_ID, instanceId);
+  span.setAttribute(ACP_RUN_ATTEMPT, attempt);
   if (run.session_id) span.setAttribute(GEN_AI_CONVERSATION_ID, run.session_id);
   return span;
 }
@@ -163,30 +162,23 @@ export async function inRunTrace<T>(
 }
 
 /**
- * Calls a store method (`call(...args)`) in a child span of the active span (`store <method>`). Only when a
- * recording span is active: store calls outside any (heartbeats, sweeps) are not traced, and
- * without an SDK this is one context lookup.
+ * The span of one store call, `name` (`store <method>`, built once per method by the caller): a
+ * child of the active span when that one records; `undefined` otherwise. Store calls outside any
+ * recording span (heartbeats, sweeps) are not traced, and without an SDK this is one context lookup.
+ * The caller ends it with {@link endStoreSpan} when the call settles.
  */
-export function tracedStoreCall<T>(
-  method: string,
-  call: (...args: unknown[]) => Promise<T>,
-  args: unknown[],
-): Promise<T> {
-  const active = trace.getActiveSpan();
-  if (active === undefined || !active.isRecording()) return call(...args);
-  const span = tracer.startSpan(`store ${method}`, CLIENT);
+export function startStoreSpan(name: string, method: string): Span | undefined {
+  const active = context.active();
+  if (!trace.getSpan(active)?.isRecording()) return undefined;
+  const span = tracer.startSpan(name, CLIENT, active);
   span.setAttribute(DB_OPERATION_NAME, method);
-  return call(...args).then(
-    (value) => {
-      span.end();
-      return value;
-    },
-    (error: unknown) => {
-      failSpan(span, error);
-      span.end();
-      throw error;
-    },
-  );
+  return span;
+}
+
+/** Ends a store call's span; failed with `error` when the call failed. */
+export function endStoreSpan(span: Span, failed: boolean, error?: unknown): void {
+  if (failed) failSpan(span, error);
+  span.end();
 }
 
 /** Ends the span of a run that could not start (its create failed): status ERROR. */
