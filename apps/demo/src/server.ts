@@ -23,7 +23,10 @@ export interface DemoOptions {
   host?: string;
   /** How long runs in flight may take to finish on shutdown. @default APP_DEFAULTS.shutdownDeadlineMs */
   drainMs?: number;
-  /** Options for `createApp()` (leaseMs, auth, cors, history, limits…); unset ones take core's defaults. @default {} */
+  /**
+   * Options for `createApp()` (leaseMs, auth, cors, history, limits…); unset ones take core's
+   * defaults, but for `openapi`, on in the demo (`GET /openapi.json`). @default {}
+   */
   app?: Omit<AppOptions, "store">;
 }
 
@@ -33,7 +36,7 @@ export async function startServer(
   options: DemoOptions = {},
 ): Promise<DemoServer> {
   const { port = 8000, host = "0.0.0.0", drainMs = APP_DEFAULTS.shutdownDeadlineMs } = options;
-  const app = createApp(agents, { ...options.app, store: chosen.store });
+  const app = createApp(agents, { openapi: true, ...options.app, store: chosen.store });
   await app.runtime.start();
   const server = await new Promise<ServerType>((resolve) => {
     const started = serve({ fetch: app.fetch, port, hostname: host }, () => resolve(started));

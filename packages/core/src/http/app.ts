@@ -23,6 +23,7 @@ import { httpSpans } from "../trace/http-spans.ts";
 import { type AuthOptions, apiKeyAuth } from "./auth.ts";
 import { finishUnreadBody, limitBody, readJson } from "./body.ts";
 import { acpCors, type CorsOptions } from "./cors.ts";
+import { openApiDocument } from "./openapi.ts";
 import { LastEventIdSchema, LimitSchema, OffsetSchema, parse, ResourceIdSchema } from "./params.ts";
 import { requestHeader } from "./request-header.ts";
 import { endsAtTerminal, endsAtTerminalOrAwait, SSE_KEEP_ALIVE_MS, SseStreams, streamRunEvents } from "./sse.ts";
@@ -53,6 +54,12 @@ export interface AppOptions extends Omit<RuntimeOptions, "agents"> {
    * so that proxies do not close it as idle. @default 15_000
    */
   sseKeepAliveMs?: number;
+  /**
+   * Serve `GET /openapi.json`: the OpenAPI 3.1 document of this app's routes, generated from the
+   * schemas that validate its requests (behind `auth` like every route but `/ping`).
+   * @default false (the demo turns it on)
+   */
+  openapi?: boolean;
 }
 
 /** The default of every {@link AppOptions} field that has one: the runtime's and the HTTP layer's. */
@@ -191,6 +198,14 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
       const { body, contentType } = await metrics.render();
       return c.body(body, 200, { "content-type": contentType });
     });
+  }
+
+  if (options.openapi === true) {
+    // Built once, when the app is: the same bytes for every request.
+    const openapi = JSON.stringify(
+      openApiDocument({ metrics: metrics !== undefined, auth: authMiddleware !== undefined }),
+    );
+    app.get("/openapi.json", (c) => c.body(openapi, 200, { "content-type": "application/json" }));
   }
 
   app.get("/agents", (c) => {

@@ -71,11 +71,16 @@ function compileComponentSchemas(): { ajv: Ajv2020; componentNames: string[] } {
   return { ajv, componentNames: Object.keys(schemas) };
 }
 
-function loadComponentSchemas(): Record<string, unknown> {
+/** The ACP OpenAPI document as it is, parsed (its `$ref`s and OpenAPI 3.0 leftovers untouched). */
+export function loadOpenApiSpec(): Record<string, unknown> {
   if (!existsSync(openApiSpecPath)) {
     throw new Error(`ACP OpenAPI document not found at ${openApiSpecPath}: it is part of the repository (spec/)`);
   }
-  const document = parseYaml(readFileSync(openApiSpecPath, "utf8")) as { components?: { schemas?: unknown } };
+  return parseYaml(readFileSync(openApiSpecPath, "utf8")) as Record<string, unknown>;
+}
+
+function loadComponentSchemas(): Record<string, unknown> {
+  const document = loadOpenApiSpec() as { components?: { schemas?: unknown } };
   const schemas = document.components?.schemas;
   if (!isPlainObject(schemas)) throw new Error(`${openApiSpecPath} has no components.schemas`);
   return translateSchema(schemas) as Record<string, unknown>;

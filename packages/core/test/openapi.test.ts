@@ -1,0 +1,260 @@
+/**
+ * `GET /openapi.json`: a structurally valid OpenAPI 3.1 document, generated from the models, that
+ * covers the ACP 0.2 document: its every path and method, and the same required fields in the
+ * bodies both describe.
+ */
+import { Ajv2020 } from "ajv/dist/2020.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { agent } from "../src/index.ts";
+import { startApp, stopApps, type TestApp } from "./support/app.ts";
+import { loadOpenApiSpec } from "./support/openapi.ts";
+
+type Json = Record<string, unknown>;
+
+const METHODS = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+const isObject = (value: unknown): value is Json =>
+  typeof value === "object" && value !== null && !Array.isArray(value);
+
+/** Follows local `$ref`s (`#/a/b`) in `document` until the node is not one. */
+function resolve(document: Json, node: unknown): Json {
+  let current = node;
+  for (let hops = 0; isObject(current) && typeof current.$ref === "string"; hops++) {
+    if (hops > 20) throw new Error(`$ref loop at ${current.$ref}`);
+    const ref: string = current.$ref;
+    if (!ref.startsWith("#/")) throw new Error(`not a local $ref: ${ref}`);
+    let target: unknown = document;
+    for (const key of ref.slice(2).split("/")) target = isObject(target) ? target[key] : undefined;
+    if (target === undefined) throw new Error(`unresolved $ref ${ref}`);
+    current = target;
+  }
+  if (!isObject(current)) throw new Error(`not an object: ${JSON.stringify(current)}`);
+  return current;
+}
+
+/** A schema without its "or null": `anyOf: [X, {type: null}]` is X (and OpenAPI 3.0's `nullable` is ignored). */
+function nonNull(document: Json, schema: unknown): Json {
+  const resolved = resolve(document, schema);
+  const branches = (resolved.anyOf ?? resolved.oneOf) as unknown[] | undefined;
+  if (Array.isArray(branches)) {
+    const rest = branches.filter((branch) => !(isObject(branch) && branch.type === "null"));
+    if (rest.length === 1) return nonNull(document, rest[0]);
+  }
+  return resolved;
+}
+
+/** The name of the component a `$ref` points to, or undefined. */
+const refName = (node: unknown): string | undefined =>
+  isObject(node) && typeof node.$ref === "string" ? node.$ref.split("/").pop() : undefined;
+
+/** The component a schema is, looking through an "or null" around a `$ref`. */
+function componentOf(node: unknown): string | undefined {
+  if (!isObject(node)) return undefined;
+  const branches = (node.anyOf ?? node.oneOf) as unknown[] | undefined;
+  if (Array.isArray(branches)) {
+    const rest = branches.filter((branch) => !(isObject(branch) && branch.type === "null"));
+    return rest.length === 1 ? componentOf(rest[0]) : undefined;
+  }
+  return refName(node);
+}
+
+/** Fields whose requiredness differs from the ACP document on purpose, with why (`OurSchema.field`). */
+const KNOWN_DIFFERENCES: Record<string, string> = {
+  // Requests are lenient: the official clients send these as null or leave them out.
+  "RunResumeRequest.run_id": "the run id is in the path; clients send null",
+  "RunResumeRequest.mode": "defaults to sync",
+  // One Message schema for requests and answers: a message a client sends may leave role out.
+  "Session.history": "defaults to [] in requests (the answers' SessionResponse requires it)",
+  "Message.role": 'defaults to "user" in requests; always present in answers',
+  "MessagePart.content_type": 'defaults to "text/plain" in requests; always present in answers',
+  "CitationMetadata.kind": "defaults to citation",
+  "TrajectoryMetadata.kind": "defaults to trajectory",
+  // The ACP document leaves these open objects; ACP 0.2 defines one kind, `{ type: "message", message }`.
+  "AwaitRequest.type": "the message kind",
+  "AwaitRequest.message": "the message kind",
+  "AwaitResume.type": "the message kind",
+  "AwaitResume.message": "the message kind",
+};
+
+/**
+ * Walks a schema of the ACP document and ours side by side and lists where the required fields of
+ * an object differ (as `where: spec [...] ours [...]`).
+ */
+function requiredDifferences(spec: Json, ours: Json, specNode: unknown, ourNode: unknown, where: string): string[] {
+  const differences: string[] = [];
+  const seen = new Set<string>();
+  const walk = (a: unknown, b: unknown, at: string, name: string | undefined): void => {
+    const key = `${JSON.stringify(a)}|${JSON.stringify(b)}`;
+    if (seen.has(key)) return;
+    seen.add(key);
+    const specSchema = nonNull(spec, a);
+    const ourSchema = nonNull(ours, b);
+    const component = componentOf(b) ?? name;
+    // A union (Event): pair its branches by component name.
+    const specBranches = (specSchema.oneOf ?? specSchema.anyOf) as unknown[] | undefined;
+    if (Array.isArray(specBranches)) {
+      const ourBranches = ((ourSchema.oneOf ?? ourSchema.anyOf) as unknown[] | undefined) ?? [];
+      for (const branch of specBranches) {
+        // Branches that are not components (a string, an enum) hold no required fields.
+        if (refName(branch) === undefined) continue;
+        const match = ourBranches.find((candidate) => refName(candidate) === refName(branch));
+        if (match === undefined) differences.push(`${at}: no branch ${refName(branch)}`);
+        else walk(branch, match, `${at}|${refName(branch)}`, refName(branch));
+      }
+      return;
+    }
+    const specRequired = new Set((specSchema.required as string[] | undefined) ?? []);
+    const ourRequired = new Set((ourSchema.required as string[] | undefined) ?? []);
+    for (const field of new Set([...specRequired, ...ourRequired])) {
+      if (specRequired.has(field) === ourRequired.has(field)) continue;
+      if (component !== undefined && `${component}.${field}` in KNOWN_DIFFERENCES) continue;
+      differences.push(`${at}.${field}: required in ${specRequired.has(field) ? "the ACP document" : "ours"} only`);
+    }
+    const specProperties = (specSchema.properties as Json | undefined) ?? {};
+    const ourProperties = (ourSchema.properties as Json | undefined) ?? {};
+    for (const [field, child] of Object.entries(specProperties)) {
+      if (field in ourProperties) walk(child, ourProperties[field], `${at}.${field}`, undefined);
+      else differences.push(`${at}.${field}: not in ours`);
+    }
+    if (specSchema.items !== undefined && ourSchema.items !== undefined)
+      walk(specSchema.items, ourSchema.items, `${at}[]`, undefined);
+  };
+  walk(specNode, ourNode, where, undefined);
+  return differences;
+}
+
+let server: TestApp;
+let document: Json;
+const spec = loadOpenApiSpec();
+
+beforeAll(async () => {
+  server = await startApp([agent({ name: "echo", description: "Echo" }, async function* () {})], {
+    openapi: true,
+    metrics: true,
+  });
+  document = await server.getJson<Json>("/openapi.json");
+});
+afterAll(() => stopApps());
+
+describe("GET /openapi.json", () => {
+  it("is served only when the app is built with openapi: true", async () => {
+    const plain = await startApp([]);
+    expect((await plain.request("/openapi.json")).status).toBe(404);
+    const response = await server.request("/openapi.json");
+    expect(response.status).toBe(200);
+    expect(response.headers.get("content-type")).toContain("application/json");
+  });
+
+  it("is a structurally valid OpenAPI 3.1 document whose $refs all resolve", () => {
+    expect(document.openapi).toMatch(/^3\.1\.\d+$/);
+    const info = document.info as Json;
+    expect(typeof info.title).toBe("string");
+    expect(typeof info.version).toBe("string");
+    expect(isObject(document.paths)).toBe(true);
+    for (const [path, item] of Object.entries(document.paths as Json)) {
+      expect(path).toMatch(/^\//);
+      const templated = [...path.matchAll(/\{([^}]+)\}/g)].map((match) => match[1]);
+      for (const [method, operation] of Object.entries(item as Json)) {
+        expect(METHODS, `${path} ${method}`).toContain(method);
+        const op = operation as Json;
+        const parameters = ((op.parameters as unknown[] | undefined) ?? []).map((p) => resolve(document, p));
+        for (const name of templated) {
+          expect(parameters, `${method} ${path} declares {${name}}`).toContainEqual(
+            expect.objectContaining({ name, in: "path", required: true }),
+          );
+        }
+        expect(Object.keys(op.responses as Json).length).toBeGreaterThan(0);
+        for (const [status, response] of Object.entries(op.responses as Json)) {
+          expect(status).toMatch(/^([1-5](\d\d|XX)|default)$/);
+          expect(typeof resolve(document, response).description).toBe("string");
+        }
+      }
+    }
+    // Every $ref anywhere points to something.
+    const visit = (node: unknown): void => {
+      if (Array.isArray(node)) node.forEach(visit);
+      else if (isObject(node)) {
+        if (typeof node.$ref === "string") resolve(document, node);
+        for (const child of Object.values(node)) visit(child);
+      }
+    };
+    visit(document);
+  });
+
+  it("has component schemas that are valid JSON Schema 2020-12", () => {
+    const ajv = new Ajv2020({ strict: false });
+    // Compiling the whole set checks every schema and every reference between them.
+    ajv.addSchema({ $id: "https://acp.invalid/generated", components: document.components }, "generated");
+    for (const name of Object.keys((document.components as Json).schemas as Json))
+      expect(ajv.getSchema(`https://acp.invalid/generated#/components/schemas/${name}`), name).toBeTypeOf("function");
+  });
+
+  it("covers every route the server serves, /metrics when it is on", () => {
+    expect(Object.keys(document.paths as Json).sort()).toEqual(
+      [
+        "/agents",
+        "/agents/{name}",
+        "/metrics",
+        "/openapi.json",
+        "/ping",
+        "/resources/{resource_id}",
+        "/runs",
+        "/runs/{run_id}",
+        "/runs/{run_id}/cancel",
+        "/runs/{run_id}/events",
+        "/session/{session_id}",
+        "/sessions/{session_id}",
+      ].sort(),
+    );
+    const events = (document.paths as Json)["/runs/{run_id}/events"] as { get: { responses: Json } };
+    expect(Object.keys((events.get.responses["200"] as { content: Json }).content)).toEqual([
+      "application/json",
+      "text/event-stream",
+    ]);
+  });
+
+  it("has every path and method of the ACP document", () => {
+    const ours = document.paths as Json;
+    for (const [path, item] of Object.entries(spec.paths as Json)) {
+      for (const method of Object.keys(item as Json).filter((key) => METHODS.includes(key)))
+        expect(ours[path] as Json | undefined, `${method.toUpperCase()} ${path}`).toHaveProperty(method);
+    }
+  });
+
+  it("requires the same fields as the ACP document in every request and response body", () => {
+    const differences: string[] = [];
+    for (const [path, item] of Object.entries(spec.paths as Json)) {
+      for (const [method, operation] of Object.entries(item as Json)) {
+        if (!METHODS.includes(method)) continue;
+        const specOp = operation as Json;
+        const ourOp = ((document.paths as Json)[path] as Json)[method] as Json;
+        const where = `${method.toUpperCase()} ${path}`;
+        const specBody = specOp.requestBody as Json | undefined;
+        if (specBody !== undefined) {
+          const ourBody = resolve(document, ourOp.requestBody);
+          const specSchema = (resolve(spec, specBody).content as Json)["application/json"] as Json;
+          const ourSchema = (ourBody.content as Json)["application/json"] as Json;
+          differences.push(
+            ...requiredDifferences(spec, document, specSchema.schema, ourSchema.schema, `${where} body`),
+          );
+        }
+        for (const [status, response] of Object.entries(specOp.responses as Json)) {
+          const ourResponse = (ourOp.responses as Json)[status];
+          if (ourResponse === undefined) {
+            differences.push(`${where} ${status}: not in ours`);
+            continue;
+          }
+          const ourContent = (resolve(document, ourResponse).content as Json | undefined) ?? {};
+          for (const [type, media] of Object.entries((resolve(spec, response).content as Json | undefined) ?? {})) {
+            const ourMedia = ourContent[type] as Json | undefined;
+            if (ourMedia === undefined) differences.push(`${where} ${status} ${type}: not in ours`);
+            else
+              differences.push(
+                ...requiredDifferences(spec, document, (media as Json).schema, ourMedia.schema, `${where} ${status}`),
+              );
+          }
+        }
+      }
+    }
+    expect(differences).toEqual([]);
+  });
+});
