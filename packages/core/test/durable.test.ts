@@ -263,6 +263,8 @@ describe("durable runs", () => {
       status: "failed",
       error: { code: "server_error", message: "durable run diverged on replay" },
     });
+    // The error says what differed, as docs/durable-runs.md promises.
+    expect(ended.run.error?.data?.detail).toEqual(expect.any(String));
     expect(partsOf(await logOf(memory, runId))).toEqual(["started "]);
   });
 

@@ -292,7 +292,8 @@ export class RunExecutor {
   /** The replay did not do what was recorded: the run fails. */
   #diverge(detail: string): void {
     if (this.#stopError === undefined) this.#logger.error(this.#fields(), `durable run diverged on replay (${detail})`);
-    this.abort(DIVERGED);
+    // The detail goes with the error, so the client learns which step or event differed.
+    this.abort({ ...DIVERGED, data: { detail } });
   }
 
   /** Whether `record` shows that another instance (or none) owns the run now. */
