@@ -257,6 +257,32 @@ describe("over capacity", () => {
   });
 });
 
+describe("a streamed resume past maxStreams", () => {
+  it("answers 503 before it resumes anything, so the client can send it again", async () => {
+    const served = await startApp(testAgents, { limits: { maxStreams: 1 } });
+    const awaiting = await createRun(served, { agent_name: "approval", input: [user("the plan")] }, 200);
+    expect(awaiting.status).toBe("awaiting");
+    const busy = await createRun(served, { agent_name: "slow", input: [user("ticks=100 ms=100")], mode: "async" }, 202);
+    const open = await served.request(`/runs/${busy.run_id}/events`, { headers: { accept: "text/event-stream" } });
+    expect(open.status).toBe(200);
+    const resume = {
+      run_id: awaiting.run_id,
+      await_resume: { type: "message", message: { role: "user", parts: [{ content: "yes" }] } },
+      mode: "stream",
+    };
+    const refused = await served.post(`/runs/${awaiting.run_id}`, resume);
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get("retry-after")).toBeTruthy();
+    expect((await served.getJson<Run>(`/runs/${awaiting.run_id}`)).status).toBe("awaiting");
+    await open.body!.cancel();
+    const accepted = await eventually(async () => {
+      const answer = await served.post(`/runs/${awaiting.run_id}`, resume);
+      return answer.status === 200 && answer;
+    });
+    await accepted.body!.cancel();
+  });
+});
+
 describe("a sync run whose client went away", () => {
   it("is cancelled", async () => {
     const served = await startApp([remembered]);

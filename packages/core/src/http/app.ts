@@ -26,7 +26,14 @@ import { acpCors, type CorsOptions } from "./cors.ts";
 import { openApiDocument } from "./openapi.ts";
 import { LastEventIdSchema, LimitSchema, OffsetSchema, parse, ResourceIdSchema } from "./params.ts";
 import { requestHeader } from "./request-header.ts";
-import { endsAtTerminal, endsAtTerminalOrAwait, SSE_KEEP_ALIVE_MS, SseStreams, streamRunEvents } from "./sse.ts";
+import {
+  endsAtTerminal,
+  endsAtTerminalOrAwait,
+  type OpenStream,
+  SSE_KEEP_ALIVE_MS,
+  SseStreams,
+  streamRunEvents,
+} from "./sse.ts";
 import { requestTenant } from "./tenant.ts";
 
 /** The options of {@link createApp}: the runtime's (see {@link RuntimeOptions}) plus the HTTP ones. */
@@ -208,6 +215,20 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
     app.get("/openapi.json", (c) => c.body(openapi, 200, { "content-type": "application/json" }));
   }
 
+  /**
+   * Runs `start` (a run's creation or resume) with a stream's place taken first when the answer is a
+   * stream, so that a stream refused for `maxStreams` changes nothing and the client can retry it.
+   */
+  async function withStreamPlace<T>(stream: boolean, start: () => Promise<T>): Promise<[T, OpenStream | undefined]> {
+    const place = stream ? streams.reserve() : undefined;
+    try {
+      return [await start(), place];
+    } catch (error) {
+      if (place !== undefined) streams.release(place);
+      throw error;
+    }
+  }
+
   app.get("/agents", (c) => {
     const limit = parse(LimitSchema, c.req.query("limit") ?? 10, "query parameter limit");
     const offset = parse(OffsetSchema, c.req.query("offset") ?? 0, "query parameter offset");
@@ -219,15 +240,9 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
   app.post("/runs", async (c) => {
     const body = await readJson(c, (raw) => checkRequestLengths(raw, runtime.limits));
     const request = parse(RunCreateRequestSchema, body, "run request");
-    // A stream's place is taken first, so that a refused stream starts no run.
-    const place = request.mode === "stream" ? streams.reserve() : undefined;
-    let record: Awaited<ReturnType<typeof runtime.createRun>>;
-    try {
-      record = await runtime.createRun(request, requestTenant(c), { origin: new URL(origin(c)).origin });
-    } catch (error) {
-      if (place !== undefined) streams.release(place);
-      throw error;
-    }
+    const [record, place] = await withStreamPlace(request.mode === "stream", () =>
+      runtime.createRun(request, requestTenant(c), { origin: new URL(origin(c)).origin }),
+    );
     const runId = record.run.run_id;
     c.header("Run-ID", runId);
     if (request.mode === "async") return c.json(record.run, 202);
@@ -246,9 +261,11 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
     );
     if (request.run_id != null && request.run_id !== runId)
       throw invalidInput(`run_id ${request.run_id} in the body differs from ${runId} in the path`);
-    const { record, seq } = await runtime.resume(runId, request.await_resume, requestTenant(c));
+    const [{ record, seq }, place] = await withStreamPlace(request.mode === "stream", () =>
+      runtime.resume(runId, request.await_resume, requestTenant(c)),
+    );
     if (request.mode === "async") return c.json(record.run, 202);
-    if (request.mode === "stream") return streamRunEvents(c, store, runId, seq - 1, endsAtTerminalOrAwait, streams);
+    if (place !== undefined) return streamRunEvents(c, store, runId, seq - 1, endsAtTerminalOrAwait, streams, place);
     return c.json((await runtime.whenSettled(runId, record.version)).run);
   });
 

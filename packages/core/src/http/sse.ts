@@ -41,7 +41,7 @@ export const SSE_KEEP_ALIVE_MS = 15_000;
 const KEEP_ALIVE = encoder.encode(": keep-alive\n\n");
 
 /** One open stream, as {@link SseStreams} sees it. */
-interface OpenStream {
+export interface OpenStream {
   controller: ReadableStreamDefaultController<Uint8Array> | undefined;
   /** Whether it sent something since the last keep-alive tick. */
   busy: boolean;
