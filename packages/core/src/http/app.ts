@@ -2,7 +2,6 @@
  * `createApp()`: the ACP 0.2 HTTP API as a Hono app over a {@link Store}.
  */
 import { type Context, Hono } from "hono";
-import { matchedRoutes } from "hono/route";
 import type { Agent } from "../agent.ts";
 import { ACPError, invalidInput, notFound } from "../errors.ts";
 import { checkRequestLengths, RETRY_AFTER_SECONDS } from "../limits.ts";
@@ -26,6 +25,7 @@ import { acpCors, type CorsOptions } from "./cors.ts";
 import { openApiDocument } from "./openapi.ts";
 import { LastEventIdSchema, LimitSchema, OffsetSchema, parse, ResourceIdSchema } from "./params.ts";
 import { requestHeader } from "./request-header.ts";
+import { routePattern } from "./route-pattern.ts";
 import {
   endsAtTerminal,
   endsAtTerminalOrAwait,
@@ -150,7 +150,7 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
     // The first middleware: every answer is counted, refusals, 404s and errors included.
     app.use(async function countRequest(c, next) {
       await next();
-      metrics.httpRequest(c.req.method, routePattern(c), c.res.status);
+      metrics.httpRequest(c.req.method, routePattern(c) ?? UNMATCHED_ROUTE, c.res.status);
     });
   }
 
@@ -330,14 +330,4 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
     runtime,
     shutdown: (opts?: ShutdownOptions) => runtime.shutdown(opts),
   });
-}
-
-/** The pattern of the route that answered (`/runs/:run_id`), never the path: middleware match any method. */
-function routePattern(c: Context): string {
-  const routes = matchedRoutes(c);
-  for (let i = routes.length - 1; i >= 0; i--) {
-    const route = routes[i]!;
-    if (route.method !== "ALL") return route.path;
-  }
-  return UNMATCHED_ROUTE;
 }

@@ -12,8 +12,8 @@ import {
   type TextMapGetter,
   trace,
 } from "@opentelemetry/api";
-import type { Context, MiddlewareHandler } from "hono";
-import { matchedRoutes } from "hono/route";
+import type { MiddlewareHandler } from "hono";
+import { routePattern } from "../http/route-pattern.ts";
 import {
   ERROR_TYPE,
   HTTP_REQUEST_METHOD,
@@ -91,14 +91,4 @@ function pathOf(url: string, colon: number): string {
     if (code === 63 || code === 35) end = i;
   }
   return url.slice(start, end);
-}
-
-/** The pattern of the route that answered (`/runs/:run_id`); `undefined` when none did (middleware match any method). */
-function routePattern(c: Context): string | undefined {
-  const routes = matchedRoutes(c);
-  for (let i = routes.length - 1; i >= 0; i--) {
-    const route = routes[i]!;
-    if (route.method !== "ALL") return route.path;
-  }
-  return undefined;
 }
