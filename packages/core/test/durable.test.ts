@@ -348,6 +348,48 @@ describe("durable runs", () => {
     ]);
   });
 
+  it("answer a resume with 503 when their replay fails here, rather than take them over again and again", async () => {
+    const memory = new MemoryStore();
+    const { store, control } = controlledStore(memory);
+    const first = runtimeOver(memory);
+    const second = runtimeOver(store, { leaseMs: 60_000 });
+    await Promise.all([first.start(), second.start()]);
+    const created = await first.createRun(request("approve", "the plan"));
+    const runId = created.run.run_id;
+    await first.whenSettled(runId, 1);
+    await first.shutdown({ deadlineMs: 0 });
+    control.failing = new Set(["readSteps"]);
+    // Would a resume keep adopting it, the steps read again after a second: it would then succeed.
+    const heal = setTimeout(() => {
+      control.failing = new Set();
+    }, 1000);
+    const error = await second.resume(runId, resumeWith("yes")).catch((reason: unknown) => reason);
+    clearTimeout(heal);
+    expect(error).toMatchObject({ status: 503, code: "server_error" });
+    // Taken over and handed back once (each takeover raises the epoch), still awaiting its resume.
+    expect(await memory.getRun(runId)).toMatchObject({
+      owner: "",
+      epoch: 2,
+      durable: { attempt: 2 },
+      run: { status: "awaiting" },
+    });
+  });
+
+  it("make the instance that adopts one on a resume alive first, even before its own start", async () => {
+    const memory = new MemoryStore();
+    const first = runtimeOver(memory);
+    await first.start();
+    const created = await first.createRun(request("approve", "the plan"));
+    const runId = created.run.run_id;
+    await first.whenSettled(runId, 1);
+    await first.shutdown({ deadlineMs: 0 });
+    const second = runtimeOver(memory);
+    const { record } = await second.resume(runId, resumeWith("yes"));
+    expect(record.owner).toBe(second.instanceId);
+    expect(await memory.isAlive(second.instanceId)).toBe(true);
+    expect((await second.whenSettled(runId, record.version)).run.status).toBe("completed");
+  });
+
   it("take over a run resumed just before its owner died: the stored resume is handed in", async () => {
     const { memory, first, second, control } = await twoInstances();
     const created = await first.createRun(request("approve", "it"));

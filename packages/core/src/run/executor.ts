@@ -191,6 +191,8 @@ export class RunExecutor {
   #released = false;
   /** Hand the run off as soon as it awaits (drain). */
   #handOffAtAwait = false;
+  /** The run's end (or hand-off) could not be written, even after the retries. */
+  #endUnwritten = false;
 
   constructor({
     store,
@@ -338,6 +340,11 @@ export class RunExecutor {
     this.#abort.abort();
   }
 
+  /** Whether {@link execute} gave up writing the run's end (or hand-off): the run is left owned by this instance. */
+  get endUnwritten(): boolean {
+    return this.#endUnwritten;
+  }
+
   /** Stops retrying through a store outage: the run's end is written now or never. */
   giveUp(): void {
     this.#giveUp.abort();
@@ -384,8 +391,10 @@ export class RunExecutor {
       if (outcome !== undefined) await this.#finish(outcome);
       else if (this.#released) await this.#writeRelease();
     } catch (error) {
-      if (!(error instanceof RunGoneError))
+      if (!(error instanceof RunGoneError)) {
+        this.#endUnwritten = true;
         this.#logger.error(this.#fields({ err: error }), "could not record the run's end");
+      }
     } finally {
       clearTimeout(deadline);
       clearInterval(this.#checks);

@@ -17,7 +17,7 @@ import {
   type RunMode,
   RunResumeRequestSchema,
 } from "../models.ts";
-import type { Store, StoredRun } from "../store.ts";
+import { type Store, type StoredRun, StoreRefusedError } from "../store.ts";
 import { Runtime, type RuntimeOptions } from "./runtime.ts";
 
 const runtimes: Runtime[] = [];
@@ -172,6 +172,33 @@ describe("Runtime", () => {
 });
 
 describe("Runtime orphan sweep", () => {
+  it("fails, at its next sweep, a run of its own whose end it could not write (no other instance would)", async () => {
+    // A refused write is not retried: the executor gives the run's end up at once.
+    let refusing = false;
+    const store = new MemoryStore();
+    const updateRun = store.updateRun.bind(store);
+    store.updateRun = (...args) =>
+      refusing ? Promise.reject(new StoreRefusedError("test", "store.updateRun() refused")) : updateRun(...args);
+    const runtime = runtimeOver(store);
+    await runtime.start();
+    const created = await runtime.createRun(request("slow", "ticks=3 ms=20", "async"));
+    const runId = created.run.run_id;
+    refusing = true;
+    await eventually(() => runtime.localRuns === 0);
+    refusing = false;
+    expect((await store.getRun(runId))?.run.status).toBe("in-progress");
+    expect(await runtime.sweepOrphans()).toBe(1);
+    expect((await store.getRun(runId))?.run).toMatchObject({
+      status: "failed",
+      error: {
+        code: "server_error",
+        message: "The run's end could not be recorded (the store kept failing); the run cannot continue",
+      },
+    });
+    // Done with: the next sweep has nothing left to end.
+    expect(await runtime.sweepOrphans()).toBe(0);
+  });
+
   /** Two instances over one memory store; the first reaches it through a switch that can cut it off. */
   async function twoInstances(): Promise<{
     first: Runtime;
@@ -235,6 +262,8 @@ describe("Runtime orphan sweep", () => {
     expect(ended.run).toMatchObject({ status: "cancelled", error: null });
     const lost = await second.whenSettled(awaiting.run.run_id, 3);
     expect(lost.run).toMatchObject({ status: "failed", await_request: null });
+    // The timer's sweep that ended them may still be returning: a call now would share its count.
+    await new Promise((resolve) => setImmediate(resolve));
     expect(await second.sweepOrphans()).toBe(0);
     reconnect();
   });

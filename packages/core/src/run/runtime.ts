@@ -95,6 +95,9 @@ export const RUNTIME_DEFAULTS = Object.freeze({
 /** Most candidate orphans one sweep looks at; the next sweep finds the rest. */
 const SWEEP_BATCH = 500;
 
+/** The error of a run whose executor could not write its end: a sweep here fails it later. */
+const END_UNWRITTEN = "The run's end could not be recorded (the store kept failing); the run cannot continue";
+
 /** Smallest accepted value of each time option: a shorter lease or timeout could not work. */
 const MINIMUM_MS = { leaseMs: 100, storeTimeoutMs: 10, outageMs: 0 } as const;
 
@@ -121,6 +124,12 @@ export class Runtime {
   readonly #local = new Map<string, { executor: RunExecutor; done: Promise<void> }>();
   /** Runs admitted on this instance (from the capacity check until their executor ends). */
   #admitted = 0;
+  /**
+   * Runs owned here that nothing drives any more, because writing their end (or hand-back)
+   * failed: this instance's heartbeat keeps every other sweep off them, so its own sweeps retry.
+   * Each maps to the error to fail it with; `undefined` hands a durable run off (owner "").
+   */
+  readonly #abandoned = new Map<string, string | undefined>();
   /** The sweep in progress, if any. */
   #sweeping: Promise<number> | undefined;
   #started: Promise<void> | undefined;
@@ -351,6 +360,7 @@ export class Runtime {
     }
     this.metrics?.runStarted(agent.manifest.name);
     const done = executor.execute().finally(() => {
+      if (executor.endUnwritten) this.#abandoned.set(run.run_id, agent.durable ? undefined : END_UNWRITTEN);
       this.#local.delete(run.run_id);
       this.#admitted -= 1;
       this.metrics?.runReleased(executor.record.run);
@@ -369,12 +379,12 @@ export class Runtime {
     const landed = whenLanded(error);
     if (landed === undefined) return;
     const runId = record.run.run_id;
+    const message = "The run could not be started: the store answered too late, and the client was told so";
     void landed
       .then(() => this.store.getRun(runId))
       .then((stored) => {
         // Still as created: nobody ever ran it.
         if (stored === undefined || stored.version !== 1) return;
-        const message = "The run could not be started: the store answered too late, and the client was told so";
         const run: Run = {
           ...stored.run,
           status: "failed",
@@ -383,7 +393,7 @@ export class Runtime {
         };
         return this.store.updateRun(runId, stored.version, { ...stored, run }, [{ type: "run.failed", run }]);
       })
-      .catch(() => {});
+      .catch(() => this.#abandoned.set(runId, message));
   }
 
   /**
@@ -461,6 +471,13 @@ export class Runtime {
       // A durable run whose owner is gone (drained, or dead) is adopted here first, then resumed.
       if (current.durable !== undefined && (await this.#ownerGone(current))) {
         const adopted = await this.#adopt(current);
+        // Its replay failed here: asking again would only take it over and fail again, forever.
+        if (adopted === "failed")
+          throw new ACPError({
+            code: "server_error",
+            message: `Run ${runId} could not be taken over by this instance; retry later`,
+            status: 503,
+          });
         if (adopted !== "declined") continue;
       }
       const run: Run = { ...current.run, status: "in-progress", await_request: null };
@@ -510,12 +527,15 @@ export class Runtime {
    * attempt; then the log and the recorded steps are read (nothing can be added to them by the
    * former owner any more) and the handler replays from them.
    * @returns `"adopted"`; `"conflict"` when the record changed meanwhile (read it again);
-   * `"declined"` when this instance cannot take it (draining, at capacity, agent not durable here).
+   * `"declined"` when this instance cannot take it (draining, at capacity, agent not durable here);
+   * `"failed"` when it was taken but could not be replayed (it is handed back).
    */
-  async #adopt(record: StoredRun): Promise<"adopted" | "conflict" | "declined"> {
+  async #adopt(record: StoredRun): Promise<"adopted" | "conflict" | "declined" | "failed"> {
     const agent = this.#agents.get(record.run.agent_name);
     const durable = record.durable;
     if (this.#draining || !agent?.durable || durable === undefined) return "declined";
+    // Owning a run needs a lease: a resume may come before this instance's first heartbeat.
+    await this.start();
     if (this.#admitted >= this.limits.maxConcurrentRuns) return "declined";
     this.#admitted += 1;
     const runId = record.run.run_id;
@@ -586,11 +606,14 @@ export class Runtime {
         { ...runFields(record.run, this.instanceId), err: error },
         "could not replay the run after taking it over; it is handed off",
       );
-      await this.store.updateRun(runId, adopted.version, { ...adopted, owner: "" }, []).catch(() => {});
-      return "adopted";
+      await this.store
+        .updateRun(runId, adopted.version, { ...adopted, owner: "" }, [])
+        .catch(() => this.#abandoned.set(runId, undefined));
+      return "failed";
     }
     this.metrics?.runHeld(agent.manifest.name);
     const done = executor.execute().finally(() => {
+      if (executor.endUnwritten) this.#abandoned.set(runId, undefined);
       this.#local.delete(runId);
       this.#admitted -= 1;
       this.metrics?.runReleased(executor.record.run);
@@ -617,10 +640,19 @@ export class Runtime {
   }
 
   async #sweep(): Promise<number> {
+    // This instance's own abandoned runs first: while it lives, no other sweep touches them.
+    const ended = await this.#eachRun([...this.#abandoned.keys()], (runId) => this.#endAbandoned(runId));
+    return (
+      ended + (await this.#eachRun(await this.store.listOrphanedRuns(SWEEP_BATCH), (runId) => this.#takeOver(runId)))
+    );
+  }
+
+  /** Calls `fn` on each run in turn; how many calls returned true. */
+  async #eachRun(runIds: string[], fn: (runId: string) => Promise<boolean>): Promise<number> {
     let ended = 0;
-    for (const runId of await this.store.listOrphanedRuns(SWEEP_BATCH)) {
+    for (const runId of runIds) {
       try {
-        if (await this.#takeOver(runId)) ended += 1;
+        if (await fn(runId)) ended += 1;
       } catch (error) {
         // Through an outage every call would fail (each after a timeout): stop, the next sweep retries.
         if (isStoreOutage(error)) throw error;
@@ -632,6 +664,25 @@ export class Runtime {
       }
     }
     return ended;
+  }
+
+  /** Fails (or hands off) one run of {@link #abandoned} if still owned here; whether this call ended it. */
+  async #endAbandoned(runId: string): Promise<boolean> {
+    const message = this.#abandoned.get(runId);
+    const record = await this.store.getRun(runId);
+    if (!record || isTerminal(record.run.status) || record.owner !== this.instanceId || this.#local.has(runId)) {
+      // Ended or moved meanwhile: nothing left to do here.
+      this.#abandoned.delete(runId);
+      return false;
+    }
+    if (message === undefined) {
+      const result = await this.store.updateRun(runId, record.version, { ...record, owner: "" }, []);
+      if (result.ok) this.#abandoned.delete(runId);
+      return false;
+    }
+    const status = await this.#end(record, message);
+    if (status !== undefined) this.#abandoned.delete(runId);
+    return status !== undefined;
   }
 
   /** Ends one candidate orphan if it still is one; whether this call ended it. */
@@ -648,22 +699,26 @@ export class Runtime {
       // Left for another instance (or a later sweep) when this one cannot take it now.
       return (await this.#adopt(record)) === "adopted";
     }
+    const status = await this.#end(
+      record,
+      "The server instance running this run was lost (its lease ran out); the run cannot continue",
+    );
+    if (status !== undefined) this.metrics?.orphaned(status);
+    return status !== undefined;
+  }
+
+  /** Ends a run nobody drives: cancelled if cancelling, else failed with `message`; the status written, if it was. */
+  async #end(record: StoredRun, message: string): Promise<"cancelled" | "failed" | undefined> {
+    const runId = record.run.run_id;
     const status = record.run.status === "cancelling" ? "cancelled" : "failed";
-    const error: ErrorModel | null =
-      status === "failed"
-        ? {
-            code: "server_error",
-            message: "The server instance running this run was lost (its lease ran out); the run cannot continue",
-          }
-        : null;
+    const error: ErrorModel | null = status === "failed" ? { code: "server_error", message } : null;
     // The record's output ends at the run's last transition; its log holds the messages completed since.
     const output = await outputFromLog(this.store, runId, { open: false });
     const run: Run = { ...record.run, status, output, error, await_request: null, finished_at: now() };
     const result = await this.store.updateRun(runId, record.version, { ...record, run, resume: null }, [
       { type: `run.${status}`, run },
     ]);
-    if (result.ok) this.metrics?.orphaned(status);
-    return result.ok;
+    return result.ok ? status : undefined;
   }
 
   /**
