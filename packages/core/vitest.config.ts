@@ -1,4 +1,3 @@
-import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
 import { defineConfig } from "vitest/config";
 
@@ -14,9 +13,6 @@ export default defineConfig({
   },
   test: {
     name: "core",
-    // Most of these tests wait on short timers (leases, polls), not on the CPU: two workers even on a
-    // two-core machine (vitest's default there is one) halve the suite's time.
-    maxWorkers: Math.max(2, availableParallelism()),
     include: ["test/**/*.test.ts", "src/**/*.test.ts"],
   },
 });
