@@ -73,6 +73,9 @@ export function createLogger(
   };
   const tty = "isTTY" in out && out.isTTY === true;
   if (tty) return pino(options, prettyTo(out));
-  // pino's own writer on stdout (buffered, flushed on exit); any other stream as given.
-  return out === process.stdout ? pino(options) : pino(options, out as DestinationStream);
+  // On stdout, synchronous writes: a buffered writer can lose the last lines ("stopped cleanly")
+  // when the process exits right after them. Any other stream as given.
+  return out === process.stdout
+    ? pino(options, pino.destination({ dest: 1, sync: true }))
+    : pino(options, out as DestinationStream);
 }

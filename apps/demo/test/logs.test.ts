@@ -95,7 +95,8 @@ describe("the demo's log on a stdout that is not a terminal", () => {
     let stderr = "";
     child.stdout.setEncoding("utf8").on("data", (chunk: string) => (stdout += chunk));
     child.stderr.setEncoding("utf8").on("data", (chunk: string) => (stderr += chunk));
-    const exited = once(child, "exit");
+    // "close", not "exit": the child's last lines may still be in its stdout pipe when it exits.
+    const exited = once(child, "close");
     let run: { run_id: string; session_id: string; status: string };
     try {
       await untilPing(url, () => stdout + stderr);
@@ -126,7 +127,7 @@ describe("the demo's log on a stdout that is not a terminal", () => {
         msg: expect.any(String),
       });
     }
-    // Read once the process has exited: pino writes asynchronously, and flushes at exit.
+    // Read once the process has exited and its stdout is closed: every line is in.
     const failed = lines.find((line) => line.includes('"msg":"the run failed"'));
     expect(failed, stdout).toBeDefined();
     expect(JSON.parse(failed!)).toMatchObject({
