@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { expect } from "vitest";
 import { frameData, frameId, SseFrames } from "../support/sse-frames.ts";
+import { pollUntil } from "../support/until.ts";
 
 /** The lease of every instance: short, so that takeovers happen within a test's patience. */
 export const LEASE_MS = 1000;
@@ -44,27 +45,9 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Calls `check` until it returns something other than undefined; fails after `ms` saying `what`. */
-export async function until<T>(
-  what: string | (() => string),
-  check: () => Promise<T | undefined>,
-  ms: number,
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline)
-      throw new Error(
-        `${typeof what === "string" ? what : what()}: not within ${ms} ms${last ? ` (last error: ${(last as Error).message})` : ""}`,
-      );
-    await sleep(50);
-  }
+/** Calls `check` every 50 ms until it returns something other than undefined; fails after `ms` saying `what`. */
+export function until<T>(what: string | (() => string), check: () => Promise<T | undefined>, ms: number): Promise<T> {
+  return pollUntil(what, check, ms, 50);
 }
 
 async function postJson(url: string, body: unknown): Promise<Response> {

@@ -8,6 +8,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFailed } from "vitest";
 import { type Instance, startInstance, stopInstances } from "./cluster.ts";
 import { frameData, frameId, SseFrames } from "./sse-frames.ts";
+import { pollUntil } from "./until.ts";
 
 /** Store calls answer within this (ACP_STORE_TIMEOUT_MS), so requests need no longer. */
 export const STORE_TIMEOUT_MS = 1000;
@@ -67,25 +68,9 @@ const TERMINAL = ["completed", "failed", "cancelled"];
 
 const user = (content: string) => ({ role: "user", parts: [{ content }] });
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Calls `check` until it returns something other than undefined; fails after `ms` saying `what`. */
-export async function until<T>(what: string, check: () => Promise<T | undefined>, ms = RECOVERY_BOUND_MS): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined) return value;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline)
-      throw new Error(`${what}: not within ${ms} ms${last ? ` (last error: ${(last as Error).message})` : ""}`);
-    await sleep(100);
-  }
+/** Calls `check` every 100 ms until it returns something other than undefined; fails after `ms` saying `what`. */
+export function until<T>(what: string, check: () => Promise<T | undefined>, ms = RECOVERY_BOUND_MS): Promise<T> {
+  return pollUntil(what, check, ms, 100);
 }
 
 /** An HTTP request to the instance that cannot hang: it is aborted after `ms`. */
