@@ -40,7 +40,7 @@ export {
   type HistoryOptions,
 } from "./history-fetch.ts";
 // The HTTP app and the runtime under it
-export { type ACPApp, APP_DEFAULTS, type AppOptions, createApp } from "./http/app.ts";
+export { type ACPApp, APP_DEFAULTS, type AppOptions, createApp, INSTANCE_HEADER } from "./http/app.ts";
 export { type AuthOptions, apiKeyAuth, type NamedApiKey } from "./http/auth.ts";
 export { acpCors, type CorsOptions } from "./http/cors.ts";
 export { requestTenant, TENANT_VARIABLE } from "./http/tenant.ts";
@@ -77,6 +77,7 @@ export type {
   DurableState,
   HistoryAppend,
   HistoryItem,
+  RunHead,
   RunTraceContext,
   SessionSummary,
   StepRecord,

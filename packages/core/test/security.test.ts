@@ -221,7 +221,7 @@ describe("CORS", () => {
     );
     expect(created.status).toBe(200);
     expect(created.headers.get("access-control-allow-origin")).toBe("https://app.example.com");
-    expect(created.headers.get("access-control-expose-headers")).toBe("Run-ID");
+    expect(created.headers.get("access-control-expose-headers")).toBe("Run-ID,ACP-Instance");
     expect(created.headers.get("run-id")).toBeTruthy();
     const refused = await served.request("/agents", { headers: { origin: "https://evil.example" } });
     expect(refused.status).toBe(401);

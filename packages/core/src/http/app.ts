@@ -76,6 +76,9 @@ export const APP_DEFAULTS = Object.freeze({
   sseKeepAliveMs: SSE_KEEP_ALIVE_MS,
 });
 
+/** The response header that names the instance (its `runtime.instanceId`) that served the request. */
+export const INSTANCE_HEADER = "acp-instance";
+
 /** How long one store check answers `GET /ping`: an open health endpoint then costs the store at most one round trip a second. */
 const PING_CACHE_MS = 1000;
 
@@ -143,6 +146,17 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
     return c.json({ code: "server_error", message: "Internal server error" }, 500);
   });
   app.notFound((c) => c.json({ code: "not_found", message: `No route for ${c.req.method} ${c.req.path}` }, 404));
+
+  // Every answer says which instance served it (SSE, errors and refusals included): behind a load
+  // balancer, a person or a client sees that several instances share one run. The id is a random
+  // UUID per process, also in the logs and traces; it tells nothing about the host.
+  const instanceId = runtime.instanceId;
+  app.use(async function instanceHeader(c, next) {
+    c.header(INSTANCE_HEADER, instanceId);
+    await next();
+    // A handler that returned its own Response did not take the header from the context.
+    if (!c.res.headers.has(INSTANCE_HEADER)) c.header(INSTANCE_HEADER, instanceId);
+  });
 
   const metrics = runtime.metrics;
   if (metrics !== undefined) {

@@ -31,13 +31,13 @@ describe("acpCors", () => {
     expect(response.headers.get("access-control-max-age")).toBe("600");
   });
 
-  it("exposes Run-ID on actual responses", async () => {
+  it("exposes Run-ID and ACP-Instance on actual responses", async () => {
     const response = await appWith(["https://app.example.com"]).request("/runs", {
       method: "POST",
       headers: { origin: "https://app.example.com" },
     });
     expect(response.headers.get("access-control-allow-origin")).toBe("https://app.example.com");
-    expect(response.headers.get("access-control-expose-headers")).toBe("Run-ID");
+    expect(response.headers.get("access-control-expose-headers")).toBe("Run-ID,ACP-Instance");
   });
 
   it("gives no allow-origin header to another origin", async () => {

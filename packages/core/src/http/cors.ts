@@ -1,6 +1,6 @@
 /**
  * Optional CORS for browser clients, on top of `hono/cors`, with the headers ACP needs: the
- * `Run-ID` response header is readable, and `Last-Event-ID` and the API-key headers may be sent.
+ * `Run-ID` and `ACP-Instance` response headers are readable, and `Last-Event-ID` and the API-key headers may be sent.
  */
 import type { MiddlewareHandler } from "hono";
 import { cors } from "hono/cors";
@@ -43,7 +43,7 @@ export function acpCors(options: CorsOptions): MiddlewareHandler {
     origin: origins === "*" ? "*" : [...origins],
     allowMethods: ["GET", "POST", "OPTIONS"],
     allowHeaders: ALLOW_HEADERS,
-    exposeHeaders: ["Run-ID"],
+    exposeHeaders: ["Run-ID", "ACP-Instance"],
     maxAge: maxAgeSeconds,
   });
 }
