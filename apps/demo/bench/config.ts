@@ -1,5 +1,5 @@
 /**
- * The bench's settings, from the environment. The defaults keep a full run under about five
+ * The bench's settings, from the environment. The defaults keep a full run under about ten
  * minutes on a 2-core machine.
  */
 import { STORES, type StoreName } from "./backends.ts";
@@ -25,7 +25,24 @@ function list<T extends string>(name: string, allowed: readonly T[]): T[] {
   return chosen as T[];
 }
 
-export const SCENARIOS = ["throughput", "streams", "cross", "followers", "takeover", "observability"] as const;
+function oneOf<T extends string>(name: string, allowed: readonly [T, ...T[]]): T {
+  const raw = process.env[name];
+  if (raw === undefined || raw === "") return allowed[0];
+  if (!allowed.includes(raw as T))
+    throw new Error(`${name}: choose one of ${allowed.join(", ")}, got ${JSON.stringify(raw)}`);
+  return raw as T;
+}
+
+export const SCENARIOS = [
+  "throughput",
+  "streams",
+  "cross",
+  "followers",
+  "fanout",
+  "takeover",
+  "observability",
+] as const;
+export type GeneratorChoice = "auto" | "wrk" | "javascript";
 export type Scenario = (typeof SCENARIOS)[number];
 
 export interface BenchConfig {
@@ -35,11 +52,15 @@ export interface BenchConfig {
   rounds: number;
   /** BENCH_WARMUP_SECONDS: unmeasured seconds of load on each throughput server before the rounds. @default 5 */
   warmupSeconds: number;
-  /** BENCH_CLIENTS: concurrent keep-alive clients of the throughput runs. @default 64 */
+  /** BENCH_CLIENTS: concurrent keep-alive connections of the throughput runs. @default 64 */
   clients: number;
+  /** BENCH_GENERATOR: the throughput load generator; `auto` is wrk when it is on PATH. @default auto */
+  generator: GeneratorChoice;
+  /** BENCH_WRK_THREADS: wrk's threads (event loops). @default 1 */
+  wrkThreads: number;
   /** BENCH_STORES: which stores, comma-separated. @default memory,redis,postgres */
   stores: StoreName[];
-  /** BENCH_ONLY: which scenarios, comma-separated. @default throughput,streams,cross,followers,takeover,observability */
+  /** BENCH_ONLY: which scenarios, comma-separated. @default throughput,streams,cross,followers,fanout,takeover,observability */
   scenarios: Scenario[];
   /** The N of the stream-cost runs. */
   streamSizes: number[];
@@ -47,8 +68,10 @@ export interface BenchConfig {
   streamEvents: number;
   /** BENCH_CROSS_EVENTS: timestamped events of the cross-instance run. @default 3000 */
   crossEvents: number;
-  /** BENCH_FOLLOWERS: open streams of the followers measurement. @default 1000 */
+  /** BENCH_FOLLOWERS: open streams of the followers and fan-out measurements. @default 1000 */
   followers: number;
+  /** BENCH_FANOUT_EVENTS: timestamped parts of the fan-out run, 20 a second. @default 100 */
+  fanoutEvents: number;
   /** BENCH_TAKEOVER_STEPS: recorded steps of the durable run taken over. @default 1000 */
   takeoverSteps: number;
   /** BENCH_TAKEOVER_EVENTS: parts the durable run taken over has yielded. @default 10_000 */
@@ -65,12 +88,15 @@ export function configFromEnv(argv: string[] = process.argv.slice(2)): BenchConf
     rounds: whole("BENCH_ROUNDS", 5),
     warmupSeconds: whole("BENCH_WARMUP_SECONDS", 5, 0),
     clients: whole("BENCH_CLIENTS", 64),
+    generator: oneOf("BENCH_GENERATOR", ["auto", "wrk", "javascript"] as const),
+    wrkThreads: whole("BENCH_WRK_THREADS", 1),
     stores: list("BENCH_STORES", STORES),
     scenarios: list("BENCH_ONLY", SCENARIOS),
-    streamSizes: [100, 1000, 10_000],
+    streamSizes: [1000, 10_000],
     streamEvents: whole("BENCH_STREAM_EVENTS", 20_000),
     crossEvents: whole("BENCH_CROSS_EVENTS", 3000),
     followers: whole("BENCH_FOLLOWERS", 1000),
+    fanoutEvents: whole("BENCH_FANOUT_EVENTS", 100),
     takeoverSteps: whole("BENCH_TAKEOVER_STEPS", 1000),
     takeoverEvents: whole("BENCH_TAKEOVER_EVENTS", 10_000, 0),
     profile: process.env.BENCH_PROFILE === "1" || argv.includes("--profile"),

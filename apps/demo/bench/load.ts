@@ -9,7 +9,7 @@
  */
 import { Pool } from "undici";
 import { KEEP_ALIVE_MS } from "./keep-alive.ts";
-import { percentile } from "./stats.ts";
+import { weightedPercentile } from "./stats.ts";
 
 export interface LoadTarget {
   url: string;
@@ -29,13 +29,22 @@ export interface RunOptions {
   /** Called the moment the measured window opens and the moment it closes. */
   onWindow?(edge: "start" | "end"): void;
   /** Called about twice a second with what was measured so far. */
-  onProgress?(phase: "lead-in" | "measuring", elapsedMs: number, completed: number): void;
+  onProgress?: SliceReport;
 }
+
+/** Called about twice a second with what was measured so far (`completed` when the generator knows it). */
+export type SliceReport = (phase: "lead-in" | "measuring", elapsedMs: number, completed?: number) => void;
 
 /** What one run saw. */
 export interface LoadWindow {
-  /** Latency of each request completed in the measured window, in ms. */
+  /** Successful requests completed in the measured window. */
+  requests: number;
+  /**
+   * Latencies of the measured window, in ms: every request's (JavaScript generator), or its
+   * 1,000 quantiles (wrk), each standing for `latencyWeight` requests.
+   */
   latencies: number[];
+  latencyWeight: number;
   /** Requests completed in all, lead-in included. */
   completed: number;
   /** Failed requests, lead-in included. */
@@ -74,7 +83,7 @@ export class ClosedLoop {
   async run({ leadInMs, measureMs, onWindow, onProgress }: RunOptions): Promise<LoadWindow> {
     const { path, body, clients, check } = this.target;
     const started = performance.now();
-    const result: LoadWindow = { latencies: [], completed: 0, errors: 0, seconds: 0 };
+    const result: LoadWindow = { requests: 0, latencies: [], latencyWeight: 1, completed: 0, errors: 0, seconds: 0 };
     // Completions count while the window is open; the edges are set by timers and read the clock
     // right beside onWindow, so that what is counted and what onWindow measures cover the same time.
     let measuring = false;
@@ -112,7 +121,10 @@ export class ClosedLoop {
           });
           check(response.statusCode, await response.body.text());
           result.completed++;
-          if (measuring) result.latencies.push(performance.now() - sent);
+          if (measuring) {
+            result.requests++;
+            result.latencies.push(performance.now() - sent);
+          }
         } catch (error) {
           result.errors++;
           result.firstError ??= (error as Error).message;
@@ -137,19 +149,22 @@ export class ClosedLoop {
   }
 }
 
-/** Adds up the runs against one server: counts and times summed, percentiles over every latency. */
+/** Adds up the runs against one server: counts and times summed, percentiles over every latency (weighted). */
 export function summarize(windows: readonly LoadWindow[]): LoadResult {
-  const latencies = windows.flatMap((window) => window.latencies);
+  const samples = windows.flatMap((window) =>
+    window.latencies.map((value) => ({ value, weight: window.latencyWeight })),
+  );
+  const requests = windows.reduce((sum, window) => sum + window.requests, 0);
   const seconds = windows.reduce((sum, window) => sum + window.seconds, 0);
   const firstError = windows.find((window) => window.firstError !== undefined)?.firstError;
   return {
-    requests: latencies.length,
+    requests,
     completedInAll: windows.reduce((sum, window) => sum + window.completed, 0),
     errors: windows.reduce((sum, window) => sum + window.errors, 0),
     seconds,
-    perSecond: seconds > 0 ? latencies.length / seconds : 0,
-    p50Ms: percentile(latencies, 50),
-    p99Ms: percentile(latencies, 99),
+    perSecond: seconds > 0 ? requests / seconds : 0,
+    p50Ms: weightedPercentile(samples, 50),
+    p99Ms: weightedPercentile(samples, 99),
     ...(firstError === undefined ? {} : { firstError }),
   };
 }

@@ -6,6 +6,7 @@ import { execFileSync } from "node:child_process";
 import os from "node:os";
 import type { StoreName } from "./backends.ts";
 import type { BenchConfig } from "./config.ts";
+import { describeGenerator, type LoadGenerator } from "./generator.ts";
 import type { CrossInstanceResult } from "./scenarios/cross-instance.ts";
 import type { FollowersResult } from "./scenarios/followers.ts";
 import type { ObservabilityResult } from "./scenarios/observability.ts";
@@ -28,7 +29,7 @@ export interface BenchResults {
   machine: Machine;
   /** The commit measured, and whether the work tree had changes on top of it. */
   commit: string;
-  settings: Pick<
+  settings: { generator: LoadGenerator } & Pick<
     BenchConfig,
     | "seconds"
     | "rounds"
@@ -38,6 +39,7 @@ export interface BenchResults {
     | "streamEvents"
     | "crossEvents"
     | "followers"
+    | "fanoutEvents"
     | "takeoverSteps"
     | "takeoverEvents"
   >;
@@ -201,7 +203,7 @@ export function toMarkdown(results: BenchResults): string {
   if (results.throughput.length > 0) {
     const ceiling = results.throughput.find((row) => row.target === "ceiling")?.perSecond;
     out.push(
-      `### 1. Throughput: sync runs of an echo agent, ${s.clients} keep-alive clients, ${s.seconds} s measured in ${s.rounds} interleaved round${s.rounds === 1 ? "" : "s"} after ${s.warmupSeconds} s warm-up`,
+      `### 1. Throughput: sync runs of an echo agent, driven by ${describeGenerator(s.generator)}, ${s.seconds} s measured per server in ${s.rounds} interleaved round${s.rounds === 1 ? "" : "s"} after ${s.warmupSeconds} s warm-up`,
       table(
         ["Server", "runs/s", "p50 ms", "p99 ms", "of ceiling", "server CPU ms/run", "server cores busy", "errors"],
         results.throughput.map((row) => [
@@ -338,7 +340,7 @@ export function toMarkdown(results: BenchResults): string {
   const observed = results.observability;
   if (observed) {
     out.push(
-      `### 7. Observability cost: sync runs of an echo agent on the memory store, ${s.clients} keep-alive clients, ${s.seconds} s per server in ${s.rounds} interleaved rounds; tracing is the OpenTelemetry Node SDK with a batch span processor whose exporter drops the spans`,
+      `### 7. Observability cost: sync runs of an echo agent on the memory store, driven by ${describeGenerator(s.generator)}, ${s.seconds} s per server in ${s.rounds} interleaved rounds; tracing is the OpenTelemetry Node SDK with a batch span processor whose exporter drops the spans`,
       table(
         ["Server", "runs/s", "p50 ms", "p99 ms", "server CPU ms/run", "throughput lost", "CPU per run", "errors"],
         observed.rows.map((row) => [

@@ -10,6 +10,7 @@ import os from "node:os";
 import path from "node:path";
 import { checkReachable, cleanupAll, type StoreName } from "./backends.ts";
 import { configFromEnv, type Scenario } from "./config.ts";
+import { chooseGenerator } from "./generator.ts";
 import { demoDir, stopAll } from "./processes.ts";
 import { isMainThreadProfile, summarizeProfile } from "./profile-summary.ts";
 import { formatCount, Progress } from "./progress.ts";
@@ -35,6 +36,7 @@ interface Step {
 }
 
 const config = configFromEnv();
+const generator = chooseGenerator(config);
 const stamp = new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19);
 const profileRoot = path.join(resultsDir, "profiles", stamp);
 const results: Omit<BenchResults, "targets"> = {
@@ -46,10 +48,12 @@ const results: Omit<BenchResults, "targets"> = {
     rounds: config.rounds,
     warmupSeconds: config.warmupSeconds,
     clients: config.clients,
+    generator,
     streamSizes: config.streamSizes,
     streamEvents: config.streamEvents,
     crossEvents: config.crossEvents,
     followers: config.followers,
+    fanoutEvents: config.fanoutEvents,
     takeoverSteps: config.takeoverSteps,
     takeoverEvents: config.takeoverEvents,
   },
@@ -159,6 +163,7 @@ async function main(): Promise<void> {
   const context: ScenarioContext = {
     config,
     progress,
+    generator,
     profileDir: (step) => (config.profile ? path.join(profileRoot, step) : undefined),
   };
   const started = performance.now();

@@ -1,10 +1,13 @@
 /** What every scenario gets from the runner. */
 import type { BenchConfig } from "../config.ts";
+import type { LoadGenerator } from "../generator.ts";
 import type { Progress } from "../progress.ts";
 
 export interface ScenarioContext {
   config: BenchConfig;
   progress: Progress;
+  /** The load generator of the throughput measurements. */
+  generator: LoadGenerator;
   /** Where the servers of a step write their CPU profiles; `undefined` when not profiling. */
   profileDir(step: string): string | undefined;
 }

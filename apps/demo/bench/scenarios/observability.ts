@@ -57,9 +57,9 @@ export async function measureObservability(context: ScenarioContext): Promise<Ob
         const name = `round ${round + 1}/${config.rounds}, ${variant}`;
         await server.measureSlice(sliceMs, (phase, elapsedMs, completed) =>
           progress.update(
-            phase === "measuring"
+            phase === "measuring" && completed !== undefined
               ? `${name}, ${formatCount(completed / Math.max(elapsedMs / 1000, 0.001))} req/s`
-              : name,
+              : `${name}, ${phase} ${(elapsedMs / 1000).toFixed(0)} s`,
           ),
         );
       }

@@ -3,7 +3,8 @@
  * load against it, and what its measured slices add up to, server CPU time included.
  */
 import { type Namespace, namespace, type StoreName } from "../backends.ts";
-import { ClosedLoop, type LoadResult, type LoadWindow, summarize } from "../load.ts";
+import { driverFor, type LoadDriver } from "../generator.ts";
+import { type LoadResult, type LoadWindow, type SliceReport, summarize } from "../load.ts";
 import { cpuSeconds, type ServerProcess, startServer } from "../processes.ts";
 import type { ScenarioContext } from "./context.ts";
 
@@ -17,9 +18,6 @@ export interface ThroughputResult extends LoadResult {
   serverCores?: number;
 }
 
-/** Unmeasured load at the start of every slice: the server is back at its steady state when the window opens. */
-const SLICE_LEAD_IN_MS = 250;
-
 const BODY = JSON.stringify({
   agent_name: "echo",
   input: [{ role: "user", parts: [{ content_type: "text/plain", content: "Hello from the bench" }] }],
@@ -31,8 +29,6 @@ function checkCompleted(status: number, body: string): void {
     throw new Error(`expected 200 and a completed run, got ${status}: ${body.slice(0, 200)}`);
 }
 
-type Report = (phase: "lead-in" | "measuring", elapsedMs: number, completed: number) => void;
-
 export class ThroughputServer {
   readonly #windows: LoadWindow[] = [];
   /** Server CPU seconds over the measured windows; undefined once a reading failed (not Linux). */
@@ -42,7 +38,7 @@ export class ThroughputServer {
     readonly target: ThroughputTarget,
     readonly server: ServerProcess,
     readonly space: Namespace | undefined,
-    readonly load: ClosedLoop,
+    readonly load: LoadDriver,
   ) {}
 
   /**
@@ -51,7 +47,7 @@ export class ThroughputServer {
    */
   static async start(
     target: ThroughputTarget,
-    { config, profileDir }: ScenarioContext,
+    { generator, profileDir }: ScenarioContext,
     env: Record<string, string> = {},
     name = `throughput-${target}`,
   ): Promise<ThroughputServer> {
@@ -62,11 +58,18 @@ export class ThroughputServer {
         env: { ...space?.env, ...env },
         profileDir: profileDir(name),
       });
-      const load = new ClosedLoop({
+      // wrk counts statuses, not bodies: one request checked here says the load is what it should be.
+      const probe = await fetch(`${server.url}/runs`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: BODY,
+      });
+      checkCompleted(probe.status, await probe.text());
+      const load = driverFor(generator, {
         url: server.url,
         path: "/runs",
         body: BODY,
-        clients: config.clients,
+        clients: generator.connections,
         check: checkCompleted,
       });
       return new ThroughputServer(target, server, space, load);
@@ -77,25 +80,24 @@ export class ThroughputServer {
   }
 
   /** Unmeasured load: opens the connections and lets the server's JIT settle. */
-  async warmUp(ms: number, report?: Report): Promise<void> {
-    this.#windows.push(await this.load.run({ leadInMs: ms, measureMs: 0, onProgress: report }));
+  async warmUp(ms: number, report?: SliceReport): Promise<void> {
+    this.#windows.push(await this.load.warmUp(ms, report));
   }
 
   /** One measured slice of `ms`, after a short lead-in; added to the server's totals. */
-  async measureSlice(ms: number, report?: Report): Promise<LoadWindow> {
+  async measureSlice(ms: number, report?: SliceReport): Promise<LoadWindow> {
     let cpuAtStart: number | undefined;
-    const window = await this.load.run({
-      leadInMs: SLICE_LEAD_IN_MS,
-      measureMs: ms,
-      onProgress: report,
-      onWindow: (edge) => {
+    const window = await this.load.slice(
+      ms,
+      (edge) => {
         const now = cpuSeconds(this.server.pid);
         if (edge === "start") cpuAtStart = now;
         else if (this.#cpuSeconds !== undefined)
           this.#cpuSeconds =
             now === undefined || cpuAtStart === undefined ? undefined : this.#cpuSeconds + now - cpuAtStart;
       },
-    });
+      report,
+    );
     this.#windows.push(window);
     return window;
   }

@@ -38,9 +38,9 @@ export async function measureThroughput(context: ScenarioContext): Promise<Throu
         progress.update(label);
         await server.measureSlice(sliceMs, (phase, elapsedMs, completed) =>
           progress.update(
-            phase === "measuring"
+            phase === "measuring" && completed !== undefined
               ? `${label}, ${formatCount(completed / Math.max(elapsedMs / 1000, 0.001))} req/s`
-              : label,
+              : `${label}, ${phase} ${(elapsedMs / 1000).toFixed(0)} s`,
           ),
         );
       }
