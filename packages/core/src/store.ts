@@ -164,6 +164,19 @@ export interface UpdateOptions {
   unobserved?: boolean;
 }
 
+/**
+ * Where a run stands, as {@link Store.getRunHeads} reads it: enough to tell whether it moved
+ * since the last look, without reading its record or its log.
+ */
+export interface RunHead {
+  /** The record's {@link StoredRun.version}. */
+  version: number;
+  /** Whether the record's status is terminal (`completed`, `failed` or `cancelled`). */
+  ended: boolean;
+  /** The seq of the last event of the run's log; 0 when the log is empty. */
+  lastSeq: number;
+}
+
 /** The outcome of a compare-and-set: either it applied, or here is what the store holds now. */
 export type UpdateResult =
   | { ok: true; record: StoredRun; lastSeq: number }
@@ -270,6 +283,18 @@ export interface Store {
    * `[]` for an unknown or expired run.
    */
   readSteps(runId: string): Promise<StepRecord[]>;
+
+  /**
+   * The {@link RunHead} of each of `runIds` that is known and not expired, keyed by run id;
+   * unknown and expired runs have no entry (so does an id given twice: one entry). Read in one
+   * round trip to the backend (one pipeline, one script or one query), at a cost that grows with
+   * the number of ids and not with the size of the records or logs: core calls it periodically
+   * with every run its instance watches (at most 500 ids per call), as the safety net behind
+   * change notifications. The version, `ended` and `lastSeq` of one run are each at least as
+   * new as the last write that completed before the call (they need not come from one
+   * snapshot). `[]` gives an empty map.
+   */
+  getRunHeads(runIds: string[]): Promise<Map<string, RunHead>>;
 
   /**
    * Events with `seq > afterSeq`, in order, at most `limit` of them (all when omitted).

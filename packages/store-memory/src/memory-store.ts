@@ -194,6 +194,17 @@ export class MemoryStore implements acp.Store {
     return entry.events.slice(start, end).map((event, i) => ({ seq: start + i + 1, event: copyAsJson(event) }));
   }
 
+  async getRunHeads(runIds: string[]): Promise<Map<string, acp.RunHead>> {
+    const heads = new Map<string, acp.RunHead>();
+    for (const runId of runIds) {
+      const entry = this.#liveRun(runId);
+      if (entry === undefined) continue;
+      const { version, run } = entry.record;
+      heads.set(runId, { version, ended: isTerminal(run.status), lastSeq: entry.events.length });
+    }
+    return heads;
+  }
+
   async recordStep(runId: string, epoch: number, step: acp.StepRecord): Promise<boolean> {
     const entry = this.#liveRun(runId);
     if (!entry || isTerminal(entry.record.run.status)) return false;

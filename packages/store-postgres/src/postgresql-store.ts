@@ -7,6 +7,7 @@ import type {
   Event,
   HistoryAppend,
   HistoryItem,
+  RunHead,
   SessionSummary,
   StepRecord,
   Store,
@@ -235,6 +236,16 @@ export class PostgreSQLStore implements Store {
       if (!appended) return null;
       this.#notify(notification("events", runId));
       return appended.last;
+    });
+  }
+
+  async getRunHeads(runIds: string[]): Promise<Map<string, RunHead>> {
+    return this.#withSchema("getRunHeads", async () => {
+      const heads = new Map<string, RunHead>();
+      if (runIds.length === 0) return heads;
+      const rows = await this.#queries.readRunHeads(this.#sql, [...new Set(runIds)]);
+      for (const { id, version, ended, last } of rows) heads.set(id, { version, ended, lastSeq: last });
+      return heads;
     });
   }
 

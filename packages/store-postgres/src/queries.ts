@@ -228,6 +228,16 @@ export class Queries {
       LIMIT ${limit ?? null}`;
   }
 
+  /** The version, end and last seq of each live run among `runIds`, in one query over the primary key. */
+  readRunHeads(
+    sql: Connection,
+    runIds: string[],
+  ): PendingQuery<{ id: string; version: number; ended: boolean; last: number }[]> {
+    return sql`
+      SELECT id, version, ended, last_seq AS last FROM ${this.#tables.records}
+      WHERE kind = 'run' AND id = ANY(${runIds}::text[]) AND expires_at > now()`;
+  }
+
   readRun(sql: Connection, runId: string): PendingQuery<RunRow[]> {
     return sql`
       SELECT value, version FROM ${this.#tables.records}

@@ -149,6 +149,36 @@ export class RedisStore implements acp.Store {
     });
   }
 
+  getRunHeads(runIds: string[]): Promise<Map<string, acp.RunHead>> {
+    return attemptStore(PACKAGE, "getRunHeads", async () => {
+      const ids = [...new Set(runIds)];
+      // Sent in one go: node-redis pipelines the commands of one tick into one write, so this is
+      // one round trip (one per node of a cluster), however many runs; no script, since the runs'
+      // keys live in different slots.
+      const replies = await Promise.all(
+        ids.flatMap((runId) => {
+          const record = this.#keys.runRecord(runId);
+          const events = this.#keys.runEvents(runId);
+          return [
+            this.#commands.send(record, ["HMGET", record, "version", "ended"]),
+            this.#commands.send(events, ["LLEN", events]),
+          ];
+        }),
+      );
+      const heads = new Map<string, acp.RunHead>();
+      for (const [i, runId] of ids.entries()) {
+        const [version, ended] = replies[2 * i] as [unknown, unknown];
+        if (version == null) continue;
+        heads.set(runId, {
+          version: Number(version),
+          ended: String(ended) === "1",
+          lastSeq: Number(replies[2 * i + 1]),
+        });
+      }
+      return heads;
+    });
+  }
+
   recordStep(runId: string, epoch: number, step: acp.StepRecord): Promise<boolean> {
     return this.#attempt("recordStep", async () => {
       const stored = await scripts.recordStep.run(this.#commands, this.#runKeys(runId), [

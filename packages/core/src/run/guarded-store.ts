@@ -94,6 +94,7 @@ export function guardStore(store: Store, timeoutMs: number, metrics?: Metrics): 
     "updateRun",
     "appendEvents",
     "readEvents",
+    "getRunHeads",
     "recordStep",
     "readSteps",
     "subscribe",

@@ -22,8 +22,12 @@ import type { Store } from "../store.ts";
  *   epoch, expiring with the run, kept alive by heartbeats); {@link Store.listOrphanedRuns} also
  *   lists the runs a draining instance released with owner `""`. A version-2 store would let a
  *   former owner keep writing after a takeover.
+ * - `4`: {@link Store.getRunHeads} reads the version, end and last event seq of many runs in one
+ *   round trip: each instance checks every run it watches (streams, runs it executes, waits) with
+ *   one periodic call instead of one poll per stream and per run. A version-3 store has no such
+ *   method.
  */
-export const STORE_CONTRACT_VERSION = 3;
+export const STORE_CONTRACT_VERSION = 4;
 
 /**
  * Refuses a store that implements an older contract than {@link STORE_CONTRACT_VERSION}, or

@@ -3,6 +3,7 @@ import { describeConcurrency } from "./concurrency.ts";
 import { describeContract } from "./contract.ts";
 import { describeDurable } from "./durable.ts";
 import { describeEvents } from "./events.ts";
+import { describeHeads } from "./heads.ts";
 import { describeInstances } from "./instances.ts";
 import { describeOrphanedRuns } from "./orphaned-runs.ts";
 import { describeRefusals } from "./refusals.ts";
@@ -29,6 +30,7 @@ export function describeStoreConformance(target: ConformanceTarget, t: TestApi):
     describeRuns(target, t);
     describeUpdate(target, t);
     describeEvents(target, t);
+    describeHeads(target, t);
     describeSubscribe(target, t);
     describeSessions(target, t);
     describeInstances(target, t);

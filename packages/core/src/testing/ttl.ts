@@ -32,6 +32,7 @@ export function describeTtl(target: ConformanceTarget, { describe, it }: TestApi
             await sleep(TTL_MS + MARGIN_MS);
             for (const reader of [store, peer]) {
               assert.equal(await reader.getRun(record.run.run_id), undefined, "the run outlived its TTL");
+              assert.equal((await reader.getRunHeads([record.run.run_id])).size, 0, "the run's head outlived its TTL");
               assert.deepEqual(await reader.readEvents(record.run.run_id, 0), [], "the events outlived their TTL");
               assert.deepEqual(await reader.readSteps(record.run.run_id), [], "the steps outlived their TTL");
               assert.equal(await reader.getHistory(sessionId), undefined, "the session outlived its TTL");
