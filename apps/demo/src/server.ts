@@ -6,6 +6,7 @@
 import type { AddressInfo } from "node:net";
 import { type ACPApp, type Agent, APP_DEFAULTS, type AppOptions, createApp } from "@acp/core";
 import { type ServerType, serve } from "@hono/node-server";
+import { playgroundHandler } from "../playground/serve.ts";
 import type { ChosenStore } from "./store-from-env.ts";
 
 export interface DemoServer {
@@ -28,6 +29,8 @@ export interface DemoOptions {
    * defaults, but for `openapi`, on in the demo (`GET /openapi.json`). @default {}
    */
   app?: Omit<AppOptions, "store">;
+  /** Serves the playground (docs/playground.md) at `GET /`. @default true */
+  playground?: boolean;
 }
 
 export async function startServer(
@@ -35,11 +38,15 @@ export async function startServer(
   chosen: ChosenStore,
   options: DemoOptions = {},
 ): Promise<DemoServer> {
-  const { port = 8000, host = "0.0.0.0", drainMs = APP_DEFAULTS.shutdownDeadlineMs } = options;
+  const { port = 8000, host = "0.0.0.0", drainMs = APP_DEFAULTS.shutdownDeadlineMs, playground = true } = options;
   const app = createApp(agents, { openapi: true, ...options.app, store: chosen.store });
   await app.runtime.start();
+  const servePlayground = playground ? playgroundHandler({ instanceId: app.runtime.instanceId }) : undefined;
+  const fetch: typeof app.fetch = servePlayground
+    ? (request, ...rest) => servePlayground(request) ?? app.fetch(request, ...rest)
+    : app.fetch;
   const server = await new Promise<ServerType>((resolve) => {
-    const started = serve({ fetch: app.fetch, port, hostname: host }, () => resolve(started));
+    const started = serve({ fetch, port, hostname: host }, () => resolve(started));
   });
   const address = server.address() as AddressInfo;
   const url = `http://${host === "0.0.0.0" ? "127.0.0.1" : host}:${address.port}`;
