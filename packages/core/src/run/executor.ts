@@ -37,6 +37,7 @@ import { isStoreOutage, retryOutage } from "./guarded-store.ts";
 import { now } from "./now.ts";
 import { ended, stamped } from "./one-shape.ts";
 import { RunContext } from "./run-context.ts";
+import { RunWatch, WATCH_CHECK_MS } from "./run-watch.ts";
 import { sameValue } from "./same-value.ts";
 import { type Classified, classify, storable } from "./yielded.ts";
 
@@ -47,11 +48,12 @@ const MAX_BACKLOG = 1024;
 const FINISH_RETRY_MS = 10 * 60_000;
 
 /**
- * How often a running run re-reads its record when no change notification came: a lost
- * notification (a pub/sub reconnect, a NOTIFY lost after its commit) delays a cancel by at most
- * this. One read per running run per interval.
+ * How late a lost notification (a pub/sub reconnect, a NOTIFY lost after its commit) lets a
+ * running or awaiting run see a cancel or a resume, at most: the period of its instance's
+ * {@link RunWatch}, which checks every watched run with one store call and makes a run re-read
+ * its record only when its version moved.
  */
-export const CANCEL_CHECK_MS = 2_000;
+export const CANCEL_CHECK_MS = WATCH_CHECK_MS;
 
 /** The error of a run whose end the store refused to hold with its output (see {@link RunExecutor}). */
 const REFUSED_END: ErrorModel = {
@@ -110,7 +112,12 @@ export interface ExecutorInit {
    * It stops being unobserved when it first awaits. @default false
    */
   unobserved?: boolean;
-  /** See {@link CANCEL_CHECK_MS} (tests shorten it). @default CANCEL_CHECK_MS */
+  /**
+   * The instance's periodic check of the runs it watches (see {@link RunWatch}); the runtime
+   * passes its own. @default a RunWatch of this run alone, every `cancelCheckMs`
+   */
+  watch?: RunWatch;
+  /** The period of the RunWatch made when `watch` is not given (tests shorten it). @default CANCEL_CHECK_MS */
   cancelCheckMs?: number;
   /** Past this long after it starts, the run is cancelled (`limits.maxRunDurationMs`). @default undefined (no limit) */
   maxDurationMs?: number;
@@ -150,12 +157,11 @@ export class RunExecutor {
   /** The agent message being streamed part by part, if any. */
   #open: Message | undefined;
   #checking = false;
-  /** A change notification came since the last periodic check (see {@link CANCEL_CHECK_MS}). */
-  #notified = false;
   /** The run waits for a resume: the wait reads the record itself. */
   #awaiting = false;
-  readonly #cancelCheckMs: number;
-  #checks: NodeJS.Timeout | undefined;
+  readonly #watch: RunWatch;
+  /** Stops this run's periodic check (see {@link CANCEL_CHECK_MS}), once started. */
+  #stopWatching: (() => void) | undefined;
   readonly #maxDurationMs: number | undefined;
   #unsubscribe: Unsubscribe | undefined;
   #recheck = false;
@@ -203,6 +209,7 @@ export class RunExecutor {
     outageMs,
     maxEvents = LIMIT_DEFAULTS.maxEventsPerRun,
     unobserved = false,
+    watch,
     cancelCheckMs = CANCEL_CHECK_MS,
     maxDurationMs,
     durable,
@@ -214,7 +221,7 @@ export class RunExecutor {
     this.#logger = logger;
     this.#instanceId = instanceId;
     this.#span = span;
-    this.#cancelCheckMs = cancelCheckMs;
+    this.#watch = watch ?? new RunWatch(store, cancelCheckMs, logger);
     this.#maxDurationMs = maxDurationMs;
     this.#maxEvents = maxEvents;
     this.#unobserved = unobserved;
@@ -356,7 +363,7 @@ export class RunExecutor {
    * the run still goes on; it then sees a cancel at its next transition.
    */
   async listen(): Promise<void> {
-    this.#unsubscribe = await this.#store.subscribe(this.runId, this.#onNotify).catch(() => undefined);
+    this.#unsubscribe = await this.#store.subscribe(this.runId, this.#onChange).catch(() => undefined);
   }
 
   async stopListening(): Promise<void> {
@@ -397,22 +404,27 @@ export class RunExecutor {
       }
     } finally {
       clearTimeout(deadline);
-      clearInterval(this.#checks);
+      this.#stopWatching?.();
       await this.stopListening();
       this.#wakeWaiters(undefined);
       if (this.#span !== undefined) endRunSpan(this.#span, this.#record.run);
     }
   }
 
-  /** Starts the periodic re-read of the record that bounds how late a cancel is seen (see {@link CANCEL_CHECK_MS}). */
+  /**
+   * Joins the instance's periodic check, which bounds how late a cancel is seen without a
+   * notification (see {@link CANCEL_CHECK_MS}): the record is re-read only when its version moved.
+   * Started once the run is stored (the check would not find it before).
+   */
   #startChecks(): void {
-    this.#checks ??= setInterval(() => {
-      const notified = this.#notified;
-      this.#notified = false;
-      // A notification came (the subscription works), or the wait for a resume reads the record itself.
-      if (notified || this.#awaiting) return;
-      this.#onChange("record");
-    }, this.#cancelCheckMs).unref();
+    this.#stopWatching ??= this.#watch.add(this.runId, {
+      check: (head) => {
+        // The wait for a resume watches the record itself.
+        if (this.#awaiting) return;
+        if (head === undefined) this.#onChange(undefined);
+        else this.#onChange("record", head.version);
+      },
+    });
   }
 
   /**
@@ -490,12 +502,6 @@ export class RunExecutor {
       );
     }
   }
-
-  /** The subscription's listener: notes that notifications come, then looks at the change. */
-  #onNotify = (change?: ChangeKind, version?: number): void => {
-    if (change !== "events") this.#notified = true;
-    this.#onChange(change, version);
-  };
 
   /** Watches for a cancel (or an end decided elsewhere) while the agent runs. */
   #onChange = (change?: ChangeKind, version?: number): void => {
@@ -756,15 +762,13 @@ export class RunExecutor {
     const signal = this.#abort.signal;
     for (;;) {
       try {
-        // Read at least every two check intervals: a lost notification delays a resume or a cancel by at most that.
+        // The instance's periodic check wakes the wait when the record moved: a lost notification
+        // delays a resume or a cancel by at most its period.
         const durable = this.#epoch !== undefined;
         // A durable run taken over meanwhile (its owner seemed gone) is no longer ours to resume.
         const done = (stored: StoredRun): boolean =>
           stored.run.status !== "awaiting" || (durable && this.#notMine(stored));
-        return await waitForRecord(this.#store, this.runId, done, {
-          signal,
-          pollMs: 2 * this.#cancelCheckMs,
-        });
+        return await waitForRecord(this.#store, this.runId, done, { signal, watch: this.#watch });
       } catch (error) {
         if (!isStoreOutage(error) || signal.aborted) throw error;
         await retryOutage(() => this.#store.ping(), Number.POSITIVE_INFINITY, signal);

@@ -5,6 +5,7 @@
  */
 import { isTerminal } from "../models.ts";
 import type { ChangeKind, Store, StoredEvent, StoredRun } from "../store.ts";
+import type { RunWatch } from "./run-watch.ts";
 
 const PAGE = 500;
 
@@ -41,7 +42,8 @@ class Waker {
     return was;
   }
 
-  wait(timeoutMs: number, signal?: AbortSignal): Promise<void> {
+  /** Waits for a wake-up, at most `timeoutMs` (no limit when `undefined`). */
+  wait(timeoutMs: number | undefined, signal?: AbortSignal): Promise<void> {
     if (this.#dirty || signal?.aborted) return Promise.resolve();
     return new Promise((resolve) => {
       const done = (): void => {
@@ -50,7 +52,7 @@ class Waker {
         this.#resolve = undefined;
         resolve();
       };
-      const timer = setTimeout(done, timeoutMs);
+      const timer = timeoutMs === undefined ? undefined : setTimeout(done, timeoutMs);
       signal?.addEventListener("abort", done, { once: true });
       this.#resolve = done;
     });
@@ -105,29 +107,40 @@ export async function* followEvents(store: Store, runId: string, options: Follow
 
 /**
  * Resolves with the run's record once `done(record)` holds, re-reading it on every record change.
- * Resolves `undefined` when the run disappears or `signal` aborts.
+ * Resolves `undefined` when the run disappears or `signal` aborts. With `watch`, the instance's
+ * periodic check wakes it when the record's version moved (no timer of its own); without, it
+ * re-reads every `pollMs`.
  */
 export async function waitForRecord(
   store: Store,
   runId: string,
   done: (record: StoredRun) => boolean,
-  options: { signal?: AbortSignal; pollMs?: number } = {},
+  options: { signal?: AbortSignal; pollMs?: number; watch?: RunWatch } = {},
 ): Promise<StoredRun | undefined> {
-  const { signal, pollMs = IDLE_POLL_MS } = options;
+  const { signal, pollMs = IDLE_POLL_MS, watch } = options;
   const waker = new Waker();
   const onChange = (change?: ChangeKind): void => {
     if (change !== "events") waker.wake();
   };
+  /** The version last read: the periodic check wakes the wait only for a newer one. */
+  let known = 0;
   const unsubscribe = await store.subscribe(runId, onChange);
+  const stopWatching = watch?.add(runId, {
+    check: (head) => {
+      if (head === undefined || head.version > known) waker.wake();
+    },
+  });
   try {
     while (!signal?.aborted) {
       waker.take();
       const record = await store.getRun(runId);
       if (record === undefined || done(record)) return record;
-      await waker.wait(pollMs, signal);
+      known = record.version;
+      await waker.wait(watch === undefined ? pollMs : undefined, signal);
     }
     return undefined;
   } finally {
+    stopWatching?.();
     await unsubscribe();
   }
 }

@@ -38,6 +38,7 @@ import { waitForRecord } from "./follow.ts";
 import { guardStore, isStoreOutage, retryOutage, whenLanded } from "./guarded-store.ts";
 import { now } from "./now.ts";
 import { outputFromLog } from "./output.ts";
+import { RunWatch } from "./run-watch.ts";
 
 export interface RuntimeOptions {
   /** Where runs, events and sessions live; share one backend between instances for HA. */
@@ -111,6 +112,11 @@ export class Runtime {
   readonly limits: Limits;
   /** Where this instance logs (`RuntimeOptions.logger`). */
   readonly logger: Logger;
+  /**
+   * The one periodic check of every run this instance watches (runs it executes, runs its
+   * streams follow, runs its requests wait on): the safety net behind change notifications.
+   */
+  readonly watch: RunWatch;
   readonly #fetchHistory: HistoryFetcher;
   /** Whether the last heartbeat failed: outages are logged once, not every beat. */
   #beatFailing = false;
@@ -170,6 +176,7 @@ export class Runtime {
       who,
     );
     this.store = guardStore(store, storeTimeoutMs, this.metrics);
+    this.watch = new RunWatch(this.store, undefined, logger);
     this.leaseMs = leaseMs;
     this.outageMs = outageMs;
     this.logger = logger;
@@ -331,6 +338,7 @@ export class Runtime {
       outageMs: this.outageMs,
       maxEvents: this.limits.maxEventsPerRun,
       maxDurationMs: this.limits.maxRunDurationMs,
+      watch: this.watch,
       unobserved,
       durable: agent.durable ? { epoch: 1, attempt: 1, steps: [], log: NEW_LOG } : undefined,
       maxStepBytes: this.limits.maxStepBytes,
@@ -429,7 +437,7 @@ export class Runtime {
       this.store,
       runId,
       (stored) => stored.version >= minVersion && isSettled(stored.run.status),
-      { signal },
+      { signal, watch: this.watch },
     );
     if (!record) throw notFound(`Run ${runId} not found`);
     return record;
@@ -591,6 +599,7 @@ export class Runtime {
         outageMs: this.outageMs,
         maxEvents: this.limits.maxEventsPerRun,
         maxDurationMs: this.limits.maxRunDurationMs,
+        watch: this.watch,
         durable: { epoch, attempt, steps, log },
         maxStepBytes: this.limits.maxStepBytes,
         span,
@@ -753,5 +762,6 @@ export class Runtime {
     clearTimeout(giveUp);
     for (const timer of this.#timers) clearInterval(timer);
     this.#timers = [];
+    this.watch.stop();
   }
 }
