@@ -387,7 +387,7 @@ async function reconnect(follow: Follow, why: string, attempt: number): Promise<
         `Reconnected with Last-Event-ID: ${follow.lastSeq}; continuing from event ${follow.lastSeq + 1}.`,
       ).classList.add("reconnected");
       listRow("reconnect", `reconnected after event ${follow.lastSeq}`, stream.instance);
-      follow.streaming = undefined;
+      // The message being streamed, if any, goes on in the same bubble: the stream resumes right after its last part.
       return stream;
     } catch (error) {
       if (follow.controller.signal.aborted) throw error;
