@@ -22,6 +22,7 @@ import { httpSpans } from "../trace/http-spans.ts";
 import { type AuthOptions, apiKeyAuth } from "./auth.ts";
 import { finishUnreadBody, limitBody, readJson } from "./body.ts";
 import { acpCors, type CorsOptions } from "./cors.ts";
+import { addDocsRoutes, loadDocsPage } from "./docs.ts";
 import { openApiDocument } from "./openapi.ts";
 import { LastEventIdSchema, LimitSchema, OffsetSchema, parse, ResourceIdSchema } from "./params.ts";
 import { requestHeader } from "./request-header.ts";
@@ -46,8 +47,8 @@ export interface AppOptions extends Omit<RuntimeOptions, "agents"> {
    */
   baseUrl?: string;
   /**
-   * API-key authentication: every request but `GET /ping` needs one of the keys, else it gets 401
-   * (see {@link apiKeyAuth}).
+   * API-key authentication: every request but `GET /ping`, `/openapi.json` and `/docs` needs one
+   * of the keys, else it gets 401 (see {@link apiKeyAuth}).
    * @default undefined (no authentication: put the server behind something that authenticates)
    */
   auth?: AuthOptions;
@@ -63,10 +64,17 @@ export interface AppOptions extends Omit<RuntimeOptions, "agents"> {
   sseKeepAliveMs?: number;
   /**
    * Serve `GET /openapi.json`: the OpenAPI 3.1 document of this app's routes, generated from the
-   * schemas that validate its requests (behind `auth` like every route but `/ping`).
-   * @default false (the demo turns it on)
+   * schemas that validate its requests. It describes the protocol, not any run: it needs no API key.
+   * @default false, or true with `docs` (the demo turns it on)
    */
   openapi?: boolean;
+  /**
+   * Serve `GET /docs`: an API reference page (Swagger UI) of `/openapi.json`, every file of it
+   * served by the app (nothing from another origin). Needs the optional peer dependency
+   * `swagger-ui-dist`, loaded only when this is on; implies `openapi`. Needs no API key.
+   * @default false (the demo turns it on)
+   */
+  docs?: boolean;
 }
 
 /** The default of every {@link AppOptions} field that has one: the runtime's and the HTTP layer's. */
@@ -114,6 +122,9 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
   );
   // Built here so that a wrong option throws now, not on the first request.
   const corsMiddleware = options.cors === undefined ? undefined : acpCors(options.cors);
+  if (options.docs === true && options.openapi === false)
+    throw new TypeError("[acp] createApp(): docs: true shows /openapi.json, which openapi: false turns off");
+  const docsPage = options.docs === true ? loadDocsPage("createApp()") : undefined;
   const authMiddleware = options.auth === undefined ? undefined : apiKeyAuth(options.auth);
   // Every call below goes through the runtime's guarded store: bounded in time, failures are 503s.
   const store = runtime.store;
@@ -210,6 +221,22 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
     return c.json({});
   });
 
+  // The API described, before authentication too: it tells the protocol, nothing of any run.
+  if (options.openapi === true || docsPage !== undefined) {
+    // Built once, when the app is: the same bytes for every request.
+    const openapi = JSON.stringify(
+      openApiDocument({
+        metrics: metrics !== undefined,
+        auth: authMiddleware !== undefined,
+        docs: docsPage !== undefined,
+      }),
+    );
+    app.get("/openapi.json", (c) =>
+      c.body(openapi, 200, { "content-type": "application/json", "x-content-type-options": "nosniff" }),
+    );
+  }
+  if (docsPage !== undefined) addDocsRoutes(app, docsPage);
+
   if (authMiddleware) app.use(authMiddleware);
   app.use(limitBody(maxBodyBytes));
 
@@ -219,14 +246,6 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
       const { body, contentType } = await metrics.render();
       return c.body(body, 200, { "content-type": contentType });
     });
-  }
-
-  if (options.openapi === true) {
-    // Built once, when the app is: the same bytes for every request.
-    const openapi = JSON.stringify(
-      openApiDocument({ metrics: metrics !== undefined, auth: authMiddleware !== undefined }),
-    );
-    app.get("/openapi.json", (c) => c.body(openapi, 200, { "content-type": "application/json" }));
   }
 
   /**

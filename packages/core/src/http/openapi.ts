@@ -15,6 +15,8 @@ export interface OpenApiDocumentOptions {
   metrics?: boolean;
   /** Requests need an API key (the app has `auth`). */
   auth?: boolean;
+  /** `GET /docs` and its files are served (the app has `docs`). */
+  docs?: boolean;
 }
 
 type Json = Record<string, unknown>;
@@ -87,6 +89,12 @@ function commonErrors(options: OpenApiDocumentOptions): Json {
     default: { $ref: "#/components/responses/Error" },
   };
 }
+
+/** The error answers of a request that needs no API key. */
+const publicErrors: Json = {
+  "503": { $ref: "#/components/responses/Unavailable" },
+  default: { $ref: "#/components/responses/Error" },
+};
 
 /** Errors of requests that carry a JSON body. */
 const bodyErrors: Json = {
@@ -282,12 +290,57 @@ export function openApiDocument(options: OpenApiDocumentOptions = {}): Json {
     },
     "/openapi.json": {
       get: {
+        tags: ["meta"],
         operationId: "getOpenApiDocument",
         summary: "This document",
-        responses: { "200": json("The OpenAPI 3.1 document of this server", { type: "object" }), ...errors },
+        description: "Describes the protocol, nothing of any run: needs no API key.",
+        security: [],
+        responses: {
+          "200": json("The OpenAPI 3.1 document of this server", { type: "object" }),
+          ...publicErrors,
+        },
       },
     },
   };
+  if (options.docs) {
+    paths["/docs"] = {
+      get: {
+        tags: ["meta"],
+        operationId: "getApiReference",
+        summary: "The API reference page",
+        description:
+          "An HTML page (Swagger UI) that renders `/openapi.json`. Every file it loads is served under `/docs/` by this server; nothing comes from another origin. Needs no API key.",
+        security: [],
+        responses: {
+          "200": { description: "The page", content: { "text/html": { schema: { type: "string" } } } },
+          "304": { description: "The client's copy (`If-None-Match`) is current" },
+          ...publicErrors,
+        },
+      },
+    };
+    paths["/docs/{file}"] = {
+      get: {
+        tags: ["meta"],
+        operationId: "getApiReferenceFile",
+        summary: "A file of the API reference page",
+        security: [],
+        parameters: [pathParameter("file", "The file's name, as the page names it", { type: "string" })],
+        responses: {
+          "200": {
+            description: "The file: a script, a style sheet or an image",
+            content: {
+              "text/javascript": { schema: { type: "string" } },
+              "text/css": { schema: { type: "string" } },
+              "image/png": { schema: { type: "string", contentMediaType: "image/png" } },
+            },
+          },
+          "304": { description: "The client's copy (`If-None-Match`) is current" },
+          "404": errorRef("No such file"),
+          ...publicErrors,
+        },
+      },
+    };
+  }
   if (options.metrics) {
     paths["/metrics"] = {
       get: {
@@ -317,6 +370,7 @@ export function openApiDocument(options: OpenApiDocumentOptions = {}): Json {
       { name: "agent", description: "The agents this server runs" },
       { name: "run", description: "Runs: start, read, resume, cancel, follow" },
       { name: "session", description: "Sessions and their history" },
+      { name: "meta", description: "This description of the API" },
     ],
     paths,
     components: {
