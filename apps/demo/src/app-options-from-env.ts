@@ -1,11 +1,12 @@
 /**
  * Core's options ({@link AppOptions}) from the demo's environment: the runtime's times
  * (`ACP_LEASE_MS`, `ACP_STORE_TIMEOUT_MS`, `ACP_OUTAGE_MS`; unset, core's defaults apply) and the
- * security options: `ACP_API_KEYS` (comma-separated keys; set, every request but `/ping` needs
- * one), `ACP_CORS_ORIGINS` (comma-separated origins or `*`), `ACP_HISTORY_ORIGINS`
+ * security options: `ACP_API_KEYS` (comma-separated keys; set, every request but `/ping`,
+ * `/openapi.json` and `/docs` needs one), `ACP_CORS_ORIGINS` (comma-separated origins or `*`), `ACP_HISTORY_ORIGINS`
  * (comma-separated origins whose session history URLs may be fetched) and
  * `ACP_HISTORY_ALLOW_PRIVATE` (`true` to fetch those from private networks too); the per-instance
- * capacity `ACP_MAX_CONCURRENT_RUNS` and `ACP_MAX_STREAMS`; `ACP_METRICS=off` hides `GET /metrics`.
+ * capacity `ACP_MAX_CONCURRENT_RUNS` and `ACP_MAX_STREAMS`; `ACP_METRICS=off` hides `GET /metrics`,
+ * `ACP_DOCS=off` hides `GET /docs`.
  * docs/configuration.md documents each variable.
  */
 import { type AppOptions, acpCors, apiKeyAuth, createHistoryFetcher } from "@acp/core";
@@ -98,5 +99,11 @@ export function appOptionsFromEnv(env: Env = process.env): ChosenAppOptions {
     throw new Error(`ACP_METRICS must be on or off, got ${JSON.stringify(env.ACP_METRICS)}`);
   options.metrics = !/^(off|false|0|no)$/.test(metrics);
   summary.push(options.metrics ? "metrics: GET /metrics (ACP_METRICS=off hides it)" : "metrics: off");
+  // The API reference page, on unless turned off; GET /openapi.json is served either way.
+  const docs = (env.ACP_DOCS ?? "").trim().toLowerCase();
+  if (!/^(|on|true|1|yes|off|false|0|no)$/.test(docs))
+    throw new Error(`ACP_DOCS must be on or off, got ${JSON.stringify(env.ACP_DOCS)}`);
+  options.docs = !/^(off|false|0|no)$/.test(docs);
+  summary.push(options.docs ? "API reference: GET /docs (ACP_DOCS=off hides it)" : "API reference: off");
   return { options, summary };
 }

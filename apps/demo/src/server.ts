@@ -26,7 +26,7 @@ export interface DemoOptions {
   drainMs?: number;
   /**
    * Options for `createApp()` (leaseMs, auth, cors, history, limits…); unset ones take core's
-   * defaults, but for `openapi`, on in the demo (`GET /openapi.json`). @default {}
+   * defaults, but for `openapi` and `docs`, on in the demo (`GET /openapi.json`, `GET /docs`). @default {}
    */
   app?: Omit<AppOptions, "store">;
   /** Serves the playground (docs/playground.md) at `GET /`. @default true */
@@ -39,7 +39,7 @@ export async function startServer(
   options: DemoOptions = {},
 ): Promise<DemoServer> {
   const { port = 8000, host = "0.0.0.0", drainMs = APP_DEFAULTS.shutdownDeadlineMs, playground = true } = options;
-  const app = createApp(agents, { openapi: true, ...options.app, store: chosen.store });
+  const app = createApp(agents, { openapi: true, docs: true, ...options.app, store: chosen.store });
   await app.runtime.start();
   const servePlayground = playground ? playgroundHandler({ instanceId: app.runtime.instanceId }) : undefined;
   const fetch: typeof app.fetch = servePlayground
