@@ -45,6 +45,8 @@ interface Follow {
   shown: number;
   /** The agent message being streamed. */
   streaming: HTMLElement | undefined;
+  /** The run's heading in the events list. */
+  header: HTMLLIElement | undefined;
   controller: AbortController;
 }
 
@@ -166,28 +168,37 @@ function instanceBadge(instance: string | null): HTMLElement {
   return badge;
 }
 
-function listRow(className: string, detail: string, instance: string | null, seq?: number): HTMLLIElement {
+function listRow(
+  className: string,
+  detail: string | [string, string],
+  instance: string | null,
+  seq?: number,
+): HTMLLIElement {
   const row = element("li", className);
   if (seq !== undefined) {
     row.append(element("span", "seq", String(seq)));
     row.dataset.seq = String(seq);
   }
-  row.append(element("span", "detail", detail), instanceBadge(instance));
+  const [main, extra] = typeof detail === "string" ? [detail, ""] : detail;
+  const text = element("span", "detail", main);
+  if (extra) text.append(" ", element("small", undefined, extra));
+  row.append(text, instanceBadge(instance));
   ui.events.append(row);
   scrollToEnd(ui.events);
   return row;
 }
 
-function eventSummary(event: AcpEvent): string {
-  if (event.run) return `${event.type}  ${event.run.status}`;
+/** An event's type, and a short muted detail: the run's status, the part's content, the generic payload. */
+function eventSummary(event: AcpEvent): [string, string] {
+  if (event.run) return [event.type, event.run.status];
   if (event.part) {
     const content = event.part.content ?? event.part.content_url ?? "";
     const name = event.part.name ? `${event.part.name}: ` : "";
-    return `${event.type}  ${name}${content.length > 40 ? `${content.slice(0, 40)}…` : content}`;
+    return [event.type, `${name}${content.length > 40 ? `${content.slice(0, 40)}…` : content}`];
   }
-  if (event.type === "generic") return `generic  ${JSON.stringify(event.generic)}`;
-  if (event.error) return `${event.type}  ${event.error.code}`;
-  return event.type;
+  if (event.type === "generic") return [event.type, JSON.stringify(event.generic)];
+  if (event.error) return [event.type, event.error.code];
+  return [event.type, ""];
 }
 
 function listEvent(event: AcpEvent, seq: number | undefined, instance: string | null): void {
@@ -209,6 +220,8 @@ function setStatus(follow: Follow, status: Status | undefined, text?: string): v
   ui.status.textContent = text ?? `Run${id} (${follow.agent}, ${follow.mode}): ${status ?? "starting"}`;
   ui.status.dataset.status = status ?? "";
   if (follow.id) ui.status.dataset.runId = follow.id;
+  if (follow.id && follow.header)
+    follow.header.textContent = `${follow.agent} · ${follow.mode} · run ${shortId(follow.id)}`;
   const going = status === undefined || !TERMINAL.has(status);
   ui.cancel.hidden = !going;
   ui.cancel.disabled = status === "cancelling";
@@ -411,6 +424,7 @@ function newFollow(mode: Mode, agent: string, id?: string): Follow {
     lastSeq: 0,
     shown: 0,
     streaming: undefined,
+    header: undefined,
     controller: new AbortController(),
   };
   current = follow;
@@ -442,8 +456,8 @@ async function sendMessage(): Promise<void> {
   const { body } = entry("user", "you");
   body.append(element("span", "text", text));
   ui.message.value = "";
-  const header = element("li", "run", `${agent} · ${mode}`);
-  ui.events.append(header);
+  follow.header = element("li", "run", `${agent} · ${mode}`);
+  ui.events.append(follow.header);
   setStatus(follow, undefined);
   const request = { agent_name: agent, mode, session_id: sessionId, input: [userMessage(text)] };
   await guarded(follow, async () => {
