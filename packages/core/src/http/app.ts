@@ -279,7 +279,7 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
     const runId = record.run.run_id;
     c.header("Run-ID", runId);
     if (request.mode === "async") return c.json(record.run, 202);
-    if (place !== undefined) return streamRunEvents(c, store, runId, 0, endsAtTerminalOrAwait, streams, place);
+    if (place !== undefined) return streamRunEvents(c, runtime.feeds, runId, 0, endsAtTerminalOrAwait, streams, place);
     return c.json((await settledOrCancelled(c, runId, record.version)).run);
   });
 
@@ -298,7 +298,8 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
       runtime.resume(runId, request.await_resume, requestTenant(c)),
     );
     if (request.mode === "async") return c.json(record.run, 202);
-    if (place !== undefined) return streamRunEvents(c, store, runId, seq - 1, endsAtTerminalOrAwait, streams, place);
+    if (place !== undefined)
+      return streamRunEvents(c, runtime.feeds, runId, seq - 1, endsAtTerminalOrAwait, streams, place);
     return c.json((await runtime.whenSettled(runId, record.version)).run);
   });
 
@@ -317,7 +318,7 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
       if (isTerminal(record.run.status) && (await store.readEvents(runId, afterSeq, 1)).length === 0) {
         return c.body("", 200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
       }
-      return streamRunEvents(c, store, runId, afterSeq, endsAtTerminal, streams);
+      return streamRunEvents(c, runtime.feeds, runId, afterSeq, endsAtTerminal, streams);
     }
     const events: Event[] = (await store.readEvents(runId, 0)).map((stored) => stored.event);
     return c.json({ events });

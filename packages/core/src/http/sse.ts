@@ -3,10 +3,13 @@
  * position in its run), so a client whose connection breaks can come back to any instance with
  * `Last-Event-ID` and get exactly what it missed.
  *
- * The body is a plain pull-driven ReadableStream over the follower rather than hono's
- * `streamSSE`: an idle stream then costs about a third of the memory (no TransformStream and
- * writer per stream), the next event is read only when the client has taken the previous one
- * (backpressure), and a client that goes away cancels the stream, which ends the follower.
+ * The body is a plain pull-driven ReadableStream over a follower of the run's feed (see
+ * {@link RunFeeds}: one reader per run per instance, whatever the number of streams) rather than
+ * hono's `streamSSE`: an idle stream then costs about a third of the memory (no TransformStream
+ * and writer per stream), the next event is taken only when the client has taken the previous
+ * one (backpressure; a client far behind reads on its own, holding nobody back), and a client
+ * that goes away cancels the stream, which ends the follower. Per stream there is no timer, no
+ * subscription and no buffer: the follower's position, and the frames the feed shares.
  *
  * The open streams of an app are counted ({@link SseStreams}: at most `limits.maxStreams`), and
  * one shared timer sends a comment line to each stream that sent nothing for a while, so that
@@ -18,8 +21,7 @@ import { atCapacity } from "../limits.ts";
 import { consoleLogger, type Logger } from "../logger.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import type { Event } from "../models.ts";
-import { followEvents } from "../run/follow.ts";
-import type { Store } from "../store.ts";
+import type { Follower, RunFeeds } from "../run/run-feed.ts";
 
 /** Run events after which a stream of this kind ends. */
 export type StreamEnd = (event: Event) => boolean;
@@ -109,51 +111,72 @@ export class SseStreams {
 }
 
 /**
- * The SSE response of a run's events after `afterSeq`, until `ends` says so. `place` is the
- * stream's place in `streams` (see {@link SseStreams.reserve}), given back when the stream ends.
+ * The source of one SSE body: its methods are the stream's (called with it as `this`), so a
+ * stream costs this object and its follower, not a set of closures.
+ */
+class RunEventSource implements UnderlyingDefaultSource<Uint8Array> {
+  constructor(
+    readonly follower: Follower,
+    readonly runId: string,
+    readonly ends: StreamEnd,
+    readonly streams: SseStreams,
+    readonly place: OpenStream,
+  ) {}
+
+  start(controller: ReadableStreamDefaultController<Uint8Array>): void {
+    this.place.controller = controller;
+  }
+
+  async pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
+    try {
+      const next = await this.follower.next();
+      // Cancelled meanwhile (the client went away): the stream is closed already.
+      if (this.follower.closed && next === undefined) return;
+      if (next === undefined) return this.#close(controller);
+      this.place.busy = true;
+      // Encoded once per event, whatever the number of streams that send it.
+      next.frame ??= frame(JSON.stringify(next.event), next.seq);
+      controller.enqueue(next.frame);
+      if (this.ends(next.event)) this.#close(controller);
+    } catch (error) {
+      // Never the raw error: a client sees an ACP error event, the log gets the details.
+      this.streams.logger.error(
+        { run_id: this.runId, reason: (error as Error).message },
+        "the run's event stream broke",
+      );
+      controller.enqueue(frame(JSON.stringify({ type: "error", error: toErrorModel(error) })));
+      this.#close(controller);
+    }
+  }
+
+  cancel(): void {
+    this.streams.release(this.place);
+    this.follower.close();
+  }
+
+  #close(controller: ReadableStreamDefaultController<Uint8Array>): void {
+    this.follower.close();
+    this.streams.release(this.place);
+    controller.close();
+  }
+}
+
+/**
+ * The SSE response of a run's events after `afterSeq`, until `ends` says so, read through the
+ * instance's `feeds`. `place` is the stream's place in `streams` (see {@link SseStreams.reserve}),
+ * given back when the stream ends.
  */
 export function streamRunEvents(
   c: Context,
-  store: Store,
+  feeds: RunFeeds,
   runId: string,
   afterSeq: number,
   ends: StreamEnd,
   streams: SseStreams,
   place: OpenStream = streams.reserve(),
 ): Response {
-  const abort = new AbortController();
-  const events = followEvents(store, runId, { afterSeq, signal: abort.signal });
-  const close = (controller: ReadableStreamDefaultController<Uint8Array>): void => {
-    streams.release(place);
-    controller.close();
-  };
-  const body = new ReadableStream<Uint8Array>({
-    start(controller) {
-      place.controller = controller;
-    },
-    async pull(controller) {
-      try {
-        const next = await events.next();
-        if (next.done) return close(controller);
-        place.busy = true;
-        controller.enqueue(frame(JSON.stringify(next.value.event), next.value.seq));
-        if (ends(next.value.event)) {
-          await events.return(undefined);
-          close(controller);
-        }
-      } catch (error) {
-        // Never the raw error: a client sees an ACP error event, the log gets the details.
-        streams.logger.error({ run_id: runId, reason: (error as Error).message }, "the run's event stream broke");
-        controller.enqueue(frame(JSON.stringify({ type: "error", error: toErrorModel(error) })));
-        close(controller);
-      }
-    },
-    async cancel() {
-      streams.release(place);
-      abort.abort();
-      await events.return(undefined).catch(() => {});
-    },
-  });
+  const source = new RunEventSource(feeds.follow(runId, afterSeq), runId, ends, streams, place);
+  const body = new ReadableStream<Uint8Array>(source);
   return c.body(body, 200, {
     "content-type": "text/event-stream",
     "cache-control": "no-cache",

@@ -38,6 +38,7 @@ import { waitForRecord } from "./follow.ts";
 import { guardStore, isStoreOutage, retryOutage, whenLanded } from "./guarded-store.ts";
 import { now } from "./now.ts";
 import { outputFromLog } from "./output.ts";
+import { RunFeeds } from "./run-feed.ts";
 import { RunWatch } from "./run-watch.ts";
 
 export interface RuntimeOptions {
@@ -117,6 +118,8 @@ export class Runtime {
    * streams follow, runs its requests wait on): the safety net behind change notifications.
    */
   readonly watch: RunWatch;
+  /** The shared readers of the runs this instance's streams follow: one per run, however many streams. */
+  readonly feeds: RunFeeds;
   readonly #fetchHistory: HistoryFetcher;
   /** Whether the last heartbeat failed: outages are logged once, not every beat. */
   #beatFailing = false;
@@ -177,6 +180,7 @@ export class Runtime {
     );
     this.store = guardStore(store, storeTimeoutMs, this.metrics);
     this.watch = new RunWatch(this.store, undefined, logger);
+    this.feeds = new RunFeeds(this.store, this.watch);
     this.leaseMs = leaseMs;
     this.outageMs = outageMs;
     this.logger = logger;

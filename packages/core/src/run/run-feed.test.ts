@@ -1,0 +1,215 @@
+/**
+ * The instance's shared readers (RunFeeds) and its one periodic check (RunWatch), over a memory
+ * store that counts its calls and can lose notifications: what idle and fanned-out followers
+ * cost the store, and that a lost notification is caught up by the periodic check.
+ */
+import { MemoryStore } from "@acp/store-memory";
+import { describe, expect, it } from "vitest";
+import { testAgents } from "../../test/support/agents.ts";
+import { eventually } from "../../test/support/app.ts";
+import type { Event, RunStatus } from "../models.ts";
+import type { ChangeListener, Store, StoredRun } from "../store.ts";
+import { FEED_BUFFER, type Follower, RunFeeds } from "./run-feed.ts";
+import { HEADS_BATCH, RunWatch } from "./run-watch.ts";
+import { Runtime } from "./runtime.ts";
+
+/** A memory store that counts its calls by method and whose notifications can be switched off. */
+function countingStore(): { store: Store; calls: Map<string, number>; total(): number; deaf: { on: boolean } } {
+  const inner = new MemoryStore();
+  const calls = new Map<string, number>();
+  const deaf = { on: false };
+  const store = new Proxy(inner, {
+    get(target, property, receiver) {
+      const value = Reflect.get(target, property, receiver) as unknown;
+      if (typeof value !== "function") return value;
+      const method = String(property);
+      return (...args: unknown[]) => {
+        calls.set(method, (calls.get(method) ?? 0) + 1);
+        if (method === "subscribe") {
+          const [runId, listener] = args as [string, ChangeListener];
+          return target.subscribe(runId, (change, version) => {
+            if (!deaf.on) listener(change, version);
+          });
+        }
+        return (value as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  }) as Store;
+  const total = (): number => [...calls.values()].reduce((sum, n) => sum + n, 0);
+  return { store, calls, total, deaf };
+}
+
+function record(status: RunStatus = "awaiting"): StoredRun {
+  return {
+    run: {
+      run_id: crypto.randomUUID(),
+      agent_name: "test",
+      session_id: crypto.randomUUID(),
+      status,
+      output: [],
+      error: null,
+      created_at: new Date().toISOString(),
+    },
+    version: 1,
+    owner: "someone",
+  };
+}
+
+const label = (n: number): Event => ({ type: "generic", generic: { n } });
+
+/** Takes `count` events from the follower: their seqs. */
+async function take(follower: Follower, count: number): Promise<number[]> {
+  const seqs: number[] = [];
+  while (seqs.length < count) {
+    const next = await follower.next();
+    if (next === undefined) break;
+    seqs.push(next.seq);
+  }
+  return seqs;
+}
+
+const range = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+
+/** An hour: the periodic check runs only when a test calls checkNow(). */
+const NEVER = 3_600_000;
+
+describe("RunFeeds and RunWatch", () => {
+  it("cost the store one call per check for idle followers, whatever their number", async () => {
+    const counted = countingStore();
+    const watch = new RunWatch(counted.store, NEVER);
+    const feeds = new RunFeeds(counted.store, watch);
+    const callsPerCheck = async (followers: number): Promise<number> => {
+      const open: Follower[] = [];
+      for (let i = 0; i < followers; i++) {
+        const stored = record();
+        await counted.store.createRun(stored, [label(1)]);
+        const follower = feeds.follow(stored.run.run_id, 0);
+        expect(await take(follower, 1)).toEqual([1]);
+        open.push(follower);
+      }
+      const before = counted.total();
+      for (let i = 0; i < 3; i++) await watch.checkNow();
+      const perCheck = (counted.total() - before) / 3;
+      for (const follower of open) follower.close();
+      return perCheck;
+    };
+    expect(await callsPerCheck(1)).toBe(1);
+    expect(await callsPerCheck(HEADS_BATCH)).toBe(1);
+    // Past one batch, one more call per batch: still not one per follower.
+    expect(await callsPerCheck(HEADS_BATCH + 1)).toBe(2);
+    expect(counted.calls.get("getRunHeads")).toBe(3 + 3 + 6);
+    expect(watch.size).toBe(0);
+    expect(feeds.size).toBe(0);
+  });
+
+  it("read a run once per change for all its followers, each of which gets every event once, in order", async () => {
+    const counted = countingStore();
+    const feeds = new RunFeeds(counted.store, new RunWatch(counted.store, NEVER));
+    const stored = record("in-progress");
+    const runId = stored.run.run_id;
+    await counted.store.createRun(stored, [label(1)]);
+    const followers = Array.from({ length: 200 }, () => feeds.follow(runId, 0));
+    const seen = followers.map((follower) => take(follower, 21));
+    await eventually(async () => (counted.calls.get("readEvents") ?? 0) > 0);
+    for (let n = 2; n <= 21; n++) {
+      await counted.store.appendEvents(runId, [label(n)]);
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    for (const seqs of await Promise.all(seen)) expect(seqs).toEqual(range(1, 21));
+    expect(counted.calls.get("subscribe")).toBe(1);
+    // One read per append at most, plus the first ones: not one per follower.
+    expect(counted.calls.get("readEvents")).toBeLessThanOrEqual(21 + 3);
+    for (const follower of followers) follower.close();
+  });
+
+  it("let a follower from an older seq catch up on its own, and one that fell behind the feed read on its own", async () => {
+    const counted = countingStore();
+    const feeds = new RunFeeds(counted.store, new RunWatch(counted.store, NEVER));
+    const stored = record("in-progress");
+    const runId = stored.run.run_id;
+    const total = FEED_BUFFER * 3;
+    await counted.store.createRun(
+      stored,
+      range(1, 10).map((n) => label(n)),
+    );
+    const fast = feeds.follow(runId, 5);
+    expect(await take(fast, 5)).toEqual(range(6, 10));
+    // Joins later, from the start: reads 1..5 itself, then takes the feed's.
+    const late = feeds.follow(runId, 0);
+    expect(await take(late, 3)).toEqual([1, 2, 3]);
+    // `late` stops taking while many events go by: the feed keeps FEED_BUFFER of them.
+    const fastSeen = take(fast, total - 10);
+    for (let n = 11; n <= total; n += 50) {
+      await counted.store.appendEvents(
+        runId,
+        range(n, Math.min(total, n + 49)).map((m) => label(m)),
+      );
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    expect(await fastSeen).toEqual(range(11, total));
+    expect(await take(late, total - 3)).toEqual(range(4, total));
+    fast.close();
+    late.close();
+  });
+
+  it("catch up a lost notification at the next periodic check, and end with the run", async () => {
+    const counted = countingStore();
+    const watch = new RunWatch(counted.store, NEVER);
+    const feeds = new RunFeeds(counted.store, watch);
+    const stored = record("in-progress");
+    const runId = stored.run.run_id;
+    await counted.store.createRun(stored, [label(1)]);
+    const follower = feeds.follow(runId, 0);
+    expect(await take(follower, 1)).toEqual([1]);
+    counted.deaf.on = true;
+    await counted.store.appendEvents(runId, [label(2)]);
+    const next = follower.next();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    let got: number | undefined;
+    void next.then((event) => {
+      got = event?.seq;
+    });
+    expect(got).toBeUndefined();
+    await watch.checkNow();
+    expect((await next)?.seq).toBe(2);
+    // The run ends, unheard: the check sees it, the follower gets the terminal event, then ends.
+    const ended: StoredRun = { ...stored, run: { ...stored.run, status: "completed" } };
+    expect((await counted.store.updateRun(runId, 1, ended, [{ type: "run.completed", run: ended.run }])).ok).toBe(true);
+    const last = follower.next();
+    await watch.checkNow();
+    expect((await last)?.event.type).toBe("run.completed");
+    expect(await follower.next()).toBeUndefined();
+    // A follower past the end of an ended run ends at once.
+    const after = feeds.follow(runId, 3);
+    expect(await after.next()).toBeUndefined();
+  });
+
+  it("see a cancel whose notification was lost at the instance's next check (executor and wait)", async () => {
+    const counted = countingStore();
+    const owner = new Runtime({ store: counted.store, agents: testAgents });
+    const other = new Runtime({ store: counted.store, agents: testAgents });
+    const created = await owner.createRun({
+      agent_name: "slow",
+      input: [
+        {
+          role: "user",
+          parts: [{ content_type: "text/plain", content: "ticks=100000 ms=10", content_encoding: "plain" }],
+        },
+      ],
+      mode: "async",
+    });
+    const runId = created.run.run_id;
+    counted.deaf.on = true;
+    await other.cancel(runId);
+    const settled = other.whenSettled(runId, 1);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(owner.localRuns).toBe(1);
+    // Neither instance heard the cancel: their periodic checks find the record moved.
+    await owner.watch.checkNow();
+    await eventually(async () => owner.localRuns === 0);
+    await other.watch.checkNow();
+    expect((await settled).run.status).toBe("cancelled");
+    await owner.shutdown({ deadlineMs: 100 });
+    await other.shutdown({ deadlineMs: 100 });
+  });
+});

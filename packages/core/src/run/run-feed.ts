@@ -1,0 +1,324 @@
+/**
+ * Shared readers of runs' event logs, one per run per instance: however many streams of an
+ * instance follow a run, the store sees one subscription and one `readEvents` per change, and
+ * the events are handed to every local follower from memory. Each follower keeps its own
+ * position: one that starts behind the shared reader (an older `Last-Event-ID`), or that falls
+ * further behind than the feed keeps events, reads on its own until it catches up. A lost
+ * notification is caught up by the instance's periodic check ({@link RunWatch}).
+ */
+import { isTerminal } from "../models.ts";
+import type { RunHead, Store, StoredEvent, Unsubscribe } from "../store.ts";
+import type { RunWatch, RunWatcher } from "./run-watch.ts";
+
+/** Most events one read asks for. */
+const PAGE = 500;
+
+/**
+ * Most events a feed keeps for its followers. A follower further behind reads on its own: a
+ * slow client neither holds the others back nor makes the feed grow.
+ */
+export const FEED_BUFFER = 256;
+
+/** An event as a feed hands it out; `frame` is for the stream to keep its encoding in, made once for all followers. */
+export interface FedEvent extends StoredEvent {
+  frame?: Uint8Array;
+}
+
+function endsRun(event: StoredEvent["event"]): boolean {
+  return event.type === "run.completed" || event.type === "run.failed" || event.type === "run.cancelled";
+}
+
+/**
+ * The feeds of one instance, by run.
+ * @example
+ * const follower = feeds.follow(runId, 0);
+ * for (let next = await follower.next(); next !== undefined; next = await follower.next()) send(next);
+ * follower.close();
+ */
+export class RunFeeds {
+  readonly #store: Store;
+  readonly #watch: RunWatch;
+  readonly #feeds = new Map<string, RunFeed>();
+
+  constructor(store: Store, watch: RunWatch) {
+    this.#store = store;
+    this.#watch = watch;
+  }
+
+  /** How many runs have a feed now. */
+  get size(): number {
+    return this.#feeds.size;
+  }
+
+  /**
+   * A follower of the run's events with `seq > afterSeq`. It ends (its `next()` resolves
+   * `undefined`) once it has handed out the run's last event, when the run is unknown or expired,
+   * or when it is closed; the caller closes it when it stops earlier.
+   */
+  follow(runId: string, afterSeq: number): Follower {
+    const known = this.#feeds.get(runId);
+    if (known !== undefined) return known.join(afterSeq, true);
+    const feed: RunFeed = new RunFeed(this.#store, runId, afterSeq, this.#watch, () => {
+      if (this.#feeds.get(runId) === feed) this.#feeds.delete(runId);
+    });
+    this.#feeds.set(runId, feed);
+    // The new feed reads once subscribed: no need to ask it to.
+    return feed.join(afterSeq, false);
+  }
+}
+
+/** One follower of a run: its position, and the wait for its next event. Small on purpose. */
+export class Follower {
+  /** The seq of the last event handed out. */
+  position: number;
+  readonly #feed: RunFeed;
+  /** Events this follower read itself while behind the feed; index of the next one. */
+  #own: StoredEvent[] | undefined;
+  #ownAt = 0;
+  /** Settles the pending `next()` when the feed moves. */
+  wake: ((error?: unknown) => void) | undefined;
+  closed = false;
+
+  constructor(feed: RunFeed, position: number) {
+    this.#feed = feed;
+    this.position = position;
+  }
+
+  /**
+   * The next event, once there is one; `undefined` when the follower is done.
+   * @throws StoreError when the feed's subscription or a read fails.
+   */
+  async next(): Promise<FedEvent | undefined> {
+    const feed = this.#feed;
+    await feed.ready;
+    for (;;) {
+      if (this.closed) return undefined;
+      const own = this.#own;
+      if (own !== undefined) {
+        const event = own[this.#ownAt++];
+        if (event !== undefined && event.seq === this.position + 1) {
+          this.position = event.seq;
+          return event;
+        }
+        this.#own = undefined;
+      }
+      if (this.position < feed.base) {
+        // Behind what the feed keeps: read on our own up to where it starts, then join it.
+        const batch = await feed.store.readEvents(feed.runId, this.position, Math.min(PAGE, feed.base - this.position));
+        if (batch.length === 0) {
+          // The log ends before where the feed starts (it started past the end), or the run expired.
+          if (feed.rewind(this.position)) continue;
+          return undefined;
+        }
+        this.#own = batch;
+        this.#ownAt = 0;
+        continue;
+      }
+      const event = feed.at(this.position + 1);
+      if (event !== undefined) {
+        this.position = event.seq;
+        return event;
+      }
+      if (feed.gone || (feed.endSeq !== undefined && this.position >= feed.endSeq)) return undefined;
+      await new Promise<void>((resolve, reject) => {
+        this.wake = (error) => {
+          this.wake = undefined;
+          if (error === undefined) resolve();
+          else reject(error);
+        };
+      });
+    }
+  }
+
+  /** Stops following; a pending `next()` resolves `undefined`. Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.wake?.();
+    this.#feed.leave(this);
+  }
+}
+
+/** The shared reader of one run on one instance. */
+class RunFeed implements RunWatcher {
+  readonly store: Store;
+  readonly runId: string;
+  /** Resolves once the subscription is in effect; rejects when it failed. */
+  readonly ready: Promise<void>;
+  /** The seq of the event before the first one kept. */
+  base: number;
+  /** Events read and kept: seqs `base + 1` … `lastSeq`. */
+  #events: FedEvent[] = [];
+  /** The seq of the run's last event, once it is known to have ended. */
+  endSeq: number | undefined;
+  /** The store does not know the run (any more). */
+  gone = false;
+  readonly #followers = new Set<Follower>();
+  #closed = false;
+  readonly #unsubscribe: Promise<Unsubscribe | undefined>;
+  readonly #stopWatching: () => void;
+  readonly #dispose: () => void;
+  #reading = false;
+  /** Something changed while a read was going on: read again after it. */
+  #dirty = false;
+  /** The record may have changed: an empty read looks at the record (has the run ended, or gone?). */
+  #recordChanged = true;
+
+  constructor(store: Store, runId: string, afterSeq: number, watch: RunWatch, dispose: () => void) {
+    this.store = store;
+    this.runId = runId;
+    this.base = afterSeq;
+    this.#dispose = dispose;
+    const subscribed = store.subscribe(runId, (change) => {
+      if (change !== "events") this.#recordChanged = true;
+      this.#read();
+    });
+    this.ready = subscribed.then(
+      () => this.#read(),
+      (error: unknown) => {
+        this.#close();
+        throw error;
+      },
+    );
+    // Nobody may be waiting on `ready` yet: its failure reaches each follower's next().
+    this.ready.catch(() => {});
+    this.#unsubscribe = subscribed.catch(() => undefined);
+    this.#stopWatching = watch.add(runId, this);
+  }
+
+  get lastSeq(): number {
+    return this.base + this.#events.length;
+  }
+
+  /** The kept event with this seq, if it is kept. */
+  at(seq: number): FedEvent | undefined {
+    return this.#events[seq - this.base - 1];
+  }
+
+  /** A new follower from `afterSeq`; with `look`, the feed reads the log again (see below). */
+  join(afterSeq: number, look: boolean): Follower {
+    const follower = new Follower(this, afterSeq);
+    this.#followers.add(follower);
+    // A follower ahead of what was read may be waiting for events whose notification came
+    // before it joined: look now (reads in flight coalesce, so many joins cost one or two reads).
+    if (look && afterSeq >= this.lastSeq && this.endSeq === undefined) this.ready.then(() => this.#read(), ignore);
+    return follower;
+  }
+
+  /**
+   * Moves the start of a feed that holds no event back to `seq`, when it started past the end
+   * of the log (its first follower came with a seq the log does not have yet) and a follower
+   * needs what comes after `seq`. Whether it did.
+   */
+  rewind(seq: number): boolean {
+    if (this.#closed || this.gone || this.#events.length > 0 || seq >= this.base) return false;
+    this.base = seq;
+    this.endSeq = undefined;
+    this.#recordChanged = true;
+    this.#read();
+    return true;
+  }
+
+  leave(follower: Follower): void {
+    if (this.#followers.delete(follower) && this.#followers.size === 0) this.#close();
+  }
+
+  /** The instance's periodic check: read when the run moved past what was read, or ended, or is gone. */
+  check(head: RunHead | undefined): void {
+    this.#trim();
+    if (head === undefined || (head.ended && this.endSeq === undefined)) {
+      this.#recordChanged = true;
+      this.#read();
+    } else if (head.lastSeq > this.lastSeq) this.#read();
+  }
+
+  /** Leaves the instance's feeds, its check and the subscription: when the last follower left, or the subscription failed. */
+  #close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#dispose();
+    this.#stopWatching();
+    void this.#unsubscribe.then((unsubscribe) => unsubscribe?.()).catch(ignore);
+    this.#events = [];
+  }
+
+  /** Drops the kept events every follower has passed (they are kept for followers still behind). */
+  #trim(): void {
+    let lowest = Number.POSITIVE_INFINITY;
+    for (const follower of this.#followers) lowest = Math.min(lowest, follower.position);
+    const passed = Math.min(lowest, this.lastSeq) - this.base;
+    if (passed <= 0) return;
+    this.#events.splice(0, passed);
+    this.base += passed;
+  }
+
+  #append(batch: StoredEvent[]): void {
+    for (const stored of batch) {
+      // Reads never overlap and always start at lastSeq: anything else is dropped, never repeated.
+      if (stored.seq !== this.lastSeq + 1) continue;
+      this.#events.push(stored);
+      if (endsRun(stored.event)) this.endSeq = stored.seq;
+    }
+    const over = this.#events.length - FEED_BUFFER;
+    if (over > 0) {
+      this.#events.splice(0, over);
+      this.base += over;
+    }
+  }
+
+  /** Reads what is new, one read at a time; a wake-up during a read makes one more read after it. */
+  #read(): void {
+    if (this.#reading) {
+      this.#dirty = true;
+      return;
+    }
+    if (this.#closed) return;
+    this.#reading = true;
+    void this.#readAll().then(
+      () => this.#wake(undefined),
+      (error: unknown) => this.#wake(error),
+    );
+  }
+
+  async #readAll(): Promise<void> {
+    try {
+      do {
+        this.#dirty = false;
+        if (this.endSeq !== undefined || this.gone) return;
+        const recordChanged = this.#recordChanged;
+        this.#recordChanged = false;
+        const batch = await this.store.readEvents(this.runId, this.lastSeq, PAGE);
+        this.#append(batch);
+        // A full page: there may be more; the followers get this one meanwhile.
+        if (batch.length === PAGE) {
+          this.#dirty = true;
+          this.#wake(undefined);
+          continue;
+        }
+        if (batch.length > 0 || !recordChanged) continue;
+        // Nothing new after a change of the record: a run that is gone, or ended (its terminal
+        // event is always its last), has nothing more to give.
+        const record = await this.store.getRun(this.runId);
+        if (record === undefined) this.gone = true;
+        else if (isTerminal(record.run.status)) {
+          // The run may have ended between our read and this check: its last events come first.
+          this.#append(await this.store.readEvents(this.runId, this.lastSeq));
+          this.endSeq = this.lastSeq;
+        }
+      } while (this.#dirty);
+    } catch (error) {
+      // The next change or check reads again; the record is looked at then too.
+      this.#recordChanged = true;
+      throw error;
+    } finally {
+      this.#reading = false;
+    }
+  }
+
+  /** Wakes the followers waiting for the feed to move; with `error`, their `next()` rejects. */
+  #wake(error: unknown): void {
+    for (const follower of this.#followers) follower.wake?.(error);
+  }
+}
+
+function ignore(): void {}
