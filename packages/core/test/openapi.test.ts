@@ -1,15 +1,22 @@
 /**
- * `GET /openapi.json`: a structurally valid OpenAPI 3.1 document, generated from the models, that
- * covers the ACP 0.2 document: its every path and method, and the same required fields in the
- * bodies both describe.
+ * `GET /openapi.json`: a valid OpenAPI 3.1 document (checked against the official schemas),
+ * generated from the models, that describes every route the app serves and covers the ACP 0.2
+ * document: its every path and method, and the same required fields in the bodies both describe.
  */
+import { MemoryStore } from "@acp/store-memory";
+import { Validator } from "@seriousme/openapi-schema-validator";
 import { Ajv2020 } from "ajv/dist/2020.js";
+import formatsPlugin from "ajv-formats";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { agent } from "../src/index.ts";
+import { openApiDocument } from "../src/http/openapi.ts";
+import { agent, createApp } from "../src/index.ts";
 import { startApp, stopApps, type TestApp } from "./support/app.ts";
 import { loadOpenApiSpec } from "./support/openapi.ts";
 
 type Json = Record<string, unknown>;
+
+// ajv-formats is CommonJS: under NodeNext its default import is the module, at run time the plugin.
+const addFormats = formatsPlugin as unknown as typeof formatsPlugin.default;
 
 const METHODS = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
 const isObject = (value: unknown): value is Json =>
@@ -57,17 +64,26 @@ function componentOf(node: unknown): string | undefined {
   return refName(node);
 }
 
-/** Fields whose requiredness differs from the ACP document on purpose, with why (`OurSchema.field`). */
+/**
+ * Fields whose requiredness differs from the ACP document on purpose, with why
+ * (`OurComponent.field`). In a request a field may be optional in ours only (we are lenient); in an
+ * answer a field may be required in ours only (we always send it). An answer that may lack a field
+ * the ACP document requires is never accepted, listed or not.
+ */
 const KNOWN_DIFFERENCES: Record<string, string> = {
   // Requests are lenient: the official clients send these as null or leave them out.
   "RunResumeRequest.run_id": "the run id is in the path; clients send null",
   "RunResumeRequest.mode": "defaults to sync",
-  // One Message schema for requests and answers: a message a client sends may leave role out.
   "Session.history": "defaults to [] in requests (the answers' SessionResponse requires it)",
-  "Message.role": 'defaults to "user" in requests; always present in answers',
-  "MessagePart.content_type": 'defaults to "text/plain" in requests; always present in answers',
-  "CitationMetadata.kind": "defaults to citation",
-  "TrajectoryMetadata.kind": "defaults to trajectory",
+  // A message a client sends may leave out what the server fills in; `Message` (answers) requires it.
+  "MessageInput.role": 'defaults to "user"',
+  "MessagePartInput.content_type": 'defaults to "text/plain"',
+  "CitationMetadataInput.kind": "defaults to citation",
+  "TrajectoryMetadataInput.kind": "defaults to trajectory",
+  // Answers: always sent, once filled in.
+  "MessagePart.content_encoding": "always sent, plain or base64",
+  "CitationMetadata.kind": "always sent",
+  "TrajectoryMetadata.kind": "always sent",
   // The ACP document leaves these open objects; ACP 0.2 defines one kind, `{ type: "message", message }`.
   "AwaitRequest.type": "the message kind",
   "AwaitRequest.message": "the message kind",
@@ -75,11 +91,22 @@ const KNOWN_DIFFERENCES: Record<string, string> = {
   "AwaitResume.message": "the message kind",
 };
 
+/** Which side of the exchange a body is: what may differ from the ACP document depends on it. */
+type Side = "request" | "answer";
+
 /**
  * Walks a schema of the ACP document and ours side by side and lists where the required fields of
- * an object differ (as `where: spec [...] ours [...]`).
+ * an object differ (as `where: spec [...] ours [...]`), but for the {@link KNOWN_DIFFERENCES}
+ * allowed on that side.
  */
-function requiredDifferences(spec: Json, ours: Json, specNode: unknown, ourNode: unknown, where: string): string[] {
+function requiredDifferences(
+  spec: Json,
+  ours: Json,
+  specNode: unknown,
+  ourNode: unknown,
+  where: string,
+  side: Side,
+): string[] {
   const differences: string[] = [];
   const seen = new Set<string>();
   const walk = (a: unknown, b: unknown, at: string, name: string | undefined): void => {
@@ -89,16 +116,17 @@ function requiredDifferences(spec: Json, ours: Json, specNode: unknown, ourNode:
     const specSchema = nonNull(spec, a);
     const ourSchema = nonNull(ours, b);
     const component = componentOf(b) ?? name;
-    // A union (Event): pair its branches by component name.
+    // A union (Event): pair its branches by component name (ours may add `Input` to it).
     const specBranches = (specSchema.oneOf ?? specSchema.anyOf) as unknown[] | undefined;
     if (Array.isArray(specBranches)) {
       const ourBranches = ((ourSchema.oneOf ?? ourSchema.anyOf) as unknown[] | undefined) ?? [];
       for (const branch of specBranches) {
         // Branches that are not components (a string, an enum) hold no required fields.
-        if (refName(branch) === undefined) continue;
-        const match = ourBranches.find((candidate) => refName(candidate) === refName(branch));
-        if (match === undefined) differences.push(`${at}: no branch ${refName(branch)}`);
-        else walk(branch, match, `${at}|${refName(branch)}`, refName(branch));
+        const branchName = refName(branch);
+        if (branchName === undefined) continue;
+        const match = ourBranches.find((candidate) => [branchName, `${branchName}Input`].includes(refName(candidate)!));
+        if (match === undefined) differences.push(`${at}: no branch ${branchName}`);
+        else walk(branch, match, `${at}|${branchName}`, refName(match));
       }
       return;
     }
@@ -106,8 +134,11 @@ function requiredDifferences(spec: Json, ours: Json, specNode: unknown, ourNode:
     const ourRequired = new Set((ourSchema.required as string[] | undefined) ?? []);
     for (const field of new Set([...specRequired, ...ourRequired])) {
       if (specRequired.has(field) === ourRequired.has(field)) continue;
-      if (component !== undefined && `${component}.${field}` in KNOWN_DIFFERENCES) continue;
-      differences.push(`${at}.${field}: required in ${specRequired.has(field) ? "the ACP document" : "ours"} only`);
+      const inSpecOnly = specRequired.has(field);
+      // An answer always has what the ACP document says it has.
+      const allowed = !(side === "answer" && inSpecOnly);
+      if (allowed && component !== undefined && `${component}.${field}` in KNOWN_DIFFERENCES) continue;
+      differences.push(`${at}.${field}: required in ${inSpecOnly ? "the ACP document" : "ours"} only (${side})`);
     }
     const specProperties = (specSchema.properties as Json | undefined) ?? {};
     const ourProperties = (ourSchema.properties as Json | undefined) ?? {};
@@ -182,6 +213,7 @@ describe("GET /openapi.json", () => {
 
   it("has component schemas that are valid JSON Schema 2020-12", () => {
     const ajv = new Ajv2020({ strict: false });
+    addFormats(ajv);
     // Compiling the whole set checks every schema and every reference between them.
     ajv.addSchema({ $id: "https://acp.invalid/generated", components: document.components }, "generated");
     for (const name of Object.keys((document.components as Json).schemas as Json))
@@ -234,7 +266,7 @@ describe("GET /openapi.json", () => {
           const specSchema = (resolve(spec, specBody).content as Json)["application/json"] as Json;
           const ourSchema = (ourBody.content as Json)["application/json"] as Json;
           differences.push(
-            ...requiredDifferences(spec, document, specSchema.schema, ourSchema.schema, `${where} body`),
+            ...requiredDifferences(spec, document, specSchema.schema, ourSchema.schema, `${where} body`, "request"),
           );
         }
         for (const [status, response] of Object.entries(specOp.responses as Json)) {
@@ -249,12 +281,118 @@ describe("GET /openapi.json", () => {
             if (ourMedia === undefined) differences.push(`${where} ${status} ${type}: not in ours`);
             else
               differences.push(
-                ...requiredDifferences(spec, document, (media as Json).schema, ourMedia.schema, `${where} ${status}`),
+                ...requiredDifferences(
+                  spec,
+                  document,
+                  (media as Json).schema,
+                  ourMedia.schema,
+                  `${where} ${status}`,
+                  "answer",
+                ),
               );
           }
         }
       }
     }
     expect(differences).toEqual([]);
+  });
+});
+
+/** The option sets whose documents differ: each optional route on and off. */
+const VARIANTS = [
+  {},
+  { metrics: true },
+  { auth: true },
+  { docs: true },
+  { metrics: true, auth: true, docs: true },
+] as const;
+
+/** `/runs/:run_id` as the document spells it: `/runs/{run_id}`. */
+const openApiPath = (honoPath: string): string => honoPath.replace(/:([A-Za-z_]+)/g, "{$1}");
+
+describe("the OpenAPI document", () => {
+  it.each(VARIANTS)("passes the OpenAPI 3.1 schema validator with %o", async (options) => {
+    const validator = new Validator();
+    const result = await validator.validate(openApiDocument(options));
+    expect(validator.version).toBe("3.1");
+    expect(result.errors ?? []).toEqual([]);
+    expect(result.valid).toBe(true);
+  });
+
+  it("is what the validator refuses when it is wrong", async () => {
+    // The validator does look: a response without a description fails.
+    const broken = openApiDocument({});
+    (broken.paths as Json)["/ping"] = { get: { responses: { "200": {} } } };
+    expect((await new Validator().validate(broken)).valid).toBe(false);
+  });
+
+  it.each(VARIANTS)("describes exactly the routes of an app built with %o", (variant) => {
+    const app = createApp([], {
+      store: new MemoryStore(),
+      openapi: true,
+      metrics: "metrics" in variant,
+      docs: "docs" in variant,
+      ...("auth" in variant ? { auth: { apiKeys: ["k-1"] } } : {}),
+    });
+    // Middleware (method ALL) answer no route of their own.
+    const served = app.routes
+      .filter((route) => route.method !== "ALL")
+      .map((route) => `${route.method} ${openApiPath(route.path)}`);
+    const built = openApiDocument({ metrics: "metrics" in variant, auth: "auth" in variant, docs: "docs" in variant });
+    const described = Object.entries(built.paths as Json).flatMap(([path, item]) =>
+      Object.keys(item as Json).map((method) => `${method.toUpperCase()} ${path}`),
+    );
+    expect([...new Set(served)].sort()).toEqual(described.sort());
+    void app.shutdown({ deadlineMs: 0 });
+  });
+
+  it("describes the SSE answers and an ACP error body for every failure", () => {
+    const built = openApiDocument({ metrics: true, auth: true, docs: true });
+    const paths = built.paths as Record<string, Record<string, Json>>;
+    for (const [method, path] of [
+      ["post", "/runs"],
+      ["post", "/runs/{run_id}"],
+      ["get", "/runs/{run_id}/events"],
+    ] as const) {
+      const content = resolve(built, (paths[path]![method]!.responses as Json)["200"]).content as Json;
+      const sse = content["text/event-stream"] as Json | undefined;
+      expect(sse, `${method} ${path}`).toBeDefined();
+      expect(refName(sse!.schema)).toBe("Event");
+    }
+    for (const [path, item] of Object.entries(paths)) {
+      for (const [method, operation] of Object.entries(item)) {
+        const responses = operation.responses as Json;
+        expect(responses.default, `${method} ${path} default`).toBeDefined();
+        for (const [status, response] of Object.entries(responses)) {
+          if (!/^[45]|default/.test(status)) continue;
+          const body = (resolve(built, response).content as Json | undefined)?.["application/json"] as Json;
+          expect(refName(body?.schema), `${method} ${path} ${status}`).toBe("Error");
+        }
+      }
+    }
+  });
+
+  it("keeps the fields the server fills in optional in requests and required in answers", () => {
+    const built = openApiDocument({});
+    const schemas = (built.components as Json).schemas as Record<string, Json>;
+    const required = (name: string): string[] => (schemas[name]!.required as string[] | undefined) ?? [];
+    // What a client sends: role and content_type may be left out.
+    expect(required("MessageInput")).toEqual(["parts"]);
+    expect(required("MessagePartInput")).toEqual([]);
+    // What the server sends: they are always there, as the ACP document requires.
+    expect(required("Message").sort()).toEqual(["parts", "role"]);
+    expect(required("MessagePart").sort()).toEqual(["content_encoding", "content_type"]);
+    const specSchemas = (spec.components as Json).schemas as Record<string, Json>;
+    for (const name of ["Message", "MessagePart", "Run", "Error"])
+      expect(required(name), name).toEqual(expect.arrayContaining(specSchemas[name]!.required as string[]));
+    // Requests point at the input twins, answers at the output schemas.
+    const input = (schemas.RunCreateRequest!.properties as Json).input as Json;
+    expect(refName(input.items)).toBe("MessageInput");
+    expect(refName(((schemas.AwaitResume!.properties as Json).message as Json) ?? {})).toBe("MessageInput");
+    expect(refName(((schemas.Run!.properties as Json).output as Json).items)).toBe("Message");
+    expect(refName((schemas.AwaitRequest!.properties as Json).message)).toBe("Message");
+    // A part the server sends has no nulls: it drops them.
+    const content = (schemas.MessagePart!.properties as Json).content as Json;
+    expect(content).toEqual({ type: "string" });
   });
 });

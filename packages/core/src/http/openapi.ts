@@ -32,9 +32,40 @@ const json = (description: string, schema: Json): Json => ({
 });
 
 /**
+ * Fields a request may leave out that the server fills in (a default): required in what it sends.
+ * These components' nulls are dropped too (a client may send `null` for "none"; the server omits it).
+ * The schema of an answer names the component without a suffix (`Message`), as the ACP document
+ * does; the request's twin is `MessageInput`.
+ */
+const SERVER_FILLED: Readonly<Record<string, readonly string[]>> = {
+  Message: ["role"],
+  MessagePart: ["content_type", "content_encoding"],
+  CitationMetadata: ["kind"],
+  TrajectoryMetadata: ["kind"],
+};
+
+/** Components that only requests carry: converted with the `…Input` twins of the messages. */
+const REQUEST_ONLY = ["RunCreateRequest", "RunResumeRequest", "AwaitResume", "Session"];
+
+/** The models of the messages, whose input and output differ (see {@link SERVER_FILLED}). */
+const MESSAGE_MODELS = ["Message", "MessagePart", "MetadataPart", "CitationMetadata", "TrajectoryMetadata"];
+
+const convert = (definitions: Record<string, GenericSchema>): Record<string, JsonSchema> =>
+  toJsonSchemaDefs(definitions, {
+    target: "draft-2020-12",
+    // `ignore`: the custom "not an array" check and the transforms that drop nulls have no JSON Schema form.
+    errorMode: "ignore",
+    overrideRef: ({ referenceId }) => `#/components/schemas/${referenceId}`,
+  });
+
+/**
  * The component schemas: every `XSchema` of the models module becomes `X`, the name the ACP
  * document gives it. Built with valibot's own converter; what JSON Schema cannot say (a custom
  * check, a transform) is left out, so the document describes a little more than the server accepts.
+ *
+ * A message is described twice: `Message` as the server sends it (the defaults filled in, so
+ * `role` is required, as in the ACP document) and `MessageInput` as a request may send it (`role`
+ * may be left out: it defaults to `"user"`); likewise its parts and their metadata.
  */
 function componentSchemas(): Record<string, JsonSchema> {
   const definitions: Record<string, GenericSchema> = {};
@@ -42,12 +73,33 @@ function componentSchemas(): Record<string, JsonSchema> {
     if (name.endsWith("Schema") && typeof value === "object" && value !== null)
       definitions[name.slice(0, -"Schema".length)] = value as GenericSchema;
   }
-  return toJsonSchemaDefs(definitions, {
-    target: "draft-2020-12",
-    // `ignore`: the custom "not an array" check and the transforms that drop nulls have no JSON Schema form.
-    errorMode: "ignore",
-    overrideRef: ({ referenceId }) => `#/components/schemas/${referenceId}`,
-  });
+  const output = convert(definitions);
+  for (const [name, fields] of Object.entries(SERVER_FILLED)) {
+    const schema = output[name] as { required?: string[]; properties?: Record<string, JsonSchema> };
+    if (schema?.properties === undefined) throw new Error(`[acp] openapi: no object schema ${name} in the models`);
+    schema.required = [...new Set([...(schema.required ?? []), ...fields])];
+    // The server drops the nulls of a message it keeps: what it sends has a value or no field.
+    for (const [field, property] of Object.entries(schema.properties)) schema.properties[field] = nonNull(property);
+  }
+  // The same valibot schemas under the input names: the requests' references then point at those.
+  const inputDefinitions: Record<string, GenericSchema> = { ...definitions };
+  for (const name of MESSAGE_MODELS) {
+    inputDefinitions[`${name}Input`] = definitions[name]!;
+    delete inputDefinitions[name];
+  }
+  const input = convert(inputDefinitions);
+  const components: Record<string, JsonSchema> = { ...output };
+  for (const name of [...REQUEST_ONLY, ...MESSAGE_MODELS.map((model) => `${model}Input`)])
+    components[name] = input[name]!;
+  return components;
+}
+
+/** A schema without its "or null" branch: `anyOf: [X, { type: "null" }]` becomes X. */
+function nonNull(schema: JsonSchema): JsonSchema {
+  const branches = (schema as { anyOf?: JsonSchema[] }).anyOf;
+  if (!Array.isArray(branches)) return schema;
+  const rest = branches.filter((branch) => (branch as { type?: unknown }).type !== "null");
+  return rest.length === 1 ? rest[0]! : schema;
 }
 
 /** A JSON schema of a query or header parameter, from the schema that parses it. */
@@ -63,13 +115,19 @@ const SSE_DESCRIPTION =
   "A client whose connection broke sends the last id it saw as `Last-Event-ID` to `GET /runs/{run_id}/events` (on any instance). " +
   "Idle streams get a `: keep-alive` comment line.";
 
+/**
+ * The schema of an SSE answer: each frame's `data` is one Event. OpenAPI 3.1 has no field for the
+ * items of a stream (3.2's `itemSchema`), nor a description of a media type: the schema carries it.
+ */
+const sseSchema: Json = { ...ref("Event"), description: SSE_DESCRIPTION };
+
 /** The 200 answer of a run request: the run (sync) or its events (stream). */
 const runOrStream = (description: string): Json => ({
   description,
   headers: { "Run-ID": { description: "The run's id", schema: ref("RunId") } },
   content: {
     "application/json": { schema: ref("Run") },
-    "text/event-stream": { schema: ref("Event"), description: SSE_DESCRIPTION },
+    "text/event-stream": { schema: sseSchema },
   },
 });
 
@@ -259,7 +317,7 @@ export function openApiDocument(options: OpenApiDocumentOptions = {}): Json {
             description: "The run's events",
             content: {
               "application/json": { schema: ref("RunEventsListResponse") },
-              "text/event-stream": { schema: ref("Event"), description: SSE_DESCRIPTION },
+              "text/event-stream": { schema: sseSchema },
             },
           },
           "404": errorRef("No such run"),
@@ -314,6 +372,21 @@ export function openApiDocument(options: OpenApiDocumentOptions = {}): Json {
         responses: {
           "200": { description: "The page", content: { "text/html": { schema: { type: "string" } } } },
           "304": { description: "The client's copy (`If-None-Match`) is current" },
+          ...publicErrors,
+        },
+      },
+    };
+    paths["/docs/"] = {
+      get: {
+        tags: ["meta"],
+        operationId: "redirectApiReference",
+        summary: "Sends the browser to /docs",
+        security: [],
+        responses: {
+          "308": {
+            description: "To `../docs`, the page (its URLs are relative to it)",
+            headers: { Location: { schema: { type: "string" } } },
+          },
           ...publicErrors,
         },
       },
