@@ -51,8 +51,13 @@ interface RunEntry extends Linked<RunEntry> {
 interface SessionEntry extends Linked<SessionEntry> {
   sessionId: string;
   items: acp.HistoryItem[];
-  /** The sum of historyItemBytes over the items. */
+  /** The sum of historyItemBytes over the first `measured` items. */
   bytes: number;
+  /**
+   * How many items `bytes` counts: the size of an item is measured when the session is first
+   * read after it came (most sessions of one run are never read, and measuring means serialising).
+   */
+  measured: number;
   expiresAt: number;
 }
 
@@ -232,13 +237,21 @@ export class MemoryStore implements acp.Store {
   #appendItems(sessionId: string, items: acp.HistoryItem[]): void {
     let session = this.#liveSession(sessionId);
     if (!session) {
-      session = { sessionId, items: [], bytes: 0, expiresAt: 0, older: undefined, newer: undefined, list: undefined };
+      session = {
+        sessionId,
+        items: [],
+        bytes: 0,
+        measured: 0,
+        expiresAt: 0,
+        older: undefined,
+        newer: undefined,
+        list: undefined,
+      };
       this.#sessions.set(sessionId, session);
     }
     for (const item of items) {
       this.#items.set(item.id, { sessionId, index: session.items.length });
       session.items.push(item);
-      session.bytes += historyItemBytes(item);
     }
     session.expiresAt = Date.now() + this.#ttlMs;
     this.#sessionOrder.touch(session);
@@ -252,7 +265,11 @@ export class MemoryStore implements acp.Store {
 
   async getSession(sessionId: string): Promise<acp.SessionSummary | undefined> {
     const session = this.#liveSession(sessionId);
-    return session && { itemIds: session.items.map((item) => item.id), bytes: session.bytes };
+    if (!session) return undefined;
+    const { items } = session;
+    for (; session.measured < items.length; session.measured++)
+      session.bytes += historyItemBytes(items[session.measured]!);
+    return { itemIds: items.map((item) => item.id), bytes: session.bytes };
   }
 
   async getHistoryItem(itemId: string): Promise<acp.HistoryItem | undefined> {

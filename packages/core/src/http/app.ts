@@ -21,11 +21,13 @@ import { sessionStoreId } from "../tenant.ts";
 import { httpSpans } from "../trace/http-spans.ts";
 import { type AuthOptions, apiKeyAuth } from "./auth.ts";
 import { finishUnreadBody, limitBody, readJson } from "./body.ts";
+import { ClientWatch } from "./client-gone.ts";
 import { acpCors, type CorsOptions } from "./cors.ts";
 import { addDocsRoutes, loadDocsPage } from "./docs.ts";
 import { openApiDocument } from "./openapi.ts";
 import { LastEventIdSchema, LimitSchema, OffsetSchema, parse, ResourceIdSchema } from "./params.ts";
 import { requestHeader } from "./request-header.ts";
+import { originOf } from "./request-origin.ts";
 import { routePattern } from "./route-pattern.ts";
 import {
   endsAtTerminal,
@@ -130,11 +132,13 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
   const store = runtime.store;
   const app = new Hono();
   const streams = new SseStreams(runtime.limits.maxStreams, sseKeepAliveMs, runtime.logger);
+  /** The clients of sync requests still waiting for their run. */
+  const clients = new ClientWatch();
   /** The latest store check of `/ping`, shared by the pings of the next second. */
   let storeCheck: { at: number; up: Promise<boolean> } | undefined;
 
   const runIdParam = (c: Context): string => parse(RunIdSchema, c.req.param("run_id"), "run id");
-  const origin = (c: Context): string => baseUrl ?? new URL(c.req.url).origin;
+  const origin = (c: Context): string => baseUrl ?? originOf(c.req.url);
 
   app.onError((error, c) => {
     if (error instanceof ACPError) {
@@ -185,7 +189,8 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
   // The heartbeat and the orphan sweep start with the first request of any kind, not with the
   // first run: an instance that only answers reads still fails the runs of an instance that died.
   let starting = false;
-  app.use(async (_c, next) => {
+  // Not async: once started, it adds nothing to a request (no promise of its own).
+  app.use(function startInstance(_c, next) {
     if (!starting && !runtime.draining) {
       starting = true;
       runtime.start().catch((error: unknown) => {
@@ -196,7 +201,7 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
         );
       });
     }
-    await next();
+    return next();
   });
   app.use(finishUnreadBody(maxBodyBytes));
   // CORS first (a preflight carries no key), then authentication, before any body is read.
@@ -274,7 +279,7 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
     const body = await readJson(c, (raw) => checkRequestLengths(raw, runtime.limits));
     const request = parse(RunCreateRequestSchema, body, "run request");
     const [record, place] = await withStreamPlace(request.mode === "stream", () =>
-      runtime.createRun(request, requestTenant(c), { origin: new URL(origin(c)).origin }),
+      runtime.createRun(request, requestTenant(c), { origin: baseUrl === undefined ? originOf(c.req.url) : originOf(baseUrl) }),
     );
     const runId = record.run.run_id;
     c.header("Run-ID", runId);
@@ -347,16 +352,13 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
    * who could learn the run's id: nobody else could ever read or cancel it, so it is cancelled.
    */
   async function settledOrCancelled(c: Context, runId: string, version: number) {
-    const signal = c.req.raw.signal;
-    const onAbort = (): void => {
+    const stopWatching = clients.watch(c.req.raw, () => {
       runtime.cancel(runId, requestTenant(c)).catch(() => {});
-    };
-    if (signal.aborted) onAbort();
-    else signal.addEventListener("abort", onAbort, { once: true });
+    });
     try {
       return await runtime.whenSettled(runId, version);
     } finally {
-      signal.removeEventListener("abort", onAbort);
+      stopWatching();
     }
   }
 

@@ -15,6 +15,29 @@ export const MAX_JSON_DEPTH = 64;
 const UNSTORABLE_TEXT = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 /**
+ * The escapes through which JSON text can put NUL or a surrogate in a string (`\u0000`,
+ * `\uD800`…`\uDFFF`). Text decoded from UTF-8 holds no surrogate of its own, and JSON allows no
+ * raw NUL in a string: without one of these escapes, no string of the parsed value is unstorable.
+ */
+const UNSTORABLE_ESCAPE = /\\u(?:0000|[dD][89a-fA-F])/;
+
+/**
+ * Whether the value parsed from `text` may be unstorable, judged from the text alone: it holds
+ * an escape that may make a string unstorable, or more than `levels` opening brackets (fewer
+ * cannot nest deeper). A body for which this says no needs no walk over its values.
+ */
+export function mayBeUnstorable(text: string, levels: number): boolean {
+  if (UNSTORABLE_ESCAPE.test(text)) return true;
+  let opened = 0;
+  for (let index = 0; index < text.length; index++) {
+    const code = text.charCodeAt(index);
+    // '{' or '['
+    if ((code === 123 || code === 91) && ++opened > levels) return true;
+  }
+  return false;
+}
+
+/**
  * Why a parsed body cannot be stored by every store, or `undefined`: nesting deeper than `levels`,
  * or a string or key with NUL or an unpaired surrogate. Stops descending at the depth limit, so
  * it cannot overflow itself.
@@ -71,11 +94,12 @@ export function limitBody(maxBodyBytes: number): MiddlewareHandler {
     // The rest of the body is never read, so the connection cannot carry another request.
     onError: (c) => tooLarge(c, maxBodyBytes),
   });
-  return async function limitBody(c, next) {
+  // Not async: a request within the limit costs no promise here.
+  return function limitBody(c, next) {
     const length = requestHeader(c, "content-length");
     if (requestHeader(c, "transfer-encoding") === undefined) {
       if (length === undefined) return next();
-      return Number(length) > maxBodyBytes ? tooLarge(c, maxBodyBytes) : next();
+      return Number(length) > maxBodyBytes ? Promise.resolve(tooLarge(c, maxBodyBytes)) : next();
     }
     return counting(c, next);
   };
@@ -117,7 +141,8 @@ export async function readJson(
   if (typeof body !== "object" || body === null || Array.isArray(body))
     throw invalidInput("The request body must be a JSON object");
   precheck?.(body as Record<string, unknown>);
-  const problem = unstorable(body, MAX_JSON_DEPTH);
+  // The walk over every value only when the text says it may find something.
+  const problem = mayBeUnstorable(text, MAX_JSON_DEPTH) ? unstorable(body, MAX_JSON_DEPTH) : undefined;
   if (problem !== undefined) throw invalidInput(problem);
   return body as Record<string, unknown>;
 }

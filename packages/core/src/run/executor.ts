@@ -199,6 +199,8 @@ export class RunExecutor {
   #handOffAtAwait = false;
   /** The run's end (or hand-off) could not be written, even after the retries. */
   #endUnwritten = false;
+  /** The handler's generator has returned: there is nothing to stop. */
+  #handlerEnded = false;
 
   constructor({
     store,
@@ -405,7 +407,8 @@ export class RunExecutor {
     } finally {
       clearTimeout(deadline);
       this.#stopWatching?.();
-      await this.stopListening();
+      // Only when subscribed: a run that stayed unobserved (most sync runs) never was.
+      if (this.#unsubscribe !== undefined) await this.stopListening();
       this.#wakeWaiters(undefined);
       if (this.#span !== undefined) endRunSpan(this.#span, this.#record.run);
     }
@@ -466,7 +469,7 @@ export class RunExecutor {
       if (!(error instanceof ACPError)) this.#logger.error(this.#fields({ err: error }), "the run failed");
     } finally {
       // A handler still busy (it ignored the signal) is told to stop; we do not wait for it.
-      generator?.return(undefined).catch(() => {});
+      if (!this.#handlerEnded) generator?.return(undefined).catch(() => {});
     }
     if (this.#fenced) return undefined;
     return this.#stopError === undefined ? outcome : { status: "failed", error: this.#stopError };
@@ -538,6 +541,7 @@ export class RunExecutor {
       resume = undefined;
       if (step === ABORTED) return { status: "cancelled" };
       if (step.done) {
+        this.#handlerEnded = true;
         if (this.#steps !== undefined) this.#checkReplayEnded();
         return { status: "completed" };
       }
@@ -859,7 +863,8 @@ export class RunExecutor {
   async #finish(outcome: Outcome): Promise<void> {
     try {
       // What is still queued goes with the final transition.
-      await this.#writer.drain();
+      if (this.#writer.busy) await this.#writer.drain();
+      else this.#writer.throwIfFailed();
     } catch (error) {
       if (error instanceof RunGoneError) throw error;
       outcome = { status: "failed", error: failure(error) };
