@@ -279,7 +279,9 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
     const body = await readJson(c, (raw) => checkRequestLengths(raw, runtime.limits));
     const request = parse(RunCreateRequestSchema, body, "run request");
     const [record, place] = await withStreamPlace(request.mode === "stream", () =>
-      runtime.createRun(request, requestTenant(c), { origin: baseUrl === undefined ? originOf(c.req.url) : originOf(baseUrl) }),
+      runtime.createRun(request, requestTenant(c), {
+        origin: baseUrl === undefined ? originOf(c.req.url) : originOf(baseUrl),
+      }),
     );
     const runId = record.run.run_id;
     c.header("Run-ID", runId);
