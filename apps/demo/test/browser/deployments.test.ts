@@ -63,7 +63,7 @@ afterAll(async () => {
   await redis?.cleanup();
 });
 
-describe("the playground with an API key", () => {
+describe("the playground with an API key", { timeout: 90_000 }, () => {
   it("shows the error without a key, works with one, and keeps it for the tab's session", async () => {
     const { page, requests } = await openPage(browser);
     try {
@@ -108,7 +108,7 @@ describe("the playground with an API key", () => {
   });
 });
 
-describe("the playground behind nginx, two instances on one Redis", () => {
+describe("the playground behind nginx, two instances on one Redis", { timeout: 90_000 }, () => {
   it("shows one run's requests served by both instances", async () => {
     const ids = await Promise.all(pair.map((instance) => instanceId(instance.url)));
     expect(new Set(ids).size).toBe(2);

@@ -25,7 +25,7 @@ afterAll(async () => {
   if (instance) await stopInstances([instance]);
 });
 
-describe("GET /docs", () => {
+describe("GET /docs", { timeout: 90_000 }, () => {
   it("renders every operation of /openapi.json from files of its own origin", async () => {
     const document = (await (await fetch(`${instance.url}/openapi.json`)).json()) as {
       paths: Record<string, Record<string, unknown>>;

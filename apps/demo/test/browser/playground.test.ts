@@ -70,7 +70,7 @@ afterAll(async () => {
   if (instance) await stopInstances([instance]);
 });
 
-describe("the playground", () => {
+describe("the playground", { timeout: 90_000 }, () => {
   it("has every control under its accessible name, and lists the agents with their descriptions", async () => {
     const agents = (
       (await (await fetch(`${instance.url}/agents`)).json()) as { agents: { name: string; description: string }[] }
