@@ -151,11 +151,11 @@ class RunEventSource implements UnderlyingDefaultSource<Uint8Array> {
 
   cancel(): void {
     this.streams.release(this.place);
-    this.follower.close();
+    void this.follower.close();
   }
 
   #close(controller: ReadableStreamDefaultController<Uint8Array>): void {
-    this.follower.close();
+    void this.follower.close();
     this.streams.release(this.place);
     controller.close();
   }

@@ -1,13 +1,12 @@
 /**
- * Follows a run's event log from any position, live, whichever instance writes it: subscribe
- * first, then read, then read again on every wake-up. Notifications only wake the reader, so a
- * lost one delays it (until the safety poll) but never loses or repeats an event.
+ * Waits on a run, whichever instance writes it: subscribe first, then read, then read again on
+ * every wake-up. Notifications only wake the reader, so a lost one delays it (until the
+ * instance's periodic check, or the poll of a reader on its own) but never loses or repeats an
+ * event.
  */
-import { isTerminal } from "../models.ts";
 import type { ChangeKind, Store, StoredEvent, StoredRun } from "../store.ts";
-import type { RunWatch } from "./run-watch.ts";
-
-const PAGE = 500;
+import { RunFeeds } from "./run-feed.ts";
+import { RunWatch } from "./run-watch.ts";
 
 /**
  * How long a reader waits without a notification before it reads anyway. Notifications are
@@ -19,12 +18,10 @@ const IDLE_POLL_MS = 10_000;
 /** Resolves on the next wake-up, after `timeoutMs`, or when `signal` aborts. */
 class Waker {
   #dirty = true;
-  #recordChanged = false;
   #resolve: (() => void) | undefined;
 
-  wake = (change?: ChangeKind): void => {
+  wake = (): void => {
     this.#dirty = true;
-    if (change !== "events") this.#recordChanged = true;
     this.#resolve?.();
   };
 
@@ -32,13 +29,6 @@ class Waker {
   take(): boolean {
     const was = this.#dirty;
     this.#dirty = false;
-    return was;
-  }
-
-  /** Consumes the note that the run's record changed since the last call. */
-  takeRecordChange(): boolean {
-    const was = this.#recordChanged;
-    this.#recordChanged = false;
     return was;
   }
 
@@ -63,7 +53,7 @@ export interface FollowOptions {
   /** Start after this seq: 0 reads from the first event. */
   afterSeq: number;
   signal?: AbortSignal;
-  /** Read again after this long without a notification (a lost notification costs at most this). @default 10_000 */
+  /** Look at the store after this long without a notification (a lost notification costs at most this). @default 10_000 */
   pollMs?: number;
 }
 
@@ -71,37 +61,25 @@ export interface FollowOptions {
  * Yields the run's events with `seq > afterSeq` in order, then waits for more: the caller stops
  * iterating when it has seen what it wanted (a terminal event, say). Ends by itself when
  * `signal` aborts, the run disappears from the store, or the run has ended and nothing is left.
+ * A follower of a feed of its own, checked every `pollMs` by a watch of its own: for one reader
+ * outside an app (the app's streams share the runtime's {@link RunFeeds} and {@link RunWatch}).
  */
 export async function* followEvents(store: Store, runId: string, options: FollowOptions): AsyncGenerator<StoredEvent> {
   const { signal, pollMs = IDLE_POLL_MS } = options;
-  let afterSeq = options.afterSeq;
-  const waker = new Waker();
-  const unsubscribe = await store.subscribe(runId, waker.wake);
+  const watch = new RunWatch(store, pollMs);
+  const follower = new RunFeeds(store, watch).follow(runId, options.afterSeq);
+  const stop = (): void => void follower.close();
+  signal?.addEventListener("abort", stop, { once: true });
   try {
-    while (!signal?.aborted) {
-      const woken = waker.take();
-      const recordChanged = waker.takeRecordChange();
-      const batch = await store.readEvents(runId, afterSeq, PAGE);
-      for (const stored of batch) {
-        afterSeq = stored.seq;
-        yield stored;
-      }
-      if (batch.length === PAGE) continue;
-      if (batch.length === 0 && (!woken || recordChanged)) {
-        // Nothing new since the last poll: a run that is gone, or ended (its terminal event is
-        // always its last), has nothing more to give, even to a reader that started past the end.
-        const record = await store.getRun(runId);
-        if (record === undefined) return;
-        if (isTerminal(record.run.status)) {
-          // The run may have ended between our read and this check: its last events come first.
-          for (const stored of await store.readEvents(runId, afterSeq)) yield stored;
-          return;
-        }
-      }
-      await waker.wait(pollMs, signal);
+    if (signal?.aborted) return;
+    for (let next = await follower.next(); next !== undefined; next = await follower.next()) {
+      const { seq, event } = next;
+      yield { seq, event };
     }
   } finally {
-    await unsubscribe();
+    signal?.removeEventListener("abort", stop);
+    await follower.close();
+    watch.stop();
   }
 }
 

@@ -10,7 +10,7 @@ import { isTerminal } from "../models.ts";
 import type { RunHead, Store, StoredEvent, Unsubscribe } from "../store.ts";
 import type { RunWatch, RunWatcher } from "./run-watch.ts";
 
-/** Most events one read asks for. */
+/** Most events a follower's own read asks for. */
 const PAGE = 500;
 
 /**
@@ -130,12 +130,15 @@ export class Follower {
     }
   }
 
-  /** Stops following; a pending `next()` resolves `undefined`. Idempotent. */
-  close(): void {
-    if (this.closed) return;
+  /**
+   * Stops following; a pending `next()` resolves `undefined`. Idempotent.
+   * @returns resolves once the feed has unsubscribed, when this was its last follower.
+   */
+  close(): Promise<void> {
+    if (this.closed) return Promise.resolve();
     this.closed = true;
     this.wake?.();
-    this.#feed.leave(this);
+    return this.#feed.leave(this);
   }
 }
 
@@ -176,7 +179,7 @@ class RunFeed implements RunWatcher {
     this.ready = subscribed.then(
       () => this.#read(),
       (error: unknown) => {
-        this.#close();
+        void this.#close();
         throw error;
       },
     );
@@ -219,8 +222,10 @@ class RunFeed implements RunWatcher {
     return true;
   }
 
-  leave(follower: Follower): void {
-    if (this.#followers.delete(follower) && this.#followers.size === 0) this.#close();
+  /** Resolves once the feed has unsubscribed, when `follower` was its last. */
+  leave(follower: Follower): Promise<void> {
+    if (this.#followers.delete(follower) && this.#followers.size === 0) return this.#close();
+    return Promise.resolve();
   }
 
   /** The instance's periodic check: read when the run moved past what was read, or ended, or is gone. */
@@ -233,13 +238,13 @@ class RunFeed implements RunWatcher {
   }
 
   /** Leaves the instance's feeds, its check and the subscription: when the last follower left, or the subscription failed. */
-  #close(): void {
-    if (this.#closed) return;
+  #close(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
     this.#closed = true;
     this.#dispose();
     this.#stopWatching();
-    void this.#unsubscribe.then((unsubscribe) => unsubscribe?.()).catch(ignore);
     this.#events = [];
+    return this.#unsubscribe.then((unsubscribe) => unsubscribe?.()).catch(ignore);
   }
 
   /** Drops the kept events every follower has passed (they are kept for followers still behind). */
@@ -287,10 +292,11 @@ class RunFeed implements RunWatcher {
         if (this.endSeq !== undefined || this.gone) return;
         const recordChanged = this.#recordChanged;
         this.#recordChanged = false;
-        const batch = await this.store.readEvents(this.runId, this.lastSeq, PAGE);
+        // At most what the feed keeps: reading more would only drop the start of it again.
+        const batch = await this.store.readEvents(this.runId, this.lastSeq, FEED_BUFFER);
         this.#append(batch);
         // A full page: there may be more; the followers get this one meanwhile.
-        if (batch.length === PAGE) {
+        if (batch.length === FEED_BUFFER) {
           this.#dirty = true;
           this.#wake(undefined);
           continue;
