@@ -7,10 +7,12 @@ import { MemoryStore } from "@acp/store-memory";
 import { Validator } from "@seriousme/openapi-schema-validator";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import formatsPlugin from "ajv-formats";
+import * as v from "valibot";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openApiDocument } from "../src/http/openapi.ts";
 import { agent, createApp } from "../src/index.ts";
-import { startApp, stopApps, type TestApp } from "./support/app.ts";
+import { RunCreateRequestSchema, RunResumeRequestSchema } from "../src/models.ts";
+import { jsonInit, parseFrames, startApp, stopApps, type TestApp, user } from "./support/app.ts";
 import { loadOpenApiSpec } from "./support/openapi.ts";
 
 type Json = Record<string, unknown>;
@@ -372,6 +374,20 @@ describe("the OpenAPI document", () => {
     }
   });
 
+  it("points at the server that serves it, under any path prefix, with examples the server accepts", () => {
+    const built = openApiDocument({});
+    // Relative to the document's URL: /acp/openapi.json makes /acp/runs of POST /runs.
+    expect(built.servers).toEqual([expect.objectContaining({ url: "." })]);
+    const paths = built.paths as Record<string, Record<string, Json>>;
+    for (const [path, schema] of [
+      ["/runs", RunCreateRequestSchema],
+      ["/runs/{run_id}", RunResumeRequestSchema],
+    ] as const) {
+      const media = ((paths[path]!.post!.requestBody as Json).content as Json)["application/json"] as Json;
+      expect(v.safeParse(schema, media.example).success, `POST ${path} example`).toBe(true);
+    }
+  });
+
   it("keeps the fields the server fills in optional in requests and required in answers", () => {
     const built = openApiDocument({});
     const schemas = (built.components as Json).schemas as Record<string, Json>;
@@ -394,5 +410,52 @@ describe("the OpenAPI document", () => {
     // A part the server sends has no nulls: it drops them.
     const content = (schemas.MessagePart!.properties as Json).content as Json;
     expect(content).toEqual({ type: "string" });
+  });
+});
+
+describe("what the server sends", () => {
+  it("matches the schemas of its own document: runs, events, streams, sessions, errors", async () => {
+    const chatty = agent({ name: "chatty", description: "Talks" }, async function* () {
+      yield "Hello ";
+      yield {
+        parts: [
+          {
+            content: "{}",
+            content_type: "application/json",
+            metadata: { kind: "citation", url: "https://example.com" },
+          },
+        ],
+      };
+    });
+    const served = await startApp([chatty], { openapi: true });
+    const built = await served.getJson<Json>("/openapi.json");
+    const ajv = new Ajv2020({ strict: false, allErrors: true });
+    addFormats(ajv);
+    ajv.addSchema({ $id: "https://acp.invalid/served", components: built.components });
+    const check = (component: string, value: unknown): void => {
+      const validate = ajv.getSchema(`https://acp.invalid/served#/components/schemas/${component}`)!;
+      expect(validate(value), `${component}: ${JSON.stringify(validate.errors)} in ${JSON.stringify(value)}`).toBe(
+        true,
+      );
+    };
+    const sessionId = crypto.randomUUID();
+    const run = await (
+      await served.post("/runs", { agent_name: "chatty", session_id: sessionId, input: [user("hi")] })
+    ).json();
+    check("Run", run);
+    const stream = await served.request(
+      "/runs",
+      jsonInit({ agent_name: "chatty", session_id: sessionId, mode: "stream", input: [user("again")] }),
+    );
+    const frames = parseFrames(await stream.text());
+    expect(frames.length).toBeGreaterThan(4);
+    for (const frame of frames) check("Event", frame.data);
+    check("RunEventsListResponse", await served.getJson(`/runs/${(run as { run_id: string }).run_id}/events`));
+    check("AgentsListResponse", await served.getJson("/agents"));
+    const session = await served.getJson<{ history: string[] }>(`/sessions/${sessionId}`);
+    check("SessionResponse", session);
+    for (const url of session.history) check("Message", await served.getJson(new URL(url).pathname));
+    for (const wrong of [served.request("/agents/nobody"), served.post("/runs", { agent_name: "chatty" })])
+      check("Error", await (await wrong).json());
   });
 });

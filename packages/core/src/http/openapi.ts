@@ -245,7 +245,15 @@ export function openApiDocument(options: OpenApiDocumentOptions = {}): Json {
         summary: "Start a run",
         description:
           "`mode` decides the answer: `sync` waits for the run to end or await (200, the run), `async` answers at once (202), `stream` sends the run's events until it ends or awaits (200, text/event-stream).",
-        requestBody: { required: true, content: { "application/json": { schema: ref("RunCreateRequest") } } },
+        requestBody: {
+          required: true,
+          content: {
+            "application/json": {
+              schema: ref("RunCreateRequest"),
+              example: { agent_name: "echo", input: [{ role: "user", parts: [{ content: "Hello" }] }], mode: "sync" },
+            },
+          },
+        },
         responses: {
           "200": runOrStream("The settled run (sync), or its events (stream)"),
           "202": {
@@ -271,7 +279,18 @@ export function openApiDocument(options: OpenApiDocumentOptions = {}): Json {
         operationId: "resumeRun",
         summary: "Answer an awaiting run",
         parameters: [runId],
-        requestBody: { required: true, content: { "application/json": { schema: ref("RunResumeRequest") } } },
+        requestBody: {
+          required: true,
+          content: {
+            "application/json": {
+              schema: ref("RunResumeRequest"),
+              example: {
+                await_resume: { type: "message", message: { role: "user", parts: [{ content: "yes" }] } },
+                mode: "sync",
+              },
+            },
+          },
+        },
         responses: {
           "200": runOrStream("The settled run (sync), or its events from the resume on (stream)"),
           "202": json("The run, resumed (async)", ref("Run")),
@@ -439,6 +458,8 @@ export function openApiDocument(options: OpenApiDocumentOptions = {}): Json {
       version: "0.2.0",
       license: { name: "Apache 2.0", identifier: "Apache-2.0" },
     },
+    // Relative to where the document is served: the server that serves it, under any path prefix.
+    servers: [{ url: ".", description: "The server that serves this document" }],
     tags: [
       { name: "agent", description: "The agents this server runs" },
       { name: "run", description: "Runs: start, read, resume, cancel, follow" },
