@@ -5,13 +5,16 @@
  * `BENCH_COUNT_STORE_CALLS=1` counts and times the calls the runtime makes to the store.
  *
  * Only this bench server answers `GET /__bench/memory`: it collects garbage, then reports
- * `process.memoryUsage()` and the store calls counted so far; `GET /__bench/store-timings`:
+ * `process.memoryUsage()` and the store calls counted so far; `GET /__bench/store-calls`: those
+ * counts alone, without collecting garbage; `GET /__bench/store-timings`:
  * the p50 and p99 of each store method's calls; and `GET /__bench/adoptions`: when each takeover
  * this instance attempted began (the wall-clock time of its `updateRun` raising a run's epoch).
+ * `POST /__bench/profile/start` and `/stop` take a CPU profile of the window between them.
  * `ACP_LEASE_MS` sets the lease, for the takeover measurement. `BENCH_OBSERVABILITY` measures what
  * observability costs: `metrics` turns the metrics on, `tracing` starts the OpenTelemetry SDK
  * (spans recorded, then dropped), `both` does both.
  */
+import { Session } from "node:inspector/promises";
 import type { Store, StoredRun } from "@acp/core";
 import { startServer } from "../src/server.ts";
 import { storeFromEnv } from "../src/store-from-env.ts";
@@ -109,7 +112,14 @@ const demo = await startServer(benchAgents, chosen, {
   port: Number(process.env.PORT),
   host: "127.0.0.1",
   drainMs: 500,
-  app: { ...(leaseMs === undefined ? {} : { leaseMs }), metrics: observed === "metrics" || observed === "both" },
+  // The library is measured, not the demo's page.
+  playground: false,
+  app: {
+    ...(leaseMs === undefined ? {} : { leaseMs }),
+    metrics: observed === "metrics" || observed === "both",
+    // The open-stream and fan-out measurements hold a thousand awaiting runs, core's default limit.
+    limits: { maxConcurrentRuns: 100_000 },
+  },
 });
 keepConnectionsOpen(demo.server);
 // Added before the first request reaches the app (we are still in the tick that started listening).
@@ -119,12 +129,36 @@ demo.app.get("/__bench/memory", (c) => {
   collectGarbage?.();
   return c.json({ memory: process.memoryUsage(), storeCalls: storeCalls.counts, gc: collectGarbage !== undefined });
 });
+/** The store calls counted so far, per method, without the collection `/__bench/memory` makes. */
+demo.app.get("/__bench/store-calls", (c) => c.json(storeCalls.counts));
 /** How long the store calls took, per method, since the last reset (`?reset=1` starts afresh). */
 demo.app.get("/__bench/store-timings", (c) => {
   const result = timings(storeCalls);
   if (c.req.query("reset") === "1")
     for (const durations of Object.values(storeCalls.durations)) Object.assign(durations, { ring: [], next: 0 });
   return c.json(result);
+});
+
+/**
+ * A CPU profile of a window the bench chooses (not of start-up): `start?intervalUs=…` starts V8's
+ * sampling profiler, `stop` answers the profile (the `.cpuprofile` format).
+ */
+let profiler: Session | undefined;
+demo.app.post("/__bench/profile/start", async (c) => {
+  profiler?.disconnect();
+  profiler = new Session();
+  profiler.connect();
+  await profiler.post("Profiler.enable");
+  await profiler.post("Profiler.setSamplingInterval", { interval: Number(c.req.query("intervalUs")) || 1000 });
+  await profiler.post("Profiler.start");
+  return c.json({});
+});
+demo.app.post("/__bench/profile/stop", async (c) => {
+  if (!profiler) return c.json({ code: "invalid_input", message: "no profile started" }, 400);
+  const { profile } = await profiler.post("Profiler.stop");
+  profiler.disconnect();
+  profiler = undefined;
+  return c.json(profile);
 });
 
 /** The takeovers this instance began (with BENCH_COUNT_STORE_CALLS=1). */

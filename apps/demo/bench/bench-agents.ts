@@ -39,6 +39,24 @@ export const ticker = agent(
   },
 );
 
+/**
+ * Fan-out: awaits first (so that the bench can open every follower before anything moves), then,
+ * once resumed, yields `count=<N>` parts every `interval=<ms>`, each holding the wall-clock time
+ * it was yielded at.
+ */
+export const broadcast = agent(
+  { name: "broadcast", description: "Awaits, then yields timestamped parts at a steady rate" },
+  async function* (input) {
+    const count = option(input, "count", 100);
+    const interval = option(input, "interval", 50);
+    yield { type: "message", message: { parts: [{ content: "Resume to start." }] } };
+    for (let index = 0; index < count; index++) {
+      yield String(wallClockMs());
+      await new Promise((resolve) => setTimeout(resolve, interval));
+    }
+  },
+);
+
 /** Resolves when `signal` aborts: a step that waits for its owner's loss. */
 function untilAborted(signal: AbortSignal): Promise<never> {
   return new Promise((_, reject) => {
@@ -70,4 +88,4 @@ export const durableReplay = agent(
   },
 );
 
-export const benchAgents = [echo, approval, parts, ticker, durableReplay];
+export const benchAgents = [echo, approval, parts, ticker, broadcast, durableReplay];

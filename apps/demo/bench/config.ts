@@ -78,6 +78,8 @@ export interface BenchConfig {
   takeoverEvents: number;
   /** BENCH_PROFILE=1: every server process writes a CPU profile (node --cpu-prof). */
   profile: boolean;
+  /** BENCH_PROFILE_MISSED=0: no profile of the servers whose throughput target was missed. @default on */
+  profileMissed: boolean;
   /** `--update-docs` or BENCH_UPDATE_DOCS=1: replace the table in docs/benchmarks.md. */
   updateDocs: boolean;
 }
@@ -100,6 +102,7 @@ export function configFromEnv(argv: string[] = process.argv.slice(2)): BenchConf
     takeoverSteps: whole("BENCH_TAKEOVER_STEPS", 1000),
     takeoverEvents: whole("BENCH_TAKEOVER_EVENTS", 10_000, 0),
     profile: process.env.BENCH_PROFILE === "1" || argv.includes("--profile"),
+    profileMissed: process.env.BENCH_PROFILE_MISSED !== "0",
     updateDocs: process.env.BENCH_UPDATE_DOCS === "1" || argv.includes("--update-docs"),
   };
 }

@@ -12,7 +12,7 @@ interface ProfileNode {
   children?: number[];
 }
 
-interface CpuProfile {
+export interface CpuProfile {
   nodes: ProfileNode[];
   samples: number[];
   timeDeltas: number[];
@@ -55,8 +55,22 @@ function functionKey({ functionName, url, lineNumber, columnNumber }: ProfileNod
   return `${functionName || "(anonymous)"} ${url ? `${shortUrl(url)}:${lineNumber + 1}:${columnNumber + 1}` : ""}`.trim();
 }
 
-export async function summarizeProfile(file: string, top = 25): Promise<string> {
-  const profile = JSON.parse(await readFile(file, "utf8")) as CpuProfile;
+/** Microseconds of CPU, sorted from most to least. */
+export type Ranked = [name: string, micros: number][];
+
+export interface ProfileSummary {
+  busyUs: number;
+  idleUs: number;
+  /** Self time by area: our packages, each dependency, Node internals, GC, … */
+  areas: Ranked;
+  /** Self time by function. */
+  functions: Ranked;
+  /** Total time (self and callees) of package functions, ours and dependencies'. */
+  inclusive: Ranked;
+}
+
+/** Where a profile's CPU time went: the top `top` entries of each ranking. */
+export function summarize(profile: CpuProfile, top = 25): ProfileSummary {
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
   const parentOf = new Map<number, number>();
   for (const node of profile.nodes) for (const child of node.children ?? []) parentOf.set(child, node.id);
@@ -96,14 +110,31 @@ export async function summarizeProfile(file: string, top = 25): Promise<string> 
       inclusive.set(key, (inclusive.get(key) ?? 0) + (profile.timeDeltas[index] ?? 0));
     }
   });
-  const share = (micros: number): string => `${((micros / busy) * 100).toFixed(1).padStart(5)}%`;
-  const sorted = (map: Map<string, number>): [string, number][] => [...map].sort((a, b) => b[1] - a[1]);
-  const lines = [`busy ${(busy / 1e6).toFixed(2)} s, idle ${(idle / 1e6).toFixed(2)} s`, "", "self time by area:"];
-  for (const [area, micros] of sorted(byArea).slice(0, 15)) lines.push(`  ${share(micros)}  ${area}`);
+  const sorted = (map: Map<string, number>, limit: number): Ranked =>
+    [...map].sort((a, b) => b[1] - a[1]).slice(0, limit);
+  return {
+    busyUs: busy,
+    idleUs: idle,
+    areas: sorted(byArea, Math.min(top, 15)),
+    functions: sorted(byFunction, top),
+    inclusive: sorted(inclusive, top),
+  };
+}
+
+/** The summary of a profile file, as text. */
+export async function summarizeProfile(file: string, top = 25): Promise<string> {
+  const summary = summarize(JSON.parse(await readFile(file, "utf8")) as CpuProfile, top);
+  const share = (micros: number): string => `${((micros / summary.busyUs) * 100).toFixed(1).padStart(5)}%`;
+  const lines = [
+    `busy ${(summary.busyUs / 1e6).toFixed(2)} s, idle ${(summary.idleUs / 1e6).toFixed(2)} s`,
+    "",
+    "self time by area:",
+  ];
+  for (const [area, micros] of summary.areas) lines.push(`  ${share(micros)}  ${area}`);
   lines.push("", `self time by function (top ${top}):`);
-  for (const [name, micros] of sorted(byFunction).slice(0, top)) lines.push(`  ${share(micros)}  ${name}`);
+  for (const [name, micros] of summary.functions) lines.push(`  ${share(micros)}  ${name}`);
   lines.push("", "total time (self and callees) of package functions:");
-  for (const [name, micros] of sorted(inclusive).slice(0, top)) lines.push(`  ${share(micros)}  ${name}`);
+  for (const [name, micros] of summary.inclusive) lines.push(`  ${share(micros)}  ${name}`);
   return lines.join("\n");
 }
 

@@ -10,7 +10,7 @@ export class Progress {
   #lastPrinted = 0;
   readonly #tty = process.stderr.isTTY === true;
 
-  constructor(readonly total: number) {}
+  constructor(public total: number) {}
 
   /** Starts the next step. */
   step(label: string): void {

@@ -1,9 +1,10 @@
 /**
  * `pnpm bench`: starts its own servers on loopback, measures what the performance issue asks
  * for, prints the tables and writes them to bench-results/ (JSON and markdown). Settings come
- * from the environment (see config.ts); `--update-docs` also replaces the table in
- * docs/benchmarks.md, `--profile` has every server write a CPU profile and prints where the time
- * went.
+ * from the environment (see config.ts); `--update-docs` also replaces the results in
+ * docs/benchmarks.md and the headline table of README.md, `--profile` has every server write a CPU
+ * profile and prints where the time went. A missed throughput target has its server profiled
+ * afterwards, and the report shows where its time goes.
  */
 import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import os from "node:os";
@@ -14,11 +15,13 @@ import { chooseGenerator } from "./generator.ts";
 import { demoDir, stopAll } from "./processes.ts";
 import { isMainThreadProfile, summarizeProfile } from "./profile-summary.ts";
 import { formatCount, Progress } from "./progress.ts";
-import { type BenchResults, commit, evaluateTargets, machine, toMarkdown } from "./report.ts";
+import { type BenchResults, commit, evaluateTargets, machine, toHeadline, toMarkdown } from "./report.ts";
 import type { ScenarioContext } from "./scenarios/context.ts";
 import { measureCrossInstance } from "./scenarios/cross-instance.ts";
+import { measureFanout } from "./scenarios/fanout.ts";
 import { type FollowersTarget, measureFollowers } from "./scenarios/followers.ts";
 import { measureObservability } from "./scenarios/observability.ts";
+import { profileMissed } from "./scenarios/profile-missed.ts";
 import { measureStreamGrowth } from "./scenarios/stream-growth.ts";
 import { measureTakeover } from "./scenarios/takeover.ts";
 import { measureThroughput } from "./scenarios/throughput.ts";
@@ -28,6 +31,9 @@ const resultsDir = path.join(repoDir, "bench-results");
 const docsFile = path.join(repoDir, "docs", "benchmarks.md");
 const DOCS_START = "<!-- bench:start -->";
 const DOCS_END = "<!-- bench:end -->";
+const readmeFile = path.join(repoDir, "README.md");
+const HEADLINE_START = "<!-- bench-headline:start -->";
+const HEADLINE_END = "<!-- bench-headline:end -->";
 
 interface Step {
   scenario: Scenario;
@@ -61,7 +67,9 @@ const results: Omit<BenchResults, "targets"> = {
   streams: [],
   cross: [],
   followers: [],
+  fanout: [],
   takeover: [],
+  profiles: [],
 };
 
 const stores = config.stores;
@@ -107,6 +115,18 @@ const steps: Step[] = [
     },
   })),
   ...haStores.map((store) => ({
+    scenario: "fanout" as const,
+    label: `fan-out ${store}`,
+    run: async (context: ScenarioContext) => {
+      const row = await measureFanout(store, context);
+      results.fanout.push(row);
+      return (
+        `1 follower: p99 ${row.one.p99Ms.toFixed(1)} ms, ${row.one.storeCallsPerSecond.toFixed(1)} store calls/s on B; ` +
+        `${formatCount(row.many.followers)}: p99 ${row.many.p99Ms.toFixed(1)} ms, ${row.many.storeCallsPerSecond.toFixed(1)} store calls/s`
+      );
+    },
+  })),
+  ...haStores.map((store) => ({
     scenario: "takeover" as const,
     label: `takeover ${store}`,
     run: async (context: ScenarioContext) => {
@@ -129,14 +149,24 @@ const steps: Step[] = [
   },
 ].filter((step) => config.scenarios.includes(step.scenario));
 
-/** Replaces the generated part of docs/benchmarks.md, keeping the prose around it. */
-async function updateDocs(markdown: string): Promise<void> {
-  const current = await readFile(docsFile, "utf8").catch(() => `# Benchmarks\n\n${DOCS_START}\n${DOCS_END}\n`);
-  const start = current.indexOf(DOCS_START);
-  const end = current.indexOf(DOCS_END);
-  if (start === -1 || end < start) throw new Error(`${docsFile} lacks the ${DOCS_START} … ${DOCS_END} markers`);
-  await mkdir(path.dirname(docsFile), { recursive: true });
-  await writeFile(docsFile, `${current.slice(0, start + DOCS_START.length)}\n\n${markdown}\n${current.slice(end)}`);
+/** Replaces what lies between `startMarker` and `endMarker` in `file`, keeping the rest. */
+async function replaceBetween(file: string, startMarker: string, endMarker: string, markdown: string): Promise<void> {
+  const current = await readFile(file, "utf8");
+  const start = current.indexOf(startMarker);
+  const end = current.indexOf(endMarker);
+  if (start === -1 || end < start) throw new Error(`${file} lacks the ${startMarker} … ${endMarker} markers`);
+  await writeFile(
+    file,
+    `${current.slice(0, start + startMarker.length)}\n\n${markdown.trim()}\n\n${current.slice(end)}`,
+  );
+}
+
+/** The generated part of docs/benchmarks.md, and the headline table of README.md. */
+async function updateDocs(results: BenchResults, markdown: string): Promise<void> {
+  await replaceBetween(docsFile, DOCS_START, DOCS_END, markdown);
+  await replaceBetween(readmeFile, HEADLINE_START, HEADLINE_END, toHeadline(results));
+  const lines = (await readFile(readmeFile, "utf8")).split("\n").length;
+  if (lines >= 200) console.error(`[bench] README.md has ${lines} lines now: it must stay under 200`);
 }
 
 async function printProfiles(): Promise<void> {
@@ -172,7 +202,14 @@ async function main(): Promise<void> {
     progress.done(await step.run(context));
   }
   results.machine.load.end = Math.round(os.loadavg()[0]! * 100) / 100;
-  const full: BenchResults = { ...results, targets: evaluateTargets(results) };
+  const targets = evaluateTargets(results);
+  if (config.profileMissed && targets.some((target) => !target.met && target.profile !== undefined)) {
+    progress.total++;
+    progress.step("profiles of the throughput targets not met");
+    results.profiles = await profileMissed(targets, context, path.join(profileRoot, "missed"), repoDir);
+    progress.done(results.profiles.map((profile) => profile.file).join(", "));
+  }
+  const full: BenchResults = { ...results, targets };
   const markdown = toMarkdown(full);
   await mkdir(resultsDir, { recursive: true });
   const base = path.join(resultsDir, `bench-${stamp}`);
@@ -185,8 +222,8 @@ async function main(): Promise<void> {
     `[bench] done in ${((performance.now() - started) / 1000).toFixed(0)} s; wrote ${path.relative(repoDir, base)}.json and .md`,
   );
   if (config.updateDocs) {
-    await updateDocs(markdown);
-    console.error(`[bench] updated ${path.relative(repoDir, docsFile)}`);
+    await updateDocs(full, markdown);
+    console.error(`[bench] updated ${path.relative(repoDir, docsFile)} and README.md's headline table`);
   }
   if (config.profile) await printProfiles();
 }

@@ -30,3 +30,8 @@ export function memoryReport(server: ServerProcess): Promise<MemoryReport> {
 export function storeTimings(server: ServerProcess, reset = false): Promise<Record<string, CallTiming>> {
   return get(server, `/__bench/store-timings${reset ? "?reset=1" : ""}`);
 }
+
+/** Store calls counted so far per method (with BENCH_COUNT_STORE_CALLS=1), without a garbage collection. */
+export function storeCalls(server: ServerProcess): Promise<Record<string, number>> {
+  return get(server, "/__bench/store-calls");
+}

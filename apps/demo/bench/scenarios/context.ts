@@ -13,3 +13,7 @@ export interface ScenarioContext {
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Rejects with `message` after `ms`, without keeping the process alive: the loser of a race against work. */
+export const timeout = (ms: number, message: string): Promise<never> =>
+  new Promise((_, reject) => setTimeout(() => reject(new Error(message)), ms).unref());

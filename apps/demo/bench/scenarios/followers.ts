@@ -10,7 +10,7 @@ import { connectionsTo, namespace, POSTGRES_POOL, PostgresProbe, type StoreName 
 import { type ServerProcess, startServer } from "../processes.ts";
 import { memoryReport } from "../server-stats.ts";
 import { eventType, readSse } from "../sse.ts";
-import { type ScenarioContext, sleep } from "./context.ts";
+import { type ScenarioContext, sleep, timeout } from "./context.ts";
 
 export type FollowersTarget = "ceiling" | StoreName;
 
@@ -108,10 +108,12 @@ export async function measureFollowers(
         }
       }).catch(() => {});
     });
-    const timeout = sleep(120_000).then(() => {
-      throw new Error(`only ${attached} of ${count} streams got their events within 120 s`);
-    });
-    await Promise.race([ready, timeout]);
+    await Promise.race([
+      ready,
+      timeout(120_000, "the streams did not all get their events within 120 s").catch((error: Error) => {
+        throw new Error(`${error.message} (${attached} of ${count} did)`);
+      }),
+    ]);
 
     await sleep(2000);
     progress.update(`${count} streams open, measuring ${config.seconds} s idle`);

@@ -28,7 +28,7 @@ export interface ObservabilityResult {
 const VARIANTS: readonly ObservabilityVariant[] = ["off", "metrics", "tracing", "both"];
 
 /** The SDK must not start metric or log exporters of its own: only traces are measured. */
-const envOf = (variant: ObservabilityVariant): Record<string, string> =>
+export const envOf = (variant: ObservabilityVariant): Record<string, string> =>
   variant === "off" ? {} : { BENCH_OBSERVABILITY: variant, OTEL_METRICS_EXPORTER: "none", OTEL_LOGS_EXPORTER: "none" };
 
 /** The variants in round `round`'s order: each round starts one further along. */

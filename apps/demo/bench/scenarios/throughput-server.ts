@@ -5,7 +5,7 @@
 import { type Namespace, namespace, type StoreName } from "../backends.ts";
 import { driverFor, type LoadDriver } from "../generator.ts";
 import { type LoadResult, type LoadWindow, type SliceReport, summarize } from "../load.ts";
-import { cpuSeconds, type ServerProcess, startServer } from "../processes.ts";
+import { commandCpuSeconds, cpuSeconds, type ServerProcess, startServer } from "../processes.ts";
 import type { ScenarioContext } from "./context.ts";
 
 export type ThroughputTarget = "ceiling" | StoreName;
@@ -16,7 +16,12 @@ export interface ThroughputResult extends LoadResult {
   serverCpuMsPerRun?: number;
   /** Cores the server process kept busy during the measured windows (1 = one core all the time). */
   serverCores?: number;
+  /** CPU time Redis or PostgreSQL (all their processes on this machine) used per run in the windows, in ms. */
+  storeCpuMsPerRun?: number;
 }
+
+/** The process names of the store servers whose CPU counts. */
+const STORE_COMMANDS: Partial<Record<ThroughputTarget, string>> = { redis: "redis-server", postgres: "postgres" };
 
 const BODY = JSON.stringify({
   agent_name: "echo",
@@ -33,6 +38,8 @@ export class ThroughputServer {
   readonly #windows: LoadWindow[] = [];
   /** Server CPU seconds over the measured windows; undefined once a reading failed (not Linux). */
   #cpuSeconds: number | undefined = 0;
+  /** The same for the store server's processes (Redis, PostgreSQL). */
+  #storeCpuSeconds: number | undefined = 0;
 
   private constructor(
     readonly target: ThroughputTarget,
@@ -80,21 +87,35 @@ export class ThroughputServer {
   }
 
   /** Unmeasured load: opens the connections and lets the server's JIT settle. */
-  async warmUp(ms: number, report?: SliceReport): Promise<void> {
-    this.#windows.push(await this.load.warmUp(ms, report));
+  async warmUp(ms: number, report?: SliceReport): Promise<LoadWindow> {
+    const window = await this.load.warmUp(ms, report);
+    this.#windows.push(window);
+    return window;
   }
 
   /** One measured slice of `ms`, after a short lead-in; added to the server's totals. */
   async measureSlice(ms: number, report?: SliceReport): Promise<LoadWindow> {
     let cpuAtStart: number | undefined;
+    let storeCpuAtStart: number | undefined;
+    const command = STORE_COMMANDS[this.target];
     const window = await this.load.slice(
       ms,
       (edge) => {
         const now = cpuSeconds(this.server.pid);
-        if (edge === "start") cpuAtStart = now;
-        else if (this.#cpuSeconds !== undefined)
+        const storeNow = command === undefined ? undefined : commandCpuSeconds(command);
+        if (edge === "start") {
+          cpuAtStart = now;
+          storeCpuAtStart = storeNow;
+          return;
+        }
+        if (this.#cpuSeconds !== undefined)
           this.#cpuSeconds =
             now === undefined || cpuAtStart === undefined ? undefined : this.#cpuSeconds + now - cpuAtStart;
+        if (this.#storeCpuSeconds !== undefined)
+          this.#storeCpuSeconds =
+            storeNow === undefined || storeCpuAtStart === undefined
+              ? undefined
+              : this.#storeCpuSeconds + storeNow - storeCpuAtStart;
       },
       report,
     );
@@ -106,12 +127,16 @@ export class ThroughputServer {
   result(): ThroughputResult {
     const load = summarize(this.#windows);
     const used = this.#cpuSeconds;
+    const storeUsed = STORE_COMMANDS[this.target] === undefined ? undefined : this.#storeCpuSeconds;
     return {
       target: this.target,
       ...load,
       ...(used === undefined || load.requests === 0
         ? {}
         : { serverCpuMsPerRun: (used * 1000) / load.requests, serverCores: used / load.seconds }),
+      ...(storeUsed === undefined || load.requests === 0
+        ? {}
+        : { storeCpuMsPerRun: (storeUsed * 1000) / load.requests }),
     };
   }
 
