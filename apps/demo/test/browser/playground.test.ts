@@ -155,6 +155,18 @@ describe("the playground", { timeout: 90_000 }, () => {
     expect(badges.every((id) => id.length > 0)).toBe(true);
   });
 
+  it("shows a streamed message as its parts arrive, before the run ends", async () => {
+    await startRun("tokens", "stream", "alpha beta gamma delta epsilon zeta delay=300");
+    // The first words are on the page while the run is still going (the last comes 1.8 s later).
+    await page.waitForFunction(() => {
+      const status = document.querySelector<HTMLElement>("#run-status")?.dataset.status;
+      const text = document.querySelector(".entry.agent .body")?.textContent ?? "";
+      return text.startsWith("alpha ") && !text.includes("zeta") && status === "in-progress";
+    });
+    await runEnds("completed");
+    await agentSays("alpha beta gamma delta epsilon zeta").waitFor();
+  });
+
   it.each(["async", "stream"] as const)("cancels a slow run in %s mode", async (mode) => {
     await startRun("slow", mode, "ticks=600");
     await runEnds("in-progress");
