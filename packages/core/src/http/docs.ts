@@ -12,7 +12,8 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
-import { gzipSync } from "node:zlib";
+import { promisify } from "node:util";
+import { gzip } from "node:zlib";
 import type { Context, Hono } from "hono";
 
 /** The package the page is built from: an optional peer dependency of `@acp/core`. */
@@ -25,8 +26,11 @@ interface DocsFile {
   cacheControl: string;
   /** A strong validator of the body, for `If-None-Match`. */
   etag: string;
-  /** The gzip of the body, made on the first request that accepts it (only for text worth it). */
-  gzip?: Uint8Array;
+  /**
+   * The gzip of the body, made on the first request that accepts it (only for text worth it), off
+   * the event loop: the UI's script takes some 100 ms to compress.
+   */
+  gzip?: Promise<Uint8Array>;
   compressible: boolean;
 }
 
@@ -194,8 +198,10 @@ function matches(ifNoneMatch: string | undefined, etag: string): boolean {
     .some((tag) => tag === etag || tag === "*");
 }
 
+const gzipAsync = promisify(gzip);
+
 /** The answer for one of the page's files: 304 when the client has it, gzip when it accepts it. */
-function serve(c: Context, file: DocsFile, extra: Record<string, string> = {}): Response {
+async function serve(c: Context, file: DocsFile, extra: Record<string, string> = {}): Promise<Response> {
   const headers: Record<string, string> = {
     "cache-control": file.cacheControl,
     etag: file.etag,
@@ -206,9 +212,12 @@ function serve(c: Context, file: DocsFile, extra: Record<string, string> = {}): 
   if (matches(c.req.header("if-none-match"), file.etag)) return c.body(null, 304, headers);
   headers["content-type"] = file.contentType;
   if (file.compressible && /\bgzip\b/.test(c.req.header("accept-encoding") ?? "")) {
-    file.gzip ??= gzipSync(file.body);
+    file.gzip ??= gzipAsync(file.body).catch((error: unknown) => {
+      file.gzip = undefined; // the next request tries again
+      throw error;
+    });
     headers["content-encoding"] = "gzip";
-    return c.body(file.gzip as Uint8Array<ArrayBuffer>, 200, headers);
+    return c.body((await file.gzip) as Uint8Array<ArrayBuffer>, 200, headers);
   }
   return c.body(file.body as Uint8Array<ArrayBuffer>, 200, headers);
 }
