@@ -124,6 +124,10 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
   );
   // Built here so that a wrong option throws now, not on the first request.
   const corsMiddleware = options.cors === undefined ? undefined : acpCors(options.cors);
+  for (const name of ["openapi", "docs"] as const) {
+    if (options[name] !== undefined && typeof options[name] !== "boolean")
+      throw new TypeError(`[acp] createApp(): ${name} must be true or false, got ${JSON.stringify(options[name])}`);
+  }
   if (options.docs === true && options.openapi === false)
     throw new TypeError("[acp] createApp(): docs: true shows /openapi.json, which openapi: false turns off");
   const docsPage = options.docs === true ? loadDocsPage("createApp()") : undefined;

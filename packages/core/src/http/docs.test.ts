@@ -208,6 +208,9 @@ describe("GET /docs", () => {
     expect(() => createApp([echo], { store: new MemoryStore(), docs: true, openapi: false })).toThrow(
       /\[acp\] createApp\(\): docs: true .* openapi: false/,
     );
+    expect(() => createApp([echo], { store: new MemoryStore(), docs: "yes" as never })).toThrow(
+      /\[acp\] createApp\(\): docs must be true or false, got "yes"/,
+    );
   });
 
   it("names the missing package and how to install it when the UI package is not installed", () => {
