@@ -141,6 +141,8 @@ describe("GET /docs", () => {
     const unknown: string[] = [];
     for (const [url, text] of texts) {
       expect(text, url).not.toMatch(NEVER);
+      // No source map for developer tools to ask for (it is not served).
+      expect(text, url).not.toMatch(/sourceMappingURL=/);
       // No protocol-relative URL either: the browser would fetch it from another host.
       expect(text, url).not.toMatch(/["'(]\/\/[a-z0-9-]+\.[a-z0-9.-]+/i);
       if (url.includes(".css")) {
