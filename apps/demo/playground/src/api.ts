@@ -97,6 +97,8 @@ export interface Frame {
 
 export interface EventStream {
   instance: string | null;
+  /** The `Run-ID` header of `POST /runs`: the run's id before its first event arrives. */
+  runId: string | null;
   frames: AsyncGenerator<Frame>;
 }
 
@@ -117,7 +119,11 @@ export async function openStream(
   if (!response.ok) throw await failure(response);
   if (!response.body || !(response.headers.get("content-type") ?? "").startsWith("text/event-stream"))
     throw new ApiError(response.status, "http_error", "The server did not answer with an event stream");
-  return { instance: response.headers.get("acp-instance"), frames: readFrames(response.body) };
+  return {
+    instance: response.headers.get("acp-instance"),
+    runId: response.headers.get("run-id"),
+    frames: readFrames(response.body),
+  };
 }
 
 /** Splits an SSE body into frames; ends when the body ends, throws when the connection breaks. */

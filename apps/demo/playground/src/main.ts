@@ -364,6 +364,7 @@ function onFrame(follow: Follow, frame: Frame, instance: string | null): boolean
 
 async function followStream(follow: Follow, open: () => Promise<EventStream>): Promise<void> {
   let stream = await open();
+  follow.id ??= stream.runId ?? undefined;
   let failures = 0;
   for (;;) {
     let why = "the stream ended before the run did";
@@ -537,7 +538,7 @@ function describeAgent(): void {
 
 async function loadAgents(): Promise<void> {
   try {
-    const answer = await call<{ agents: AgentManifest[] }>("GET", "/agents");
+    const answer = await call<{ agents: AgentManifest[] }>("GET", "/agents?limit=1000");
     agents = answer.body.agents;
     const previous = ui.agent.value;
     ui.agent.replaceChildren(

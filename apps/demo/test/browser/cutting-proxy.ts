@@ -34,8 +34,11 @@ export async function startCuttingProxy(target: string): Promise<CuttingProxy> {
     upstream.on("data", (chunk: Buffer) => {
       const cue = armed;
       const text = tail + chunk.toString("latin1");
+      const carried = tail.length;
       tail = text.slice(-32);
-      if (cue && text.includes(cue.marker)) {
+      // Only a marker that ends in this chunk counts: the tail may hold the end of an earlier response.
+      const at = cue ? text.lastIndexOf(cue.marker) : -1;
+      if (cue && at !== -1 && at + cue.marker.length > carried) {
         armed = undefined;
         // Relay the frame, then drop everything: the client has seen this event and nothing after it.
         client.write(chunk, () => {

@@ -73,7 +73,9 @@ afterAll(async () => {
 describe("the playground", { timeout: 90_000 }, () => {
   it("has every control under its accessible name, and lists the agents with their descriptions", async () => {
     const agents = (
-      (await (await fetch(`${instance.url}/agents`)).json()) as { agents: { name: string; description: string }[] }
+      (await (await fetch(`${instance.url}/agents?limit=1000`)).json()) as {
+        agents: { name: string; description: string }[];
+      }
     ).agents;
     const agent = page.getByRole("combobox", { name: "Agent" });
     await agent
