@@ -159,11 +159,15 @@ export function evaluateTargets(results: Omit<BenchResults, "targets">): TargetR
     (row): row is FollowersResult & { target: StoreName } => row.target !== "ceiling",
   );
   for (const row of followers) {
+    // RSS grows less than the heap when the streams fill pages the process already held (freed by
+    // the runs' creation): a stream costs at least what it keeps alive, so the larger counts.
+    const retained = row.heapKbPerStream + row.externalKbPerStream;
+    const perStream = Math.max(row.rssKbPerStream, retained);
     targets.push({
       name: `${row.target}: RSS per open SSE stream of an awaiting run (${count(row.streams)} streams of ${count(row.streams)} runs)`,
       goal: "≤ 20 KiB",
-      value: `${fixed(row.rssKbPerStream)} KiB`,
-      met: row.rssKbPerStream <= 20,
+      value: `${fixed(perStream)} KiB${perStream > row.rssKbPerStream ? " (heap + external; RSS grew less)" : ""}`,
+      met: perStream <= 20,
       headline: "RSS per open SSE stream",
       store: row.target,
     });
@@ -411,6 +415,7 @@ export function toMarkdown(results: BenchResults): string {
           "p99 ms",
           "max ms",
           "attach s",
+          "bench loop delay p99 ms",
           "B's store calls/s",
           "by method",
         ],
@@ -424,6 +429,7 @@ export function toMarkdown(results: BenchResults): string {
             fixed(phase.p99Ms, 2),
             fixed(phase.maxMs, 2),
             fixed(phase.attachSeconds, 1),
+            fixed(phase.benchLoopDelayP99Ms, 1),
             fixed(phase.storeCallsPerSecond),
             Object.entries(phase.storeCallsByMethod)
               .map(([method, perSecond]) => `${method} ${perSecond < 10 ? fixed(perSecond) : count(perSecond)}`)

@@ -12,6 +12,7 @@
  * serves all of them, adds little to the delay it measures.
  */
 import http from "node:http";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { namespace, type StoreName } from "../backends.ts";
 import { wallClockMs } from "../bench-agents.ts";
 import { type ServerProcess, startServer } from "../processes.ts";
@@ -31,6 +32,11 @@ export interface FanoutPhase {
   maxMs: number;
   /** Seconds it took to attach every follower. */
   attachSeconds: number;
+  /**
+   * p99 of the bench's own event-loop delay while the parts arrived, in ms: how late the bench
+   * could have been in timing an arrival (a bound on what the measuring side adds).
+   */
+  benchLoopDelayP99Ms: number;
   /** B's store calls per second from the resume to the last follower's `run.completed`. */
   storeCallsPerSecond: number;
   /** The same, per method. */
@@ -80,9 +86,13 @@ function follow(server: ServerProcess, runId: string, tally: Tally): Follower {
   let finish!: () => void;
   const finished = new Promise<void>((resolve) => (finish = resolve));
   const onFrame = (frame: string, arrived: number): void => {
-    const start = frame.indexOf("data:");
-    if (start === -1) return;
-    const data = frame.slice(start + (frame.charAt(start + 5) === " " ? 6 : 5));
+    let data: string | undefined;
+    for (const line of frame.split("\n")) {
+      if (!line.startsWith("data:")) continue;
+      const value = line.slice(line.charAt(5) === " " ? 6 : 5);
+      data = data === undefined ? value : `${data}\n${value}`;
+    }
+    if (data === undefined) return;
     const type = eventType(data);
     if (type === "message.part") {
       const written = Number(/"content":"([\d.]+)"/.exec(data)?.[1]);
@@ -174,6 +184,8 @@ async function phase(
     await sleep(1000);
 
     const before = await storeCalls(b);
+    const loopDelay = monitorEventLoopDelay({ resolution: 5 });
+    loopDelay.enable();
     const started = performance.now();
     report(`${count} followers: resumed on A, ${events} parts at ${1000 / INTERVAL_MS}/s`);
     await post(`${a.url}/runs/${run.run_id}`, {
@@ -184,6 +196,7 @@ async function phase(
     const deadline = timeout(limitMs, `the followers did not all see the run end within ${limitMs} ms`);
     await Promise.race([Promise.all(followers.map((follower) => follower.finished)), deadline]);
     const seconds = (performance.now() - started) / 1000;
+    loopDelay.disable();
     const after = await storeCalls(b);
     const incomplete = followers.filter((follower) => !follower.completed()).length;
     if (incomplete > 0) throw new Error(`${incomplete} of ${count} followers' streams ended before run.completed`);
@@ -200,6 +213,7 @@ async function phase(
       p99Ms: percentile(tally.delays, 99),
       maxMs: percentile(tally.delays, 100),
       attachSeconds,
+      benchLoopDelayP99Ms: loopDelay.percentile(99) / 1e6,
       storeCallsPerSecond: (total(after) - total(before)) / seconds,
       storeCallsByMethod: byMethod,
     };
