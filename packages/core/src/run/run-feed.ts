@@ -90,7 +90,7 @@ export class Follower {
    */
   async next(): Promise<FedEvent | undefined> {
     const feed = this.#feed;
-    await feed.ready;
+    if (!feed.subscribed) await feed.ready;
     for (;;) {
       if (this.closed) return undefined;
       const own = this.#own;
@@ -148,6 +148,8 @@ class RunFeed implements RunWatcher {
   readonly runId: string;
   /** Resolves once the subscription is in effect; rejects when it failed. */
   readonly ready: Promise<void>;
+  /** Whether `ready` has resolved (a follower then need not wait for it). */
+  subscribed = false;
   /** The seq of the event before the first one kept. */
   base: number;
   /** Events read and kept: seqs `base + 1` … `lastSeq`. */
@@ -177,7 +179,10 @@ class RunFeed implements RunWatcher {
       this.#read();
     });
     this.ready = subscribed.then(
-      () => this.#read(),
+      () => {
+        this.subscribed = true;
+        this.#read();
+      },
       (error: unknown) => {
         void this.#close();
         throw error;
