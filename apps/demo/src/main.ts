@@ -65,6 +65,7 @@ async function main(): Promise<void> {
     { ...instance, url: demo.url },
     `instance ${demo.app.runtime.instanceId} listening on ${demo.url} (agents: ${demoAgents.map((a) => a.manifest.name).join(", ")})`,
   );
+  logger.info(instance, `playground: open ${demo.url}/ in a browser (docs/playground.md)`);
   const onSignal = (signal: string): void => {
     logger.info(instance, `${signal}: draining (up to ${drainMs} ms), then exiting`);
     demo.stop().then(
