@@ -197,17 +197,33 @@ async function main(): Promise<void> {
     profileDir: (step) => (config.profile ? path.join(profileRoot, step) : undefined),
   };
   const started = performance.now();
+  // A step that fails is reported and left out; the others still run, so that one broken
+  // measurement does not throw away the rest of a ten-minute run. The docs are then left alone.
+  const failed: string[] = [];
   for (const step of steps) {
     progress.step(step.label);
-    progress.done(await step.run(context));
+    try {
+      progress.done(await step.run(context));
+    } catch (error) {
+      if (interrupted) throw error;
+      failed.push(step.label);
+      progress.done(`FAILED: ${error instanceof Error ? error.message.split("\n")[0] : String(error)}`);
+      console.error(error instanceof Error ? (error.stack ?? error.message) : String(error));
+    }
   }
   results.machine.load.end = Math.round(os.loadavg()[0]! * 100) / 100;
   const targets = evaluateTargets(results);
   if (config.profileMissed && targets.some((target) => !target.met && target.profile !== undefined)) {
     progress.total++;
     progress.step("profiles of the throughput targets not met");
-    results.profiles = await profileMissed(targets, context, path.join(profileRoot, "missed"), repoDir);
-    progress.done(results.profiles.map((profile) => profile.file).join(", "));
+    try {
+      results.profiles = await profileMissed(targets, context, path.join(profileRoot, "missed"), repoDir);
+      progress.done(results.profiles.map((profile) => profile.file).join(", "));
+    } catch (error) {
+      if (interrupted) throw error;
+      failed.push("profiles");
+      progress.done(`FAILED: ${error instanceof Error ? error.message.split("\n")[0] : String(error)}`);
+    }
   }
   const full: BenchResults = { ...results, targets };
   const markdown = toMarkdown(full);
@@ -221,7 +237,10 @@ async function main(): Promise<void> {
   console.error(
     `[bench] done in ${((performance.now() - started) / 1000).toFixed(0)} s; wrote ${path.relative(repoDir, base)}.json and .md`,
   );
-  if (config.updateDocs) {
+  if (failed.length > 0) {
+    console.error(`[bench] failed: ${failed.join(", ")}${config.updateDocs ? "; the docs were not updated" : ""}`);
+    process.exitCode = 1;
+  } else if (config.updateDocs) {
     await updateDocs(full, markdown);
     console.error(`[bench] updated ${path.relative(repoDir, docsFile)} and README.md's headline table`);
   }
