@@ -821,17 +821,15 @@ export class RunExecutor {
       this.#writingVersion = current.version + 1;
       let result = await retryOutage(
         () =>
-          this.#store
-            .updateRun(this.runId, current.version, { ...current, run, resume: null }, written, {
-              history,
-              unobserved: this.#unobserved,
-            })
-            .catch((error: unknown) => {
-              uncertain ||= isStoreOutage(error);
-              throw error;
-            }),
+          this.#store.updateRun(this.runId, current.version, { ...current, run, resume: null }, written, {
+            history,
+            unobserved: this.#unobserved,
+          }),
         deadline,
         this.#giveUp,
+        (error) => {
+          uncertain ||= isStoreOutage(error);
+        },
       );
       // A write that timed out may have landed: then the store holds exactly what we wrote.
       if (

@@ -182,20 +182,43 @@ export function isStoreOutage(error: unknown): boolean {
 /**
  * Calls `fn` until it succeeds, while its failures are store outages, waiting a little longer
  * after each (100 ms doubling to 2 s) until `deadline` (epoch ms) or `signal` stops it.
+ * `onFailure` sees every failure, retried or not. A first call that succeeds costs one promise
+ * besides its own (this runs on every write of a run).
  */
-export async function retryOutage<T>(
+export function retryOutage<T>(
   fn: () => Promise<T>,
   deadline: number,
   signal?: { readonly aborted: boolean },
+  onFailure?: (error: unknown) => void,
 ): Promise<T> {
+  let first: Promise<T>;
+  try {
+    first = fn();
+  } catch (error) {
+    return retryAfter(error, fn, deadline, signal, onFailure);
+  }
+  return first.catch((error: unknown) => retryAfter(error, fn, deadline, signal, onFailure));
+}
+
+/** The retries of {@link retryOutage} after its first call failed with `first`. */
+async function retryAfter<T>(
+  first: unknown,
+  fn: () => Promise<T>,
+  deadline: number,
+  signal: { readonly aborted: boolean } | undefined,
+  onFailure: ((error: unknown) => void) | undefined,
+): Promise<T> {
+  let error = first;
   let delay = 100;
   for (;;) {
+    onFailure?.(error);
+    if (!isStoreOutage(error) || Date.now() + delay > deadline || signal?.aborted) throw error;
+    await new Promise((resolve) => setTimeout(resolve, delay));
+    delay = Math.min(delay * 2, 2000);
     try {
       return await fn();
-    } catch (error) {
-      if (!isStoreOutage(error) || Date.now() + delay > deadline || signal?.aborted) throw error;
-      await new Promise((resolve) => setTimeout(resolve, delay));
-      delay = Math.min(delay * 2, 2000);
+    } catch (failure) {
+      error = failure;
     }
   }
 }

@@ -434,9 +434,16 @@ export class Runtime {
    * Waits until the run ends or awaits, in a version of at least `minVersion`; the record then.
    * A run executing here is watched in process; any other through the store.
    */
-  async whenSettled(runId: string, minVersion: number, signal?: AbortSignal): Promise<StoredRun> {
-    const local = await this.#local.get(runId)?.executor.whenSettled(minVersion);
-    if (local !== undefined) return local;
+  whenSettled(runId: string, minVersion: number, signal?: AbortSignal): Promise<StoredRun> {
+    const executor = this.#local.get(runId)?.executor;
+    // A run executing here settles through its executor: no store read, no promise besides its own.
+    if (executor === undefined) return this.#whenStoredSettled(runId, minVersion, signal);
+    return executor
+      .whenSettled(minVersion)
+      .then((local) => local ?? this.#whenStoredSettled(runId, minVersion, signal));
+  }
+
+  async #whenStoredSettled(runId: string, minVersion: number, signal: AbortSignal | undefined): Promise<StoredRun> {
     const record = await waitForRecord(
       this.store,
       runId,
