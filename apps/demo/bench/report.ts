@@ -117,6 +117,9 @@ const fixed = (value: number | undefined, digits = 1): string =>
   value === undefined || Number.isNaN(value) ? "–" : value.toFixed(digits);
 const count = (value: number): string => Math.round(value).toLocaleString("en-US");
 
+const storeName = (store: string): string =>
+  ({ memory: "memory", redis: "Redis", postgres: "PostgreSQL" })[store] ?? store;
+
 /** The server whose CPU profile explains a missed throughput target. */
 export type ProfiledServer = "memory" | "redis" | "postgres" | "observability";
 
@@ -164,7 +167,7 @@ export function evaluateTargets(results: Omit<BenchResults, "targets">): TargetR
     const retained = row.heapKbPerStream + row.externalKbPerStream;
     const perStream = Math.max(row.rssKbPerStream, retained);
     targets.push({
-      name: `${row.target}: RSS per open SSE stream of an awaiting run (${count(row.streams)} streams of ${count(row.streams)} runs)`,
+      name: `${storeName(row.target)}: RSS per open SSE stream of an awaiting run (${count(row.streams)} streams of ${count(row.streams)} runs)`,
       goal: "≤ 20 KiB",
       value: `${fixed(perStream)} KiB${perStream > row.rssKbPerStream ? " (heap + external; RSS grew less)" : ""}`,
       met: perStream <= 20,
@@ -174,7 +177,7 @@ export function evaluateTargets(results: Omit<BenchResults, "targets">): TargetR
   }
   for (const row of results.fanout) {
     targets.push({
-      name: `${row.store}: fan-out, p99 delay from an event's write on A to its delivery at ${count(row.many.followers)} followers on B`,
+      name: `${storeName(row.store)}: fan-out, p99 delay from an event's write on A to its delivery at ${count(row.many.followers)} followers on B`,
       goal: "≤ 50 ms",
       value: `${fixed(row.many.p99Ms)} ms`,
       met: row.many.p99Ms <= 50,
@@ -184,7 +187,7 @@ export function evaluateTargets(results: Omit<BenchResults, "targets">): TargetR
     const one = row.one.storeCallsPerSecond;
     const many = row.many.storeCallsPerSecond;
     targets.push({
-      name: `${row.store}: fan-out, B's store calls/s with ${count(row.many.followers)} followers vs 1`,
+      name: `${storeName(row.store)}: fan-out, B's store calls/s with ${count(row.many.followers)} followers vs 1`,
       goal: `≤ ${FANOUT_CALLS_RATIO}× (or + ${FANOUT_CALLS_SLACK}/s)`,
       value: `${fixed(many)} vs ${fixed(one)} (${fixed(one > 0 ? many / one : Number.NaN, 2)}×)`,
       met: many <= Math.max(one * FANOUT_CALLS_RATIO, one + FANOUT_CALLS_SLACK),
@@ -193,7 +196,7 @@ export function evaluateTargets(results: Omit<BenchResults, "targets">): TargetR
   for (const row of followers) {
     const calls = Object.values(row.idleStoreCallsPerSecond).reduce((sum, perSecond) => sum + perSecond, 0);
     targets.push({
-      name: `${row.target}: store calls/s of ${count(row.streams)} idle streams on one instance`,
+      name: `${storeName(row.target)}: store calls/s of ${count(row.streams)} idle streams on one instance`,
       goal: `≤ ${IDLE_CALLS_GOAL}`,
       value: fixed(calls),
       met: calls <= IDLE_CALLS_GOAL,
@@ -203,7 +206,7 @@ export function evaluateTargets(results: Omit<BenchResults, "targets">): TargetR
   }
   for (const row of results.streams) {
     targets.push({
-      name: `${row.store}: event-cost growth, µs/event at ${count(row.sizes.at(-1)!.n)} parts over ${count(row.sizes[0]!.n)}`,
+      name: `${storeName(row.store)}: event-cost growth, µs/event at ${count(row.sizes.at(-1)!.n)} parts over ${count(row.sizes[0]!.n)}`,
       goal: "≤ 1.5×",
       value: `${fixed(row.ratio, 2)}×`,
       met: row.ratio <= 1.5,
@@ -211,7 +214,7 @@ export function evaluateTargets(results: Omit<BenchResults, "targets">): TargetR
   }
   for (const row of results.takeover) {
     targets.push({
-      name: `${row.store}: store writes per durable step`,
+      name: `${storeName(row.store)}: store writes per durable step`,
       goal: "1",
       value: fixed(row.writesPerStep, 2),
       met: Math.round(row.writesPerStep * 100) === 100,
@@ -219,7 +222,7 @@ export function evaluateTargets(results: Omit<BenchResults, "targets">): TargetR
   }
   for (const row of results.takeover) {
     targets.push({
-      name: `${row.store}: takeover of ${count(row.steps)} steps and ${count(row.events)} events, adoption to live`,
+      name: `${storeName(row.store)}: takeover of ${count(row.steps)} steps and ${count(row.events)} events, adoption to live`,
       goal: "< 1 s",
       value: `${count(row.adoptionToLiveMs)} ms`,
       met: row.adoptionToLiveMs < 1000,
@@ -241,7 +244,7 @@ export function evaluateTargets(results: Omit<BenchResults, "targets">): TargetR
   for (const row of results.cross) {
     const goal = latencyGoal[row.store]!;
     targets.push({
-      name: `${row.store}: cross-instance event latency p99, one follower`,
+      name: `${storeName(row.store)}: cross-instance event latency p99, one follower`,
       goal: `≤ ${goal} ms`,
       value: `${fixed(row.p99Ms, 2)} ms`,
       met: row.p99Ms <= goal,
@@ -251,7 +254,7 @@ export function evaluateTargets(results: Omit<BenchResults, "targets">): TargetR
   for (const row of followers) {
     if (row.pgConnections !== undefined && row.pool !== undefined) {
       targets.push({
-        name: `postgres: connections at ${count(row.streams)} streams`,
+        name: `PostgreSQL: connections at ${count(row.streams)} streams`,
         goal: `≤ pool + 1 = ${row.pool + 1}`,
         value: String(row.pgConnections),
         met: row.pgConnections <= row.pool + 1,
@@ -266,9 +269,6 @@ function table(header: string[], rows: string[][]): string {
   const line = (cells: string[]): string => `| ${cells.join(" | ")} |`;
   return [line(header), line(header.map(() => "---")), ...rows.map(line)].join("\n");
 }
-
-const storeName = (store: string): string =>
-  ({ memory: "memory", redis: "Redis", postgres: "PostgreSQL" })[store] ?? store;
 
 function targetsTable(targets: TargetResult[]): string {
   return table(
@@ -552,7 +552,7 @@ export function toHeadline(results: BenchResults): string {
         targets[0]!.goal,
         targets.length === 1
           ? targets[0]!.value
-          : targets.map((t) => `${storeName(t.store ?? "")} ${t.value}`).join(", "),
+          : targets.map((t) => `${storeName(t.store ?? "")} ${t.value.replace(/ \(.*\)$/, "")}`).join(", "),
         targets.every((t) => t.met) ? "met" : "not met",
       ]),
     ),
