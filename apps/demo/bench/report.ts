@@ -415,6 +415,8 @@ export function toMarkdown(results: BenchResults): string {
           "p99 ms",
           "max ms",
           "attach s",
+          "B cores busy",
+          "bench cores busy",
           "bench loop delay p99 ms",
           "B's store calls/s",
           "by method",
@@ -429,6 +431,8 @@ export function toMarkdown(results: BenchResults): string {
             fixed(phase.p99Ms, 2),
             fixed(phase.maxMs, 2),
             fixed(phase.attachSeconds, 1),
+            fixed(phase.serverCores, 2),
+            fixed(phase.benchCores, 2),
             fixed(phase.benchLoopDelayP99Ms, 1),
             fixed(phase.storeCallsPerSecond),
             Object.entries(phase.storeCallsByMethod)

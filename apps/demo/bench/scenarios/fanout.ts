@@ -15,7 +15,7 @@ import http from "node:http";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { namespace, type StoreName } from "../backends.ts";
 import { wallClockMs } from "../bench-agents.ts";
-import { type ServerProcess, startServer } from "../processes.ts";
+import { cpuSeconds, type ServerProcess, startServer } from "../processes.ts";
 import { storeCalls } from "../server-stats.ts";
 import { eventType } from "../sse.ts";
 import { percentile } from "../stats.ts";
@@ -37,6 +37,10 @@ export interface FanoutPhase {
    * could have been in timing an arrival (a bound on what the measuring side adds).
    */
   benchLoopDelayP99Ms: number;
+  /** Cores B's process kept busy from the resume to the end (1 = one core all the time). */
+  serverCores?: number;
+  /** Cores the bench's own process (the followers) kept busy meanwhile. */
+  benchCores: number;
   /** B's store calls per second from the resume to the last follower's `run.completed`. */
   storeCallsPerSecond: number;
   /** The same, per method. */
@@ -186,6 +190,8 @@ async function phase(
     const before = await storeCalls(b);
     const loopDelay = monitorEventLoopDelay({ resolution: 5 });
     loopDelay.enable();
+    const serverCpuAtStart = cpuSeconds(b.pid);
+    const benchCpuAtStart = process.cpuUsage();
     const started = performance.now();
     report(`${count} followers: resumed on A, ${events} parts at ${1000 / INTERVAL_MS}/s`);
     await post(`${a.url}/runs/${run.run_id}`, {
@@ -197,6 +203,8 @@ async function phase(
     await Promise.race([Promise.all(followers.map((follower) => follower.finished)), deadline]);
     const seconds = (performance.now() - started) / 1000;
     loopDelay.disable();
+    const serverCpu = cpuSeconds(b.pid);
+    const benchCpu = process.cpuUsage(benchCpuAtStart);
     const after = await storeCalls(b);
     const incomplete = followers.filter((follower) => !follower.completed()).length;
     if (incomplete > 0) throw new Error(`${incomplete} of ${count} followers' streams ended before run.completed`);
@@ -214,6 +222,10 @@ async function phase(
       maxMs: percentile(tally.delays, 100),
       attachSeconds,
       benchLoopDelayP99Ms: loopDelay.percentile(99) / 1e6,
+      ...(serverCpu === undefined || serverCpuAtStart === undefined
+        ? {}
+        : { serverCores: (serverCpu - serverCpuAtStart) / seconds }),
+      benchCores: (benchCpu.user + benchCpu.system) / 1e6 / seconds,
       storeCallsPerSecond: (total(after) - total(before)) / seconds,
       storeCallsByMethod: byMethod,
     };
