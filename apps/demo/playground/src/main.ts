@@ -43,6 +43,8 @@ interface Follow {
   lastSeq: number;
   /** Output messages already shown (sync and async runs show `run.output` as it grows). */
   shown: number;
+  /** The last output message shown, and its parts then. */
+  last: { body: HTMLElement; parts: string } | undefined;
   /** The agent message being streamed. */
   streaming: HTMLElement | undefined;
   /** The run's heading in the events list. */
@@ -229,18 +231,26 @@ function setStatus(follow: Follow, status: Status | undefined, text?: string): v
   ui.resumeForm.hidden = status !== "awaiting";
 }
 
-function showMessage(message: Message, asks = false): void {
+function showMessage(message: Message, asks = false): HTMLDivElement {
   const { box, body } = entry(asks ? "agent asks" : "agent", message.role ?? "agent");
   renderParts(message.parts ?? [], body);
   box.dataset.role = message.role ?? "";
   scrollToEnd(ui.transcript);
+  return body;
 }
 
 /** Shows what a run record adds: new output messages, then the question of an awaiting run, or its error. */
 function showRun(follow: Follow, run: Run): void {
   follow.id = run.run_id;
   const output = run.output ?? [];
-  for (const message of output.slice(follow.shown)) showMessage(message);
+  // The last message shown may have grown since (a poll can catch an agent between two parts).
+  const grown = follow.shown > 0 ? output[follow.shown - 1] : undefined;
+  if (grown && follow.last && JSON.stringify(grown.parts) !== follow.last.parts) {
+    renderParts(grown.parts ?? [], follow.last.body);
+    follow.last.parts = JSON.stringify(grown.parts);
+  }
+  for (const message of output.slice(follow.shown))
+    follow.last = { body: showMessage(message), parts: JSON.stringify(message.parts) };
   follow.shown = output.length;
   settleIfDone(follow, run);
 }
@@ -424,6 +434,7 @@ function newFollow(mode: Mode, agent: string, id?: string): Follow {
     status: undefined,
     lastSeq: 0,
     shown: 0,
+    last: undefined,
     streaming: undefined,
     header: undefined,
     controller: new AbortController(),

@@ -118,6 +118,7 @@ describe("the playground behind nginx, two instances on one Redis", { timeout: 9
       // Async: the POST, each poll and the events come through nginx in turn, each from the next instance.
       await startRun(page, "slow", "async", "ticks=8");
       await runEnds(page, "completed");
+      await page.locator('#events li[data-type="run.completed"]').waitFor();
       const served = await page
         .locator("#events [data-instance]")
         .evaluateAll((badges) => badges.map((badge) => (badge as HTMLElement).dataset.instance));
@@ -130,6 +131,7 @@ describe("the playground behind nginx, two instances on one Redis", { timeout: 9
       await page.getByRole("textbox", { name: "Reply" }).fill("yes");
       await page.getByRole("button", { name: "Resume" }).click();
       await runEnds(page, "completed");
+      await page.locator('#events li[data-type="run.completed"]').waitFor();
       const seqs = await page
         .locator("#events li[data-seq]")
         .evaluateAll((rows) => rows.map((row) => Number((row as HTMLElement).dataset.seq)));

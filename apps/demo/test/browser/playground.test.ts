@@ -45,8 +45,12 @@ async function answer(reply: string, on = page): Promise<void> {
   await on.getByRole("button", { name: "Resume" }).click();
 }
 
-/** The sequence numbers listed in the events panel, in order. */
-async function listedSeqs(on = page): Promise<number[]> {
+/**
+ * The sequence numbers listed in the events panel, in order, once the run's `run.<status>` event is
+ * listed (a sync or async run's events are read after its status shows).
+ */
+async function listedSeqs(status: string, on = page): Promise<number[]> {
+  await on.locator(`#events li[data-type="run.${status}"]`).last().waitFor();
   return on.locator("#events li[data-seq]").evaluateAll((rows) => rows.map((row) => Number(row.dataset.seq)));
 }
 
@@ -149,7 +153,7 @@ describe("the playground", { timeout: 90_000 }, () => {
       await agentSays(shows).first().waitFor();
     }
     // Every event of the run listed once, in order, from 1 (a resume continues the numbering).
-    expectNoGapNoRepeat(await listedSeqs());
+    expectNoGapNoRepeat(await listedSeqs(ends));
     // Each listed event names the instance that served it.
     const badges = await page
       .locator("#events li[data-seq] .instance")
@@ -167,6 +171,14 @@ describe("the playground", { timeout: 90_000 }, () => {
     });
     await runEnds("completed");
     await agentSays("alpha beta gamma delta epsilon zeta").waitFor();
+  });
+
+  it("shows an async run's message growing between polls as one message", async () => {
+    // Polls every 300 ms catch the message between its parts; each poll brings the message up to date.
+    await startRun("tokens", "async", "one two three four five six delay=200");
+    await runEnds("completed");
+    await agentSays("one two three four five six").waitFor();
+    expect(await transcript().locator(".entry.agent").count()).toBe(1);
   });
 
   it.each(["async", "stream"] as const)("cancels a slow run in %s mode", async (mode) => {
@@ -291,7 +303,7 @@ describe("the playground", { timeout: 90_000 }, () => {
         .getByText(/Reconnected with Last-Event-ID: \d+/)
         .waitFor();
       await runEnds("completed", cut);
-      const seqs = await listedSeqs(cut);
+      const seqs = await listedSeqs("completed", cut);
       expectNoGapNoRepeat(seqs);
       // run.created, run.in-progress, message.created, 30 parts, message.completed, run.completed.
       expect(seqs).toHaveLength(35);
