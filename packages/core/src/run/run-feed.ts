@@ -67,7 +67,14 @@ export class RunFeeds {
   }
 }
 
-/** One follower of a run: its position, and the wait for its next event. Small on purpose. */
+/** What {@link Follower} does when it has no event to hand out at once. */
+const WAIT = 0;
+const READ = 1;
+
+/**
+ * One follower of a run: its position, and the wait for its next event. Small on purpose (an
+ * idle stream holds one of these and one pending promise): no async function, no closure of its own.
+ */
 export class Follower {
   /** The seq of the last event handed out. */
   position: number;
@@ -75,59 +82,93 @@ export class Follower {
   /** Events this follower read itself while behind the feed; index of the next one. */
   #own: StoredEvent[] | undefined;
   #ownAt = 0;
-  /** Settles the pending `next()` when the feed moves. */
-  wake: ((error?: unknown) => void) | undefined;
-  closed = false;
+  /** The pending `next()`, while it waits for the feed to move. */
+  #resolve: ((event: FedEvent | undefined) => void) | undefined;
+  #reject: ((error: unknown) => void) | undefined;
+  /** Nothing more to hand out: closed, or the run's log is gone. */
+  #done = false;
+  #closed = false;
 
   constructor(feed: RunFeed, position: number) {
     this.#feed = feed;
     this.position = position;
   }
 
+  /** Whether {@link close} was called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   /**
    * The next event, once there is one; `undefined` when the follower is done.
    * @throws StoreError when the feed's subscription or a read fails.
    */
-  async next(): Promise<FedEvent | undefined> {
+  next(): Promise<FedEvent | undefined> {
     const feed = this.#feed;
-    if (!feed.subscribed) await feed.ready;
-    for (;;) {
-      if (this.closed) return undefined;
-      const own = this.#own;
-      if (own !== undefined) {
-        const event = own[this.#ownAt++];
-        if (event !== undefined && event.seq === this.position + 1) {
-          this.position = event.seq;
-          return event;
-        }
-        this.#own = undefined;
-      }
-      if (this.position < feed.base) {
-        // Behind what the feed keeps: read on our own up to where it starts, then join it.
-        const batch = await feed.store.readEvents(feed.runId, this.position, Math.min(PAGE, feed.base - this.position));
-        if (batch.length === 0) {
-          // The log ends before where the feed starts (it started past the end), or the run expired.
-          if (feed.rewind(this.position)) continue;
-          return undefined;
-        }
-        this.#own = batch;
-        this.#ownAt = 0;
-        continue;
-      }
-      const event = feed.at(this.position + 1);
-      if (event !== undefined) {
+    if (!feed.subscribed) return feed.ready.then(() => this.next());
+    const step = this.#step();
+    if (step === READ) return this.#readOwn().then(() => this.next());
+    if (step !== WAIT) return Promise.resolve(step);
+    return new Promise((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+  }
+
+  /** The feed moved (or, with `error`, its read failed): settles a pending `next()` if it can. */
+  wake(error?: unknown): void {
+    const resolve = this.#resolve;
+    const reject = this.#reject;
+    if (resolve === undefined || reject === undefined) return;
+    if (error !== undefined) {
+      this.#resolve = this.#reject = undefined;
+      reject(error);
+      return;
+    }
+    const step = this.#step();
+    if (step === WAIT) return;
+    this.#resolve = this.#reject = undefined;
+    if (step === READ)
+      this.#readOwn()
+        .then(() => this.next())
+        .then(resolve, reject);
+    else resolve(step);
+  }
+
+  /** The next event if it is at hand; `undefined` when done; else what to do first. */
+  #step(): FedEvent | undefined | typeof WAIT | typeof READ {
+    if (this.#done) return undefined;
+    const own = this.#own;
+    if (own !== undefined) {
+      const event = own[this.#ownAt++];
+      if (event !== undefined && event.seq === this.position + 1) {
         this.position = event.seq;
         return event;
       }
-      if (feed.gone || (feed.endSeq !== undefined && this.position >= feed.endSeq)) return undefined;
-      await new Promise<void>((resolve, reject) => {
-        this.wake = (error) => {
-          this.wake = undefined;
-          if (error === undefined) resolve();
-          else reject(error);
-        };
-      });
+      this.#own = undefined;
     }
+    const feed = this.#feed;
+    // Behind what the feed keeps: read on our own up to where it starts, then join it.
+    if (this.position < feed.base) return READ;
+    const event = feed.at(this.position + 1);
+    if (event !== undefined) {
+      this.position = event.seq;
+      return event;
+    }
+    if (feed.gone || (feed.endSeq !== undefined && this.position >= feed.endSeq)) return undefined;
+    return WAIT;
+  }
+
+  async #readOwn(): Promise<void> {
+    const feed = this.#feed;
+    const batch = await feed.store.readEvents(feed.runId, this.position, Math.min(PAGE, feed.base - this.position));
+    if (batch.length > 0) {
+      this.#own = batch;
+      this.#ownAt = 0;
+      return;
+    }
+    // The log ends before where the feed starts (it started past the end), or the run expired.
+    if (!feed.rewind(this.position)) this.#done = true;
   }
 
   /**
@@ -135,9 +176,10 @@ export class Follower {
    * @returns resolves once the feed has unsubscribed, when this was its last follower.
    */
   close(): Promise<void> {
-    if (this.closed) return Promise.resolve();
-    this.closed = true;
-    this.wake?.();
+    if (this.#closed) return Promise.resolve();
+    this.#closed = true;
+    this.#done = true;
+    this.wake();
     return this.#feed.leave(this);
   }
 }
@@ -328,7 +370,7 @@ class RunFeed implements RunWatcher {
 
   /** Wakes the followers waiting for the feed to move; with `error`, their `next()` rejects. */
   #wake(error: unknown): void {
-    for (const follower of this.#followers) follower.wake?.(error);
+    for (const follower of this.#followers) follower.wake(error);
   }
 }
 
