@@ -547,9 +547,14 @@ function describeAgent(): void {
   ui.message.placeholder = `e.g. ${EXAMPLES[chosen?.name ?? ""] ?? "Hello"}`;
 }
 
+/** Counts the agent list requests, so that only the latest one's answer is shown (the key may change meanwhile). */
+let agentRequests = 0;
+
 async function loadAgents(): Promise<void> {
+  const request = ++agentRequests;
   try {
     const answer = await call<{ agents: AgentManifest[] }>("GET", "/agents?limit=1000");
+    if (request !== agentRequests) return;
     agents = answer.body.agents;
     const previous = ui.agent.value;
     ui.agent.replaceChildren(
@@ -563,6 +568,7 @@ async function loadAgents(): Promise<void> {
     if (agents.some((agent) => agent.name === previous)) ui.agent.value = previous;
     setAlert(undefined);
   } catch (error) {
+    if (request !== agentRequests) return;
     agents = [];
     ui.agent.replaceChildren();
     const hint =

@@ -73,9 +73,13 @@ describe("the playground with an API key", { timeout: 90_000 }, () => {
       await alert.filter({ hasText: "API key field" }).waitFor();
 
       const key = page.getByRole("textbox", { name: "API key" });
+      const refused = page.waitForResponse(
+        (response) =>
+          response.url().includes("/agents") && response.request().headers().authorization === "Bearer wrong-key",
+      );
       await key.fill("wrong-key");
-      await key.press("Enter");
       await key.blur();
+      expect((await refused).status()).toBe(401);
       await alert.filter({ hasText: "(HTTP 401)" }).waitFor();
 
       await key.fill(KEY);

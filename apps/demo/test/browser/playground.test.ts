@@ -296,7 +296,7 @@ describe("the playground", { timeout: 90_000 }, () => {
     try {
       await cut.goto(`${proxy.url}/`);
       const cutDone = proxy.cutAfterEvent(8);
-      await startRun("tokens", "stream", "30 word delay=20", cut);
+      await startRun("tokens", "stream", "40 word delay=50", cut);
       await cutDone;
       await cut
         .getByRole("log", { name: "Transcript" })
@@ -305,11 +305,11 @@ describe("the playground", { timeout: 90_000 }, () => {
       await runEnds("completed", cut);
       const seqs = await listedSeqs("completed", cut);
       expectNoGapNoRepeat(seqs);
-      // run.created, run.in-progress, message.created, 30 parts, message.completed, run.completed.
-      expect(seqs).toHaveLength(35);
-      expect(await cut.locator('#events li[data-type="message.part"]').count()).toBe(30);
+      // run.created, run.in-progress, message.created, 40 parts, message.completed, run.completed.
+      expect(seqs).toHaveLength(45);
+      expect(await cut.locator('#events li[data-type="message.part"]').count()).toBe(40);
       const text = await cut.locator(".entry.agent .body").last().textContent();
-      expect(text).toBe("word ".repeat(30));
+      expect(text).toBe("word ".repeat(40));
       await cut.locator("#events li.reconnect").waitFor();
       expect(offOrigin(cutRequests, proxy.url)).toEqual([]);
     } finally {
