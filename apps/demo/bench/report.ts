@@ -116,6 +116,9 @@ const pct = (value: number): string => `${Math.round(value * 100)}%`;
 const fixed = (value: number | undefined, digits = 1): string =>
   value === undefined || Number.isNaN(value) ? "–" : value.toFixed(digits);
 const count = (value: number): string => Math.round(value).toLocaleString("en-US");
+/** "5,120 – 6,030": the lowest and highest of some rates (older results lack them). */
+const spread = (rates: readonly number[] | undefined): string =>
+  rates && rates.length > 0 ? `${count(Math.min(...rates))} – ${count(Math.max(...rates))}` : "–";
 
 const storeName = (store: string): string =>
   ({ memory: "memory", redis: "Redis", postgres: "PostgreSQL" })[store] ?? store;
@@ -305,6 +308,7 @@ export function toMarkdown(results: BenchResults): string {
           "p50 ms",
           "p99 ms",
           "of ceiling",
+          "slices runs/s, min – max",
           "server CPU ms/run",
           "server cores busy",
           ...(storeCpu ? ["Redis / PostgreSQL CPU ms/run"] : []),
@@ -316,6 +320,7 @@ export function toMarkdown(results: BenchResults): string {
           fixed(row.p50Ms, 2),
           fixed(row.p99Ms, 2),
           ceiling ? pct(row.perSecond / ceiling) : "–",
+          spread(row.sliceRates),
           fixed(row.serverCpuMsPerRun, 3),
           fixed(row.serverCores, 2),
           ...(storeCpu ? [row.storeCpuMsPerRun === undefined ? "–" : fixed(row.storeCpuMsPerRun, 3)] : []),
@@ -491,10 +496,21 @@ export function toMarkdown(results: BenchResults): string {
     out.push(
       `### 8. Observability cost: sync runs of an echo agent on the memory store, driven by ${describeGenerator(s.generator)}, ${s.seconds} s per server in ${s.rounds} interleaved rounds; tracing is the OpenTelemetry Node SDK with a batch span processor whose exporter drops the spans`,
       table(
-        ["Server", "runs/s", "p50 ms", "p99 ms", "server CPU ms/run", "throughput lost", "CPU per run", "errors"],
+        [
+          "Server",
+          "runs/s",
+          "slices runs/s, min – max",
+          "p50 ms",
+          "p99 ms",
+          "server CPU ms/run",
+          "throughput lost",
+          "CPU per run",
+          "errors",
+        ],
         observed.rows.map((row) => [
           { off: "nothing on", metrics: "metrics", tracing: "tracing", both: "metrics + tracing" }[row.variant],
           count(row.perSecond),
+          spread(row.sliceRates),
           fixed(row.p50Ms, 2),
           fixed(row.p99Ms, 2),
           fixed(row.serverCpuMsPerRun, 3),

@@ -115,7 +115,7 @@ export async function measureStreamGrowth(
   try {
     const sizes: StreamSizeResult[] = [];
     for (const n of config.streamSizes) {
-      const runs = Math.max(3, Math.ceil(config.streamEvents / n));
+      const runs = Math.max(5, Math.ceil(config.streamEvents / n));
       progress.update(`N=${n}: warm-up`);
       await streamRun(pool, n);
       const perEvent: number[] = [];

@@ -18,6 +18,8 @@ export interface ThroughputResult extends LoadResult {
   serverCores?: number;
   /** CPU time Redis or PostgreSQL (all their processes on this machine) used per run in the windows, in ms. */
   storeCpuMsPerRun?: number;
+  /** Runs a second of each measured slice, in round order: how much the machine moved under the totals. */
+  sliceRates: number[];
 }
 
 /** The process names of the store servers whose CPU counts. */
@@ -36,6 +38,8 @@ function checkCompleted(status: number, body: string): void {
 
 export class ThroughputServer {
   readonly #windows: LoadWindow[] = [];
+  /** The measured slices alone. */
+  readonly #slices: LoadWindow[] = [];
   /** Server CPU seconds over the measured windows; undefined once a reading failed (not Linux). */
   #cpuSeconds: number | undefined = 0;
   /** The same for the store server's processes (Redis, PostgreSQL). */
@@ -120,6 +124,7 @@ export class ThroughputServer {
       report,
     );
     this.#windows.push(window);
+    this.#slices.push(window);
     return window;
   }
 
@@ -131,6 +136,7 @@ export class ThroughputServer {
     return {
       target: this.target,
       ...load,
+      sliceRates: this.#slices.map((window) => (window.seconds > 0 ? window.requests / window.seconds : 0)),
       ...(used === undefined || load.requests === 0
         ? {}
         : { serverCpuMsPerRun: (used * 1000) / load.requests, serverCores: used / load.seconds }),
