@@ -46,7 +46,8 @@ async function runEnds(page: Page, status: string): Promise<void> {
 beforeAll(async () => {
   await ensurePlaygroundBuilt();
   redis = redisBackend();
-  const env = { ...redis.env, ACP_DRAIN_MS: "500" };
+  // A short lease: when an instance dies, the other adopts its durable runs within about two seconds.
+  const env = { ...redis.env, ACP_DRAIN_MS: "500", ACP_LEASE_MS: "1500" };
   [browser, secured, ...pair] = await Promise.all([
     launchBrowser(),
     startInstance({ ACP_API_KEYS: `${KEY},another-key` }),
@@ -157,6 +158,43 @@ describe("the playground behind nginx, two instances on one Redis", { timeout: 9
       await page.getByRole("textbox", { name: "Reply" }).fill("yes");
       await mkdir(images, { recursive: true });
       await page.screenshot({ path: path.join(images, "playground.png"), fullPage: true });
+    } finally {
+      await page.context().close();
+    }
+  });
+
+  // Last: it kills one of the two instances.
+  it("continues a stream from the other instance when the one serving it dies", async () => {
+    const ids = await Promise.all(pair.map((instance) => instanceId(instance.url)));
+    const { page, requests } = await openPage(browser);
+    try {
+      await page.goto(`${nginx!.url}/`);
+      await startRun(page, "durable-steps", "stream", "12 steps delay=250");
+      const parts = page.locator('#events li[data-type="message.part"]');
+      await parts.nth(1).waitFor();
+      const serving = await parts.first().locator("[data-instance]").getAttribute("data-instance");
+      const victim = pair[ids.indexOf(serving!)]!;
+      const survivor = ids.find((id) => id !== serving)!;
+      victim.kill("SIGKILL");
+      await victim.exited;
+
+      const transcript = page.getByRole("log", { name: "Transcript" });
+      await transcript.getByText(/Reconnected with Last-Event-ID: \d+/).waitFor();
+      await runEnds(page, "completed");
+      await page.locator('#events li[data-type="run.completed"]').waitFor();
+      // The survivor adopted the durable run and streamed the rest: no step twice, no event missed or repeated.
+      expect(await page.locator("#events li.reconnect [data-instance]").last().getAttribute("data-instance")).toBe(
+        survivor,
+      );
+      const seqs = await page
+        .locator("#events li[data-seq]")
+        .evaluateAll((rows) => rows.map((row) => Number((row as HTMLElement).dataset.seq)));
+      expect(seqs).toEqual(seqs.map((_, index) => index + 1));
+      const text = (await transcript.locator(".entry.agent .body").last().textContent()) ?? "";
+      const steps = [...text.matchAll(/step (\d+) of 12 \(attempt (\d+)\)/g)].map((match) => Number(match[1]));
+      expect(steps).toEqual(Array.from({ length: 12 }, (_, index) => index + 1));
+      expect(text).toContain("step 12 of 12 (attempt 2)");
+      expect(offOrigin(requests, nginx!.url)).toEqual([]);
     } finally {
       await page.context().close();
     }
