@@ -107,6 +107,20 @@ describe("the playground", { timeout: 90_000 }, () => {
     expect(await page.title()).toBe("ACP playground");
   });
 
+  it("completes an approval run the way README.md tells a person to", async () => {
+    // The page as it opens: Mode is left as it is.
+    expect(await page.getByRole("combobox", { name: "Mode" }).inputValue()).toBe("stream");
+    await page.getByRole("combobox", { name: "Agent" }).selectOption("approval");
+    await page.getByRole("textbox", { name: "Message" }).fill("the deploy");
+    await page.getByRole("button", { name: "Send" }).click();
+    await agentSays("Planning the deploy.").waitFor();
+    await agentSays("Do you approve the deploy? Answer yes or no.").waitFor();
+    await page.getByRole("textbox", { name: "Reply" }).fill("yes");
+    await page.getByRole("button", { name: "Resume" }).click();
+    await agentSays("Approved: doing the deploy.").waitFor();
+    await runEnds("completed");
+  });
+
   interface Case {
     agent: string;
     input: string;
