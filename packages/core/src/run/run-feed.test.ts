@@ -152,6 +152,27 @@ describe("RunFeeds and RunWatch", () => {
     late.close();
   });
 
+  it("read a long log page by page as their followers take it, not ahead of them", async () => {
+    const counted = countingStore();
+    const feeds = new RunFeeds(counted.store, new RunWatch(counted.store, NEVER));
+    const stored = record("in-progress");
+    const total = FEED_BUFFER * 8;
+    await counted.store.createRun(
+      stored,
+      range(1, total).map((n) => label(n)),
+    );
+    const followers = Array.from({ length: 10 }, () => feeds.follow(stored.run.run_id, 0));
+    for (const follower of followers) expect(await take(follower, 10)).toEqual(range(1, 10));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    // One page for all ten, and nothing read past it while they take it.
+    expect(counted.calls.get("readEvents")).toBe(1);
+    // Taken together, page after page: one read per page for all.
+    for (const seqs of await Promise.all(followers.map((follower) => take(follower, total - 10))))
+      expect(seqs).toEqual(range(11, total));
+    expect(counted.calls.get("readEvents")).toBeLessThanOrEqual(8 + 2);
+    for (const follower of followers) await follower.close();
+  });
+
   it("catch up a lost notification at the next periodic check, and end with the run", async () => {
     const counted = countingStore();
     const watch = new RunWatch(counted.store, NEVER);

@@ -109,6 +109,7 @@ export class Follower {
     const step = this.#step();
     if (step === READ) return this.#readOwn().then(() => this.next());
     if (step !== WAIT) return Promise.resolve(step);
+    feed.demand();
     return new Promise((resolve, reject) => {
       this.#resolve = resolve;
       this.#reject = reject;
@@ -126,7 +127,10 @@ export class Follower {
       return;
     }
     const step = this.#step();
-    if (step === WAIT) return;
+    if (step === WAIT) {
+      this.#feed.demand();
+      return;
+    }
     this.#resolve = this.#reject = undefined;
     if (step === READ)
       this.#readOwn()
@@ -210,6 +214,8 @@ class RunFeed implements RunWatcher {
   #dirty = false;
   /** The record may have changed: an empty read looks at the record (has the run ended, or gone?). */
   #recordChanged = true;
+  /** The last read was a full page: the next one is made when a follower has taken it all. */
+  #more = false;
 
   constructor(store: Store, runId: string, afterSeq: number, watch: RunWatch, dispose: () => void) {
     this.store = store;
@@ -251,7 +257,10 @@ class RunFeed implements RunWatcher {
     this.#followers.add(follower);
     // A follower ahead of what was read may be waiting for events whose notification came
     // before it joined: look now (reads in flight coalesce, so many joins cost one or two reads).
-    if (look && afterSeq >= this.lastSeq && this.endSeq === undefined) this.ready.then(() => this.#read(), ignore);
+    if (look && afterSeq >= this.lastSeq && this.endSeq === undefined)
+      this.ready.then(() => {
+        if (follower.position >= this.lastSeq) this.#read();
+      }, ignore);
     return follower;
   }
 
@@ -267,6 +276,16 @@ class RunFeed implements RunWatcher {
     this.#recordChanged = true;
     this.#read();
     return true;
+  }
+
+  /**
+   * A follower has taken everything the feed holds: when the last read was a full page, read the
+   * next one now (a log read page by page as its followers take it, not ahead of them).
+   */
+  demand(): void {
+    if (!this.#more) return;
+    this.#more = false;
+    this.#read();
   }
 
   /** Resolves once the feed has unsubscribed, when `follower` was its last. */
@@ -305,6 +324,10 @@ class RunFeed implements RunWatcher {
   }
 
   #append(batch: StoredEvent[]): void {
+    if (batch.length === 0) return;
+    // Room first from what every follower has taken, so that the cap below drops only what a
+    // follower still needs when one is that far behind.
+    this.#trim();
     for (const stored of batch) {
       // Reads never overlap and always start at lastSeq: anything else is dropped, never repeated.
       if (stored.seq !== this.lastSeq + 1) continue;
@@ -342,11 +365,10 @@ class RunFeed implements RunWatcher {
         // At most what the feed keeps: reading more would only drop the start of it again.
         const batch = await this.store.readEvents(this.runId, this.lastSeq, FEED_BUFFER);
         this.#append(batch);
-        // A full page: there may be more; the followers get this one meanwhile.
+        // A full page: there is likely more, read once a follower has taken this one.
         if (batch.length === FEED_BUFFER) {
-          this.#dirty = true;
-          this.#wake(undefined);
-          continue;
+          this.#more = true;
+          return;
         }
         if (batch.length > 0 || !recordChanged) continue;
         // Nothing new after a change of the record: a run that is gone, or ended (its terminal
