@@ -136,6 +136,9 @@ function showError(error: unknown): void {
   if (error instanceof DOMException && error.name === "AbortError") return;
   const box = note(describeError(error), "error");
   box.dataset.code = error instanceof ApiError ? error.code : "error";
+  // An ACP error's `data` (details the agent or server chose to give) is shown as JSON under its message.
+  if (error instanceof ApiError && error.data !== undefined && error.data !== null)
+    box.querySelector(".body")?.append(element("pre", "json", JSON.stringify(error.data, null, 2)));
 }
 
 function describeError(error: unknown): string {
@@ -263,7 +266,7 @@ function settleIfDone(follow: Follow, run: Run): void {
     if (current === follow) ui.reply.focus();
   } else if (run.status === "failed") {
     const error = run.error ?? { code: "server_error", message: "The run failed" };
-    showError(new ApiError(0, error.code, error.message));
+    showError(new ApiError(0, error.code, error.message, null, error.data));
   } else if (run.status === "cancelled") {
     note("The run was cancelled.");
   }

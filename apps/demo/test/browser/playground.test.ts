@@ -163,6 +163,8 @@ describe("the playground", { timeout: 90_000 }, () => {
         .filter({ hasText: "invalid_input" })
         .filter({ hasText: "The failing agent refuses this input" })
         .waitFor();
+      // The error's data, as the agent gave it.
+      await error.locator("pre.json").filter({ hasText: '"hint": "try another agent"' }).waitFor();
     } else {
       await agentSays(shows).first().waitFor();
     }
