@@ -60,7 +60,7 @@ const INTERVAL_MS = 50;
 /** Followers attaching at once (more would overflow B's listen backlog and wait for SYN retries). */
 const ATTACH_CONCURRENCY = 100;
 
-/** Every delay measured in a phase, and the state of each follower. */
+/** Every delay measured in a phase, over all its followers. */
 interface Tally {
   delays: number[];
 }
