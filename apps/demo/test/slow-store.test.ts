@@ -1,6 +1,6 @@
 /**
  * A store that is slow but reachable: a create that answers after the client was told 503 must
- * not leave a run that nobody executes. The store here is the real memory store behind a delay.
+ * not leave a run that nobody executes; a sync run, stored by one write at its end, waits for it. The store here is the real memory store behind a delay.
  */
 
 import type { AddressInfo } from "node:net";
@@ -44,11 +44,27 @@ afterAll(async () => {
 });
 
 describe("a slow store", () => {
-  it("answers 503 when a create takes too long, and fails the run if it lands later", async () => {
+  it("answers a sync run once its one write, late, has landed", async () => {
     const response = await fetch(`${url}/runs`, {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ agent_name: "echo", input: [{ role: "user", parts: [{ content: "hi" }] }] }),
+    });
+    expect(response.status).toBe(200);
+    const run = (await response.json()) as { run_id: string; status: string };
+    expect(run.status).toBe("completed");
+    expect((await memory.getRun(run.run_id))?.run.status).toBe("completed");
+  });
+
+  it("answers 503 when the create of an async run takes too long, and fails the run if it lands later", async () => {
+    const response = await fetch(`${url}/runs`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        agent_name: "echo",
+        input: [{ role: "user", parts: [{ content: "hi" }] }],
+        mode: "async",
+      }),
     });
     expect(response.status).toBe(503);
     expect(await response.json()).toMatchObject({ code: "server_error" });

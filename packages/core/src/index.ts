@@ -74,6 +74,7 @@ export { RUNTIME_DEFAULTS, Runtime, type RuntimeOptions, type ShutdownOptions } 
 export type {
   ChangeKind,
   ChangeListener,
+  CreateOptions,
   DurableState,
   HistoryAppend,
   HistoryItem,

@@ -153,7 +153,14 @@ export interface HistoryAppend {
   items: HistoryItem[];
 }
 
+/** Options of {@link Store.createRun}. */
+export interface CreateOptions {
+  /** The session history of a run created ended, written with it. @default undefined (none) */
+  history?: HistoryAppend;
+}
+
 /** What else an update may carry (see {@link Store.updateRun}). */
+
 export interface UpdateOptions {
   /** The session history of a run's end, written with it. */
   history?: HistoryAppend;
@@ -214,9 +221,15 @@ export interface Store {
   /**
    * Stores a new run with `version: 1` and appends `events` as seq 1, 2, … atomically.
    * Refreshes the TTL of the run and its events.
-   * @returns `false`, changing nothing, when a run with that id exists already.
+   *
+   * With `options.history` (a run stored only once it ended: a sync run), its items are appended
+   * to that session exactly as {@link Store.updateRun} appends them: in the same atomic step where
+   * the backend allows it (nothing is appended when the id is taken), else first, skipping items
+   * whose id the session holds already.
+   * @returns `false`, changing nothing (but, where the history goes first, that history), when a
+   * run with that id exists already.
    */
-  createRun(record: StoredRun, events: Event[]): Promise<boolean>;
+  createRun(record: StoredRun, events: Event[], options?: CreateOptions): Promise<boolean>;
 
   /**
    * The stored run, a copy the caller may mutate; `undefined` when unknown or expired.

@@ -121,15 +121,17 @@ export class MemoryStore implements acp.Store {
     this.#sweepTimer.unref();
   }
 
-  async createRun(record: acp.StoredRun, events: acp.Event[]): Promise<boolean> {
+  async createRun(record: acp.StoredRun, events: acp.Event[], { history }: acp.CreateOptions = {}): Promise<boolean> {
     const runId = record.run.run_id;
     if (this.#liveRun(runId)) return false;
     const shared: Copies = new Map();
-    const [copied, copiedEvents] = copyOrRefuse("createRun", () => [
+    const [copied, copiedEvents, items] = copyOrRefuse("createRun", () => [
       copyAsJson(record, shared),
       events.map((event) => copyAsJson(event, shared)),
+      history?.items.map((item) => copyAsJson(item, shared)),
     ]);
     this.#makeRoom();
+    if (history && items) this.#appendItems(history.sessionId, items);
     const entry: RunEntry = {
       runId,
       record: { ...copied, version: 1 },

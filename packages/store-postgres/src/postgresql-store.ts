@@ -4,6 +4,7 @@
 
 import type {
   ChangeListener,
+  CreateOptions,
   Event,
   HistoryAppend,
   HistoryItem,
@@ -165,7 +166,7 @@ export class PostgreSQLStore implements Store {
     return this.#migration;
   }
 
-  async createRun(record: StoredRun, events: Event[]): Promise<boolean> {
+  async createRun(record: StoredRun, events: Event[], { history }: CreateOptions = {}): Promise<boolean> {
     const run: NewRun = {
       runId: record.run.run_id,
       owner: record.owner,
@@ -178,15 +179,22 @@ export class PostgreSQLStore implements Store {
     const queries = this.#queries;
     return this.#withSchema("createRun", async () => {
       // No notification: nobody can be subscribed to a run id that did not exist.
-      const [inserted] = await queries.insertRun(this.#sql, run);
-      if (inserted?.created === 1) return true;
+      const [inserted] = await queries.insertRun(this.#sql, run, history);
+      if (inserted?.created === 1) {
+        // An expired session that the sweep has not deleted yet takes no items: it starts over.
+        if (history && inserted.session === 0) await this.#restartExpiredSession(history);
+        return true;
+      }
       // The id is taken: by a live run (the usual case), or by an expired one not swept yet.
+      let sessionExpired = false;
       const takenOver = await this.#sql.begin(async function takeOverExpiredRun(tx): Promise<boolean> {
         const rows = await queries.takeOverExpiredRun(tx, run);
         if (rows.length === 0) return false;
         await queries.replaceEvents(tx, run);
+        if (history) sessionExpired = (await queries.appendHistory(tx, history))[0]?.session === 0;
         return true;
       });
+      if (history && sessionExpired) await this.#restartExpiredSession(history);
       // Readers of the expired run, if any, learn that it was replaced.
       if (takenOver) this.#notify(notification("record", run.runId, 1));
       return takenOver;

@@ -80,8 +80,16 @@ export class Queries {
     this.#refreshBelow = interval(Math.floor((ttlMs * 3) / 4));
   }
 
-  /** Inserts a run and its events unless the id is taken; `created` is 1 when it was inserted. */
-  insertRun(sql: Connection, run: NewRun): PendingQuery<{ created: number }[]> {
+  /**
+   * Inserts a run and its events unless the id is taken; `created` is 1 when it was inserted.
+   * With `history`, its items join the session in the same statement (only when the run was
+   * inserted); `session` is 0 when the session expired and took no items.
+   */
+  insertRun(
+    sql: Connection,
+    run: NewRun,
+    history?: HistoryAppend,
+  ): PendingQuery<{ created: number; session: number }[]> {
     const { records, events } = this.#tables;
     return sql`
       WITH created AS (
@@ -93,8 +101,14 @@ export class Queries {
         INSERT INTO ${events} (run_id, seq, event)
         SELECT created.id, x.ord, x.event
         FROM created, jsonb_array_elements(${run.events}::text::jsonb) WITH ORDINALITY AS x(event, ord)
-      )
-      SELECT count(*)::int AS created FROM created`;
+      )${history ? sql`, ${this.#appendToSession(sql, history, sql`FROM created`)}` : sql``}
+      SELECT count(*)::int AS created, ${history ? sql`(SELECT count(*)::int FROM session)` : sql`1`} AS session
+      FROM created`;
+  }
+
+  /** Appends items to a session (a run taken over, in its transaction); `session` is 0 when the session expired. */
+  appendHistory(tx: Connection, history: HistoryAppend): PendingQuery<{ session: number }[]> {
+    return tx`WITH ${this.#appendToSession(tx, history, tx``)} SELECT count(*)::int AS session FROM session`;
   }
 
   /**

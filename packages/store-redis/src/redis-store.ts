@@ -73,10 +73,14 @@ export class RedisStore implements acp.Store {
     this.#subscriptions = new Subscriptions(this.#commands, logger);
   }
 
-  createRun(record: acp.StoredRun, events: acp.Event[]): Promise<boolean> {
+  createRun(record: acp.StoredRun, events: acp.Event[], options: acp.CreateOptions = {}): Promise<boolean> {
     return this.#attempt("createRun", async () => {
       const runId = record.run.run_id;
       const ended = isTerminal(record.run.status);
+      // First, as in updateRun (the session may live in another cluster slot); the script skips
+      // items the session holds already, so a retried create does not double them.
+      const { history } = options;
+      if (history) await this.#appendHistory(history.sessionId, history.items);
       // Listed before it exists: a failure in between leaves an extra id (allowed), never an unlisted run.
       if (!ended) await this.#own(record.owner, runId);
       const created = await scripts.createRun.run(this.#commands, this.#runKeys(runId), [

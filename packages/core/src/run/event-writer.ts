@@ -48,6 +48,8 @@ export class EventWriter {
   epoch: number | undefined = undefined;
   /** Called when an append finds the run gone (ended, expired, or taken over): the executor stops at once. */
   onGone: (() => void) | undefined = undefined;
+  /** Awaited before each append while set: the executor creates a run not stored yet. Its failure is the append's. */
+  prepare: (() => Promise<void>) | undefined = undefined;
 
   constructor(
     private readonly store: Store,
@@ -133,6 +135,7 @@ export class EventWriter {
 
   async #appendBuffered(): Promise<void> {
     try {
+      if (this.prepare !== undefined) await this.prepare();
       while (this.#buffer.length > 0 && this.#failure === undefined) {
         const batch = this.#buffer.splice(0, this.maxBatch);
         this.#lastSeq = await retryOutage(() => this.#appendOnce(batch), Date.now() + this.outageMs);

@@ -33,7 +33,7 @@ import { Cancellation } from "./cancellation.ts";
 import { DIVERGED, type DurableInit, DurableSteps, divergedError, type LogState } from "./durable.ts";
 import { EventWriter, RunGoneError } from "./event-writer.ts";
 import { waitForRecord } from "./follow.ts";
-import { isStoreOutage, retryOutage } from "./guarded-store.ts";
+import { isStoreOutage, retryOutage, waitLanded, whenLanded } from "./guarded-store.ts";
 import { now } from "./now.ts";
 import { ended, stamped } from "./one-shape.ts";
 import { RunContext } from "./run-context.ts";
@@ -43,6 +43,9 @@ import { type Classified, classify, storable } from "./yielded.ts";
 
 /** Above this many unwritten events the executor waits for the store before pulling more. */
 const MAX_BACKLOG = 1024;
+
+/** How long one attempt to create a run waits for an earlier attempt that timed out to land. */
+const LANDED_WAIT_MS = 1000;
 
 /** How long the end of a run is retried through a store outage before it is given up. */
 const FINISH_RETRY_MS = 10 * 60_000;
@@ -80,6 +83,7 @@ function failure(error: unknown): ErrorModel {
 interface Waiter {
   minVersion: number;
   resolve: (record: StoredRun | undefined) => void;
+  reject: (error: unknown) => void;
 }
 
 /** The handler's result as a generator: an async function's value (or array of values) is yielded once. */
@@ -135,6 +139,13 @@ export interface ExecutorInit {
   span?: Span;
   /** Where the run's log lines go. @default consoleLogger */
   logger?: Logger;
+  /**
+   * The run is not stored yet: its first write creates it, with these first events. An
+   * unobserved run that settles without awaiting or spanning event-loop turns (most sync runs)
+   * is then stored once, ended, with its log and session history: one store call for the whole
+   * run. @default undefined (the run is stored already)
+   */
+  unstored?: Event[];
   /** The instance running it, named in its log lines. @default undefined (not named) */
   instanceId?: string;
 }
@@ -201,6 +212,12 @@ export class RunExecutor {
   #endUnwritten = false;
   /** The handler's generator has returned: there is nothing to stop. */
   #handlerEnded = false;
+  /** The first events of a run not stored yet (see {@link ExecutorInit.unstored}); `undefined` once it is. */
+  #unstored: Event[] | undefined;
+  /** The creation of the run in the store, while it is in flight. */
+  #storing: Promise<void> | undefined;
+  /** Why a run that was never stored could not be: its waiters get this error. */
+  #unstoredFailure: unknown;
 
   constructor({
     store,
@@ -219,7 +236,9 @@ export class RunExecutor {
     span,
     logger = consoleLogger,
     instanceId,
+    unstored,
   }: ExecutorInit) {
+    this.#unstored = unstored;
     this.#logger = logger;
     this.#instanceId = instanceId;
     this.#span = span;
@@ -237,6 +256,8 @@ export class RunExecutor {
     // createRun stored exactly two events: run.created and run.in-progress.
     this.#writer = new EventWriter(store, record.run.run_id, durable?.log.lastSeq ?? 2, outageMs);
     this.#writer.untilTurnEnds = unobserved;
+    // A run not stored yet is created before its first append.
+    if (unstored !== undefined) this.#writer.prepare = () => this.#ensureStored();
     this.#epoch = durable?.epoch;
     this.#attempt = durable?.attempt ?? 1;
     this.#loggedAwaits = durable?.log.awaits ?? 0;
@@ -349,6 +370,11 @@ export class RunExecutor {
     this.#abort.abort();
   }
 
+  /** Whether the run is in the store (see {@link ExecutorInit.unstored}). */
+  get stored(): boolean {
+    return this.#unstored === undefined;
+  }
+
   /** Whether {@link execute} gave up writing the run's end (or hand-off): the run is left owned by this instance. */
   get endUnwritten(): boolean {
     return this.#endUnwritten;
@@ -400,6 +426,7 @@ export class RunExecutor {
       if (outcome !== undefined) await this.#finish(outcome);
       else if (this.#released) await this.#writeRelease();
     } catch (error) {
+      if (this.#unstored !== undefined) this.#unstoredFailure = error;
       if (!(error instanceof RunGoneError)) {
         this.#endUnwritten = true;
         this.#logger.error(this.#fields({ err: error }), "could not record the run's end");
@@ -437,7 +464,7 @@ export class RunExecutor {
   whenSettled(minVersion: number): Promise<StoredRun | undefined> {
     const record = this.#record;
     if (record.version >= minVersion && isSettled(record.run.status)) return Promise.resolve(record);
-    return new Promise((resolve) => this.#waiters.push({ minVersion, resolve }));
+    return new Promise((resolve, reject) => this.#waiters.push({ minVersion, resolve, reject }));
   }
 
   /** Hands the new record to the waiters it satisfies; `undefined` releases them all. */
@@ -445,7 +472,9 @@ export class RunExecutor {
     if (this.#waiters.length === 0) return;
     const still: Waiter[] = [];
     for (const waiter of this.#waiters) {
-      if (record === undefined) waiter.resolve(undefined);
+      // A run never stored cannot be waited for in the store: its waiters learn why it failed.
+      if (record === undefined && this.#unstoredFailure !== undefined) waiter.reject(this.#unstoredFailure);
+      else if (record === undefined) waiter.resolve(undefined);
       else if (record.version >= waiter.minVersion && isSettled(record.run.status)) waiter.resolve(record);
       else still.push(waiter);
     }
@@ -672,6 +701,7 @@ export class RunExecutor {
     if (!this.#unobserved) return;
     this.#unobserved = false;
     this.#writer.untilTurnEnds = false;
+    await this.#ensureStored();
     await this.listen();
     this.#startChecks();
   }
@@ -857,6 +887,91 @@ export class RunExecutor {
     }
   }
 
+  /** Creates the run in the store if it is not stored yet (see {@link ExecutorInit.unstored}); once. */
+  #ensureStored(): Promise<void> {
+    if (this.#unstored === undefined) return Promise.resolve();
+    this.#storing ??= this.#storeStarted().finally(() => {
+      this.#storing = undefined;
+    });
+    return this.#storing;
+  }
+
+  async #storeStarted(): Promise<void> {
+    const record = this.#record;
+    await this.#createStored(record, this.#unstored!, Date.now() + this.#outageMs);
+    this.#unstored = undefined;
+    this.#writer.prepare = undefined;
+  }
+
+  /**
+   * Stores the run ended, with its whole log and `history`, in one call: the end of a run that
+   * was never stored. The counterpart of {@link #update}'s final write.
+   */
+  async #createEnded(
+    change: (run: Run) => Run,
+    events: (run: Run) => Event[],
+    history?: HistoryAppend,
+  ): Promise<boolean> {
+    const current = this.#record;
+    const unsaved = this.#unsavedOutput.length;
+    const run = change(
+      unsaved === 0 ? current.run : { ...current.run, output: [...current.run.output, ...this.#unsavedOutput] },
+    );
+    const written = [...this.#unstored!, ...this.#writer.takeBuffered(), ...events(run)];
+    const record: StoredRun = { ...current, run, resume: null, version: 1 };
+    // Not retried through an outage (a call that timed out is still looked for): the client gets
+    // a 503 at once, as when a run cannot start, rather than waiting out the outage.
+    await this.#createStored(record, written, Date.now(), history);
+    this.#unstored = undefined;
+    this.#writer.prepare = undefined;
+    this.#unsavedOutput.splice(0, unsaved);
+    this.#record = record;
+    this.#writer.lastSeq = written.length;
+    this.#wakeWaiters(record);
+    return true;
+  }
+
+  /**
+   * Creates the run as `record` with `events`, retrying through an outage until `deadline`. A
+   * create that failed may have landed: before trying again, the store is read (once a call that
+   * timed out has ended), and a run found there must be exactly `record` (anything else is an
+   * id collision).
+   */
+  async #createStored(record: StoredRun, events: Event[], deadline: number, history?: HistoryAppend): Promise<void> {
+    let uncertain = false;
+    let pending: Promise<void> | undefined;
+    const attempt = async (): Promise<boolean> => {
+      if (uncertain) {
+        if (pending !== undefined) await waitLanded(pending, LANDED_WAIT_MS, `the creation of run ${this.runId}`);
+        pending = undefined;
+        const stored = await this.#store.getRun(this.runId);
+        if (stored !== undefined)
+          return stored.version === 1 && stored.owner === record.owner && sameValue(stored.run, record.run);
+      }
+      return this.#store.createRun(record, events, history === undefined ? undefined : { history });
+    };
+    let created: boolean;
+    try {
+      created = await retryOutage(attempt, deadline, this.#giveUp, (error) => {
+        if (!isStoreOutage(error)) return;
+        uncertain = true;
+        pending = whenLanded(error) ?? pending;
+      });
+    } catch (error) {
+      // Out of time: a call that timed out may land yet. If it does within a while, the run is stored.
+      const last = pending;
+      if (last === undefined) throw error;
+      created = await waitLanded(last, LANDED_WAIT_MS, `the creation of run ${this.runId}`)
+        .then(() => this.#store.getRun(this.runId))
+        .then(
+          (stored) => stored?.version === 1 && stored.owner === record.owner && sameValue(stored.run, record.run),
+          () => false,
+        );
+      if (!created) throw error;
+    }
+    if (!created) throw new ACPError({ code: "server_error", message: "Run id collision; retry" });
+  }
+
   /** Records the end, with the session's history in the same write (so a client that sees the end sees the history). */
   async #finish(outcome: Outcome): Promise<void> {
     try {
@@ -870,18 +985,23 @@ export class RunExecutor {
     const closed = this.#dropReplayed(this.#closeOpen());
     const output = [...this.#record.run.output, ...this.#unsavedOutput, ...closed.output];
     const items = [...this.#input, ...output].map((message) => ({ id: randomUUID(), message }));
-    const write = this.#update(
-      (run) => {
-        // A cancel that won the race against completion turns the end into a cancel.
-        const status = run.status === "cancelling" ? "cancelled" : outcome.status;
-        const error = status === "failed" && outcome.status === "failed" ? outcome.error : null;
-        return ended(run, status, [...run.output, ...closed.output], error);
-      },
-      (run) => [...closed.events, { type: `run.${run.status as "completed" | "failed" | "cancelled"}`, run }],
-      true,
-      // Made once: a retried write carries the same item ids, which is how stores avoid doubling them.
-      { sessionId: this.#history.storeId, items },
-    );
+    const change = (run: Run): Run => {
+      // A cancel that won the race against completion turns the end into a cancel.
+      const status = run.status === "cancelling" ? "cancelled" : outcome.status;
+      const error = status === "failed" && outcome.status === "failed" ? outcome.error : null;
+      return ended(run, status, [...run.output, ...closed.output], error);
+    };
+    const endEvents = (run: Run): Event[] => [
+      ...closed.events,
+      { type: `run.${run.status as "completed" | "failed" | "cancelled"}`, run },
+    ];
+    // Made once: a retried write carries the same item ids, which is how stores avoid doubling them.
+    const history: HistoryAppend = { sessionId: this.#history.storeId, items };
+    // A run not stored yet is stored now, ended: its only store call.
+    const write =
+      this.#unstored === undefined
+        ? this.#update(change, endEvents, true, history)
+        : this.#createEnded(change, endEvents, history);
     try {
       await write;
     } catch (error) {
@@ -892,11 +1012,10 @@ export class RunExecutor {
         this.#fields({ err: error }),
         "the store refused the run's end; it is failed without its output",
       );
-      await this.#update(
-        (run) => ended(run, "failed", [], REFUSED_END),
-        (run) => [{ type: "run.failed", run }],
-        true,
-      );
+      const refused = (run: Run): Run => ended(run, "failed", [], REFUSED_END);
+      const failedEvent = (run: Run): Event[] => [{ type: "run.failed", run }];
+      if (this.#unstored === undefined) await this.#update(refused, failedEvent, true);
+      else await this.#createEnded(refused, failedEvent);
     }
   }
 }

@@ -175,7 +175,8 @@ describe("store cost per event", () => {
         writes.slice(0, -1).reduce((sum, write) => sum + write.bytes, 0) / n;
       const smallCost = perMessage(small.writes, 10);
       const largeCost = perMessage(large.writes, 200);
-      expect(largeCost).toBeLessThan(smallCost * 1.5);
+      // Equal when a sync run is stored once, at its end: nothing is written before the final write.
+      expect(largeCost).toBeLessThanOrEqual(smallCost * 1.5);
     });
   }
 });

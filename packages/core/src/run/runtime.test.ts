@@ -17,7 +17,7 @@ import {
   type RunMode,
   RunResumeRequestSchema,
 } from "../models.ts";
-import { type Store, type StoredRun, StoreRefusedError } from "../store.ts";
+import { type Store, type StoredRun, StoreError, StoreRefusedError } from "../store.ts";
 import { Runtime, type RuntimeOptions } from "./runtime.ts";
 
 const runtimes: Runtime[] = [];
@@ -161,7 +161,8 @@ describe("Runtime", () => {
     const runtime = runtimeOver(store, { storeTimeoutMs: 30 });
     await runtime.start();
     control.delayMs.createRun = 150;
-    const error = await runtime.createRun(request("echo", "hi")).catch((reason: unknown) => reason);
+    // An async run is stored before it starts (a sync one is stored by its first write).
+    const error = await runtime.createRun(request("echo", "hi", "async")).catch((reason: unknown) => reason);
     expect((error as Error).message).toMatch(/store\.createRun\(\) did not answer within 30 ms/);
     const runId = (control.lastArgs.createRun![0] as StoredRun).run.run_id;
     const failed = await eventually(async () => {
@@ -172,6 +173,59 @@ describe("Runtime", () => {
       code: "server_error",
       message: "The run could not be started: the store answered too late, and the client was told so",
     });
+    expect(runtime.localRuns).toBe(0);
+  });
+});
+
+describe("Runtime, a sync run", () => {
+  it("is stored once, at its end, with its whole log and its session history", async () => {
+    const { store, control } = controlledStore();
+    const runtime = runtimeOver(store);
+    await runtime.start();
+    control.calls = {};
+    const created = await runtime.createRun(request("echo", "hi"));
+    const ended = await runtime.whenSettled(created.run.run_id, 1);
+    expect(ended.run.status).toBe("completed");
+    expect(control.calls).toEqual({ createRun: 1 });
+    const events = await control.inner.readEvents(created.run.run_id, 0);
+    expect(events.map((stored) => stored.event.type)).toEqual([
+      "run.created",
+      "run.in-progress",
+      "message.created",
+      "message.part",
+      "message.completed",
+      "run.completed",
+    ]);
+    expect((await control.inner.getHistory(ended.run.session_id!))?.map((item) => item.message.role)).toEqual([
+      "user",
+      "agent/echo",
+    ]);
+  });
+
+  it("ends completed when its one write timed out but landed", async () => {
+    const { store, control } = controlledStore();
+    const runtime = runtimeOver(store, { storeTimeoutMs: 30, outageMs: 5_000 });
+    await runtime.start();
+    control.delayMs.createRun = 150;
+    const created = await runtime.createRun(request("echo", "hi"));
+    const settled = runtime.whenSettled(created.run.run_id, 1);
+    // Only the first call is slow: the retry finds the run it wrote.
+    await eventually(() => control.calls.createRun === 1);
+    delete control.delayMs.createRun;
+    const ended = await settled;
+    expect(ended.run.status).toBe("completed");
+    expect((await control.inner.getRun(created.run.run_id))?.run.status).toBe("completed");
+    expect(await control.inner.getHistory(ended.run.session_id!)).toHaveLength(2);
+  });
+
+  it("fails its waiters with the store's error when its one write cannot be made", async () => {
+    const { store, control } = controlledStore();
+    const runtime = runtimeOver(store, { outageMs: 0 });
+    await runtime.start();
+    control.failing = new Set(["createRun"]);
+    const created = await runtime.createRun(request("echo", "hi"));
+    const error = await runtime.whenSettled(created.run.run_id, 1).catch((reason: unknown) => reason);
+    expect(error).toBeInstanceOf(StoreError);
     expect(runtime.localRuns).toBe(0);
   });
 });

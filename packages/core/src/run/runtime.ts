@@ -23,6 +23,7 @@ import { createMetrics, type Metrics, type MetricsOption } from "../metrics/metr
 import {
   type AwaitResume,
   type ErrorModel,
+  type Event,
   isSettled,
   isTerminal,
   type Run,
@@ -333,6 +334,13 @@ export class Runtime {
     });
     // A sync run's id reaches its client with the answer: until then nobody else can read or cancel it.
     const unobserved = request.mode !== "async" && request.mode !== "stream";
+    const firstEvents: Event[] = [
+      { type: "run.created", run },
+      { type: "run.in-progress", run: started },
+    ];
+    // Nobody can ask for such a run before it settles, so it is stored by its first write: for
+    // most, its end (one store call per run). A durable run is stored first: it must be adoptable.
+    const deferred = unobserved && !agent.durable;
     const executor = new RunExecutor({
       store: this.store,
       agent,
@@ -349,15 +357,13 @@ export class Runtime {
       span,
       logger: this.logger,
       instanceId: this.instanceId,
+      unstored: deferred ? firstEvents : undefined,
     });
     // Listening before the run exists, so that no cancel can slip past the executor.
     if (!unobserved) await executor.listen();
-    let created: boolean;
+    let created = true;
     try {
-      created = await this.store.createRun(record, [
-        { type: "run.created", run },
-        { type: "run.in-progress", run: started },
-      ]);
+      if (!deferred) created = await this.store.createRun(record, firstEvents);
     } catch (error) {
       await executor.stopListening();
       abandonRunSpan(span, error);
@@ -372,7 +378,9 @@ export class Runtime {
     }
     this.metrics?.runStarted(agent.manifest.name);
     const done = executor.execute().finally(() => {
-      if (executor.endUnwritten) this.#abandoned.set(run.run_id, agent.durable ? undefined : END_UNWRITTEN);
+      // A run never stored has nothing for a sweep to end.
+      if (executor.endUnwritten && executor.stored)
+        this.#abandoned.set(run.run_id, agent.durable ? undefined : END_UNWRITTEN);
       this.#local.delete(run.run_id);
       this.#admitted -= 1;
       this.metrics?.runReleased(executor.record.run);
@@ -509,6 +517,12 @@ export class Runtime {
 
   /** Asks the run to stop, wherever its agent runs. A finished run cannot be cancelled. */
   async cancel(runId: string, tenant?: string): Promise<StoredRun> {
+    const local = this.#local.get(runId)?.executor;
+    // A sync run not stored yet (its client went away): only this instance knows it.
+    if (local !== undefined && !local.stored && visibleTo(local.record, tenant)) {
+      local.cancel();
+      return local.record;
+    }
     const first = await this.getRecord(runId, tenant);
     return inRunTrace("cancel", first, this.instanceId, () => this.#cancel(runId, tenant, first));
   }

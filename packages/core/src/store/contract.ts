@@ -26,8 +26,11 @@ import type { Store } from "../store.ts";
  *   round trip: each instance checks every run it watches (streams, runs it executes, waits) with
  *   one periodic call instead of one poll per stream and per run. A version-3 store has no such
  *   method.
+ * - `5`: {@link Store.createRun} takes `options.history`, written as {@link Store.updateRun}
+ *   writes it: a sync run is stored once, at its end, with its log and its session history in
+ *   one call. A version-4 store would drop that history.
  */
-export const STORE_CONTRACT_VERSION = 4;
+export const STORE_CONTRACT_VERSION = 5;
 
 /**
  * Refuses a store that implements an older contract than {@link STORE_CONTRACT_VERSION}, or

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { type HistoryItem, historyItemBytes } from "../store.ts";
-import { historyItem, textMessage, writeHistory } from "./fixtures.ts";
+import { historyItem, newRun, runEvent, textMessage, withStatus, writeHistory } from "./fixtures.ts";
 import { type ConformanceTarget, type TestApi, withStores } from "./target.ts";
 
 export function describeSessions(target: ConformanceTarget, { describe, it }: TestApi): void {
@@ -15,6 +15,24 @@ export function describeSessions(target: ConformanceTarget, { describe, it }: Te
         assert.deepEqual(await peer.getHistory(sessionId), [a, b]);
         await writeHistory(peer, sessionId, [c]);
         assert.deepEqual(await store.getHistory(sessionId), [a, b, c]);
+      });
+    });
+
+    it("appends the history a run is created with, after any earlier items, and not when the id is taken", async () => {
+      await withStores(target, async ({ store, peer }) => {
+        const sessionId = randomUUID();
+        const [a, b, c] = [historyItem("a"), historyItem("b"), historyItem("c")];
+        await writeHistory(store, sessionId, [a]);
+        const ended = withStatus(newRun("in-progress"), "completed");
+        const history = { sessionId, items: [b, c] };
+        assert.equal(await store.createRun(ended, [runEvent(ended)], { history }), true);
+        assert.deepEqual(await peer.getHistory(sessionId), [a, b, c]);
+        assert.deepEqual(await peer.getHistoryItem(c.id), c);
+        assert.deepEqual((await peer.getRun(ended.run.run_id))?.run, ended.run);
+        // A retried create of the same run (its first attempt landed) adds nothing.
+        assert.equal(await peer.createRun(ended, [runEvent(ended)], { history }), false);
+        assert.deepEqual(await store.getHistory(sessionId), [a, b, c]);
+        assert.deepEqual((await store.getSession(sessionId))?.itemIds, [a.id, b.id, c.id]);
       });
     });
 
