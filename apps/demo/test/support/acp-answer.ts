@@ -22,6 +22,13 @@ export function successComponent(method: string, pathname: string): string | und
   return undefined;
 }
 
+/**
+ * The routes that serve a page or its files rather than ACP JSON: the demo's playground (`/`,
+ * `/playground/<file>`) and core's API reference (`/docs`, `/docs/<file>`).
+ */
+const PAGE_ROUTE = /^\/(?:$|playground\/[\w-]+\.(?:js|css)$|docs(?:\/[^/]*)?$)/;
+const PAGE_TYPE = /^(?:text\/html|text\/css|text\/javascript|application\/javascript|image\/)/;
+
 /** Reads the whole answer (to the end of an SSE stream) and throws unless it is a valid ACP answer. */
 export async function expectAcpAnswer(method: string, url: string, response: Response): Promise<void> {
   const where = `${method} ${url} -> ${response.status}`;
@@ -31,6 +38,10 @@ export async function expectAcpAnswer(method: string, url: string, response: Res
   if (type.startsWith("text/event-stream")) {
     if (response.status !== 200) throw new Error(`${where}: an event stream with a status other than 200`);
     for (const event of sseEvents(text)) assertMatchesSchema("Event", event);
+    return;
+  }
+  if (response.status < 400 && (method === "GET" || method === "HEAD") && PAGE_ROUTE.test(new URL(url).pathname)) {
+    if (!PAGE_TYPE.test(type)) throw new Error(`${where}: a page answered ${type || "no content type"}`);
     return;
   }
   if (!type.includes("application/json"))
