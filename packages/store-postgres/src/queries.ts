@@ -6,14 +6,14 @@
  * on what has expired. JSON goes to PostgreSQL as text and is cast there (`::text::jsonb`): a
  * parameter typed jsonb would make postgres.js encode the string once more.
  */
-import {
-  type Event,
-  type HistoryAppend,
-  type HistoryItem,
+import type {
+  Event,
+  HistoryAppend,
+  HistoryItem,
   historyItemBytes,
-  type StepRecord,
-  type StoredEvent,
-  type StoredRun,
+  StepRecord,
+  StoredEvent,
+  StoredRun,
 } from "@acp/core";
 import type { PendingQuery, Row } from "postgres";
 import type { Connection } from "./client.ts";
@@ -100,7 +100,7 @@ export class Queries {
       ), appended AS (
         INSERT INTO ${events} (run_id, seq, event)
         SELECT created.id, x.ord, x.event
-        FROM created, jsonb_array_elements(${run.events}::text::jsonb) WITH ORDINALITY AS x(event, ord)
+        FROM created, json_array_elements(${run.events}::text::json) WITH ORDINALITY AS x(event, ord)
       )${history ? sql`, ${this.#appendToSession(sql, history, sql`FROM created`)}` : sql``}
       SELECT count(*)::int AS created, ${history ? sql`(SELECT count(*)::int FROM session)` : sql`1`} AS session
       FROM created`;
@@ -136,7 +136,7 @@ export class Queries {
     await tx`
       INSERT INTO ${events} (run_id, seq, event)
       SELECT ${run.runId}, x.ord, x.event
-      FROM jsonb_array_elements(${run.events}::text::jsonb) WITH ORDINALITY AS x(event, ord)`;
+      FROM json_array_elements(${run.events}::text::json) WITH ORDINALITY AS x(event, ord)`;
   }
 
   /**
@@ -164,7 +164,7 @@ export class Queries {
       ), appended AS (
         INSERT INTO ${events} (run_id, seq, event)
         SELECT ${runId}, updated.last_seq - ${count} + x.ord, x.event
-        FROM updated, jsonb_array_elements(${eventsJson(update.events)}::text::jsonb) WITH ORDINALITY AS x(event, ord)
+        FROM updated, json_array_elements(${eventsJson(update.events)}::text::json) WITH ORDINALITY AS x(event, ord)
       )${history ? sql`, ${this.#appendToSession(sql, history, sql`FROM updated`)}` : sql``}
       SELECT version, last_seq AS last, ${history ? sql`(SELECT count(*)::int FROM session)` : sql`1`} AS session FROM updated`;
   }
@@ -190,7 +190,7 @@ export class Queries {
       ), appended AS (
         INSERT INTO ${eventTable} (run_id, seq, event)
         SELECT ${runId}, updated.last_seq - ${events.length} + x.ord, x.event
-        FROM updated, jsonb_array_elements(${eventsJson(events)}::text::jsonb) WITH ORDINALITY AS x(event, ord)
+        FROM updated, json_array_elements(${eventsJson(events)}::text::json) WITH ORDINALITY AS x(event, ord)
       )
       SELECT last_seq AS last FROM updated`;
   }
@@ -423,16 +423,26 @@ const RECORD_FIELDS: Record<keyof StoredRun, true> = {
 void RECORD_FIELDS;
 
 /**
- * Events as one JSON array, unpacked by `jsonb_array_elements`: cheaper than a text[]
+ * Events as one JSON array, unpacked by `json_array_elements`: cheaper than a text[]
  * parameter, whose every element postgres.js would escape.
  */
 export function eventsJson(events: Event[]): string {
   return JSON.stringify(events);
 }
 
-/** History items as one JSON array of `{ id, message, bytes }`, like {@link eventsJson}. */
+/**
+ * History items as one JSON array of `{ id, message, bytes }`, like {@link eventsJson}. Each
+ * message is serialised once, for the array and for its size ({@link historyItemBytes}: the
+ * UTF-8 length of that same text).
+ */
 function itemsJson(items: HistoryItem[]): string {
-  return JSON.stringify(items.map((item) => ({ id: item.id, message: item.message, bytes: historyItemBytes(item) })));
+  let json = "[";
+  for (let index = 0; index < items.length; index++) {
+    const { id, message } = items[index]!;
+    const text = JSON.stringify(message);
+    json += `${index === 0 ? "" : ","}{"id":${JSON.stringify(id)},"message":${text},"bytes":${Buffer.byteLength(text, "utf8")}}`;
+  }
+  return `${json}]`;
 }
 
 /** A step as the store hands it out: `result` or `error`, whichever was recorded. */

@@ -101,6 +101,12 @@ const MIGRATIONS: Migration[] = [
         PRIMARY KEY (run_id, idx)
       )`;
   },
+  async function eventsAsJson(tx, { events }) {
+    // The log as json, not jsonb: an event is written once and read back whole, never looked
+    // into, and json keeps the text as sent instead of converting it to jsonb's binary form on
+    // every write. Rewrites the events table once.
+    await tx`ALTER TABLE ${events} ALTER COLUMN event TYPE json USING event::json`;
+  },
 ];
 
 /** The schema version this package writes and reads. */

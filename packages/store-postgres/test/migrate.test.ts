@@ -66,16 +66,22 @@ describe("PostgreSQLStore.migrate", () => {
       await admin`CREATE TABLE ${admin(`${table}_history`)} (session_id text NOT NULL, position integer NOT NULL,
         item_id text NOT NULL, message jsonb NOT NULL, bytes integer NOT NULL DEFAULT 0, PRIMARY KEY (session_id, position))`;
       const value = JSON.stringify({ run: { run_id: "old-run", status: "in-progress" }, owner: "gone" });
-      await admin`INSERT INTO ${admin(table)} (kind, id, value, version, owner, expires_at)
-        VALUES ('run', 'old-run', ${value}::jsonb, 1, 'gone', now() + interval '1 hour')`;
+      await admin`INSERT INTO ${admin(table)} (kind, id, value, version, owner, last_seq, expires_at)
+        VALUES ('run', 'old-run', ${value}::jsonb, 1, 'gone', 1, now() + interval '1 hour')`;
+      await admin`INSERT INTO ${admin(`${table}_events`)} VALUES ('old-run', 1, ${JSON.stringify(label(0))}::text::jsonb)`;
 
       await store.migrate();
       expect(await admin`SELECT version FROM ${admin(`${table}_schema`)}`).toEqual([{ version: SCHEMA_VERSION }]);
       expect((await store.getRun("old-run"))?.epoch).toBeUndefined();
       expect(await store.appendEvents("old-run", [label(1)], 2)).toBeNull();
-      expect(await store.appendEvents("old-run", [label(1)], 1)).toBe(1);
+      expect(await store.appendEvents("old-run", [label(1)], 1)).toBe(2);
       expect(await store.recordStep("old-run", 1, stepRecord(0, "a", "x"))).toBe(true);
       expect(await store.readSteps("old-run")).toEqual([stepRecord(0, "a", "x")]);
+      // Version 4: the log is json; events written as jsonb before read back the same.
+      const [column] = await admin`SELECT data_type FROM information_schema.columns
+        WHERE table_name = ${`${table}_events`} AND column_name = 'event'`;
+      expect(column).toEqual({ data_type: "json" });
+      expect((await store.readEvents("old-run", 0)).map((stored) => stored.event)).toEqual([label(0), label(1)]);
     } finally {
       await store.close();
       await dropTables(admin, table);
@@ -137,7 +143,7 @@ describe("PostgreSQLStore.migrate", () => {
       await current.migrate();
       await admin`UPDATE ${admin(`${table}_schema`)} SET version = 99`;
       await expect(older.migrate()).rejects.toThrow(
-        /\[store-postgres\] migrate failed: .*schema version 99, newer than the 3/,
+        new RegExp(`\\[store-postgres\\] migrate failed: .*schema version 99, newer than the ${SCHEMA_VERSION}`),
       );
     } finally {
       await Promise.all([current.close(), older.close()]);
