@@ -98,9 +98,11 @@ function renderContent(part: Part): HTMLElement {
 
 function download(part: Part): HTMLAnchorElement {
   const type = typeOf(part);
+  // Always an opaque download: a blob typed text/html and opened in a tab would render in this origin.
+  const opaque = { type: "application/octet-stream" };
   const blob = isBase64(part)
-    ? new Blob([decodeBase64(part.content ?? "") as BlobPart], { type })
-    : new Blob([part.content ?? ""], { type });
+    ? new Blob([decodeBase64(part.content ?? "") as BlobPart], opaque)
+    : new Blob([part.content ?? ""], opaque);
   const url = URL.createObjectURL(blob);
   objectUrls.push(url);
   const link = element("a", "download", `Download ${part.name}`);
