@@ -10,7 +10,6 @@ import {
   isTerminal,
   ListenerSet,
   resolveTtlMs,
-  STORE_CONTRACT_VERSION,
   StoreError,
   StoreRefusedError,
 } from "@acp/core";
@@ -82,7 +81,9 @@ const MAX_SWEEP_INTERVAL_MS = 60_000;
  * const app = createApp([echo], { store: new MemoryStore({ ttlMs: 600_000 }) });
  */
 export class MemoryStore implements acp.Store {
-  readonly contractVersion = STORE_CONTRACT_VERSION;
+  // The contract this code implements, written out: importing core's constant would claim whatever
+  // core is installed beside it. Raise it only with the implementation of the new contract.
+  readonly contractVersion = 5;
   readonly #ttlMs: number;
   readonly #maxRuns: number;
   readonly #maxSessions: number;

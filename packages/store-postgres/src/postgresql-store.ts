@@ -20,14 +20,7 @@ import type {
   UpdateOptions,
   UpdateResult,
 } from "@acp/core";
-import {
-  attemptStore,
-  consoleLogger,
-  isTerminal,
-  resolveTtlMs,
-  STORE_CONTRACT_VERSION,
-  wrapStoreError,
-} from "@acp/core";
+import { attemptStore, consoleLogger, isTerminal, resolveTtlMs, wrapStoreError } from "@acp/core";
 import type { Client } from "./client.ts";
 import { assertIdentifier } from "./names.ts";
 import { NotificationSender } from "./notification-sender.ts";
@@ -98,7 +91,9 @@ export interface PostgreSQLStoreOptions extends StoreOptions {
  * ```
  */
 export class PostgreSQLStore implements Store {
-  readonly contractVersion = STORE_CONTRACT_VERSION;
+  // The contract this code implements, written out: importing core's constant would claim whatever
+  // core is installed beside it. Raise it only with the implementation of the new contract.
+  readonly contractVersion = 5;
   readonly #sql: Client;
   readonly #tables: Tables;
   readonly #queries: Queries;
