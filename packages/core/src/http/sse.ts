@@ -131,7 +131,7 @@ class RunEventSource implements UnderlyingDefaultSource<Uint8Array> {
     try {
       const next = await this.follower.next();
       // Cancelled meanwhile (the client went away): the stream is closed already.
-      if (this.follower.closed && next === undefined) return;
+      if (this.follower.closed) return;
       if (next === undefined) return this.#close(controller);
       this.place.busy = true;
       // Encoded once per event, whatever the number of streams that send it.
@@ -139,6 +139,8 @@ class RunEventSource implements UnderlyingDefaultSource<Uint8Array> {
       controller.enqueue(next.frame);
       if (this.ends(next.event)) this.#close(controller);
     } catch (error) {
+      // Cancelled while a read was going on: nobody to tell, and nothing broke.
+      if (this.follower.closed) return;
       // Never the raw error: a client sees an ACP error event, the log gets the details.
       this.streams.logger.error(
         { run_id: this.runId, reason: (error as Error).message },

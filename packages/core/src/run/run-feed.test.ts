@@ -1,23 +1,34 @@
 /**
  * The instance's shared readers (RunFeeds) and its one periodic check (RunWatch), over a memory
- * store that counts its calls and can lose notifications: what idle and fanned-out followers
- * cost the store, and that a lost notification is caught up by the periodic check.
+ * store that counts its calls, can lose notifications and can fail reads: what idle and
+ * fanned-out followers cost the store, that a lost notification is caught up by the periodic
+ * check, and that a failed shared read is retried rather than ending every follower.
  */
 import { MemoryStore } from "@acp/store-memory";
 import { describe, expect, it } from "vitest";
 import { testAgents } from "../../test/support/agents.ts";
 import { eventually } from "../../test/support/app.ts";
 import type { Event, RunStatus } from "../models.ts";
-import type { ChangeListener, Store, StoredRun } from "../store.ts";
+import { type ChangeListener, type Store, type StoredRun, StoreError, StoreRefusedError } from "../store.ts";
 import { FEED_BUFFER, type Follower, RunFeeds } from "./run-feed.ts";
 import { HEADS_BATCH, RunWatch } from "./run-watch.ts";
 import { Runtime } from "./runtime.ts";
 
-/** A memory store that counts its calls by method and whose notifications can be switched off. */
-function countingStore(): { store: Store; calls: Map<string, number>; total(): number; deaf: { on: boolean } } {
+/**
+ * A memory store that counts its calls by method, whose notifications can be switched off, and
+ * whose next `readEvents` calls can fail (`failReads.left` of them, with `failReads.error()`).
+ */
+function countingStore(): {
+  store: Store;
+  calls: Map<string, number>;
+  total(): number;
+  deaf: { on: boolean };
+  failReads: { left: number; error: () => Error };
+} {
   const inner = new MemoryStore();
   const calls = new Map<string, number>();
   const deaf = { on: false };
+  const failReads = { left: 0, error: (): Error => new StoreError("test", "readEvents() did not answer in time") };
   const store = new Proxy(inner, {
     get(target, property, receiver) {
       const value = Reflect.get(target, property, receiver) as unknown;
@@ -25,6 +36,10 @@ function countingStore(): { store: Store; calls: Map<string, number>; total(): n
       const method = String(property);
       return (...args: unknown[]) => {
         calls.set(method, (calls.get(method) ?? 0) + 1);
+        if (method === "readEvents" && failReads.left > 0) {
+          failReads.left--;
+          return Promise.reject(failReads.error());
+        }
         if (method === "subscribe") {
           const [runId, listener] = args as [string, ChangeListener];
           return target.subscribe(runId, (change, version) => {
@@ -36,7 +51,7 @@ function countingStore(): { store: Store; calls: Map<string, number>; total(): n
     },
   }) as Store;
   const total = (): number => [...calls.values()].reduce((sum, n) => sum + n, 0);
-  return { store, calls, total, deaf };
+  return { store, calls, total, deaf, failReads };
 }
 
 function record(status: RunStatus = "awaiting"): StoredRun {
@@ -173,6 +188,30 @@ describe("RunFeeds and RunWatch", () => {
     for (const follower of followers) await follower.close();
   });
 
+  it("do not read ahead of a slow follower at their periodic checks", async () => {
+    const counted = countingStore();
+    // A check every few milliseconds: many of them while the follower takes nothing.
+    const watch = new RunWatch(counted.store, 5);
+    const feeds = new RunFeeds(counted.store, watch);
+    const stored = record("in-progress");
+    const total = FEED_BUFFER * 4;
+    await counted.store.createRun(
+      stored,
+      range(1, total).map((n) => label(n)),
+    );
+    const follower = feeds.follow(stored.run.run_id, 0);
+    expect(await take(follower, 10)).toEqual(range(1, 10));
+    const checked = counted.calls.get("getRunHeads") ?? 0;
+    await eventually(() => (counted.calls.get("getRunHeads") ?? 0) >= checked + 5);
+    // The log moved past what the feed read, but the feed is behind it on purpose: one page, no more.
+    expect(counted.calls.get("readEvents")).toBe(1);
+    expect(await take(follower, total - 10)).toEqual(range(11, total));
+    // One read per page, by the feed: the follower never fell behind it and read on its own.
+    expect(counted.calls.get("readEvents")).toBeLessThanOrEqual(4 + 2);
+    await follower.close();
+    expect(watch.size).toBe(0);
+  });
+
   it("catch up a lost notification at the next periodic check, and end with the run", async () => {
     const counted = countingStore();
     const watch = new RunWatch(counted.store, NEVER);
@@ -183,13 +222,16 @@ describe("RunFeeds and RunWatch", () => {
     const follower = feeds.follow(runId, 0);
     expect(await take(follower, 1)).toEqual([1]);
     counted.deaf.on = true;
+    const reads = counted.calls.get("readEvents");
     await counted.store.appendEvents(runId, [label(2)]);
-    const next = follower.next();
-    await new Promise((resolve) => setTimeout(resolve, 50));
     let got: number | undefined;
-    void next.then((event) => {
+    const next = follower.next().then((event) => {
       got = event?.seq;
+      return event;
     });
+    // Unheard: whatever was pending has run, and nothing read the log or handed the event out.
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(counted.calls.get("readEvents")).toBe(reads);
     expect(got).toBeUndefined();
     await watch.checkNow();
     expect((await next)?.seq).toBe(2);
@@ -203,6 +245,60 @@ describe("RunFeeds and RunWatch", () => {
     // A follower past the end of an ended run ends at once.
     const after = feeds.follow(runId, 3);
     expect(await after.next()).toBeUndefined();
+  });
+
+  it("retry a shared read that failed for a store outage, while every follower waits", async () => {
+    const counted = countingStore();
+    const feeds = new RunFeeds(counted.store, new RunWatch(counted.store, NEVER));
+    const stored = record("in-progress");
+    const runId = stored.run.run_id;
+    await counted.store.createRun(stored, [label(1)]);
+    const followers = Array.from({ length: 5 }, () => feeds.follow(runId, 0));
+    for (const follower of followers) expect(await take(follower, 1)).toEqual([1]);
+    const reads = counted.calls.get("readEvents") ?? 0;
+    // The shared read of the next change fails twice, then succeeds: no follower sees the failures.
+    counted.failReads.left = 2;
+    const seen = followers.map((follower) => take(follower, 2));
+    await counted.store.appendEvents(runId, [label(2)]);
+    await counted.store.appendEvents(runId, [label(3)]);
+    for (const seqs of await Promise.all(seen)) expect(seqs).toEqual([2, 3]);
+    expect(counted.failReads.left).toBe(0);
+    // Two failed tries and what it took to read both events: not a read per follower.
+    expect((counted.calls.get("readEvents") ?? 0) - reads).toBeLessThanOrEqual(2 + 2);
+    expect(counted.calls.get("subscribe")).toBe(1);
+    for (const follower of followers) await follower.close();
+    expect(feeds.size).toBe(0);
+  });
+
+  it("fail their followers when the store refuses the shared read, or when an outage outlasts the budget", async () => {
+    const counted = countingStore();
+    const feeds = new RunFeeds(counted.store, new RunWatch(counted.store, NEVER), { outageMs: 500 });
+    const stored = record("in-progress");
+    const runId = stored.run.run_id;
+    await counted.store.createRun(stored, [label(1)]);
+    const followers = Array.from({ length: 3 }, () => feeds.follow(runId, 0));
+    for (const follower of followers) expect(await take(follower, 1)).toEqual([1]);
+    // A refusal would be refused again: not retried, every waiting follower gets it.
+    counted.failReads.left = 1;
+    counted.failReads.error = () => new StoreRefusedError("test", "refused");
+    const refused = followers.map((follower) => follower.next());
+    await counted.store.appendEvents(runId, [label(2)]);
+    for (const next of refused) await expect(next).rejects.toBeInstanceOf(StoreRefusedError);
+    expect(counted.failReads.left).toBe(0);
+    // An outage that lasts: retried for about `outageMs`, then every waiting follower gets it.
+    counted.failReads.left = Number.POSITIVE_INFINITY;
+    counted.failReads.error = () => new StoreError("test", "readEvents() did not answer in time");
+    const reads = counted.calls.get("readEvents") ?? 0;
+    const failed = followers.map((follower) => follower.next());
+    await counted.store.appendEvents(runId, [label(3)]);
+    for (const next of failed) await expect(next).rejects.toThrow("did not answer in time");
+    expect((counted.calls.get("readEvents") ?? 0) - reads).toBeGreaterThan(1);
+    // The store is back: the next change is read, and the followers go on from where they were.
+    counted.failReads.left = 0;
+    const resumed = followers.map((follower) => take(follower, 3));
+    await counted.store.appendEvents(runId, [label(4)]);
+    for (const seqs of await Promise.all(resumed)) expect(seqs).toEqual([2, 3, 4]);
+    for (const follower of followers) await follower.close();
   });
 
   it("see a cancel whose notification was lost at the instance's next check (executor and wait)", async () => {

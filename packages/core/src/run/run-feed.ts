@@ -4,10 +4,13 @@
  * the events are handed to every local follower from memory. Each follower keeps its own
  * position: one that starts behind the shared reader (an older `Last-Event-ID`), or that falls
  * further behind than the feed keeps events, reads on its own until it catches up. A lost
- * notification is caught up by the instance's periodic check ({@link RunWatch}).
+ * notification is caught up by the instance's periodic check ({@link RunWatch}). A shared read
+ * that fails for a store outage is retried while the followers wait (one failed read would
+ * otherwise end every stream of the run at once, and each would come back to read on its own).
  */
 import { isTerminal } from "../models.ts";
 import type { RunHead, Store, StoredEvent, Unsubscribe } from "../store.ts";
+import { retryOutage } from "./guarded-store.ts";
 import type { RunWatch, RunWatcher } from "./run-watch.ts";
 
 /** Most events a follower's own read asks for. */
@@ -18,6 +21,18 @@ const PAGE = 500;
  * slow client neither holds the others back nor makes the feed grow.
  */
 export const FEED_BUFFER = 256;
+
+/** Options of {@link RunFeeds}. */
+export interface RunFeedsOptions {
+  /**
+   * How long a feed retries a shared read that fails for a store outage (100 ms doubling to 2 s
+   * between tries) before its followers' `next()` rejects; 0 fails them at the first failure.
+   * A refused read (`StoreRefusedError`) is never retried. The runtime's `outageMs` is the
+   * budget meant here.
+   * @default the watch's period (until its next check)
+   */
+  outageMs?: number;
+}
 
 /** An event as a feed hands it out; `frame` is for the stream to keep its encoding in, made once for all followers. */
 export interface FedEvent extends StoredEvent {
@@ -38,11 +53,13 @@ function endsRun(event: StoredEvent["event"]): boolean {
 export class RunFeeds {
   readonly #store: Store;
   readonly #watch: RunWatch;
+  readonly #outageMs: number;
   readonly #feeds = new Map<string, RunFeed>();
 
-  constructor(store: Store, watch: RunWatch) {
+  constructor(store: Store, watch: RunWatch, { outageMs = watch.periodMs }: RunFeedsOptions = {}) {
     this.#store = store;
     this.#watch = watch;
+    this.#outageMs = outageMs;
   }
 
   /** How many runs have a feed now. */
@@ -58,7 +75,7 @@ export class RunFeeds {
   follow(runId: string, afterSeq: number): Follower {
     const known = this.#feeds.get(runId);
     if (known !== undefined) return known.join(afterSeq, true);
-    const feed: RunFeed = new RunFeed(this.#store, runId, afterSeq, this.#watch, () => {
+    const feed: RunFeed = new RunFeed(this.#store, runId, afterSeq, this.#watch, this.#outageMs, () => {
       if (this.#feeds.get(runId) === feed) this.#feeds.delete(runId);
     });
     this.#feeds.set(runId, feed);
@@ -206,21 +223,29 @@ class RunFeed implements RunWatcher {
   gone = false;
   readonly #followers = new Set<Follower>();
   #closed = false;
+  /** Stops a read's retries once the feed has closed (the signal of {@link retryOutage}). */
+  readonly #stopped = { aborted: false };
+  readonly #outageMs: number;
   readonly #unsubscribe: Promise<Unsubscribe | undefined>;
   readonly #stopWatching: () => void;
   readonly #dispose: () => void;
+  /** A read (with its retries) is going on. */
   #reading = false;
   /** Something changed while a read was going on: read again after it. */
   #dirty = false;
   /** The record may have changed: an empty read looks at the record (has the run ended, or gone?). */
   #recordChanged = true;
-  /** The last read was a full page: the next one is made when a follower has taken it all. */
+  /**
+   * The last read was a full page: the next one is made when a follower has taken it all (a
+   * change notification still reads at once, for followers that keep up).
+   */
   #more = false;
 
-  constructor(store: Store, runId: string, afterSeq: number, watch: RunWatch, dispose: () => void) {
+  constructor(store: Store, runId: string, afterSeq: number, watch: RunWatch, outageMs: number, dispose: () => void) {
     this.store = store;
     this.runId = runId;
     this.base = afterSeq;
+    this.#outageMs = outageMs;
     this.#dispose = dispose;
     const subscribed = store.subscribe(runId, (change) => {
       if (change !== "events") this.#recordChanged = true;
@@ -294,19 +319,23 @@ class RunFeed implements RunWatcher {
     return Promise.resolve();
   }
 
-  /** The instance's periodic check: read when the run moved past what was read, or ended, or is gone. */
+  /**
+   * The instance's periodic check: read when the run moved past what was read, or ended, or is
+   * gone; but not while the feed is behind the log on purpose (see {@link demand}): the read a
+   * follower asks for then looks at the record too.
+   */
   check(head: RunHead | undefined): void {
     this.#trim();
-    if (head === undefined || (head.ended && this.endSeq === undefined)) {
-      this.#recordChanged = true;
-      this.#read();
-    } else if (head.lastSeq > this.lastSeq) this.#read();
+    if (head === undefined || (head.ended && this.endSeq === undefined)) this.#recordChanged = true;
+    else if (head.lastSeq <= this.lastSeq) return;
+    if (!this.#more) this.#read();
   }
 
   /** Leaves the instance's feeds, its check and the subscription: when the last follower left, or the subscription failed. */
   #close(): Promise<void> {
     if (this.#closed) return Promise.resolve();
     this.#closed = true;
+    this.#stopped.aborted = true;
     this.#dispose();
     this.#stopWatching();
     this.#events = [];
@@ -341,7 +370,12 @@ class RunFeed implements RunWatcher {
     }
   }
 
-  /** Reads what is new, one read at a time; a wake-up during a read makes one more read after it. */
+  /**
+   * Reads what is new, one read at a time; a wake-up during a read makes one more read after it.
+   * A read that fails for a store outage is tried again (while its followers wait) until the
+   * feed's outage budget runs out; then, or at once for any other failure, every waiting
+   * follower's `next()` rejects.
+   */
   #read(): void {
     if (this.#reading) {
       this.#dirty = true;
@@ -349,27 +383,40 @@ class RunFeed implements RunWatcher {
     }
     if (this.#closed) return;
     this.#reading = true;
-    void this.#readAll().then(
+    void retryOutage(
+      () => this.#readAll(),
+      Date.now() + this.#outageMs,
+      this.#stopped,
+      // What a failed try read before it failed is handed out meanwhile.
       () => this.#wake(undefined),
-      (error: unknown) => this.#wake(error),
+    ).then(
+      () => this.#wake(undefined),
+      (error: unknown) => {
+        this.#reading = false;
+        this.#wake(error);
+      },
     );
   }
 
+  /**
+   * One try of {@link #read}. It ends the read when it succeeds, right after its last look at
+   * `#dirty` (a wake-up a microtask later would otherwise find the read still going and be lost);
+   * a failed try leaves it going, for the next try.
+   */
   async #readAll(): Promise<void> {
+    let failed = false;
     try {
       do {
         this.#dirty = false;
-        if (this.endSeq !== undefined || this.gone) return;
+        if (this.#closed || this.endSeq !== undefined || this.gone) return;
         const recordChanged = this.#recordChanged;
         this.#recordChanged = false;
         // At most what the feed keeps: reading more would only drop the start of it again.
         const batch = await this.store.readEvents(this.runId, this.lastSeq, FEED_BUFFER);
         this.#append(batch);
         // A full page: there is likely more, read once a follower has taken this one.
-        if (batch.length === FEED_BUFFER) {
-          this.#more = true;
-          return;
-        }
+        this.#more = batch.length === FEED_BUFFER;
+        if (this.#more) return;
         if (batch.length > 0 || !recordChanged) continue;
         // Nothing new after a change of the record: a run that is gone, or ended (its terminal
         // event is always its last), has nothing more to give.
@@ -382,11 +429,12 @@ class RunFeed implements RunWatcher {
         }
       } while (this.#dirty);
     } catch (error) {
-      // The next change or check reads again; the record is looked at then too.
+      // The next try (or change, or check) reads again; the record is looked at then too.
+      failed = true;
       this.#recordChanged = true;
       throw error;
     } finally {
-      this.#reading = false;
+      if (!failed) this.#reading = false;
     }
   }
 
