@@ -181,7 +181,8 @@ export class Runtime {
     );
     this.store = guardStore(store, storeTimeoutMs, this.metrics);
     this.watch = new RunWatch(this.store, undefined, logger);
-    this.feeds = new RunFeeds(this.store, this.watch);
+    // A shared read that fails is retried through an outage as long as a run's own writes are.
+    this.feeds = new RunFeeds(this.store, this.watch, { outageMs });
     this.leaseMs = leaseMs;
     this.outageMs = outageMs;
     this.logger = logger;
