@@ -10,12 +10,16 @@
  * the p50 and p99 of each store method's calls; and `GET /__bench/adoptions`: when each takeover
  * this instance attempted began (the wall-clock time of its `updateRun` raising a run's epoch).
  * `POST /__bench/profile/start` and `/stop` take a CPU profile of the window between them.
- * `ACP_LEASE_MS` sets the lease, for the takeover measurement. `BENCH_OBSERVABILITY` measures what
+ * `BENCH_STAMP_WRITES=1` appends, to every
+ * `message.part` whose content is a bare timestamp (the `broadcast` and `ticker` agents'), the
+ * wall-clock time of the store call that writes it (`appendEvents`, or `updateRun` with the
+ * transition it travels with): `<yielded> <written>`, so that a follower can time a part from its
+ * write. `ACP_LEASE_MS` sets the lease, for the takeover measurement. `BENCH_OBSERVABILITY` measures what
  * observability costs: `metrics` turns the metrics on, `tracing` starts the OpenTelemetry SDK
  * (spans recorded, then dropped), `both` does both.
  */
 import { Session } from "node:inspector/promises";
-import type { Store, StoredRun } from "@acp/core";
+import type { Event, Store, StoredRun } from "@acp/core";
 import { startServer } from "../src/server.ts";
 import { storeFromEnv } from "../src/store-from-env.ts";
 import { benchAgents, wallClockMs } from "./bench-agents.ts";
@@ -89,6 +93,44 @@ function countingStore(store: Store, log: StoreCallLog): Store {
   });
 }
 
+const TIMESTAMP = /^\d+(\.\d+)?$/;
+
+/** `events` with the write time added to each timestamped part (copies; the caller's are untouched). */
+function stamped(events: Event[]): Event[] {
+  let written: string | undefined;
+  return events.map((event) => {
+    if (event.type !== "message.part") return event;
+    const { content } = event.part;
+    if (typeof content !== "string" || !TIMESTAMP.test(content)) return event;
+    written ??= String(wallClockMs());
+    return { ...event, part: { ...event.part, content: `${content} ${written}` } };
+  });
+}
+
+/** Wraps a store so that the events it is given to write carry their write time (see BENCH_STAMP_WRITES). */
+function stampingStore(store: Store): Store {
+  return new Proxy(store, {
+    get(target, property) {
+      const value: unknown = Reflect.get(target, property, target);
+      if (property === "appendEvents")
+        return function appendEvents(runId: string, events: Event[], ...rest: unknown[]) {
+          return (value as (...a: unknown[]) => unknown).call(target, runId, stamped(events), ...rest);
+        };
+      if (property === "updateRun")
+        return function updateRun(
+          runId: string,
+          version: number,
+          next: StoredRun,
+          events: Event[],
+          ...rest: unknown[]
+        ) {
+          return (value as (...a: unknown[]) => unknown).call(target, runId, version, next, stamped(events), ...rest);
+        };
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
 function timings(log: StoreCallLog): Record<string, { p50Ms: number; p99Ms: number; calls: number }> {
   return Object.fromEntries(
     Object.entries(log.durations)
@@ -103,6 +145,7 @@ function timings(log: StoreCallLog): Record<string, { p50Ms: number; p99Ms: numb
 const collectGarbage = (globalThis as { gc?: () => void }).gc;
 const storeCalls: StoreCallLog = { counts: {}, durations: {} };
 const chosen = await storeFromEnv();
+if (process.env.BENCH_STAMP_WRITES === "1") chosen.store = stampingStore(chosen.store);
 if (process.env.BENCH_COUNT_STORE_CALLS === "1") chosen.store = countingStore(chosen.store, storeCalls);
 const leaseMs = Number(process.env.ACP_LEASE_MS) || undefined;
 const observed = process.env.BENCH_OBSERVABILITY ?? "";

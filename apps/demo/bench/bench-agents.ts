@@ -4,11 +4,9 @@
  */
 import { agent } from "@acp/core";
 import { approval, echo } from "../src/agents.ts";
+import { wallClockMs } from "./clock.ts";
 
-/** Milliseconds since the epoch with sub-millisecond precision, comparable across processes. */
-export function wallClockMs(): number {
-  return performance.timeOrigin + performance.now();
-}
+export { wallClockMs };
 
 function option(input: { parts: { content?: string }[] }[], name: string, fallback: number): number {
   const text = input.flatMap((message) => message.parts.map((part) => part.content ?? "")).join(" ");

@@ -419,10 +419,12 @@ export function toMarkdown(results: BenchResults): string {
           "p50 ms",
           "p99 ms",
           "max ms",
+          "p99 from the yield ms",
           "attach s",
           "B cores busy",
-          "bench cores busy",
-          "bench loop delay p99 ms",
+          "client processes",
+          "their cores busy",
+          "their loop delay p99 ms",
           "B's store calls/s",
           "by method",
         ],
@@ -435,10 +437,14 @@ export function toMarkdown(results: BenchResults): string {
             fixed(phase.p50Ms, 2),
             fixed(phase.p99Ms, 2),
             fixed(phase.maxMs, 2),
+            phase.unstamped > 0
+              ? `${fixed(phase.fromYieldP99Ms, 2)} (${count(phase.unstamped)} unstamped)`
+              : fixed(phase.fromYieldP99Ms, 2),
             fixed(phase.attachSeconds, 1),
             fixed(phase.serverCores, 2),
-            fixed(phase.benchCores, 2),
-            fixed(phase.benchLoopDelayP99Ms, 1),
+            count(phase.clientProcesses),
+            fixed(phase.clientCores, 2),
+            fixed(phase.clientLoopDelayP99Ms, 1),
             fixed(phase.storeCallsPerSecond),
             Object.entries(phase.storeCallsByMethod)
               .map(([method, perSecond]) => `${method} ${perSecond < 10 ? fixed(perSecond) : count(perSecond)}`)

@@ -1,24 +1,26 @@
 /**
  * Fan-out across instances: one run on instance A, followed by many SSE clients on instance B.
  * The run (the `broadcast` agent) awaits first, so that every follower is attached before it
- * moves; once resumed on A it yields a timestamped part every 50 ms. For every part and every
- * follower: its arrival at the follower minus the time A's agent yielded it. Beside it, the store
- * calls B makes per second while the run ticks, with one follower and with `followers`: a server
- * that shares one subscription and one read per run among its followers makes about as many
- * with a thousand as with one.
+ * moves; once resumed on A it yields a timestamped part every 50 ms, and A's bench server adds
+ * the time its `appendEvents` (or `updateRun`) call wrote the part. For every part and every
+ * follower: its arrival at the follower minus that write time. Beside it, the store calls B makes
+ * per second while the run ticks, with one follower and with `followers`: a server that shares
+ * one subscription and one read per run among its followers makes about as many with a thousand
+ * as with one.
  *
- * The followers are plain `node:http` responses read with as little work as possible (the time of
- * arrival is taken first thing when a chunk comes in), so that the bench's own event loop, which
- * serves all of them, adds little to the delay it measures.
+ * The followers run in a few child processes of their own (fanout-followers.ts), not in the
+ * bench's: an event loop serving a thousand streams lags, and in the bench's process that lag
+ * was counted as delivery delay. Each process reads its frames with a light parser, times every
+ * part and sends its delays back at the end; the bench merges them. Their event-loop delay and
+ * the cores they kept busy stand beside the delays, so a slow p99 says whether the server, the
+ * followers or a crowded machine held it up.
  */
-import http from "node:http";
-import { monitorEventLoopDelay } from "node:perf_hooks";
+import { type ChildProcess, fork } from "node:child_process";
+import path from "node:path";
 import { namespace, type StoreName } from "../backends.ts";
-import { wallClockMs } from "../bench-agents.ts";
-import { cpuSeconds, type ServerProcess, startServer } from "../processes.ts";
+import type { FollowerCommand, FollowerReport, FollowersResult } from "../fanout-followers.ts";
+import { cpuSeconds, demoDir, type ServerProcess, startServer } from "../processes.ts";
 import { storeCalls } from "../server-stats.ts";
-import { eventType } from "../sse.ts";
-import { percentile } from "../stats.ts";
 import { type ScenarioContext, sleep, timeout } from "./context.ts";
 
 export interface FanoutPhase {
@@ -27,20 +29,28 @@ export interface FanoutPhase {
   deliveries: number;
   /** Parts a follower never got. */
   missing: number;
+  /** Delays from the part's write on A (A's store call) to its arrival at a follower. */
   p50Ms: number;
   p99Ms: number;
   maxMs: number;
+  /** p99 of the delays from the part's yield by A's agent instead (adds A's wait before the write). */
+  fromYieldP99Ms: number;
+  /** Parts without a write time (timed from their yield instead); expected 0. */
+  unstamped: number;
   /** Seconds it took to attach every follower. */
   attachSeconds: number;
+  /** Processes the followers ran in. */
+  clientProcesses: number;
   /**
-   * p99 of the bench's own event-loop delay while the parts arrived, in ms: how late the bench
-   * could have been in timing an arrival (a bound on what the measuring side adds).
+   * The highest p99 of the follower processes' event-loop delay while the parts arrived, in ms:
+   * how late a follower could have been in timing an arrival (a bound on what the measuring
+   * side adds).
    */
-  benchLoopDelayP99Ms: number;
+  clientLoopDelayP99Ms: number;
   /** Cores B's process kept busy from the resume to the end (1 = one core all the time). */
   serverCores?: number;
-  /** Cores the bench's own process (the followers) kept busy meanwhile. */
-  benchCores: number;
+  /** Cores the follower processes kept busy meanwhile, together. */
+  clientCores?: number;
   /** B's store calls per second from the resume to the last follower's `run.completed`. */
   storeCallsPerSecond: number;
   /** The same, per method. */
@@ -57,92 +67,84 @@ export interface FanoutResult {
 }
 
 const INTERVAL_MS = 50;
-/** Followers attaching at once (more would overflow B's listen backlog and wait for SYN retries). */
+/** Followers attaching at once, over all processes (more would overflow B's listen backlog and wait for SYN retries). */
 const ATTACH_CONCURRENCY = 100;
+/**
+ * Processes the followers are spread over. Two: enough that no event loop serves more than 500
+ * streams, few enough to leave the 2 cores to the servers, Redis and PostgreSQL.
+ */
+const CLIENT_PROCESSES = 2;
 
-/** Every delay measured in a phase, over all its followers. */
-interface Tally {
-  delays: number[];
+/** One child process of followers (fanout-followers.ts), driven over IPC. */
+interface FollowerProcess {
+  pid: number;
+  /** Opens `count` streams; resolves once each has the run's `run.awaiting`. */
+  follow(url: string, runId: string, count: number, concurrency: number, onAttached: () => void): Promise<void>;
+  /** Starts the measurement; resolves with the delays once every stream has ended. */
+  measure(): Promise<FollowersResult>;
+  attached(): number;
+  stop(): void;
 }
 
-interface Follower {
-  /** Resolves once the follower has the run's `run.awaiting` (it is attached and caught up). */
-  attached: Promise<void>;
-  /** Resolves when the stream ends; `completed` tells whether it ended with `run.completed`. */
-  finished: Promise<void>;
-  completed(): boolean;
-  parts(): number;
-  close(): void;
-}
-
-function follow(server: ServerProcess, runId: string, tally: Tally): Follower {
-  let attachedAt: number | undefined;
-  let completed = false;
-  let parts = 0;
-  let markAttached!: () => void;
-  let fail!: (error: Error) => void;
-  const attached = new Promise<void>((resolve, reject) => {
-    markAttached = resolve;
-    fail = reject;
+async function startFollowers(): Promise<FollowerProcess> {
+  const child: ChildProcess = fork(path.join(demoDir, "bench", "fanout-followers.ts"), [], {
+    cwd: demoDir,
+    execArgv: ["--import", "tsx"],
+    serialization: "advanced",
+    stdio: ["ignore", "pipe", "pipe", "ipc"],
   });
-  // Awaited by the phase; a failure after another follower's already failed the phase stays quiet.
-  attached.catch(() => {});
-  let finish!: () => void;
-  const finished = new Promise<void>((resolve) => (finish = resolve));
-  const onFrame = (frame: string, arrived: number): void => {
-    let data: string | undefined;
-    for (const line of frame.split("\n")) {
-      if (!line.startsWith("data:")) continue;
-      const value = line.slice(line.charAt(5) === " " ? 6 : 5);
-      data = data === undefined ? value : `${data}\n${value}`;
-    }
-    if (data === undefined) return;
-    const type = eventType(data);
-    if (type === "message.part") {
-      const written = Number(/"content":"([\d.]+)"/.exec(data)?.[1]);
-      if (Number.isNaN(written)) return;
-      parts++;
-      if (attachedAt !== undefined && written >= attachedAt) tally.delays.push(arrived - written);
-    } else if (type === "run.awaiting" && attachedAt === undefined) {
-      attachedAt = arrived;
-      markAttached();
-    } else if (type === "run.completed") {
-      completed = true;
-    }
+  let log = "";
+  const keep = (chunk: Buffer): void => {
+    log = (log + chunk.toString()).slice(-5000);
   };
-  const request = http.get(
-    `${server.url}/runs/${runId}/events`,
-    { agent: false, headers: { accept: "text/event-stream" } },
-    (response) => {
-      if (response.statusCode !== 200) {
-        fail(new Error(`follower: status ${response.statusCode}`));
-        response.resume();
-        return;
-      }
-      response.setEncoding("utf8");
-      let pending = "";
-      response.on("data", (chunk: string) => {
-        const arrived = wallClockMs();
-        pending += chunk;
-        for (let end = pending.indexOf("\n\n"); end !== -1; end = pending.indexOf("\n\n")) {
-          onFrame(pending.slice(0, end), arrived);
-          pending = pending.slice(end + 2);
-        }
-      });
-      response.once("end", finish);
-      response.once("close", finish);
-    },
-  );
-  request.once("error", (error) => {
-    fail(error);
-    finish();
+  child.stdout?.on("data", keep);
+  child.stderr?.on("data", keep);
+  let attached = 0;
+  let onAttached: (() => void) | undefined;
+  /** The report awaited now: the first one `accept` takes. */
+  let awaited:
+    | { accept(report: FollowerReport): boolean; resolve(report: FollowerReport): void; reject(error: Error): void }
+    | undefined;
+  const until = (accept: (report: FollowerReport) => boolean): Promise<FollowerReport> =>
+    new Promise((resolve, reject) => (awaited = { accept, resolve, reject }));
+  child.on("message", (report: FollowerReport) => {
+    if (report.type === "attached") {
+      attached = report.attached;
+      onAttached?.();
+    }
+    if (report.type === "error") awaited?.reject(new Error(`fan-out follower process: ${report.message}`));
+    else if (awaited?.accept(report)) awaited.resolve(report);
   });
+  child.once("exit", (code, signal) =>
+    awaited?.reject(new Error(`fan-out follower process exited (${code ?? signal}):\n${log}`)),
+  );
+  await Promise.race([
+    until((report) => report.type === "ready"),
+    timeout(30_000, `fan-out follower process did not start within 30 s:\n${log}`),
+  ]);
+  const command = (message: FollowerCommand): void => {
+    child.send(message);
+  };
   return {
-    attached,
-    finished,
-    completed: () => completed,
-    parts: () => parts,
-    close: () => request.destroy(),
+    pid: child.pid!,
+    async follow(url, runId, count, concurrency, report) {
+      attached = 0;
+      onAttached = report;
+      const done = until((answer) => answer.type === "attached" && answer.attached >= count);
+      command({ type: "follow", url, runId, count, concurrency });
+      await done;
+    },
+    async measure() {
+      const done = until((report) => report.type === "done");
+      command({ type: "start" });
+      const report = await done;
+      if (report.type !== "done") throw new Error(`fan-out follower process: unexpected ${report.type}`);
+      return report.result;
+    },
+    attached: () => attached,
+    stop: () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill();
+    },
   };
 }
 
@@ -159,9 +161,27 @@ async function post(url: string, body: unknown): Promise<{ run_id: string; statu
 
 const total = (counts: Record<string, number>): number => Object.values(counts).reduce((sum, n) => sum + n, 0);
 
+/** The `p`-th percentile (0–100) of ascending `sorted` by nearest rank, as stats.ts's `percentile`; NaN when empty. */
+function ranked(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length, Math.max(1, Math.ceil((p / 100) * sorted.length))) - 1]!;
+}
+
+/** The samples of every process in one ascending array. */
+function merged(parts: Float64Array[]): Float64Array {
+  const all = new Float64Array(parts.reduce((sum, part) => sum + part.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    all.set(part, offset);
+    offset += part.length;
+  }
+  return all.sort();
+}
+
 async function phase(
   a: ServerProcess,
   b: ServerProcess,
+  clients: FollowerProcess[],
   count: number,
   events: number,
   report: (detail: string) => void,
@@ -172,66 +192,75 @@ async function phase(
     mode: "sync",
   });
   if (run.status !== "awaiting") throw new Error(`broadcast run: expected awaiting, got ${run.status}`);
-  const tally: Tally = { delays: [] };
-  const followers: Follower[] = [];
-  try {
-    const attachStarted = performance.now();
-    for (let index = 0; index < count; index += ATTACH_CONCURRENCY) {
-      const batch = Array.from({ length: Math.min(ATTACH_CONCURRENCY, count - index) }, () =>
-        follow(b, run.run_id, tally),
-      );
-      followers.push(...batch);
-      await Promise.all(batch.map((follower) => follower.attached));
-      report(`${followers.length}/${count} followers attached on B`);
-    }
-    const attachSeconds = (performance.now() - attachStarted) / 1000;
-    await sleep(1000);
+  // The followers spread evenly; with fewer followers than processes, only the first ones follow.
+  const used = clients.slice(0, Math.min(clients.length, count));
+  const shares = used.map((_, index) => Math.floor(count / used.length) + (index < count % used.length ? 1 : 0));
+  const concurrency = Math.max(1, Math.floor(ATTACH_CONCURRENCY / used.length));
+  const attachStarted = performance.now();
+  const progress = (): void =>
+    report(`${used.reduce((sum, client) => sum + client.attached(), 0)}/${count} followers attached on B`);
+  await Promise.all(
+    used.map((client, index) => client.follow(b.url, run.run_id, shares[index]!, concurrency, progress)),
+  );
+  const attachSeconds = (performance.now() - attachStarted) / 1000;
+  await sleep(1000);
 
-    const before = await storeCalls(b);
-    const loopDelay = monitorEventLoopDelay({ resolution: 5 });
-    loopDelay.enable();
-    const serverCpuAtStart = cpuSeconds(b.pid);
-    const benchCpuAtStart = process.cpuUsage();
-    const started = performance.now();
-    report(`${count} followers: resumed on A, ${events} parts at ${1000 / INTERVAL_MS}/s`);
-    await post(`${a.url}/runs/${run.run_id}`, {
-      await_resume: { type: "message", message: { role: "user", parts: [{ content: "go" }] } },
-      mode: "async",
-    });
-    const limitMs = events * INTERVAL_MS + 60_000;
-    const deadline = timeout(limitMs, `the followers did not all see the run end within ${limitMs} ms`);
-    await Promise.race([Promise.all(followers.map((follower) => follower.finished)), deadline]);
-    const seconds = (performance.now() - started) / 1000;
-    loopDelay.disable();
-    const serverCpu = cpuSeconds(b.pid);
-    const benchCpu = process.cpuUsage(benchCpuAtStart);
-    const after = await storeCalls(b);
-    const incomplete = followers.filter((follower) => !follower.completed()).length;
-    if (incomplete > 0) throw new Error(`${incomplete} of ${count} followers' streams ended before run.completed`);
-    const byMethod = Object.fromEntries(
-      Object.entries(after)
-        .map(([method, calls]) => [method, (calls - (before[method] ?? 0)) / seconds] as const)
-        .filter(([, perSecond]) => perSecond > 0),
-    );
-    return {
-      followers: count,
-      deliveries: tally.delays.length,
-      missing: followers.reduce((sum, follower) => sum + Math.max(0, events - follower.parts()), 0),
-      p50Ms: percentile(tally.delays, 50),
-      p99Ms: percentile(tally.delays, 99),
-      maxMs: percentile(tally.delays, 100),
-      attachSeconds,
-      benchLoopDelayP99Ms: loopDelay.percentile(99) / 1e6,
-      ...(serverCpu === undefined || serverCpuAtStart === undefined
-        ? {}
-        : { serverCores: (serverCpu - serverCpuAtStart) / seconds }),
-      benchCores: (benchCpu.user + benchCpu.system) / 1e6 / seconds,
-      storeCallsPerSecond: (total(after) - total(before)) / seconds,
-      storeCallsByMethod: byMethod,
-    };
-  } finally {
-    for (const follower of followers) follower.close();
-  }
+  const before = await storeCalls(b);
+  const serverCpuAtStart = cpuSeconds(b.pid);
+  const clientCpu = (): number | undefined =>
+    used.reduce<number | undefined>((sum, client) => {
+      const seconds = cpuSeconds(client.pid);
+      return sum === undefined || seconds === undefined ? undefined : sum + seconds;
+    }, 0);
+  const clientCpuAtStart = clientCpu();
+  const measured = Promise.all(used.map((client) => client.measure()));
+  const started = performance.now();
+  report(`${count} followers: resumed on A, ${events} parts at ${1000 / INTERVAL_MS}/s`);
+  await post(`${a.url}/runs/${run.run_id}`, {
+    await_resume: { type: "message", message: { role: "user", parts: [{ content: "go" }] } },
+    mode: "async",
+  });
+  const limitMs = events * INTERVAL_MS + 60_000;
+  const deadline = timeout(limitMs, `the followers did not all see the run end within ${limitMs} ms`);
+  const results = await Promise.race([measured, deadline]);
+  const seconds = (performance.now() - started) / 1000;
+  const serverCpu = cpuSeconds(b.pid);
+  const clientCpuAtEnd = clientCpu();
+  const after = await storeCalls(b);
+  const completed = results.reduce((sum, result) => sum + result.completed, 0);
+  if (completed < count)
+    throw new Error(`${count - completed} of ${count} followers' streams ended before run.completed`);
+  const byMethod = Object.fromEntries(
+    Object.entries(after)
+      .map(([method, calls]) => [method, (calls - (before[method] ?? 0)) / seconds] as const)
+      .filter(([, perSecond]) => perSecond > 0),
+  );
+  const delays = merged(results.map((result) => result.delays));
+  const fromYield = merged(results.map((result) => result.fromYield));
+  return {
+    followers: count,
+    deliveries: delays.length,
+    missing: results.reduce(
+      (sum, result) => sum + result.parts.reduce((missing, parts) => missing + Math.max(0, events - parts), 0),
+      0,
+    ),
+    p50Ms: ranked(delays, 50),
+    p99Ms: ranked(delays, 99),
+    maxMs: ranked(delays, 100),
+    fromYieldP99Ms: ranked(fromYield, 99),
+    unstamped: results.reduce((sum, result) => sum + result.unstamped, 0),
+    attachSeconds,
+    clientProcesses: used.length,
+    clientLoopDelayP99Ms: Math.max(...results.map((result) => result.loopDelayP99Ms)),
+    ...(serverCpu === undefined || serverCpuAtStart === undefined
+      ? {}
+      : { serverCores: (serverCpu - serverCpuAtStart) / seconds }),
+    ...(clientCpuAtEnd === undefined || clientCpuAtStart === undefined
+      ? {}
+      : { clientCores: (clientCpuAtEnd - clientCpuAtStart) / seconds }),
+    storeCallsPerSecond: (total(after) - total(before)) / seconds,
+    storeCallsByMethod: byMethod,
+  };
 }
 
 export async function measureFanout(
@@ -239,16 +268,20 @@ export async function measureFanout(
   { config, progress, profileDir }: ScenarioContext,
 ): Promise<FanoutResult> {
   const space = namespace(store);
-  const env = { ...space.env, BENCH_COUNT_STORE_CALLS: "1" };
+  // A's bench server stamps each part with the time of the store call that writes it.
+  const env = { ...space.env, BENCH_COUNT_STORE_CALLS: "1", BENCH_STAMP_WRITES: "1" };
   const a = await startServer({ script: "acp-server.ts", env, profileDir: profileDir(`fanout-${store}-a`) });
   let b: ServerProcess | undefined;
+  const clients: FollowerProcess[] = [];
   try {
     b = await startServer({ script: "acp-server.ts", env, profileDir: profileDir(`fanout-${store}-b`) });
+    for (let index = 0; index < CLIENT_PROCESSES; index++) clients.push(await startFollowers());
     const report = (detail: string): void => progress.update(detail);
-    const one = await phase(a, b, 1, config.fanoutEvents, report);
-    const many = await phase(a, b, config.followers, config.fanoutEvents, report);
+    const one = await phase(a, b, clients, 1, config.fanoutEvents, report);
+    const many = await phase(a, b, clients, config.followers, config.fanoutEvents, report);
     return { store, events: config.fanoutEvents, intervalMs: INTERVAL_MS, one, many };
   } finally {
+    for (const client of clients) client.stop();
     await Promise.all([a.stop(), b?.stop()]);
     await space.cleanup();
   }
