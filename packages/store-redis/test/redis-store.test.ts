@@ -27,8 +27,9 @@ async function open(options: { name?: string; reconnect?: boolean } = {}): Promi
 }
 
 async function keysOf(redis: Client, prefix: string): Promise<string[]> {
+  // A large COUNT: the server may hold many other keys, and SCAN's default of 10 per call crawls.
   const keys: string[] = [];
-  for await (const page of redis.scanIterator({ MATCH: `${prefix}:*` })) keys.push(...page.map(String));
+  for await (const page of redis.scanIterator({ MATCH: `${prefix}:*`, COUNT: 10_000 })) keys.push(...page.map(String));
   return keys.sort();
 }
 
