@@ -36,6 +36,8 @@ export interface FollowersResult {
   delays: Float64Array;
   /** Yield-to-arrival delay of the same parts, in ms (the part's first timestamp). */
   fromYield: Float64Array;
+  /** Per part (by its write time), the shortest delay over this process's streams. */
+  earliest: Map<number, number>;
   /** Parts that carried no write time (written by a store call the bench server did not stamp). */
   unstamped: number;
   /** Parts received, per stream. */
@@ -100,6 +102,7 @@ interface Stream {
 
 interface Tally {
   delays: Samples;
+  earliest: Map<number, number>;
   fromYield: Samples;
   unstamped: number;
 }
@@ -155,7 +158,10 @@ function follow(url: string, runId: string, tally: Tally): Stream {
       if (Number.isNaN(yielded) || Number.isNaN(written)) return;
       parts++;
       if (attachedAt === undefined || yielded < attachedAt) return;
-      tally.delays.push(arrived - written);
+      const delay = arrived - written;
+      tally.delays.push(delay);
+      const earliest = tally.earliest.get(written);
+      if (earliest === undefined || delay < earliest) tally.earliest.set(written, delay);
       tally.fromYield.push(arrived - yielded);
       if (!stamped) tally.unstamped++;
     } else if (type === "run.awaiting") {
@@ -211,12 +217,12 @@ function follow(url: string, runId: string, tally: Tally): Stream {
 
 const loopDelay = monitorEventLoopDelay({ resolution: 1 });
 let streams: Stream[] = [];
-let tally: Tally = { delays: new Samples(), fromYield: new Samples(), unstamped: 0 };
+let tally: Tally = { delays: new Samples(), earliest: new Map(), fromYield: new Samples(), unstamped: 0 };
 
 async function attach(command: Extract<FollowerCommand, { type: "follow" }>): Promise<void> {
   for (const stream of streams) stream.close();
   streams = [];
-  tally = { delays: new Samples(), fromYield: new Samples(), unstamped: 0 };
+  tally = { delays: new Samples(), earliest: new Map(), fromYield: new Samples(), unstamped: 0 };
   for (let index = 0; index < command.count; index += command.concurrency) {
     const batch = Array.from({ length: Math.min(command.concurrency, command.count - index) }, () =>
       follow(command.url, command.runId, tally),
@@ -236,6 +242,7 @@ async function measure(): Promise<void> {
   const result: FollowersResult = {
     delays: tally.delays.take(),
     fromYield: tally.fromYield.take(),
+    earliest: tally.earliest,
     unstamped: tally.unstamped,
     parts: streams.map((stream) => stream.parts()),
     completed: streams.filter((stream) => stream.completed()).length,

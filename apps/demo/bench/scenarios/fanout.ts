@@ -33,6 +33,11 @@ export interface FanoutPhase {
   p50Ms: number;
   p99Ms: number;
   maxMs: number;
+  /**
+   * p99 over the parts of the earliest arrival among all followers: how long B took to learn of
+   * a part and read it; the rest of a delay is B writing it to its streams one after another.
+   */
+  firstP99Ms: number;
   /** p99 of the delays from the part's yield by A's agent instead (adds A's wait before the write). */
   fromYieldP99Ms: number;
   /** Parts without a write time (timed from their yield instead); expected 0. */
@@ -237,6 +242,10 @@ async function phase(
   );
   const delays = merged(results.map((result) => result.delays));
   const fromYield = merged(results.map((result) => result.fromYield));
+  const earliest = new Map<number, number>();
+  for (const result of results)
+    for (const [written, delay] of result.earliest)
+      earliest.set(written, Math.min(delay, earliest.get(written) ?? Number.POSITIVE_INFINITY));
   return {
     followers: count,
     deliveries: delays.length,
@@ -247,6 +256,7 @@ async function phase(
     p50Ms: ranked(delays, 50),
     p99Ms: ranked(delays, 99),
     maxMs: ranked(delays, 100),
+    firstP99Ms: ranked(Float64Array.from(earliest.values()).sort(), 99),
     fromYieldP99Ms: ranked(fromYield, 99),
     unstamped: results.reduce((sum, result) => sum + result.unstamped, 0),
     attachSeconds,
