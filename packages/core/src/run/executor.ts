@@ -940,16 +940,17 @@ export class RunExecutor {
   async #createStored(record: StoredRun, events: Event[], deadline: number, history?: HistoryAppend): Promise<void> {
     let uncertain = false;
     let pending: Promise<void> | undefined;
-    const attempt = async (): Promise<boolean> => {
-      if (uncertain) {
-        if (pending !== undefined) await waitLanded(pending, LANDED_WAIT_MS, `the creation of run ${this.runId}`);
-        pending = undefined;
-        const stored = await this.#store.getRun(this.runId);
-        if (stored !== undefined)
-          return stored.version === 1 && stored.owner === record.owner && sameValue(stored.run, record.run);
-      }
-      return this.#store.createRun(record, events, history === undefined ? undefined : { history });
+    const create = (): Promise<boolean> =>
+      this.#store.createRun(record, events, history === undefined ? undefined : { history });
+    const createUnlessLanded = async (): Promise<boolean> => {
+      if (pending !== undefined) await waitLanded(pending, LANDED_WAIT_MS, `the creation of run ${this.runId}`);
+      pending = undefined;
+      const stored = await this.#store.getRun(this.runId);
+      if (stored === undefined) return create();
+      return stored.version === 1 && stored.owner === record.owner && sameValue(stored.run, record.run);
     };
+    // Not async: the first attempt costs the store call's promise only.
+    const attempt = (): Promise<boolean> => (uncertain ? createUnlessLanded() : create());
     let created: boolean;
     try {
       created = await retryOutage(attempt, deadline, this.#giveUp, (error) => {
