@@ -36,6 +36,8 @@ export interface FollowersResult {
   delays: Float64Array;
   /** Yield-to-arrival delay of the same parts, in ms (the part's first timestamp). */
   fromYield: Float64Array;
+  /** The same delays without each stream's first {@link SETTLED_AFTER} parts (the start of the run's output). */
+  settled: Float64Array;
   /** Per part (by its write time), the shortest delay over this process's streams. */
   earliest: Map<number, number>;
   /** Parts that carried no write time (written by a store call the bench server did not stamp). */
@@ -48,6 +50,12 @@ export interface FollowersResult {
   loopDelayP99Ms: number;
   loopDelayMaxMs: number;
 }
+
+/**
+ * Parts of a stream left out of its settled delays: the first parts follow a burst of events
+ * (`run.in-progress`, `message.created`) that B writes to every stream just before them.
+ */
+export const SETTLED_AFTER = 5;
 
 const send = (report: FollowerReport): void => {
   process.send?.(report);
@@ -102,6 +110,7 @@ interface Stream {
 
 interface Tally {
   delays: Samples;
+  settled: Samples;
   earliest: Map<number, number>;
   fromYield: Samples;
   unstamped: number;
@@ -129,6 +138,8 @@ function follow(url: string, runId: string, tally: Tally): Stream {
   let attachedAt: number | undefined;
   let completed = false;
   let parts = 0;
+  /** Parts timed so far. */
+  let timed = 0;
   let markAttached!: () => void;
   let fail!: (error: Error) => void;
   const attached = new Promise<void>((resolve, reject) => {
@@ -160,6 +171,7 @@ function follow(url: string, runId: string, tally: Tally): Stream {
       if (attachedAt === undefined || yielded < attachedAt) return;
       const delay = arrived - written;
       tally.delays.push(delay);
+      if (++timed > SETTLED_AFTER) tally.settled.push(delay);
       const earliest = tally.earliest.get(written);
       if (earliest === undefined || delay < earliest) tally.earliest.set(written, delay);
       tally.fromYield.push(arrived - yielded);
@@ -217,12 +229,24 @@ function follow(url: string, runId: string, tally: Tally): Stream {
 
 const loopDelay = monitorEventLoopDelay({ resolution: 1 });
 let streams: Stream[] = [];
-let tally: Tally = { delays: new Samples(), earliest: new Map(), fromYield: new Samples(), unstamped: 0 };
+let tally: Tally = {
+  delays: new Samples(),
+  settled: new Samples(),
+  earliest: new Map(),
+  fromYield: new Samples(),
+  unstamped: 0,
+};
 
 async function attach(command: Extract<FollowerCommand, { type: "follow" }>): Promise<void> {
   for (const stream of streams) stream.close();
   streams = [];
-  tally = { delays: new Samples(), earliest: new Map(), fromYield: new Samples(), unstamped: 0 };
+  tally = {
+    delays: new Samples(),
+    settled: new Samples(),
+    earliest: new Map(),
+    fromYield: new Samples(),
+    unstamped: 0,
+  };
   for (let index = 0; index < command.count; index += command.concurrency) {
     const batch = Array.from({ length: Math.min(command.concurrency, command.count - index) }, () =>
       follow(command.url, command.runId, tally),
@@ -241,6 +265,7 @@ async function measure(): Promise<void> {
   loopDelay.disable();
   const result: FollowersResult = {
     delays: tally.delays.take(),
+    settled: tally.settled.take(),
     fromYield: tally.fromYield.take(),
     earliest: tally.earliest,
     unstamped: tally.unstamped,

@@ -419,6 +419,7 @@ export function toMarkdown(results: BenchResults): string {
           "p50 ms",
           "p99 ms",
           "max ms",
+          "p99 after 5 parts ms",
           "first follower p99 ms",
           "p99 from the yield ms",
           "attach s",
@@ -438,6 +439,7 @@ export function toMarkdown(results: BenchResults): string {
             fixed(phase.p50Ms, 2),
             fixed(phase.p99Ms, 2),
             fixed(phase.maxMs, 2),
+            fixed(phase.settledP99Ms, 2),
             fixed(phase.firstP99Ms, 2),
             phase.unstamped > 0
               ? `${fixed(phase.fromYieldP99Ms, 2)} (${count(phase.unstamped)} unstamped)`
