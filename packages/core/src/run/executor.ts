@@ -370,6 +370,11 @@ export class RunExecutor {
     this.#abort.abort();
   }
 
+  /** Why a run never stored could not be stored (a timeout's may land yet); `undefined` otherwise. */
+  get unstoredFailure(): unknown {
+    return this.#unstoredFailure;
+  }
+
   /** Whether the run is in the store (see {@link ExecutorInit.unstored}). */
   get stored(): boolean {
     return this.#unstored === undefined;
@@ -919,9 +924,10 @@ export class RunExecutor {
     );
     const written = [...this.#unstored!, ...this.#writer.takeBuffered(), ...events(run)];
     const record: StoredRun = { ...current, run, resume: null, version: 1 };
-    // Not retried through an outage (a call that timed out is still looked for): the client gets
-    // a 503 at once, as when a run cannot start, rather than waiting out the outage.
-    await this.#createStored(record, written, Date.now(), history);
+    // The agent has acted: its end is retried through an outage as long as a stored run's end is
+    // (a 503 now would have the client run it again). A run started while the store looked down
+    // was stored first instead (see the runtime).
+    await this.#createStored(record, written, Date.now() + FINISH_RETRY_MS, history);
     this.#unstored = undefined;
     this.#writer.prepare = undefined;
     this.#unsavedOutput.splice(0, unsaved);

@@ -25,6 +25,14 @@ export function whenLanded(error: unknown): Promise<void> | undefined {
 }
 
 /**
+ * Whether the store looks down: its last call to end failed as an outage (not a refusal), and
+ * none has succeeded since. Read before work that would only reach the store at its end.
+ */
+export interface StoreHealth {
+  down: boolean;
+}
+
+/**
  * Calls in flight and when they are due. One coarse timer serves them all (a timer per store
  * call would cost more than many of the calls): a call is failed between `timeoutMs` and
  * `1.25 × timeoutMs` after it started.
@@ -33,7 +41,10 @@ class Deadlines {
   readonly #pending = new Set<{ due: number; expire: () => void }>();
   #timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly timeoutMs: number) {}
+  constructor(
+    private readonly timeoutMs: number,
+    private readonly health: StoreHealth = { down: false },
+  ) {}
 
   /** `span` (the call's, if traced) ends when the returned promise settles: no promise added for it. */
   track<T>(method: string, promise: Promise<T>, span?: Span): Promise<T> {
@@ -43,6 +54,7 @@ class Deadlines {
         expire: () => {
           const error = new StoreError("core", `store.${method}() did not answer within ${this.timeoutMs} ms`);
           stillRunning.set(error, promise.then(ignore, ignore));
+          this.health.down = true;
           reject(error);
           if (span !== undefined) endStoreSpan(span, true, error);
         },
@@ -53,12 +65,14 @@ class Deadlines {
         (value) => {
           // Not in #pending any more: it expired, and its span has ended.
           if (!this.#pending.delete(entry)) return;
+          this.health.down = false;
           resolve(value);
           if (span !== undefined) endStoreSpan(span, false);
         },
         (error: unknown) => {
           if (!this.#pending.delete(entry)) return;
           const failure = asStoreError(method, error);
+          this.health.down = isStoreOutage(failure);
           reject(failure);
           if (span !== undefined) endStoreSpan(span, true, failure);
         },
@@ -83,10 +97,11 @@ class Deadlines {
 /**
  * A store whose calls reject with a {@link StoreError} after `timeoutMs` or on any backend error.
  * A call that timed out may still complete later: callers that retry writes must check what landed.
- * With `metrics`, each call is timed and each failure counted, under the method's name.
+ * With `metrics`, each call is timed and each failure counted, under the method's name; with
+ * `health`, whether the store looks down is kept up to date (see {@link StoreHealth}).
  */
-export function guardStore(store: Store, timeoutMs: number, metrics?: Metrics): Store {
-  const deadlines = new Deadlines(timeoutMs);
+export function guardStore(store: Store, timeoutMs: number, metrics?: Metrics, health?: StoreHealth): Store {
+  const deadlines = new Deadlines(timeoutMs, health);
   const guarded: Partial<Store> = { contractVersion: store.contractVersion };
   for (const method of [
     "createRun",

@@ -3,6 +3,7 @@
  * through its public API, and, with two instances over one store, the orphan sweep that ends the
  * runs of an instance whose lease ran out.
  */
+import { randomUUID } from "node:crypto";
 import { MemoryStore } from "@acp/store-memory";
 import * as v from "valibot";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
@@ -218,15 +219,42 @@ describe("Runtime, a sync run", () => {
     expect(await control.inner.getHistory(ended.run.session_id!)).toHaveLength(2);
   });
 
-  it("fails its waiters with the store's error when its one write cannot be made", async () => {
+  it("retries its one write through an outage (its agent has acted), then is stored ended", async () => {
     const { store, control } = controlledStore();
     const runtime = runtimeOver(store, { outageMs: 0 });
     await runtime.start();
     control.failing = new Set(["createRun"]);
     const created = await runtime.createRun(request("echo", "hi"));
-    const error = await runtime.whenSettled(created.run.run_id, 1).catch((reason: unknown) => reason);
-    expect(error).toBeInstanceOf(StoreError);
+    const settled = runtime.whenSettled(created.run.run_id, 1);
+    await eventually(() => (control.calls.createRun ?? 0) >= 2);
+    control.failing = new Set();
+    expect((await settled)?.run.status).toBe("completed");
+    expect((await control.inner.getRun(created.run.run_id))?.run.status).toBe("completed");
+    await eventually(() => runtime.localRuns === 0);
+  });
+
+  it("is stored before its agent starts while the store looks down: the client gets the store's error first", async () => {
+    const { store, control } = controlledStore();
+    const runtime = runtimeOver(store, { outageMs: 0 });
+    await runtime.start();
+    control.failing = "all";
+    // Any call that fails as an outage makes the store look down.
+    await expect(runtime.getRun(randomUUID())).rejects.toThrow();
+    const calls = control.calls.createRun ?? 0;
+    await expect(runtime.createRun(request("echo", "hi"))).rejects.toBeInstanceOf(StoreError);
+    expect(control.calls.createRun).toBe(calls + 1);
     expect(runtime.localRuns).toBe(0);
+    // The first run once the store is back is stored first; its success shows the store is up.
+    control.failing = new Set();
+    const again = await runtime.createRun(request("echo", "again"));
+    expect((await runtime.whenSettled(again.run.run_id, 1))?.run.status).toBe("completed");
+    // Then sync runs are stored once, at their end: one createRun, no updateRun.
+    const creates = control.calls.createRun ?? 0;
+    const updates = control.calls.updateRun ?? 0;
+    const third = await runtime.createRun(request("echo", "third"));
+    expect((await runtime.whenSettled(third.run.run_id, 1))?.run.status).toBe("completed");
+    expect(control.calls.createRun).toBe(creates + 1);
+    expect(control.calls.updateRun ?? 0).toBe(updates);
   });
 });
 

@@ -36,7 +36,7 @@ import { abandonRunSpan, inRunTrace, startRunSpan, traceContextOf } from "../tra
 import { NEW_LOG, readLog } from "./durable.ts";
 import { RunExecutor } from "./executor.ts";
 import { waitForRecord } from "./follow.ts";
-import { guardStore, isStoreOutage, retryOutage, whenLanded } from "./guarded-store.ts";
+import { guardStore, isStoreOutage, retryOutage, type StoreHealth, whenLanded } from "./guarded-store.ts";
 import { now } from "./now.ts";
 import { outputFromLog } from "./output.ts";
 import { RunFeeds } from "./run-feed.ts";
@@ -140,6 +140,8 @@ export class Runtime {
    * Each maps to the error to fail it with; `undefined` hands a durable run off (owner "").
    */
   readonly #abandoned = new Map<string, string | undefined>();
+  /** Whether the store looks down (kept by the guarded store): a sync run is then stored before it starts. */
+  readonly #storeHealth: StoreHealth = { down: false };
   /** The sweep in progress, if any. */
   #sweeping: Promise<number> | undefined;
   #started: Promise<void> | undefined;
@@ -179,7 +181,7 @@ export class Runtime {
       agents.map((agent) => agent.manifest.name),
       who,
     );
-    this.store = guardStore(store, storeTimeoutMs, this.metrics);
+    this.store = guardStore(store, storeTimeoutMs, this.metrics, this.#storeHealth);
     this.watch = new RunWatch(this.store, undefined, logger);
     // A shared read that fails is retried through an outage as long as a run's own writes are.
     this.feeds = new RunFeeds(this.store, this.watch, { outageMs });
@@ -341,7 +343,8 @@ export class Runtime {
     ];
     // Nobody can ask for such a run before it settles, so it is stored by its first write: for
     // most, its end (one store call per run). A durable run is stored first: it must be adoptable.
-    const deferred = unobserved && !agent.durable;
+    // So is any run while the store looks down: the client gets its 503 before the agent acts.
+    const deferred = unobserved && !agent.durable && !this.#storeHealth.down;
     const executor = new RunExecutor({
       store: this.store,
       agent,
@@ -379,9 +382,10 @@ export class Runtime {
     }
     this.metrics?.runStarted(agent.manifest.name);
     const done = executor.execute().finally(() => {
-      // A run never stored has nothing for a sweep to end.
       if (executor.endUnwritten && executor.stored)
         this.#abandoned.set(run.run_id, agent.durable ? undefined : END_UNWRITTEN);
+      // A run never stored has nothing for a sweep to end, unless a create that timed out lands later.
+      else if (executor.endUnwritten) this.#failIfLanded(executor.unstoredFailure, record);
       this.#local.delete(run.run_id);
       this.#admitted -= 1;
       this.metrics?.runReleased(executor.record.run);
@@ -404,8 +408,8 @@ export class Runtime {
     void landed
       .then(() => this.store.getRun(runId))
       .then((stored) => {
-        // Still as created: nobody ever ran it.
-        if (stored === undefined || stored.version !== 1) return;
+        // Still as created: nobody ever ran it (a run created ended has nothing left to do).
+        if (stored === undefined || stored.version !== 1 || isTerminal(stored.run.status)) return;
         const run: Run = {
           ...stored.run,
           status: "failed",
