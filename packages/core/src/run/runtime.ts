@@ -526,7 +526,9 @@ export class Runtime {
     // A sync run not stored yet (its client went away): only this instance knows it.
     if (local !== undefined && !local.stored && visibleTo(local.record, tenant)) {
       local.cancel();
-      return local.record;
+      // As a stored run's cancel answers: the run is cancelling (it ends cancelled).
+      const { record } = local;
+      return isTerminal(record.run.status) ? record : { ...record, run: { ...record.run, status: "cancelling" } };
     }
     const first = await this.getRecord(runId, tenant);
     return inRunTrace("cancel", first, this.instanceId, () => this.#cancel(runId, tenant, first));
