@@ -170,11 +170,11 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
   // balancer, a person or a client sees that several instances share one run. The id is a random
   // UUID per process, also in the logs and traces; it tells nothing about the host.
   const instanceId = runtime.instanceId;
-  app.use(async function instanceHeader(c, next) {
+  // Not async, and set before the handler: every answer is made through the context (c.json,
+  // c.body, c.newResponse), which takes the header from it; no promise or header check per request.
+  app.use(function instanceHeader(c, next) {
     c.header(INSTANCE_HEADER, instanceId);
-    await next();
-    // A handler that returned its own Response did not take the header from the context.
-    if (!c.res.headers.has(INSTANCE_HEADER)) c.header(INSTANCE_HEADER, instanceId);
+    return next();
   });
 
   const metrics = runtime.metrics;
