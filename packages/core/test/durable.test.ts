@@ -348,6 +348,45 @@ describe("durable runs", () => {
     ]);
   });
 
+  it("are left by an instance that does not serve their agent for one that does (a deploy that moves agents)", async () => {
+    const { memory, first, second, control } = await twoInstances({ agents: [stepper], leaseMs: 100 });
+    const created = await first.createRun(request("approve", "the plan"));
+    const runId = created.run.run_id;
+    await first.whenSettled(runId, 1);
+    control.failing = "all";
+    await eventually(async () => !(await memory.isAlive(first.instanceId)));
+    // The second instance, without the agent, sweeps and leaves the run as it is.
+    expect(await second.sweepOrphans()).toBe(0);
+    expect((await memory.getRun(runId))?.run.status).toBe("awaiting");
+    // An instance that serves the agent adopts it, and the run goes on there.
+    const third = runtimeOver(memory);
+    await third.start();
+    expect(await third.sweepOrphans()).toBe(1);
+    const { record } = await third.resume(runId, resumeWith("yes"));
+    const ended = await third.whenSettled(runId, record.version);
+    expect(ended.run.output.at(-1)!.parts[0]!.content).toBe("done (attempt 2)");
+  });
+
+  it("are failed by an instance that does not serve their agent once none that does adopted them for 20 leases", async () => {
+    const { memory, first, second, control } = await twoInstances({ agents: [stepper], leaseMs: 100 });
+    const created = await first.createRun(request("approve", "the plan"));
+    const runId = created.run.run_id;
+    await first.whenSettled(runId, 1);
+    control.failing = "all";
+    await eventually(async () => !(await memory.isAlive(first.instanceId)));
+    expect(await second.sweepOrphans()).toBe(0);
+    // The second instance's own sweeps fail it once 20 of its leases (2 s) have passed.
+    await eventually(async () => (await memory.getRun(runId))?.run.status === "failed", 10_000);
+    expect((await memory.getRun(runId))?.run).toMatchObject({
+      status: "failed",
+      error: {
+        code: "server_error",
+        message:
+          'The server instance running this run was lost, and no instance serving agent "approve" adopted it; the run cannot continue',
+      },
+    });
+  });
+
   it("answer a resume with 503 when their replay fails here, rather than take them over again and again", async () => {
     const memory = new MemoryStore();
     const { store, control } = controlledStore(memory);

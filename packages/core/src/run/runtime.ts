@@ -98,6 +98,13 @@ export const RUNTIME_DEFAULTS = Object.freeze({
 /** Most candidate orphans one sweep looks at; the next sweep finds the rest. */
 const SWEEP_BATCH = 500;
 
+/**
+ * Leases an orphaned durable run is left for an instance that serves its agent (durably) before
+ * an instance that does not fails it: during a deploy that adds or moves an agent, instances of
+ * the old and the new set run side by side, and only the new ones can adopt its runs.
+ */
+const UNSERVED_GRACE_LEASES = 20;
+
 /** The error of a run whose executor could not write its end: a sweep here fails it later. */
 const END_UNWRITTEN = "The run's end could not be recorded (the store kept failing); the run cannot continue";
 
@@ -140,6 +147,8 @@ export class Runtime {
    * Each maps to the error to fail it with; `undefined` hands a durable run off (owner "").
    */
   readonly #abandoned = new Map<string, string | undefined>();
+  /** Orphaned durable runs this instance cannot adopt (it lacks their agent): since when, epoch ms. */
+  readonly #unserved = new Map<string, number>();
   /** Whether the store looks down (kept by the guarded store): a sync run is then stored before it starts. */
   readonly #storeHealth: StoreHealth = { down: false };
   /** The sweep in progress, if any. */
@@ -681,6 +690,9 @@ export class Runtime {
   }
 
   async #sweep(): Promise<number> {
+    // Runs waited for that no sweep has listed for a long while were ended or adopted elsewhere.
+    const forgotten = Date.now() - 2 * UNSERVED_GRACE_LEASES * this.leaseMs;
+    for (const [runId, since] of this.#unserved) if (since < forgotten) this.#unserved.delete(runId);
     // This instance's own abandoned runs first: while it lives, no other sweep touches them.
     const ended = await this.#eachRun([...this.#abandoned.keys()], (runId) => this.#endAbandoned(runId));
     return (
@@ -729,21 +741,25 @@ export class Runtime {
   /** Ends one candidate orphan if it still is one; whether this call ended it. */
   async #takeOver(runId: string): Promise<boolean> {
     const record = await this.store.getRun(runId);
-    if (!record || isTerminal(record.run.status) || record.owner === this.instanceId) return false;
+    if (!record || isTerminal(record.run.status) || record.owner === this.instanceId) {
+      this.#unserved.delete(runId);
+      return false;
+    }
     // Asked for each run, right before its takeover: an owner that came back keeps its runs.
     if (!(await this.#ownerGone(record))) return false;
-    if (
-      record.durable !== undefined &&
-      record.run.status !== "cancelling" &&
-      this.#agents.get(record.run.agent_name)?.durable
-    ) {
+    let message = "The server instance running this run was lost (its lease ran out); the run cannot continue";
+    if (record.durable !== undefined && record.run.status !== "cancelling") {
       // Left for another instance (or a later sweep) when this one cannot take it now.
-      return (await this.#adopt(record)) === "adopted";
+      if (this.#agents.get(record.run.agent_name)?.durable) return (await this.#adopt(record)) === "adopted";
+      // Another instance may serve its agent (a deploy in progress): it gets a while to adopt it.
+      const now = Date.now();
+      const since = this.#unserved.get(runId) ?? now;
+      this.#unserved.set(runId, since);
+      if (now - since < UNSERVED_GRACE_LEASES * this.leaseMs) return false;
+      this.#unserved.delete(runId);
+      message = `The server instance running this run was lost, and no instance serving agent "${record.run.agent_name}" adopted it; the run cannot continue`;
     }
-    const status = await this.#end(
-      record,
-      "The server instance running this run was lost (its lease ran out); the run cannot continue",
-    );
+    const status = await this.#end(record, message);
     if (status !== undefined) this.metrics?.orphaned(status);
     return status !== undefined;
   }
