@@ -9,7 +9,9 @@
  * and writer per stream), the next event is taken only when the client has taken the previous
  * one (backpressure; a client far behind reads on its own, holding nobody back), and a client
  * that goes away cancels the stream, which ends the follower. Per stream there is no timer, no
- * subscription and no buffer: the follower's position, and the frames the feed shares.
+ * subscription and no buffer: the follower's position, and the frames the feed shares. Events
+ * a stream has at hand at once (a burst the feed read, or a stream behind) go out as one chunk
+ * of their frames (one write to the socket, not one per event), at most `CHUNK_BYTES` and a frame.
  *
  * The open streams of an app are counted ({@link SseStreams}: at most `limits.maxStreams`), and
  * one shared timer sends a comment line to each stream that sent nothing for a while, so that
@@ -21,7 +23,7 @@ import { atCapacity } from "../limits.ts";
 import { consoleLogger, type Logger } from "../logger.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import type { Event } from "../models.ts";
-import type { Follower, RunFeeds } from "../run/run-feed.ts";
+import type { FedEvent, Follower, RunFeeds } from "../run/run-feed.ts";
 
 /** Run events after which a stream of this kind ends. */
 export type StreamEnd = (event: Event) => boolean;
@@ -35,6 +37,26 @@ const encoder = new TextEncoder();
 /** One SSE frame; JSON never contains a raw newline, so the data fits one `data:` line. */
 function frame(data: string, id?: number): Uint8Array {
   return encoder.encode(id === undefined ? `data: ${data}\n\n` : `data: ${data}\nid: ${id}\n\n`);
+}
+
+/** Most frames, and bytes, of a chunk that sends several events at hand at once. */
+const CHUNK_FRAMES = 64;
+const CHUNK_BYTES = 16 * 1024;
+
+/** The event's frame, encoded once per event whatever the number of streams that send it. */
+function encoded(next: FedEvent): Uint8Array {
+  next.frame ??= frame(JSON.stringify(next.event), next.seq);
+  return next.frame;
+}
+
+function concat(frames: Uint8Array[], size: number): Uint8Array {
+  const chunk = new Uint8Array(size);
+  let at = 0;
+  for (const part of frames) {
+    chunk.set(part, at);
+    at += part.byteLength;
+  }
+  return chunk;
 }
 
 /** How often an idle SSE stream gets a comment line, unless `createApp()`'s `sseKeepAliveMs` says otherwise. */
@@ -134,10 +156,26 @@ class RunEventSource implements UnderlyingDefaultSource<Uint8Array> {
       if (this.follower.closed) return;
       if (next === undefined) return this.#close(controller);
       this.place.busy = true;
-      // Encoded once per event, whatever the number of streams that send it.
-      next.frame ??= frame(JSON.stringify(next.event), next.seq);
-      controller.enqueue(next.frame);
-      if (this.ends(next.event)) this.#close(controller);
+      let last = next;
+      let chunk = encoded(next);
+      // Events already at hand go with it in one chunk (one write to the socket for a burst,
+      // not one per event); bounded, so a stream never holds more than a chunk of frames.
+      let more = this.ends(next.event) ? undefined : this.follower.take();
+      if (more !== undefined) {
+        const frames = [chunk];
+        let size = chunk.byteLength;
+        while (more !== undefined) {
+          const encodedMore = encoded(more);
+          frames.push(encodedMore);
+          size += encodedMore.byteLength;
+          last = more;
+          if (this.ends(more.event) || frames.length >= CHUNK_FRAMES || size >= CHUNK_BYTES) break;
+          more = this.follower.take();
+        }
+        chunk = concat(frames, size);
+      }
+      controller.enqueue(chunk);
+      if (this.ends(last.event)) this.#close(controller);
     } catch (error) {
       // Cancelled while a read was going on: nobody to tell, and nothing broke.
       if (this.follower.closed) return;

@@ -137,6 +137,26 @@ describe("RunFeeds and RunWatch", () => {
     for (const follower of followers) follower.close();
   });
 
+  it("hand a follower the rest of a batch at hand with take(), without waiting or repeating", async () => {
+    const counted = countingStore();
+    const feeds = new RunFeeds(counted.store, new RunWatch(counted.store, NEVER));
+    const stored = record("in-progress");
+    const runId = stored.run.run_id;
+    await counted.store.createRun(stored, [label(1), label(2), label(3)]);
+    const follower = feeds.follow(runId, 0);
+    expect(follower.take()).toBeUndefined();
+    expect((await follower.next())?.seq).toBe(1);
+    expect([follower.take()?.seq, follower.take()?.seq, follower.take()]).toEqual([2, 3, undefined]);
+    const waiting = follower.next();
+    await counted.store.appendEvents(runId, [label(4), label(5)]);
+    expect((await waiting)?.seq).toBe(4);
+    expect(follower.take()?.seq).toBe(5);
+    expect(follower.take()).toBeUndefined();
+    expect(follower.position).toBe(5);
+    await follower.close();
+    expect(follower.take()).toBeUndefined();
+  });
+
   it("let a follower from an older seq catch up on its own, and one that fell behind the feed read on its own", async () => {
     const counted = countingStore();
     const feeds = new RunFeeds(counted.store, new RunWatch(counted.store, NEVER));

@@ -133,6 +133,16 @@ export class Follower {
     });
   }
 
+  /**
+   * The next event if it is at hand now (the rest of a batch the feed or this follower's own
+   * read holds), without waiting or reading; `undefined` otherwise, or when done. A stream takes
+   * these after a `next()` to send a burst as one write.
+   */
+  take(): FedEvent | undefined {
+    const step = this.#step();
+    return step === WAIT || step === READ ? undefined : step;
+  }
+
   /** The feed moved (or, with `error`, its read failed): settles a pending `next()` if it can. */
   wake(error?: unknown): void {
     const resolve = this.#resolve;
@@ -438,10 +448,32 @@ class RunFeed implements RunWatcher {
     }
   }
 
-  /** Wakes the followers waiting for the feed to move; with `error`, their `next()` rejects. */
+  /**
+   * Wakes the followers waiting for the feed to move; with `error`, their `next()` rejects. Many
+   * followers are woken {@link WAKE_SLICE} at a time, a turn of the event loop between slices:
+   * each woken stream writes to its socket, and a thousand writes in one go would hold off the
+   * read of what comes next (whose events the followers still to wake then take in the same
+   * write). A follower already woken (or gone) is passed over, so passes may overlap.
+   */
   #wake(error: unknown): void {
-    for (const follower of this.#followers) follower.wake(error);
+    if (error !== undefined || this.#followers.size <= WAKE_SLICE) {
+      for (const follower of this.#followers) follower.wake(error);
+      return;
+    }
+    wakeSlices(this.#followers.values());
   }
+}
+
+/** Followers of one feed woken in one turn of the event loop (see RunFeed's `#wake`). */
+const WAKE_SLICE = 32;
+
+function wakeSlices(followers: SetIterator<Follower>): void {
+  for (let woken = 0; woken < WAKE_SLICE; woken++) {
+    const next = followers.next();
+    if (next.done) return;
+    next.value.wake();
+  }
+  setImmediate(wakeSlices, followers);
 }
 
 function ignore(): void {}
