@@ -10,6 +10,7 @@ import { afterEach, beforeEach, describe, expect, it, type MockInstance, vi } fr
 import { approval, sleep } from "../../test/support/agents.ts";
 import { eventually } from "../../test/support/app.ts";
 import { controlledStore } from "../../test/support/controlled-store.ts";
+import { interceptStore } from "../../test/support/intercept-store.ts";
 import { type Agent, type AgentContext, agent } from "../agent.ts";
 import { ACPError } from "../errors.ts";
 import { type Event, MessageSchema, type Run } from "../models.ts";
@@ -357,19 +358,12 @@ const REFUSED_JSON = /\\u0000|\\ud[89ab][0-9a-f]{2}(?!\\ud[c-f])|(?<!\\ud[89ab][
 function refusingStore(refuses: RegExp): { store: Store; calls: Record<string, number> } {
   const inner = new MemoryStore();
   const calls: Record<string, number> = {};
-  const store = new Proxy(inner, {
-    get(target, property, receiver) {
-      const value = Reflect.get(target, property, receiver) as unknown;
-      if (typeof value !== "function") return value;
-      const method = String(property);
-      return (...args: unknown[]) => {
-        calls[method] = (calls[method] ?? 0) + 1;
-        if (["createRun", "updateRun", "appendEvents"].includes(method) && refuses.test(JSON.stringify(args)))
-          return Promise.reject(new StoreRefusedError("test", `${method} refused the value: invalid input syntax`));
-        return (value as (...a: unknown[]) => unknown).apply(target, args);
-      };
-    },
-  }) as Store;
+  const store = interceptStore(inner, (method, args, call) => {
+    calls[method] = (calls[method] ?? 0) + 1;
+    if (["createRun", "updateRun", "appendEvents"].includes(method) && refuses.test(JSON.stringify(args)))
+      return Promise.reject(new StoreRefusedError("test", `${method} refused the value: invalid input syntax`));
+    return call();
+  });
   return { store, calls };
 }
 

@@ -8,6 +8,7 @@ import * as v from "valibot";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { eventually } from "../../test/support/app.ts";
 import { controlledStore } from "../../test/support/controlled-store.ts";
+import { interceptStore } from "../../test/support/intercept-store.ts";
 import { type Agent, agent } from "../agent.ts";
 import { type Message, type RunCreateRequest, RunCreateRequestSchema, type RunMode } from "../models.ts";
 import type { Store } from "../store.ts";
@@ -104,17 +105,10 @@ describe("output of a running run", () => {
 /** Bytes of JSON each write method of `inner` was given, call by call. */
 function countingStore(inner: Store): { store: Store; writes: { method: string; bytes: number }[] } {
   const writes: { method: string; bytes: number }[] = [];
-  const store = new Proxy(inner, {
-    get(target, property, receiver) {
-      const value = Reflect.get(target, property, receiver) as unknown;
-      if (typeof value !== "function") return value;
-      const method = String(property);
-      return (...args: unknown[]) => {
-        if (method === "updateRun" || method === "appendEvents" || method === "createRun")
-          writes.push({ method, bytes: JSON.stringify(args.slice(1, 4)).length });
-        return (value as (...a: unknown[]) => unknown).apply(target, args);
-      };
-    },
+  const store = interceptStore(inner, (method, args, call) => {
+    if (method === "updateRun" || method === "appendEvents" || method === "createRun")
+      writes.push({ method, bytes: JSON.stringify(args.slice(1, 4)).length });
+    return call();
   });
   return { store, writes };
 }

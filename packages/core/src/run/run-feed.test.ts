@@ -8,6 +8,7 @@ import { MemoryStore } from "@acp/store-memory";
 import { describe, expect, it } from "vitest";
 import { testAgents } from "../../test/support/agents.ts";
 import { eventually } from "../../test/support/app.ts";
+import { interceptStore } from "../../test/support/intercept-store.ts";
 import type { Event, RunStatus } from "../models.ts";
 import { type ChangeListener, type Store, type StoredRun, StoreError, StoreRefusedError } from "../store.ts";
 import { FEED_BUFFER, type Follower, RunFeeds } from "./run-feed.ts";
@@ -29,27 +30,20 @@ function countingStore(): {
   const calls = new Map<string, number>();
   const deaf = { on: false };
   const failReads = { left: 0, error: (): Error => new StoreError("test", "readEvents() did not answer in time") };
-  const store = new Proxy(inner, {
-    get(target, property, receiver) {
-      const value = Reflect.get(target, property, receiver) as unknown;
-      if (typeof value !== "function") return value;
-      const method = String(property);
-      return (...args: unknown[]) => {
-        calls.set(method, (calls.get(method) ?? 0) + 1);
-        if (method === "readEvents" && failReads.left > 0) {
-          failReads.left--;
-          return Promise.reject(failReads.error());
-        }
-        if (method === "subscribe") {
-          const [runId, listener] = args as [string, ChangeListener];
-          return target.subscribe(runId, (change, version) => {
-            if (!deaf.on) listener(change, version);
-          });
-        }
-        return (value as (...a: unknown[]) => unknown).apply(target, args);
-      };
-    },
-  }) as Store;
+  const store = interceptStore(inner, (method, args, call) => {
+    calls.set(method, (calls.get(method) ?? 0) + 1);
+    if (method === "readEvents" && failReads.left > 0) {
+      failReads.left--;
+      return Promise.reject(failReads.error());
+    }
+    if (method === "subscribe") {
+      const [runId, listener] = args as [string, ChangeListener];
+      return inner.subscribe(runId, (change, version) => {
+        if (!deaf.on) listener(change, version);
+      });
+    }
+    return call();
+  });
   const total = (): number => [...calls.values()].reduce((sum, n) => sum + n, 0);
   return { store, calls, total, deaf, failReads };
 }
