@@ -3,28 +3,13 @@
  * the trace and the `invoke_agent` span it was written in (apart from logger.test.ts, which runs
  * without an SDK).
  */
-import { context, propagation, trace } from "@opentelemetry/api";
-import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
-import { W3CTraceContextPropagator } from "@opentelemetry/core";
-import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { failing } from "../test/support/agents.ts";
 import { startApp, stopApps, user } from "../test/support/app.ts";
+import { useInMemoryTracing } from "../test/support/in-memory-tracing.ts";
 import type { Logger } from "./logger.ts";
 
-const exporter = new InMemorySpanExporter();
-
-beforeAll(() => {
-  trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }));
-  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
-  propagation.setGlobalPropagator(new W3CTraceContextPropagator());
-});
-
-afterAll(() => {
-  trace.disable();
-  context.disable();
-  propagation.disable();
-});
+const exporter = useInMemoryTracing();
 
 afterEach(() => stopApps(200));
 

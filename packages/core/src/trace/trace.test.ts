@@ -5,34 +5,15 @@
  * instance that lands in the run's trace.
  */
 import { MemoryStore } from "@acp/store-memory";
-import { context, propagation, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
-import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
-import { W3CTraceContextPropagator } from "@opentelemetry/core";
-import {
-  BasicTracerProvider,
-  InMemorySpanExporter,
-  type ReadableSpan,
-  SimpleSpanProcessor,
-} from "@opentelemetry/sdk-trace-base";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { SpanKind, SpanStatusCode } from "@opentelemetry/api";
+import type { ReadableSpan } from "@opentelemetry/sdk-trace-base";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { approval, echo, failing, slow } from "../../test/support/agents.ts";
 import { createRun, eventually, startApp, stopApps, user } from "../../test/support/app.ts";
+import { useInMemoryTracing } from "../../test/support/in-memory-tracing.ts";
 import type { Run } from "../models.ts";
 
-const exporter = new InMemorySpanExporter();
-
-beforeAll(() => {
-  const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
-  trace.setGlobalTracerProvider(provider);
-  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
-  propagation.setGlobalPropagator(new W3CTraceContextPropagator());
-});
-
-afterAll(() => {
-  trace.disable();
-  context.disable();
-  propagation.disable();
-});
+const exporter = useInMemoryTracing();
 
 beforeEach(() => exporter.reset());
 afterEach(() => stopApps(200));
