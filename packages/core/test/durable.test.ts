@@ -348,13 +348,26 @@ describe("durable runs", () => {
     ]);
   });
 
-  it("are left by an instance that does not serve their agent for one that does (a deploy that moves agents)", async () => {
+  /**
+   * An `approve` run awaiting on a first instance that is then cut off until its lease ran out,
+   * beside a second instance that serves only `stepper` (lease 100 ms).
+   */
+  async function approvalOfALostInstanceBesideOneWithoutTheAgent(): Promise<{
+    memory: MemoryStore;
+    second: Runtime;
+    runId: string;
+  }> {
     const { memory, first, second, control } = await twoInstances({ agents: [stepper], leaseMs: 100 });
     const created = await first.createRun(request("approve", "the plan"));
     const runId = created.run.run_id;
     await first.whenSettled(runId, 1);
     control.failing = "all";
     await eventually(async () => !(await memory.isAlive(first.instanceId)));
+    return { memory, second, runId };
+  }
+
+  it("are left by an instance that does not serve their agent for one that does (a deploy that moves agents)", async () => {
+    const { memory, second, runId } = await approvalOfALostInstanceBesideOneWithoutTheAgent();
     // The second instance, without the agent, sweeps and leaves the run as it is.
     expect(await second.sweepOrphans()).toBe(0);
     expect((await memory.getRun(runId))?.run.status).toBe("awaiting");
@@ -368,12 +381,7 @@ describe("durable runs", () => {
   });
 
   it("are failed by an instance that does not serve their agent once none that does adopted them for 20 leases", async () => {
-    const { memory, first, second, control } = await twoInstances({ agents: [stepper], leaseMs: 100 });
-    const created = await first.createRun(request("approve", "the plan"));
-    const runId = created.run.run_id;
-    await first.whenSettled(runId, 1);
-    control.failing = "all";
-    await eventually(async () => !(await memory.isAlive(first.instanceId)));
+    const { memory, second, runId } = await approvalOfALostInstanceBesideOneWithoutTheAgent();
     expect(await second.sweepOrphans()).toBe(0);
     // The second instance's own sweeps fail it once 20 of its leases (2 s) have passed.
     await eventually(async () => (await memory.getRun(runId))?.run.status === "failed", 10_000);
