@@ -948,12 +948,14 @@ export class RunExecutor {
     let pending: Promise<void> | undefined;
     const create = (): Promise<boolean> =>
       this.#store.createRun(record, events, history === undefined ? undefined : { history });
+    // What a create that landed left: exactly `record` (anything else is an id collision).
+    const isOurs = (stored: StoredRun | undefined): boolean =>
+      stored?.version === 1 && stored.owner === record.owner && sameValue(stored.run, record.run);
     const createUnlessLanded = async (): Promise<boolean> => {
       if (pending !== undefined) await waitLanded(pending, LANDED_WAIT_MS, `the creation of run ${this.runId}`);
       pending = undefined;
       const stored = await this.#store.getRun(this.runId);
-      if (stored === undefined) return create();
-      return stored.version === 1 && stored.owner === record.owner && sameValue(stored.run, record.run);
+      return stored === undefined ? create() : isOurs(stored);
     };
     // Not async: the first attempt costs the store call's promise only.
     const attempt = (): Promise<boolean> => (uncertain ? createUnlessLanded() : create());
@@ -970,10 +972,7 @@ export class RunExecutor {
       if (last === undefined) throw error;
       created = await waitLanded(last, LANDED_WAIT_MS, `the creation of run ${this.runId}`)
         .then(() => this.#store.getRun(this.runId))
-        .then(
-          (stored) => stored?.version === 1 && stored.owner === record.owner && sameValue(stored.run, record.run),
-          () => false,
-        );
+        .then(isOurs, () => false);
       if (!created) throw error;
     }
     if (!created) throw new ACPError({ code: "server_error", message: "Run id collision; retry" });
