@@ -64,10 +64,10 @@ const REFUSED_END: ErrorModel = {
   message: "The store refused a value of this run's output; the run failed and its output was not kept",
 };
 
-/** Returned by {@link RunExecutor.next} when the run was cancelled while the handler worked. */
-const ABORTED = Symbol("aborted");
-
 type Outcome = { status: "completed" } | { status: "failed"; error: ErrorModel } | { status: "cancelled" };
+
+const COMPLETED: Outcome = { status: "completed" };
+const CANCELLED: Outcome = { status: "cancelled" };
 
 /** The error a run fails with when its handler threw `error`. */
 function failure(error: unknown): ErrorModel {
@@ -82,8 +82,10 @@ function failure(error: unknown): ErrorModel {
 /** A caller waiting for the run to settle in a version of at least `minVersion`. */
 interface Waiter {
   minVersion: number;
-  resolve: (record: StoredRun | undefined) => void;
+  resolve: (record: unknown) => void;
   reject: (error: unknown) => void;
+  /** What the waiter gets when the executor stops knowing; `undefined` without it. */
+  orElse: (() => Promise<unknown>) | undefined;
 }
 
 /** The handler's result as a generator: an async function's value (or array of values) is yielded once. */
@@ -405,14 +407,18 @@ export class RunExecutor {
     await unsubscribe?.().catch(() => {});
   }
 
-  /** Runs the agent to its end; never rejects (failures are recorded on the run). */
-  execute(): Promise<void> {
+  /**
+   * Runs the agent to its end; never rejects (failures are recorded on the run). `onEnd` is
+   * called once everything is over (the run's span ended), just before the promise resolves:
+   * the runtime's bookkeeping, without a promise of its own.
+   */
+  execute(onEnd?: () => void): Promise<void> {
     const span = this.#span;
     // In the run's span when one records: the handler's own spans and the store's are its children.
-    return span?.isRecording() ? inSpan(span, () => this.#execute()) : this.#execute();
+    return span?.isRecording() ? inSpan(span, () => this.#execute(onEnd)) : this.#execute(onEnd);
   }
 
-  async #execute(): Promise<void> {
+  async #execute(onEnd: (() => void) | undefined): Promise<void> {
     const maxDurationMs = this.#maxDurationMs;
     const deadline =
       maxDurationMs === undefined
@@ -427,7 +433,14 @@ export class RunExecutor {
           }, maxDurationMs).unref();
     if (!this.#unobserved) this.#startChecks();
     try {
-      const outcome = await this.#run();
+      const ran = await this.#run();
+      // Read once the handler stopped: a stop that came meanwhile (a takeover, a shutdown) wins.
+      const outcome =
+        ran === undefined || this.#fenced
+          ? undefined
+          : this.#stopError === undefined
+            ? ran
+            : { status: "failed" as const, error: this.#stopError };
       if (outcome !== undefined) await this.#finish(outcome);
       else if (this.#released) await this.#writeRelease();
     } catch (error) {
@@ -443,6 +456,7 @@ export class RunExecutor {
       if (this.#unsubscribe !== undefined) await this.stopListening();
       this.#wakeWaiters(undefined);
       if (this.#span !== undefined) endRunSpan(this.#span, this.#record.run);
+      onEnd?.();
     }
   }
 
@@ -464,12 +478,17 @@ export class RunExecutor {
 
   /**
    * The record once the run has settled (ended or awaits) with a version of at least
-   * `minVersion`; `undefined` if this executor stops knowing (the run ended elsewhere).
+   * `minVersion`. If this executor stops knowing (the run ended elsewhere), what `orElse`
+   * resolves to (`undefined` without it): the caller's fallback costs no promise of its own.
    */
-  whenSettled(minVersion: number): Promise<StoredRun | undefined> {
+  whenSettled(minVersion: number): Promise<StoredRun | undefined>;
+  whenSettled<T>(minVersion: number, orElse: () => Promise<T>): Promise<StoredRun | T>;
+  whenSettled<T>(minVersion: number, orElse?: () => Promise<T>): Promise<StoredRun | T | undefined> {
     const record = this.#record;
     if (record.version >= minVersion && isSettled(record.run.status)) return Promise.resolve(record);
-    return new Promise((resolve, reject) => this.#waiters.push({ minVersion, resolve, reject }));
+    return new Promise((resolve, reject) =>
+      this.#waiters.push({ minVersion, resolve: resolve as Waiter["resolve"], reject, orElse }),
+    );
   }
 
   /** Hands the new record to the waiters it satisfies; `undefined` releases them all. */
@@ -479,34 +498,124 @@ export class RunExecutor {
     for (const waiter of this.#waiters) {
       // A run never stored cannot be waited for in the store: its waiters learn why it failed.
       if (record === undefined && this.#unstoredFailure !== undefined) waiter.reject(this.#unstoredFailure);
-      else if (record === undefined) waiter.resolve(undefined);
+      else if (record === undefined) waiter.resolve(waiter.orElse?.());
       else if (record.version >= waiter.minVersion && isSettled(record.run.status)) waiter.resolve(record);
       else still.push(waiter);
     }
     this.#waiters = still;
   }
 
-  /** Runs the handler; the outcome to record, or undefined when the run ended elsewhere. */
-  async #run(): Promise<Outcome | undefined> {
-    let generator: AgentGenerator | undefined;
-    let outcome: Outcome;
-    try {
-      generator = toGenerator(this.#agent.handler(this.#input, this.#context()));
-      outcome = await this.#pull(generator);
-    } catch (error) {
-      if (error instanceof RunGoneError) {
-        if (this.#epoch !== undefined) this.#lose();
-        return undefined;
+  /**
+   * Runs the handler; the outcome it leads to, or undefined when the run ended elsewhere. Each
+   * step of the handler is one `then` on its generator's promise (no promise per step besides
+   * it); a cancel while a step is pending ends the run at once, without waiting for the handler.
+   */
+  #run(): Promise<Outcome | undefined> {
+    return new Promise((resolve) => {
+      const cancellation = this.#abort;
+      let generator: AgentGenerator | undefined;
+      /** A step of the handler is pending: a cancel ends the run now. */
+      let pending = false;
+      let settled = false;
+      const end = (outcome: Outcome | undefined): void => {
+        if (settled) return;
+        settled = true;
+        pending = false;
+        stopListening();
+        // A handler still busy (it ignored the signal) is told to stop; we do not wait for it.
+        if (!this.#handlerEnded) generator?.return(undefined).catch(() => {});
+        resolve(outcome);
+      };
+      const fail = (error: unknown): void => {
+        if (settled) return;
+        if (error instanceof RunGoneError) {
+          if (this.#epoch !== undefined) this.#lose();
+          end(undefined);
+          return;
+        }
+        if (this.#fenced) {
+          end(undefined);
+          return;
+        }
+        const outcome: Outcome = this.#abort.aborted ? CANCELLED : { status: "failed", error: failure(error) };
+        if (!(error instanceof ACPError)) this.#logger.error(this.#fields({ err: error }), "the run failed");
+        end(outcome);
+      };
+      const stopListening = cancellation.onAbort(() => {
+        if (pending) end(CANCELLED);
+      });
+      /** Pulls the handler's next value. */
+      const next = (resume: AwaitResume | undefined): void => {
+        if (settled) return;
+        if (cancellation.aborted) {
+          end(CANCELLED);
+          return;
+        }
+        let step: Promise<IteratorResult<Yielded>>;
+        try {
+          step = generator!.next(resume);
+        } catch (error) {
+          fail(error);
+          return;
+        }
+        pending = true;
+        step.then(took, (error: unknown) => {
+          if (!pending) return;
+          pending = false;
+          fail(error);
+        });
+      };
+      /** After an item: waits for the store when the backlog is long, then pulls the next. */
+      const afterItem = (resume: AwaitResume | undefined): void => {
+        if (this.#writer.backlog > MAX_BACKLOG) this.#writer.flush().then(() => next(resume), fail);
+        else next(resume);
+      };
+      const took = (step: IteratorResult<Yielded>): void => {
+        // Not pending any more: the run was cancelled meanwhile.
+        if (!pending) return;
+        pending = false;
+        try {
+          if (step.done) {
+            this.#handlerEnded = true;
+            if (this.#steps !== undefined) this.#checkReplayEnded();
+            end(COMPLETED);
+            return;
+          }
+          const item = classify(step.value, this.#role);
+          this.#countEvents(item);
+          switch (item.kind) {
+            case "part":
+              this.#emitPart(item.part);
+              break;
+            case "message":
+              this.#completeMessage(item.message);
+              break;
+            case "await":
+              this.#await(item.message).then(
+                (resume) => (resume === undefined ? end(CANCELLED) : afterItem(resume)),
+                fail,
+              );
+              return;
+            case "generic":
+              this.#push({ type: "generic", generic: item.generic });
+              break;
+            case "nothing":
+              break;
+          }
+        } catch (error) {
+          fail(error);
+          return;
+        }
+        afterItem(undefined);
+      };
+      try {
+        generator = toGenerator(this.#agent.handler(this.#input, this.#context()));
+      } catch (error) {
+        fail(error);
+        return;
       }
-      if (this.#fenced) return undefined;
-      outcome = this.#abort.aborted ? { status: "cancelled" } : { status: "failed", error: failure(error) };
-      if (!(error instanceof ACPError)) this.#logger.error(this.#fields({ err: error }), "the run failed");
-    } finally {
-      // A handler still busy (it ignored the signal) is told to stop; we do not wait for it.
-      if (!this.#handlerEnded) generator?.return(undefined).catch(() => {});
-    }
-    if (this.#fenced) return undefined;
-    return this.#stopError === undefined ? outcome : { status: "failed", error: this.#stopError };
+      next(undefined);
+    });
   }
 
   #context(): AgentContext {
@@ -568,40 +677,6 @@ export class RunExecutor {
       });
   };
 
-  async #pull(generator: AgentGenerator): Promise<Outcome> {
-    let resume: AwaitResume | undefined;
-    for (;;) {
-      const step = await this.#next(generator, resume);
-      resume = undefined;
-      if (step === ABORTED) return { status: "cancelled" };
-      if (step.done) {
-        this.#handlerEnded = true;
-        if (this.#steps !== undefined) this.#checkReplayEnded();
-        return { status: "completed" };
-      }
-      const item = classify(step.value, this.#role);
-      this.#countEvents(item);
-      switch (item.kind) {
-        case "part":
-          this.#emitPart(item.part);
-          break;
-        case "message":
-          this.#completeMessage(item.message);
-          break;
-        case "await":
-          resume = await this.#await(item.message);
-          if (resume === undefined) return { status: "cancelled" };
-          break;
-        case "generic":
-          this.#push({ type: "generic", generic: item.generic });
-          break;
-        case "nothing":
-          break;
-      }
-      if (this.#writer.backlog > MAX_BACKLOG) await this.#writer.flush();
-    }
-  }
-
   /** A handler that ends must have replayed everything recorded; else the replay diverged. */
   #checkReplayEnded(): void {
     const steps = this.#steps!;
@@ -622,25 +697,6 @@ export class RunExecutor {
     else if (item.kind === "await") this.#produced += closesOpen;
     else if (item.kind === "generic") this.#produced += 1;
     if (this.#produced > this.#maxEvents) throw eventLimitError(this.#maxEvents);
-  }
-
-  /** The handler's next value, unless the run is cancelled first. */
-  #next(generator: AgentGenerator, resume: AwaitResume | undefined): Promise<IteratorResult<Yielded> | typeof ABORTED> {
-    const cancellation = this.#abort;
-    if (cancellation.aborted) return Promise.resolve(ABORTED);
-    return new Promise((resolve, reject) => {
-      const stopListening = cancellation.onAbort(() => resolve(ABORTED));
-      generator.next(resume).then(
-        (step) => {
-          stopListening();
-          resolve(step);
-        },
-        (error: unknown) => {
-          stopListening();
-          reject(error);
-        },
-      );
-    });
   }
 
   #emitPart(yielded: MessagePart): void {

@@ -390,7 +390,8 @@ export class Runtime {
       throw collision;
     }
     this.metrics?.runStarted(agent.manifest.name);
-    const done = executor.execute().finally(() => {
+    // The bookkeeping at its end is done by the executor itself: no promise chained for it.
+    const done = executor.execute(() => {
       if (executor.endUnwritten && executor.stored)
         this.#abandoned.set(run.run_id, agent.durable ? undefined : END_UNWRITTEN);
       // A run never stored has nothing for a sweep to end, unless a create that timed out lands later.
@@ -460,9 +461,7 @@ export class Runtime {
     const executor = this.#local.get(runId)?.executor;
     // A run executing here settles through its executor: no store read, no promise besides its own.
     if (executor === undefined) return this.#whenStoredSettled(runId, minVersion, signal);
-    return executor
-      .whenSettled(minVersion)
-      .then((local) => local ?? this.#whenStoredSettled(runId, minVersion, signal));
+    return executor.whenSettled(minVersion, () => this.#whenStoredSettled(runId, minVersion, signal));
   }
 
   async #whenStoredSettled(runId: string, minVersion: number, signal: AbortSignal | undefined): Promise<StoredRun> {
@@ -662,7 +661,7 @@ export class Runtime {
       return "failed";
     }
     this.metrics?.runHeld(agent.manifest.name);
-    const done = executor.execute().finally(() => {
+    const done = executor.execute(() => {
       if (executor.endUnwritten) this.#abandoned.set(runId, undefined);
       this.#local.delete(runId);
       this.#admitted -= 1;
