@@ -23,6 +23,9 @@ import {
   STORE_DURATION_BUCKETS,
 } from "./names.ts";
 
+/** Records one ended store call: when it started (`performance.now()`), and whether it failed. */
+export type StoreTimer = (startedAt: number, failed: boolean) => void;
+
 /** The `metrics` option: `true` for a registry of the app's own, or the prom-client `Registry` to fill. */
 export type MetricsOption = boolean | Registry;
 
@@ -76,7 +79,6 @@ export class Metrics {
   readonly #sseOpen: Series;
   readonly #storeDuration: HistogramFamily;
   readonly #storeErrors: SeriesFamily;
-  readonly #store = new Map<string, { duration: HistogramSeries; errors: Series | undefined }>();
   readonly #orphans: SeriesFamily;
   readonly #http: SeriesFamily;
   readonly #requests = new Map<string, Series>();
@@ -202,25 +204,22 @@ export class Metrics {
     this.#sseOpen.value -= 1;
   }
 
-  /** Times the store call `call`, started at `startedAt` (`performance.now()`), and counts it if it fails. */
-  storeCall(operation: string, startedAt: number, call: Promise<unknown>): void {
-    let series = this.#store.get(operation);
-    if (series === undefined) {
-      series = {
-        duration: this.#storeDuration.series(operation, { [LABEL.operation]: operation }),
-        errors: undefined,
-      };
-      this.#store.set(operation, series);
-    }
-    const { duration } = series;
-    call.then(
-      () => duration.observe((performance.now() - startedAt) / 1000),
-      () => {
-        duration.observe((performance.now() - startedAt) / 1000);
-        series.errors ??= this.#storeErrors.series(operation, { [LABEL.operation]: operation });
-        series.errors.value += 1;
-      },
-    );
+  /**
+   * What times the calls of one store operation: called with when a call started
+   * (`performance.now()`) once it has ended, and whether it failed (then it is also counted).
+   * Looked up once per operation; the guard calls it where it sees the call end (no promise).
+   */
+  storeOperation(operation: string): StoreTimer {
+    // Made at the operation's first call: an operation never called has no series.
+    let duration: HistogramSeries | undefined;
+    let errors: Series | undefined;
+    return (startedAt, failed) => {
+      duration ??= this.#storeDuration.series(operation, { [LABEL.operation]: operation });
+      duration.observe((performance.now() - startedAt) / 1000);
+      if (!failed) return;
+      errors ??= this.#storeErrors.series(operation, { [LABEL.operation]: operation });
+      errors.value += 1;
+    };
   }
 
   /** A request was answered; `route` is the pattern it matched (see {@link UNMATCHED_ROUTE}). */

@@ -33,7 +33,7 @@ import { Cancellation } from "./cancellation.ts";
 import { DIVERGED, type DurableInit, DurableSteps, divergedError, type LogState } from "./durable.ts";
 import { EventWriter, RunGoneError } from "./event-writer.ts";
 import { waitForRecord } from "./follow.ts";
-import { isStoreOutage, retryOutage, waitLanded, whenLanded } from "./guarded-store.ts";
+import { isStoreOutage, retryOutage, retryOutageAfter, waitLanded, whenLanded } from "./guarded-store.ts";
 import { now } from "./now.ts";
 import { ended, stamped } from "./one-shape.ts";
 import { RunContext } from "./run-context.ts";
@@ -951,28 +951,26 @@ export class RunExecutor {
   /** Creates the run in the store if it is not stored yet (see {@link ExecutorInit.unstored}); once. */
   #ensureStored(): Promise<void> {
     if (this.#unstored === undefined) return Promise.resolve();
-    this.#storing ??= this.#storeStarted().finally(() => {
-      this.#storing = undefined;
-    });
+    if (this.#storing === undefined) {
+      const storing = this.#createStored(this.#record, this.#unstored, Date.now() + this.#outageMs, undefined, () => {
+        this.#storing = undefined;
+        this.#unstored = undefined;
+        this.#writer.prepare = undefined;
+      });
+      // A failed creation is tried again by the next caller.
+      storing.catch(() => {
+        if (this.#storing === storing) this.#storing = undefined;
+      });
+      this.#storing = storing;
+    }
     return this.#storing;
-  }
-
-  async #storeStarted(): Promise<void> {
-    const record = this.#record;
-    await this.#createStored(record, this.#unstored!, Date.now() + this.#outageMs);
-    this.#unstored = undefined;
-    this.#writer.prepare = undefined;
   }
 
   /**
    * Stores the run ended, with its whole log and `history`, in one call: the end of a run that
    * was never stored. The counterpart of {@link #update}'s final write.
    */
-  async #createEnded(
-    change: (run: Run) => Run,
-    events: (run: Run) => Event[],
-    history?: HistoryAppend,
-  ): Promise<boolean> {
+  #createEnded(change: (run: Run) => Run, events: (run: Run) => Event[], history?: HistoryAppend): Promise<void> {
     const current = this.#record;
     const unsaved = this.#unsavedOutput.length;
     const run = change(
@@ -983,27 +981,54 @@ export class RunExecutor {
     // The agent has acted: its end is retried through an outage as long as a stored run's end is
     // (a 503 now would have the client run it again). A run started while the store looked down
     // was stored first instead (see the runtime).
-    await this.#createStored(record, written, Date.now() + FINISH_RETRY_MS, history);
-    this.#unstored = undefined;
-    this.#writer.prepare = undefined;
-    this.#unsavedOutput.splice(0, unsaved);
-    this.#record = record;
-    this.#writer.lastSeq = written.length;
-    this.#wakeWaiters(record);
-    return true;
+    return this.#createStored(record, written, Date.now() + FINISH_RETRY_MS, history, () => {
+      this.#unstored = undefined;
+      this.#writer.prepare = undefined;
+      this.#unsavedOutput.splice(0, unsaved);
+      this.#record = record;
+      this.#writer.lastSeq = written.length;
+      this.#wakeWaiters(record);
+    });
   }
 
   /**
-   * Creates the run as `record` with `events`, retrying through an outage until `deadline`. A
-   * create that failed may have landed: before trying again, the store is read (once a call that
-   * timed out has ended), and a run found there must be exactly `record` (anything else is an
-   * id collision).
+   * Creates the run as `record` with `events`, retrying through an outage until `deadline`;
+   * `stored` is called once it is. A create that failed may have landed: before trying again,
+   * the store is read (once a call that timed out has ended), and a run found there must be
+   * exactly `record` (anything else is an id collision). Not async: a first attempt that
+   * succeeds costs its store call's promise and one then.
    */
-  async #createStored(record: StoredRun, events: Event[], deadline: number, history?: HistoryAppend): Promise<void> {
-    let uncertain = false;
-    let pending: Promise<void> | undefined;
+  #createStored(
+    record: StoredRun,
+    events: Event[],
+    deadline: number,
+    history: HistoryAppend | undefined,
+    stored: () => void,
+  ): Promise<void> {
     const create = (): Promise<boolean> =>
       this.#store.createRun(record, events, history === undefined ? undefined : { history });
+    const created = (ok: boolean): void => {
+      if (!ok) throw new ACPError({ code: "server_error", message: "Run id collision; retry" });
+      stored();
+    };
+    let first: Promise<boolean>;
+    try {
+      first = create();
+    } catch (error) {
+      return this.#createRetried(error, record, create, deadline).then(created);
+    }
+    return first.then(created, (error: unknown) => this.#createRetried(error, record, create, deadline).then(created));
+  }
+
+  /** The retries of {@link #createStored} after its first attempt failed with `first`: whether the run was created. */
+  async #createRetried(
+    first: unknown,
+    record: StoredRun,
+    create: () => Promise<boolean>,
+    deadline: number,
+  ): Promise<boolean> {
+    let uncertain = false;
+    let pending: Promise<void> | undefined;
     // What a create that landed left: exactly `record` (anything else is an id collision).
     const isOurs = (stored: StoredRun | undefined): boolean =>
       stored?.version === 1 && stored.owner === record.owner && sameValue(stored.run, record.run);
@@ -1013,11 +1038,9 @@ export class RunExecutor {
       const stored = await this.#store.getRun(this.runId);
       return stored === undefined ? create() : isOurs(stored);
     };
-    // Not async: the first attempt costs the store call's promise only.
     const attempt = (): Promise<boolean> => (uncertain ? createUnlessLanded() : create());
-    let created: boolean;
     try {
-      created = await retryOutage(attempt, deadline, this.#giveUp, (error) => {
+      return await retryOutageAfter(first, attempt, deadline, this.#giveUp, (error) => {
         if (!isStoreOutage(error)) return;
         uncertain = true;
         pending = whenLanded(error) ?? pending;
@@ -1026,12 +1049,12 @@ export class RunExecutor {
       // Out of time: a call that timed out may land yet. If it does within a while, the run is stored.
       const last = pending;
       if (last === undefined) throw error;
-      created = await waitLanded(last, LANDED_WAIT_MS, `the creation of run ${this.runId}`)
+      const created = await waitLanded(last, LANDED_WAIT_MS, `the creation of run ${this.runId}`)
         .then(() => this.#store.getRun(this.runId))
         .then(isOurs, () => false);
       if (!created) throw error;
+      return true;
     }
-    if (!created) throw new ACPError({ code: "server_error", message: "Run id collision; retry" });
   }
 
   /** Records the end, with the session's history in the same write (so a client that sees the end sees the history). */
@@ -1060,12 +1083,9 @@ export class RunExecutor {
     // Made once: a retried write carries the same item ids, which is how stores avoid doubling them.
     const history: HistoryAppend = { sessionId: this.#history.storeId, items };
     // A run not stored yet is stored now, ended: its only store call.
-    const write =
-      this.#unstored === undefined
-        ? this.#update(change, endEvents, true, history)
-        : this.#createEnded(change, endEvents, history);
     try {
-      await write;
+      if (this.#unstored === undefined) await this.#update(change, endEvents, true, history);
+      else await this.#createEnded(change, endEvents, history);
     } catch (error) {
       if (!isStoreRefusal(error)) throw error;
       // Retrying would be refused the same way: the end is written without the output, its

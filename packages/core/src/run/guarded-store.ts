@@ -3,7 +3,7 @@
  * turns into a prompt 503 for the client instead of a hung request or a 500.
  */
 import type { Span } from "@opentelemetry/api";
-import type { Metrics } from "../metrics/metrics.ts";
+import type { Metrics, StoreTimer } from "../metrics/metrics.ts";
 import { type Store, StoreError, StoreRefusedError, type Unsubscribe, wrapStoreError } from "../store.ts";
 import { endStoreSpan, startStoreSpan } from "../trace/tracing.ts";
 
@@ -46,8 +46,11 @@ class Deadlines {
     private readonly health: StoreHealth = { down: false },
   ) {}
 
-  /** `span` (the call's, if traced) ends when the returned promise settles: no promise added for it. */
-  track<T>(method: string, promise: Promise<T>, span?: Span): Promise<T> {
+  /**
+   * `span` (the call's, if traced) ends when the returned promise settles, and `timer` (the
+   * call's metrics, started at `startedAt`) records it then: no promise added for either.
+   */
+  track<T>(method: string, promise: Promise<T>, span?: Span, timer?: StoreTimer, startedAt = 0): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const entry = {
         due: Date.now() + this.timeoutMs,
@@ -56,6 +59,7 @@ class Deadlines {
           stillRunning.set(error, promise.then(ignore, ignore));
           this.health.down = true;
           reject(error);
+          timer?.(startedAt, true);
           if (span !== undefined) endStoreSpan(span, true, error);
         },
       };
@@ -67,6 +71,7 @@ class Deadlines {
           if (!this.#pending.delete(entry)) return;
           this.health.down = false;
           resolve(value);
+          timer?.(startedAt, false);
           if (span !== undefined) endStoreSpan(span, false);
         },
         (error: unknown) => {
@@ -74,6 +79,7 @@ class Deadlines {
           const failure = asStoreError(method, error);
           this.health.down = isStoreOutage(failure);
           reject(failure);
+          timer?.(startedAt, true);
           if (span !== undefined) endStoreSpan(span, true, failure);
         },
       );
@@ -123,46 +129,48 @@ export function guardStore(store: Store, timeoutMs: number, metrics?: Metrics, h
   ] as const) {
     const original = store[method] as (...args: unknown[]) => Promise<unknown>;
     const spanName = `store ${method}`;
-    const guard = (...args: unknown[]): Promise<unknown> => {
+    // Without metrics nothing is timed: no clock read per call.
+    const timer = metrics?.storeOperation(method);
+    (guarded as Record<string, unknown>)[method] = (...args: unknown[]): Promise<unknown> => {
+      const startedAt = timer === undefined ? 0 : performance.now();
       // A child span of the run's (or request's) span, when one records.
       const span = startStoreSpan(spanName, method);
-      if (method === "subscribe") return guardSubscribe(store, args, deadlines, span);
+      if (method === "subscribe") return guardSubscribe(store, args, deadlines, span, timer, startedAt);
       let call: Promise<unknown>;
       try {
         call = original.apply(store, args);
       } catch (error) {
         const failure = asStoreError(method, error);
+        timer?.(startedAt, true);
         if (span !== undefined) endStoreSpan(span, true, failure);
         return Promise.reject(failure);
       }
-      return deadlines.track(method, call, span);
+      return deadlines.track(method, call, span, timer, startedAt);
     };
-    // Without metrics the guard is the method itself: nothing is timed, nothing allocated.
-    (guarded as Record<string, unknown>)[method] =
-      metrics === undefined
-        ? guard
-        : (...args: unknown[]) => {
-            const startedAt = performance.now();
-            const result = guard(...args);
-            metrics.storeCall(method, startedAt, result);
-            return result;
-          };
   }
   if (store.close) guarded.close = () => store.close!();
   return guarded as Store;
 }
 
 /** A subscription that comes through after its timeout is ended at once, so none leaks. */
-function guardSubscribe(store: Store, args: unknown[], deadlines: Deadlines, span?: Span): Promise<Unsubscribe> {
+function guardSubscribe(
+  store: Store,
+  args: unknown[],
+  deadlines: Deadlines,
+  span: Span | undefined,
+  timer: StoreTimer | undefined,
+  startedAt: number,
+): Promise<Unsubscribe> {
   let call: Promise<Unsubscribe>;
   try {
     call = store.subscribe(...(args as Parameters<Store["subscribe"]>));
   } catch (error) {
     const failure = asStoreError("subscribe", error);
+    timer?.(startedAt, true);
     if (span !== undefined) endStoreSpan(span, true, failure);
     return Promise.reject(failure);
   }
-  const guarded = deadlines.track("subscribe", call, span);
+  const guarded = deadlines.track("subscribe", call, span, timer, startedAt);
   guarded.catch(() => call.then((unsubscribe) => unsubscribe()).catch(() => {}));
   return guarded;
 }
@@ -210,13 +218,16 @@ export function retryOutage<T>(
   try {
     first = fn();
   } catch (error) {
-    return retryAfter(error, fn, deadline, signal, onFailure);
+    return retryOutageAfter(error, fn, deadline, signal, onFailure);
   }
-  return first.catch((error: unknown) => retryAfter(error, fn, deadline, signal, onFailure));
+  return first.catch((error: unknown) => retryOutageAfter(error, fn, deadline, signal, onFailure));
 }
 
-/** The retries of {@link retryOutage} after its first call failed with `first`. */
-async function retryAfter<T>(
+/**
+ * The retries of {@link retryOutage} after its first call failed with `first`: for a caller that
+ * made the first call itself (and handles its success in its own `then`).
+ */
+export async function retryOutageAfter<T>(
   first: unknown,
   fn: () => Promise<T>,
   deadline: number,
