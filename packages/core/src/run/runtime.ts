@@ -154,6 +154,8 @@ export class Runtime {
   /** The sweep in progress, if any. */
   #sweeping: Promise<number> | undefined;
   #started: Promise<void> | undefined;
+  /** {@link start} has succeeded. */
+  #startDone = false;
   #timers: NodeJS.Timeout[] = [];
   #draining = false;
 
@@ -241,6 +243,7 @@ export class Runtime {
       beat.unref();
       sweep.unref();
       this.#timers.push(beat, sweep);
+      this.#startDone = true;
     })().catch((error: unknown) => {
       this.#started = undefined;
       throw error;
@@ -274,21 +277,6 @@ export class Runtime {
    * @throws ACPError 503 past `limits.maxConcurrentRuns`; 422 when the run's session is full.
    */
   async createRun(request: RunCreateRequest, tenant?: string, context: { origin?: string } = {}): Promise<StoredRun> {
-    const slot = { held: false };
-    try {
-      return await this.#createRun(request, tenant, context, slot);
-    } catch (error) {
-      if (slot.held) this.#admitted -= 1;
-      throw error;
-    }
-  }
-
-  async #createRun(
-    request: RunCreateRequest,
-    tenant: string | undefined,
-    context: { origin?: string },
-    slot: { held: boolean },
-  ): Promise<StoredRun> {
     if (this.#draining)
       throw new ACPError({
         code: "server_error",
@@ -302,108 +290,115 @@ export class Runtime {
     if (this.#admitted >= this.limits.maxConcurrentRuns)
       throw atCapacity("maxConcurrentRuns", this.limits.maxConcurrentRuns);
     this.#admitted += 1;
-    slot.held = true;
-    await this.start();
-    const named = request.session_id ?? request.session?.id;
-    const sessionId = named ?? randomUUID();
-    if (named !== undefined) {
-      const summary = await this.store.getSession(sessionStoreId(sessionId, tenant));
-      if (summary !== undefined) checkSessionRoom(sessionId, summary, this.limits);
-    }
-    const run: Run = {
-      run_id: randomUUID(),
-      agent_name: agent.manifest.name,
-      session_id: sessionId,
-      status: "created",
-      await_request: null,
-      output: [],
-      error: null,
-      created_at: now(),
-    };
-    // The run is stored already started: one write instead of two, with both events in order.
-    const started: Run = { ...run, status: "in-progress" };
-    const record: StoredRun = { run: started, version: 1, owner: this.instanceId, resume: null };
-    if (tenant !== undefined) record.tenant = tenant;
-    // Under the request's span; its context goes into the record, for work done on the run elsewhere.
-    const span = startRunSpan(run, this.instanceId);
-    const traced = traceContextOf(span);
-    if (traced !== undefined) record.trace = traced;
-    const historyStoreId = sessionStoreId(sessionId, tenant);
-    const historyUrls = request.session?.history ?? [];
-    if (agent.durable) {
-      // What another instance needs to replay the handler after a takeover.
-      record.epoch = 1;
-      record.durable = { input: request.input, attempt: 1, historyStoreId };
-      if (historyUrls.length > 0) record.durable.historyUrls = historyUrls;
-      if (context.origin !== undefined) record.durable.historyOrigin = context.origin;
-    }
-    const history = new SessionHistory(this.store, sessionId, historyUrls, this.#fetchHistory, historyStoreId, {
-      localOrigin: context.origin,
-      maxBytes: this.limits.maxHistoryBytes,
-      logger: this.logger,
-      run: started,
-      instanceId: this.instanceId,
-    });
-    // A sync run's id reaches its client with the answer: until then nobody else can read or cancel it.
-    const unobserved = request.mode !== "async" && request.mode !== "stream";
-    const firstEvents: Event[] = [
-      { type: "run.created", run },
-      { type: "run.in-progress", run: started },
-    ];
-    // Nobody can ask for such a run before it settles, so it is stored by its first write: for
-    // most, its end (one store call per run). A durable run is stored first: it must be adoptable.
-    // So is any run while the store looks down: the client gets its 503 before the agent acts.
-    const deferred = unobserved && !agent.durable && !this.#storeHealth.down;
-    const executor = new RunExecutor({
-      store: this.store,
-      agent,
-      record,
-      input: request.input,
-      history,
-      outageMs: this.outageMs,
-      maxEvents: this.limits.maxEventsPerRun,
-      maxDurationMs: this.limits.maxRunDurationMs,
-      watch: this.watch,
-      unobserved,
-      durable: agent.durable ? { epoch: 1, attempt: 1, steps: [], log: NEW_LOG } : undefined,
-      maxStepBytes: this.limits.maxStepBytes,
-      span,
-      logger: this.logger,
-      instanceId: this.instanceId,
-      unstored: deferred ? firstEvents : undefined,
-    });
-    // Listening before the run exists, so that no cancel can slip past the executor.
-    if (!unobserved) await executor.listen();
-    let created = true;
+    /** The run holds its slot until its executor takes it over (and gives it back at its end). */
+    let held = true;
     try {
-      if (!deferred) created = await this.store.createRun(record, firstEvents);
+      // Once started, not awaited: a run that needs no store call before it executes starts at once.
+      if (!this.#startDone) await this.start();
+      const named = request.session_id ?? request.session?.id;
+      const sessionId = named ?? randomUUID();
+      if (named !== undefined) {
+        const summary = await this.store.getSession(sessionStoreId(sessionId, tenant));
+        if (summary !== undefined) checkSessionRoom(sessionId, summary, this.limits);
+      }
+      const run: Run = {
+        run_id: randomUUID(),
+        agent_name: agent.manifest.name,
+        session_id: sessionId,
+        status: "created",
+        await_request: null,
+        output: [],
+        error: null,
+        created_at: now(),
+      };
+      // The run is stored already started: one write instead of two, with both events in order.
+      const started: Run = { ...run, status: "in-progress" };
+      const record: StoredRun = { run: started, version: 1, owner: this.instanceId, resume: null };
+      if (tenant !== undefined) record.tenant = tenant;
+      // Under the request's span; its context goes into the record, for work done on the run elsewhere.
+      const span = startRunSpan(run, this.instanceId);
+      const traced = traceContextOf(span);
+      if (traced !== undefined) record.trace = traced;
+      const historyStoreId = sessionStoreId(sessionId, tenant);
+      const historyUrls = request.session?.history ?? [];
+      if (agent.durable) {
+        // What another instance needs to replay the handler after a takeover.
+        record.epoch = 1;
+        record.durable = { input: request.input, attempt: 1, historyStoreId };
+        if (historyUrls.length > 0) record.durable.historyUrls = historyUrls;
+        if (context.origin !== undefined) record.durable.historyOrigin = context.origin;
+      }
+      const history = new SessionHistory(this.store, sessionId, historyUrls, this.#fetchHistory, historyStoreId, {
+        localOrigin: context.origin,
+        maxBytes: this.limits.maxHistoryBytes,
+        logger: this.logger,
+        run: started,
+        instanceId: this.instanceId,
+      });
+      // A sync run's id reaches its client with the answer: until then nobody else can read or cancel it.
+      const unobserved = request.mode !== "async" && request.mode !== "stream";
+      const firstEvents: Event[] = [
+        { type: "run.created", run },
+        { type: "run.in-progress", run: started },
+      ];
+      // Nobody can ask for such a run before it settles, so it is stored by its first write: for
+      // most, its end (one store call per run). A durable run is stored first: it must be adoptable.
+      // So is any run while the store looks down: the client gets its 503 before the agent acts.
+      const deferred = unobserved && !agent.durable && !this.#storeHealth.down;
+      const executor = new RunExecutor({
+        store: this.store,
+        agent,
+        record,
+        input: request.input,
+        history,
+        outageMs: this.outageMs,
+        maxEvents: this.limits.maxEventsPerRun,
+        maxDurationMs: this.limits.maxRunDurationMs,
+        watch: this.watch,
+        unobserved,
+        durable: agent.durable ? { epoch: 1, attempt: 1, steps: [], log: NEW_LOG } : undefined,
+        maxStepBytes: this.limits.maxStepBytes,
+        span,
+        logger: this.logger,
+        instanceId: this.instanceId,
+        unstored: deferred ? firstEvents : undefined,
+      });
+      // Listening before the run exists, so that no cancel can slip past the executor.
+      if (!unobserved) await executor.listen();
+      let created = true;
+      try {
+        if (!deferred) created = await this.store.createRun(record, firstEvents);
+      } catch (error) {
+        await executor.stopListening();
+        abandonRunSpan(span, error);
+        this.#failIfLanded(error, record);
+        throw error;
+      }
+      if (!created) {
+        await executor.stopListening();
+        const collision = new ACPError({ code: "server_error", message: "Run id collision; retry" });
+        abandonRunSpan(span, collision);
+        throw collision;
+      }
+      this.metrics?.runStarted(agent.manifest.name);
+      // The bookkeeping at its end is done by the executor itself: no promise chained for it.
+      const done = executor.execute(() => {
+        if (executor.endUnwritten && executor.stored)
+          this.#abandoned.set(run.run_id, agent.durable ? undefined : END_UNWRITTEN);
+        // A run never stored has nothing for a sweep to end, unless a create that timed out lands later.
+        else if (executor.endUnwritten) this.#failIfLanded(executor.unstoredFailure, record);
+        this.#local.delete(run.run_id);
+        this.#admitted -= 1;
+        this.metrics?.runReleased(executor.record.run);
+      });
+      held = false;
+      this.#local.set(run.run_id, { executor, done });
+      // The client's answer is the run as it was created.
+      return { ...record, run };
     } catch (error) {
-      await executor.stopListening();
-      abandonRunSpan(span, error);
-      this.#failIfLanded(error, record);
+      if (held) this.#admitted -= 1;
       throw error;
     }
-    if (!created) {
-      await executor.stopListening();
-      const collision = new ACPError({ code: "server_error", message: "Run id collision; retry" });
-      abandonRunSpan(span, collision);
-      throw collision;
-    }
-    this.metrics?.runStarted(agent.manifest.name);
-    // The bookkeeping at its end is done by the executor itself: no promise chained for it.
-    const done = executor.execute(() => {
-      if (executor.endUnwritten && executor.stored)
-        this.#abandoned.set(run.run_id, agent.durable ? undefined : END_UNWRITTEN);
-      // A run never stored has nothing for a sweep to end, unless a create that timed out lands later.
-      else if (executor.endUnwritten) this.#failIfLanded(executor.unstoredFailure, record);
-      this.#local.delete(run.run_id);
-      this.#admitted -= 1;
-      this.metrics?.runReleased(executor.record.run);
-    });
-    slot.held = false;
-    this.#local.set(run.run_id, { executor, done });
-    // The client's answer is the run as it was created.
-    return { ...record, run };
   }
 
   /**
