@@ -441,8 +441,14 @@ export class RunExecutor {
           : this.#stopError === undefined
             ? ran
             : { status: "failed" as const, error: this.#stopError };
-      if (outcome !== undefined) await this.#finish(outcome);
-      else if (this.#released) await this.#writeRelease();
+      if (outcome !== undefined) {
+        try {
+          await this.#finish(outcome);
+        } catch (error) {
+          if (!isStoreRefusal(error)) throw error;
+          await this.#finishRefused(error);
+        }
+      } else if (this.#released) await this.#writeRelease();
     } catch (error) {
       if (this.#unstored !== undefined) this.#unstoredFailure = error;
       if (!(error instanceof RunGoneError)) {
@@ -1057,16 +1063,35 @@ export class RunExecutor {
     }
   }
 
-  /** Records the end, with the session's history in the same write (so a client that sees the end sees the history). */
-  async #finish(outcome: Outcome): Promise<void> {
+  /**
+   * Records the end, with the session's history in the same write (so a client that sees the end
+   * sees the history). Not async: the end's write is the promise (see {@link #finishRefused} for
+   * a write the store refused).
+   */
+  #finish(outcome: Outcome): Promise<unknown> {
+    // What is still queued goes with the final transition.
+    if (this.#writer.busy) return this.#finishAfterDrain(outcome);
     try {
-      // What is still queued goes with the final transition.
-      if (this.#writer.busy) await this.#writer.drain();
-      else this.#writer.throwIfFailed();
+      this.#writer.throwIfFailed();
+    } catch (error) {
+      if (error instanceof RunGoneError) throw error;
+      return this.#writeEnd({ status: "failed", error: failure(error) });
+    }
+    return this.#writeEnd(outcome);
+  }
+
+  async #finishAfterDrain(outcome: Outcome): Promise<void> {
+    try {
+      await this.#writer.drain();
     } catch (error) {
       if (error instanceof RunGoneError) throw error;
       outcome = { status: "failed", error: failure(error) };
     }
+    await this.#writeEnd(outcome);
+  }
+
+  /** The final transition of a run whose writes are all in: to `outcome`, unless a cancel won the race. */
+  #writeEnd(outcome: Outcome): Promise<unknown> {
     const closed = this.#dropReplayed(this.#closeOpen());
     const output = [...this.#record.run.output, ...this.#unsavedOutput, ...closed.output];
     const items = [...this.#input, ...output].map((message) => ({ id: randomUUID(), message }));
@@ -1083,21 +1108,24 @@ export class RunExecutor {
     // Made once: a retried write carries the same item ids, which is how stores avoid doubling them.
     const history: HistoryAppend = { sessionId: this.#history.storeId, items };
     // A run not stored yet is stored now, ended: its only store call.
-    try {
-      if (this.#unstored === undefined) await this.#update(change, endEvents, true, history);
-      else await this.#createEnded(change, endEvents, history);
-    } catch (error) {
-      if (!isStoreRefusal(error)) throw error;
-      // Retrying would be refused the same way: the end is written without the output, its
-      // events and the history, so that the run does not stay in progress.
-      this.#logger.error(
-        this.#fields({ err: error }),
-        "the store refused the run's end; it is failed without its output",
-      );
-      const refused = (run: Run): Run => ended(run, "failed", [], REFUSED_END);
-      const failedEvent = (run: Run): Event[] => [{ type: "run.failed", run }];
-      if (this.#unstored === undefined) await this.#update(refused, failedEvent, true);
-      else await this.#createEnded(refused, failedEvent);
-    }
+    return this.#unstored === undefined
+      ? this.#update(change, endEvents, true, history)
+      : this.#createEnded(change, endEvents, history);
+  }
+
+  /**
+   * The store refused the run's end (`error`): retrying would be refused the same way, so the end
+   * is written without the output, its events and the history, so that the run does not stay in
+   * progress.
+   */
+  async #finishRefused(error: unknown): Promise<void> {
+    this.#logger.error(
+      this.#fields({ err: error }),
+      "the store refused the run's end; it is failed without its output",
+    );
+    const refused = (run: Run): Run => ended(run, "failed", [], REFUSED_END);
+    const failedEvent = (run: Run): Event[] => [{ type: "run.failed", run }];
+    if (this.#unstored === undefined) await this.#update(refused, failedEvent, true);
+    else await this.#createEnded(refused, failedEvent);
   }
 }
