@@ -1,11 +1,10 @@
 /**
  * `createApp()`: the ACP 0.2 HTTP API as a Hono app over a {@link Store}.
  */
-import { type Context, Hono } from "hono";
+import { type Context, type Handler, Hono } from "hono";
 import type { Agent } from "../agent.ts";
 import { ACPError, invalidInput, notFound } from "../errors.ts";
 import { checkRequestLengths, RETRY_AFTER_SECONDS } from "../limits.ts";
-import { UNMATCHED_ROUTE } from "../metrics/names.ts";
 import {
   type Event,
   isTerminal,
@@ -18,17 +17,16 @@ import { RUNTIME_DEFAULTS, Runtime, type RuntimeOptions, type ShutdownOptions } 
 import { resourceUrl } from "../session.ts";
 import { StoreError } from "../store.ts";
 import { sessionStoreId } from "../tenant.ts";
-import { httpSpans } from "../trace/http-spans.ts";
 import { type AuthOptions, apiKeyAuth } from "./auth.ts";
-import { finishUnreadBody, limitBody, readJson } from "./body.ts";
+import { readJson } from "./body.ts";
 import { ClientWatch } from "./client-gone.ts";
 import { acpCors, type CorsOptions } from "./cors.ts";
 import { addDocsRoutes, loadDocsPage } from "./docs.ts";
 import { openApiDocument } from "./openapi.ts";
 import { LastEventIdSchema, LimitSchema, OffsetSchema, parse, ResourceIdSchema } from "./params.ts";
+import { type Access, pipeline } from "./pipeline.ts";
 import { requestHeader } from "./request-header.ts";
 import { originOf } from "./request-origin.ts";
-import { routePattern } from "./route-pattern.ts";
 import {
   endsAtTerminal,
   endsAtTerminalOrAwait,
@@ -144,7 +142,7 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
   const runIdParam = (c: Context): string => parse(RunIdSchema, c.req.param("run_id"), "run id");
   const origin = (c: Context): string => baseUrl ?? originOf(c.req.url);
 
-  app.onError((error, c) => {
+  const answerError = (error: Error, c: Context): Response => {
     if (error instanceof ACPError) {
       // At capacity or draining: a client (or a load balancer) may retry shortly, elsewhere or here.
       if (error.status === 503) c.header("retry-after", String(RETRY_AFTER_SECONDS));
@@ -163,72 +161,75 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
       `${c.req.method} ${c.req.path} failed`,
     );
     return c.json({ code: "server_error", message: "Internal server error" }, 500);
-  });
-  app.notFound((c) => c.json({ code: "not_found", message: `No route for ${c.req.method} ${c.req.path}` }, 404));
-
-  // Every answer says which instance served it (SSE, errors and refusals included): behind a load
-  // balancer, a person or a client sees that several instances share one run. The id is a random
-  // UUID per process, also in the logs and traces; it tells nothing about the host.
-  const instanceId = runtime.instanceId;
-  // Not async, and set before the handler: every answer is made through the context (c.json,
-  // c.body, c.newResponse), which takes the header from it; no promise or header check per request.
-  app.use(function instanceHeader(c, next) {
-    c.header(INSTANCE_HEADER, instanceId);
-    return next();
-  });
+  };
+  // For routes an application adds to this app: its own go through the pipeline below.
+  app.onError(answerError);
 
   const metrics = runtime.metrics;
-  if (metrics !== undefined) {
-    streams.metrics = metrics;
-    // The first middleware: every answer is counted, refusals, 404s and errors included.
-    app.use(async function countRequest(c, next) {
-      await next();
-      metrics.httpRequest(c.req.method, routePattern(c) ?? UNMATCHED_ROUTE, c.res.status);
-    });
-  }
-
-  // A span per request (a no-op without an OpenTelemetry SDK), around everything that follows.
-  app.use(httpSpans());
-
+  if (metrics !== undefined) streams.metrics = metrics;
   // The heartbeat and the orphan sweep start with the first request of any kind, not with the
   // first run: an instance that only answers reads still fails the runs of an instance that died.
   let starting = false;
-  // Not async: once started, it adds nothing to a request (no promise of its own).
-  app.use(function startInstance(_c, next) {
-    if (!starting && !runtime.draining) {
-      starting = true;
-      runtime.start().catch((error: unknown) => {
-        starting = false;
-        runtime.logger.error(
-          { instance_id: runtime.instanceId, reason: (error as Error).message },
-          "could not start this instance's heartbeat",
-        );
-      });
-    }
-    return next();
+  const startInstance = (): void => {
+    if (starting || runtime.draining) return;
+    starting = true;
+    runtime.start().catch((error: unknown) => {
+      starting = false;
+      runtime.logger.error(
+        { instance_id: runtime.instanceId, reason: (error as Error).message },
+        "could not start this instance's heartbeat",
+      );
+    });
+  };
+  // Every answer says which instance served it (SSE, errors and refusals included): behind a load
+  // balancer, a person or a client sees that several instances share one run. The id is a random
+  // UUID per process, also in the logs and traces; it tells nothing about the host.
+  const serve = pipeline({
+    instanceHeader: [INSTANCE_HEADER, runtime.instanceId],
+    onRequest: startInstance,
+    metrics,
+    maxBodyBytes,
+    cors: corsMiddleware,
+    auth: authMiddleware,
+    onError: answerError,
   });
-  app.use(finishUnreadBody(maxBodyBytes));
-  // CORS first (a preflight carries no key), then authentication, before any body is read.
-  if (corsMiddleware) app.use(corsMiddleware);
+  const get = (path: string, handler: Handler, access: Access = "keyed") => app.get(path, serve(handler, access));
+  const post = (path: string, handler: Handler) => app.post(path, serve(handler, "keyed"));
+  // Unknown routes too: counted, traced, refused without a key before they are not found.
+  const notFoundAnswer = serve(
+    (c) => c.json({ code: "not_found", message: `No route for ${c.req.method} ${c.req.path}` }, 404),
+    "keyed",
+  );
+  app.notFound((c) => notFoundAnswer(c, async () => {}) as Promise<Response>);
+  // A preflight may ask about any path; CORS answers it before anything else.
+  if (corsMiddleware !== undefined)
+    app.options(
+      "*",
+      serve((c) => c.json({ code: "not_found", message: `No route for OPTIONS ${c.req.path}` }, 404), "open"),
+    );
 
   // Load balancers route by /ping: it fails while draining and while the store does not answer.
   // Registered before authentication, which it therefore never reaches: it needs no key wherever
   // the app is mounted (the auth middleware's own path check sees the mount's prefix).
-  app.get("/ping", async (c) => {
-    if (runtime.draining) return c.json({ code: "server_error", message: "This instance is shutting down" }, 503);
-    const now = Date.now();
-    if (storeCheck === undefined || now - storeCheck.at >= PING_CACHE_MS) {
-      storeCheck = {
-        at: now,
-        up: store.ping().then(
-          () => true,
-          () => false,
-        ),
-      };
-    }
-    if (!(await storeCheck.up)) return c.json({ code: "server_error", message: "The store is unavailable" }, 503);
-    return c.json({});
-  });
+  get(
+    "/ping",
+    async (c) => {
+      if (runtime.draining) return c.json({ code: "server_error", message: "This instance is shutting down" }, 503);
+      const now = Date.now();
+      if (storeCheck === undefined || now - storeCheck.at >= PING_CACHE_MS) {
+        storeCheck = {
+          at: now,
+          up: store.ping().then(
+            () => true,
+            () => false,
+          ),
+        };
+      }
+      if (!(await storeCheck.up)) return c.json({ code: "server_error", message: "The store is unavailable" }, 503);
+      return c.json({});
+    },
+    "open",
+  );
 
   // The API described, before authentication too: it tells the protocol, nothing of any run.
   if (options.openapi === true || docsPage !== undefined) {
@@ -240,18 +241,17 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
         docs: docsPage !== undefined,
       }),
     );
-    app.get("/openapi.json", (c) =>
-      c.body(openapi, 200, { "content-type": "application/json", "x-content-type-options": "nosniff" }),
+    get(
+      "/openapi.json",
+      (c) => c.body(openapi, 200, { "content-type": "application/json", "x-content-type-options": "nosniff" }),
+      "open",
     );
   }
-  if (docsPage !== undefined) addDocsRoutes(app, docsPage);
-
-  if (authMiddleware) app.use(authMiddleware);
-  app.use(limitBody(maxBodyBytes));
+  if (docsPage !== undefined) addDocsRoutes((path, handler) => get(path, handler, "open"), docsPage);
 
   // Behind authentication when there is one: a scraper sends a key like any client.
   if (metrics !== undefined) {
-    app.get("/metrics", async (c) => {
+    get("/metrics", async (c) => {
       const { body, contentType } = await metrics.render();
       return c.body(body, 200, { "content-type": contentType });
     });
@@ -271,15 +271,15 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
     }
   }
 
-  app.get("/agents", (c) => {
+  get("/agents", (c) => {
     const limit = parse(LimitSchema, c.req.query("limit") ?? 10, "query parameter limit");
     const offset = parse(OffsetSchema, c.req.query("offset") ?? 0, "query parameter offset");
     return c.json({ agents: runtime.agents.slice(offset, offset + limit).map((agent) => agent.manifest) });
   });
 
-  app.get("/agents/:name", (c) => c.json(runtime.agent(c.req.param("name")).manifest));
+  get("/agents/:name", (c) => c.json(runtime.agent(c.req.param("name") ?? "").manifest));
 
-  app.post("/runs", async (c) => {
+  post("/runs", async (c) => {
     const body = await readJson(c, (raw) => checkRequestLengths(raw, runtime.limits));
     const request = parse(RunCreateRequestSchema, body, "run request");
     const [record, place] = await withStreamPlace(request.mode === "stream", () =>
@@ -294,9 +294,9 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
     return c.json((await settledOrCancelled(c, runId, record.version)).run);
   });
 
-  app.get("/runs/:run_id", async (c) => c.json((await runtime.getRun(runIdParam(c), requestTenant(c))).run));
+  get("/runs/:run_id", async (c) => c.json((await runtime.getRun(runIdParam(c), requestTenant(c))).run));
 
-  app.post("/runs/:run_id", async (c) => {
+  post("/runs/:run_id", async (c) => {
     const runId = runIdParam(c);
     const request = parse(
       RunResumeRequestSchema,
@@ -314,11 +314,9 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
     return c.json((await runtime.whenSettled(runId, record.version)).run);
   });
 
-  app.post("/runs/:run_id/cancel", async (c) =>
-    c.json((await runtime.cancel(runIdParam(c), requestTenant(c))).run, 202),
-  );
+  post("/runs/:run_id/cancel", async (c) => c.json((await runtime.cancel(runIdParam(c), requestTenant(c))).run, 202));
 
-  app.get("/runs/:run_id/events", async (c) => {
+  get("/runs/:run_id/events", async (c) => {
     const runId = runIdParam(c);
     // Only its status is needed: the stored record (no output read from the log).
     const record = await runtime.getRecord(runId, requestTenant(c));
@@ -343,10 +341,10 @@ export function createApp(agents: readonly Agent[], options: AppOptions): ACPApp
     const base = origin(c);
     return c.json({ id: sessionId, history: summary.itemIds.map((id) => resourceUrl(base, id)) });
   };
-  app.get("/sessions/:session_id", session);
-  app.get("/session/:session_id", session);
+  get("/sessions/:session_id", session);
+  get("/session/:session_id", session);
 
-  app.get("/resources/:resource_id", async (c) => {
+  get("/resources/:resource_id", async (c) => {
     const id = parse(ResourceIdSchema, c.req.param("resource_id"), "resource id");
     const item = await store.getHistoryItem(id);
     if (!item) throw notFound(`Resource ${id} not found`);

@@ -67,42 +67,38 @@ export function unstorable(value: unknown, levels: number, path: string[] = []):
  * Reads, after the answer, what is left of a request body that no handler read (an early error, a
  * cancel sent with a body): the connection cannot serve its next request before that, and Node's
  * adapter would cut it although the answer said keep-alive. A body that may be over the limit is
- * not read: its connection closes after the answer instead.
+ * not read: `"close"` says that the answer must close its connection instead.
  */
-export function finishUnreadBody(maxBodyBytes: number): MiddlewareHandler {
-  return async function finishUnreadBody(c, next) {
-    await next();
-    const request = c.req.raw;
-    const length = requestHeader(c, "content-length");
-    const chunked = requestHeader(c, "transfer-encoding") !== undefined;
-    // `bodyUsed` and the headers first: touching `request.body` makes Node's adapter build a full
-    // Request for every request, a large part of a request's cost.
-    if (request.bodyUsed || (length === undefined && !chunked) || length === "0" || request.body === null) return;
-    if (!chunked && Number(length) <= maxBodyBytes) void request.arrayBuffer().catch(() => undefined);
-    else c.header("connection", "close");
-  };
+export function finishUnreadBody(c: Context, maxBodyBytes: number): "close" | undefined {
+  const request = c.req.raw;
+  const length = requestHeader(c, "content-length");
+  const chunked = requestHeader(c, "transfer-encoding") !== undefined;
+  // `bodyUsed` and the headers first: touching `request.body` makes Node's adapter build a full
+  // Request for every request, a large part of a request's cost.
+  if (request.bodyUsed || (length === undefined && !chunked) || length === "0" || request.body === null) return;
+  if (!chunked && Number(length) <= maxBodyBytes) void request.arrayBuffer().catch(() => undefined);
+  else return "close";
 }
 
 /**
- * 413 for a body over the limit, without reading it whole. A declared length is checked from the
- * header alone (hono's bodyLimit looks at `request.body` first, which costs every request a full
- * Request object on Node); a chunked body is counted as it streams in.
+ * The 413 answer for a body whose declared length is over the limit, from the header alone (hono's
+ * bodyLimit looks at `request.body` first, which costs every request a full Request object on
+ * Node); `"chunked"` for a body without a declared length, which {@link countBody} must count as
+ * it streams in; `undefined` for a body within the limit.
  */
-export function limitBody(maxBodyBytes: number): MiddlewareHandler {
-  const counting = bodyLimit({
+export function bodyOverLimit(c: Context, maxBodyBytes: number): Response | "chunked" | undefined {
+  if (requestHeader(c, "transfer-encoding") !== undefined) return "chunked";
+  const length = requestHeader(c, "content-length");
+  return length !== undefined && Number(length) > maxBodyBytes ? tooLarge(c, maxBodyBytes) : undefined;
+}
+
+/** The middleware that counts a chunked body as it streams in: 413 once it passes the limit. */
+export function countBody(maxBodyBytes: number): MiddlewareHandler {
+  return bodyLimit({
     maxSize: maxBodyBytes,
     // The rest of the body is never read, so the connection cannot carry another request.
     onError: (c) => tooLarge(c, maxBodyBytes),
   });
-  // Not async: a request within the limit costs no promise here.
-  return function limitBody(c, next) {
-    const length = requestHeader(c, "content-length");
-    if (requestHeader(c, "transfer-encoding") === undefined) {
-      if (length === undefined) return next();
-      return Number(length) > maxBodyBytes ? Promise.resolve(tooLarge(c, maxBodyBytes)) : next();
-    }
-    return counting(c, next);
-  };
 }
 
 /** The 413 answer; the connection closes, as the rest of the body is never read. */

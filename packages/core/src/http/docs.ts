@@ -14,7 +14,7 @@ import { createRequire } from "node:module";
 import path from "node:path";
 import { promisify } from "node:util";
 import { gzip } from "node:zlib";
-import type { Context, Hono } from "hono";
+import type { Context, Handler } from "hono";
 
 /** The package the page is built from: an optional peer dependency of `@acp/core`. */
 export const DOCS_UI_PACKAGE = "swagger-ui-dist";
@@ -224,10 +224,10 @@ async function serve(c: Context, file: DocsFile, extra: Record<string, string> =
 
 /**
  * Adds `GET /docs` (the page), `GET /docs/` (a redirect to it) and `GET /docs/{file}` (its
- * files) to `app`. The page reads `openapi.json` beside it, which the app serves too.
+ * files) through `get` (which registers a route). The page reads `openapi.json` beside it, which the app serves too.
  */
-export function addDocsRoutes(app: Hono, page: DocsPage): void {
-  app.get("/docs", (c) =>
+export function addDocsRoutes(get: (path: string, handler: Handler) => unknown, page: DocsPage): void {
+  get("/docs", (c) =>
     serve(c, page.page, {
       "content-security-policy": DOCS_CSP,
       "referrer-policy": "no-referrer",
@@ -235,9 +235,9 @@ export function addDocsRoutes(app: Hono, page: DocsPage): void {
     }),
   );
   // The page's relative URLs need it at `/docs`: `/docs/` would look for `/docs/docs/…`.
-  app.get("/docs/", (c) => c.body(null, 308, { location: "../docs" }));
-  app.get("/docs/:file", (c) => {
-    const file = page.files.get(c.req.param("file"));
+  get("/docs/", (c) => c.body(null, 308, { location: "../docs" }));
+  get("/docs/:file", (c) => {
+    const file = page.files.get(c.req.param("file") ?? "");
     if (file === undefined)
       return c.json({ code: "not_found", message: `No file ${c.req.param("file")} in /docs` }, 404);
     return serve(c, file);

@@ -1,18 +1,22 @@
 /**
  * One SERVER span per HTTP request, named `<method> <route pattern>` (never an id), with the
  * stable `http.*` attributes; an incoming W3C `traceparent` (through the propagator the
- * application installed with its SDK) makes it a child of the caller's span.
+ * application installed with its SDK) makes it a child of the caller's span. Started and ended
+ * by the request pipeline (http/pipeline.ts), around everything else the request does.
  */
+import type { IncomingMessage } from "node:http";
 import {
-  context,
+  type Context as OtelContext,
   propagation,
   ROOT_CONTEXT,
+  type Span,
   SpanKind,
   SpanStatusCode,
   type TextMapGetter,
   trace,
 } from "@opentelemetry/api";
-import type { MiddlewareHandler } from "hono";
+import type { Context } from "hono";
+import { requestHeader } from "../http/request-header.ts";
 import { routePattern } from "../http/route-pattern.ts";
 import {
   ERROR_TYPE,
@@ -25,59 +29,71 @@ import {
 } from "./attributes.ts";
 import { tracer } from "./tracing.ts";
 
-const headerGetter: TextMapGetter<Headers> = {
-  keys: (headers) => {
+/** Reads the headers Node parsed (see requestHeader.ts): no WHATWG `Headers` built for a lookup. */
+const headerGetter: TextMapGetter<Context> = {
+  keys: (c) => {
+    const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
+    if (incoming?.headers !== undefined) return Object.keys(incoming.headers);
     const keys: string[] = [];
-    headers.forEach((_value, key) => {
+    c.req.raw.headers.forEach((_value, key) => {
       keys.push(key);
     });
     return keys;
   },
-  get: (headers, key) => headers.get(key) ?? undefined,
+  get: (c, key) => requestHeader(c, key),
 };
 
 const SERVER = { kind: SpanKind.SERVER };
 
-/** The middleware; first in the chain, so that every other one runs inside the request's span. */
-export function httpSpans(): MiddlewareHandler {
-  return async (c, next) => {
-    const headers = c.req.raw.headers;
-    const parent = propagation.extract(ROOT_CONTEXT, headers, headerGetter);
-    const method = c.req.method;
-    // Named once the route is known (after the handler ran).
-    const span = tracer.startSpan(method, SERVER, parent);
-    if (!span.isRecording()) return next();
-    // One attribute at a time: no object to build and walk, no URL parsed (the path is in the string already).
-    const url = c.req.url;
-    const colon = url.indexOf(":");
-    span.setAttribute(HTTP_REQUEST_METHOD, method);
-    span.setAttribute(URL_PATH, pathOf(url, colon));
-    span.setAttribute(URL_SCHEME, url.slice(0, colon));
-    const agent = headers.get("user-agent");
-    if (agent !== null) span.setAttribute(USER_AGENT_ORIGINAL, agent);
-    try {
-      await context.with(trace.setSpan(parent, span), next);
-    } catch (error) {
-      // Hono answers errors itself (onError); one that still comes through failed the request.
-      span.setAttribute(ERROR_TYPE, error instanceof Error ? error.name : "_OTHER");
+/** A request's span, and the context to run the rest of the request in. */
+export interface RequestSpan {
+  span: Span;
+  context: OtelContext;
+}
+
+/**
+ * Starts the span of a request; `undefined` when it records nothing (no SDK installed), and then
+ * nothing else was done: no header read, no context made.
+ */
+export function startRequestSpan(c: Context): RequestSpan | undefined {
+  const parent = propagation.extract(ROOT_CONTEXT, c, headerGetter);
+  const method = c.req.method;
+  // Named once the route is known (after the handler ran).
+  const span = tracer.startSpan(method, SERVER, parent);
+  if (!span.isRecording()) return undefined;
+  // One attribute at a time: no object to build and walk, no URL parsed (the path is in the string already).
+  const url = c.req.url;
+  const colon = url.indexOf(":");
+  span.setAttribute(HTTP_REQUEST_METHOD, method);
+  span.setAttribute(URL_PATH, pathOf(url, colon));
+  span.setAttribute(URL_SCHEME, url.slice(0, colon));
+  const agent = requestHeader(c, "user-agent");
+  if (agent !== undefined) span.setAttribute(USER_AGENT_ORIGINAL, agent);
+  return { span, context: trace.setSpan(parent, span) };
+}
+
+/**
+ * Ends a request's span with the route it matched and the status it answered; `error` when the
+ * request failed without an answer (Hono's error handler itself threw).
+ */
+export function endRequestSpan(span: Span, c: Context, status: number | undefined, error?: unknown): void {
+  const route = routePattern(c);
+  if (route !== undefined) {
+    span.setAttribute(HTTP_ROUTE, route);
+    span.updateName(`${c.req.method} ${route}`);
+  }
+  if (status === undefined) {
+    span.setAttribute(ERROR_TYPE, error instanceof Error ? error.name : "_OTHER");
+    span.setStatus({ code: SpanStatusCode.ERROR });
+  } else {
+    span.setAttribute(HTTP_RESPONSE_STATUS_CODE, status);
+    // A server span fails on 5xx only: a 4xx is the client's error.
+    if (status >= 500) {
+      span.setAttribute(ERROR_TYPE, String(status));
       span.setStatus({ code: SpanStatusCode.ERROR });
-      throw error;
-    } finally {
-      const route = routePattern(c);
-      if (route !== undefined) {
-        span.setAttribute(HTTP_ROUTE, route);
-        span.updateName(`${method} ${route}`);
-      }
-      const status = c.res.status;
-      span.setAttribute(HTTP_RESPONSE_STATUS_CODE, status);
-      // A server span fails on 5xx only: a 4xx is the client's error.
-      if (status >= 500) {
-        span.setAttribute(ERROR_TYPE, String(status));
-        span.setStatus({ code: SpanStatusCode.ERROR });
-      }
-      span.end();
     }
-  };
+  }
+  span.end();
 }
 
 /** The path of an absolute URL (`scheme://authority/path?query#fragment`), as sent: not decoded. */
