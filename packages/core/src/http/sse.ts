@@ -9,9 +9,12 @@
  * and writer per stream), the next event is taken only when the client has taken the previous
  * one (backpressure; a client far behind reads on its own, holding nobody back), and a client
  * that goes away cancels the stream, which ends the follower. Per stream there is no timer, no
- * subscription and no buffer: the follower's position, and the frames the feed shares. Events
+ * subscription and no buffer: the follower's position, and the frames the feed shares. An idle
+ * stream holds no pending promise either: its follower wakes it ({@link Follower.poll}). Events
  * a stream has at hand at once (a burst the feed read, or a stream behind) go out as one chunk
- * of their frames (one write to the socket, not one per event), at most `CHUNK_BYTES` and a frame.
+ * of their frames (one write to the socket, not one per event), at most `CHUNK_CHARS` and a frame,
+ * encoded at once (one buffer per chunk: per-frame buffers that live until the feed drops its
+ * events leave the process's malloc heap fragmented once they are freed).
  *
  * The open streams of an app are counted ({@link SseStreams}: at most `limits.maxStreams`), and
  * one shared timer sends a comment line to each stream that sent nothing for a while, so that
@@ -23,7 +26,7 @@ import { atCapacity } from "../limits.ts";
 import { consoleLogger, type Logger } from "../logger.ts";
 import type { Metrics } from "../metrics/metrics.ts";
 import type { Event } from "../models.ts";
-import type { FedEvent, Follower, RunFeeds } from "../run/run-feed.ts";
+import { type FedEvent, type Follower, type FollowerSink, type RunFeeds, WAITING } from "../run/run-feed.ts";
 
 /** Run events after which a stream of this kind ends. */
 export type StreamEnd = (event: Event) => boolean;
@@ -34,29 +37,30 @@ export const endsAtTerminalOrAwait: StreamEnd = (event) => endsAtTerminal(event)
 
 const encoder = new TextEncoder();
 
-/** One SSE frame; JSON never contains a raw newline, so the data fits one `data:` line. */
+/** One SSE frame's text; JSON never contains a raw newline, so the data fits one `data:` line. */
+function frameText(data: string, id?: number): string {
+  return id === undefined ? `data: ${data}\n\n` : `data: ${data}\nid: ${id}\n\n`;
+}
+
 function frame(data: string, id?: number): Uint8Array {
-  return encoder.encode(id === undefined ? `data: ${data}\n\n` : `data: ${data}\nid: ${id}\n\n`);
+  return encoder.encode(frameText(data, id));
 }
 
-/** Most frames, and bytes, of a chunk that sends several events at hand at once. */
+/** Most frames, and characters, of a chunk that sends several events at hand at once. */
 const CHUNK_FRAMES = 64;
-const CHUNK_BYTES = 16 * 1024;
+/** In characters of the frames' text (the bytes of ASCII text). */
+const CHUNK_CHARS = 16 * 1024;
 
-/** The event's frame, encoded once per event whatever the number of streams that send it. */
-function encoded(next: FedEvent): Uint8Array {
-  next.frame ??= frame(JSON.stringify(next.event), next.seq);
-  return next.frame;
+/** The event's frame as text, made once per event whatever the number of streams that send it. */
+function text(next: FedEvent): string {
+  next.text ??= frameText(JSON.stringify(next.event), next.seq);
+  return next.text;
 }
 
-function concat(frames: Uint8Array[], size: number): Uint8Array {
-  const chunk = new Uint8Array(size);
-  let at = 0;
-  for (const part of frames) {
-    chunk.set(part, at);
-    at += part.byteLength;
-  }
-  return chunk;
+/** The event's frame, encoded once per event whatever the number of streams that send it alone. */
+function encoded(next: FedEvent): Uint8Array {
+  next.frame ??= encoder.encode(text(next));
+  return next.frame;
 }
 
 /** How often an idle SSE stream gets a comment line, unless `createApp()`'s `sseKeepAliveMs` says otherwise. */
@@ -134,9 +138,11 @@ export class SseStreams {
 
 /**
  * The source of one SSE body: its methods are the stream's (called with it as `this`), so a
- * stream costs this object and its follower, not a set of closures.
+ * stream costs this object and its follower, not a set of closures. It is also the follower's
+ * sink ({@link Follower.poll}): an idle stream waits without a pending promise; woken, it sends
+ * what the follower has (the stream still wants it: only a pull starts a wait).
  */
-class RunEventSource implements UnderlyingDefaultSource<Uint8Array> {
+class RunEventSource implements UnderlyingDefaultSource<Uint8Array>, FollowerSink {
   constructor(
     readonly follower: Follower,
     readonly runId: string,
@@ -149,55 +155,74 @@ class RunEventSource implements UnderlyingDefaultSource<Uint8Array> {
     this.place.controller = controller;
   }
 
-  async pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
-    try {
-      const next = await this.follower.next();
-      // Cancelled meanwhile (the client went away): the stream is closed already.
-      if (this.follower.closed) return;
-      if (next === undefined) return this.#close(controller);
-      this.place.busy = true;
-      let last = next;
-      let chunk = encoded(next);
-      // Events already at hand go with it in one chunk (one write to the socket for a burst,
-      // not one per event); bounded, so a stream never holds more than a chunk of frames.
-      let more = this.ends(next.event) ? undefined : this.follower.take();
-      if (more !== undefined) {
-        const frames = [chunk];
-        let size = chunk.byteLength;
-        while (more !== undefined) {
-          const encodedMore = encoded(more);
-          frames.push(encodedMore);
-          size += encodedMore.byteLength;
-          last = more;
-          if (this.ends(more.event) || frames.length >= CHUNK_FRAMES || size >= CHUNK_BYTES) break;
-          more = this.follower.take();
-        }
-        chunk = concat(frames, size);
-      }
-      controller.enqueue(chunk);
-      if (this.ends(last.event)) this.#close(controller);
-    } catch (error) {
-      // Cancelled while a read was going on: nobody to tell, and nothing broke.
-      if (this.follower.closed) return;
-      // Never the raw error: a client sees an ACP error event, the log gets the details.
-      this.streams.logger.error(
-        { run_id: this.runId, reason: (error as Error).message },
-        "the run's event stream broke",
-      );
-      controller.enqueue(frame(JSON.stringify({ type: "error", error: toErrorModel(error) })));
-      this.#close(controller);
+  pull(): void {
+    this.#send();
+  }
+
+  woken(error?: unknown): void {
+    if (error === undefined) {
+      this.#send();
+      return;
     }
+    const controller = this.place.controller;
+    // Cancelled meanwhile (the client went away): nobody to tell, and nothing broke.
+    if (controller === undefined || this.follower.closed) return;
+    // Never the raw error: a client sees an ACP error event, the log gets the details.
+    this.streams.logger.error({ run_id: this.runId, reason: (error as Error).message }, "the run's event stream broke");
+    this.#end();
+    controller.enqueue(frame(JSON.stringify({ type: "error", error: toErrorModel(error) })));
+    controller.close();
   }
 
   cancel(): void {
-    this.streams.release(this.place);
-    void this.follower.close();
+    this.#end();
   }
 
-  #close(controller: ReadableStreamDefaultController<Uint8Array>): void {
-    void this.follower.close();
+  /**
+   * Sends what the follower has at hand, or waits for it. The stream may pull again inside
+   * `enqueue` (which comes back here): the follower has moved past what is sent before it.
+   */
+  #send(): void {
+    // Released: the stream ended or was cancelled.
+    const controller = this.place.controller;
+    if (controller === undefined) return;
+    const next = this.follower.poll(this);
+    if (next === WAITING) return;
+    if (next === undefined) {
+      this.#end();
+      controller.close();
+      return;
+    }
+    this.place.busy = true;
+    let last = next;
+    let chunk: Uint8Array;
+    // Events already at hand go with it in one chunk (one write to the socket for a burst,
+    // not one per event), encoded at once from their texts (one buffer, not one per frame and
+    // one to join them); bounded, so a stream never holds more than a chunk of frames.
+    let more = this.ends(next.event) ? undefined : this.follower.take();
+    if (more === undefined) chunk = encoded(next);
+    else {
+      let frames = text(next);
+      let count = 1;
+      while (more !== undefined) {
+        frames += text(more);
+        count++;
+        last = more;
+        if (this.ends(more.event) || count >= CHUNK_FRAMES || frames.length >= CHUNK_CHARS) break;
+        more = this.follower.take();
+      }
+      chunk = encoder.encode(frames);
+    }
+    const ends = this.ends(last.event);
+    if (ends) this.#end();
+    controller.enqueue(chunk);
+    if (ends) controller.close();
+  }
+
+  /** Ends the follower and gives the stream's place back; idempotent. */
+  #end(): void {
     this.streams.release(this.place);
-    controller.close();
+    void this.follower.close();
   }
 }
 

@@ -11,7 +11,7 @@ import { eventually } from "../../test/support/app.ts";
 import { interceptStore } from "../../test/support/intercept-store.ts";
 import type { Event, RunStatus } from "../models.ts";
 import { type ChangeListener, type Store, type StoredRun, StoreError, StoreRefusedError } from "../store.ts";
-import { FEED_BUFFER, type Follower, RunFeeds } from "./run-feed.ts";
+import { FEED_BUFFER, type Follower, RunFeeds, WAITING } from "./run-feed.ts";
 import { HEADS_BATCH, RunWatch } from "./run-watch.ts";
 import { Runtime } from "./runtime.ts";
 
@@ -149,6 +149,51 @@ describe("RunFeeds and RunWatch", () => {
     expect(follower.position).toBe(5);
     await follower.close();
     expect(follower.take()).toBeUndefined();
+  });
+
+  it("wake a polling follower's sink, with no promise pending, when the feed is ready and when it moves", async () => {
+    const counted = countingStore();
+    const feeds = new RunFeeds(counted.store, new RunWatch(counted.store, NEVER));
+    const stored = record("in-progress");
+    const runId = stored.run.run_id;
+    await counted.store.createRun(stored, [label(1), label(2)]);
+    const follower = feeds.follow(runId, 0);
+    let woken = 0;
+    const sink = { woken: () => void woken++ };
+    // Not subscribed yet: the sink hears once it is.
+    expect(follower.poll(sink)).toBe(WAITING);
+    await eventually(() => woken === 1);
+    await eventually(() => follower.take() !== undefined || undefined);
+    expect(follower.poll(sink)).toMatchObject({ seq: 2 });
+    expect(follower.poll(sink)).toBe(WAITING);
+    await counted.store.appendEvents(runId, [label(3)]);
+    await eventually(() => woken === 2);
+    expect(follower.poll(sink)).toMatchObject({ seq: 3 });
+    // Closing wakes a waiting sink, whose poll then finds the follower done.
+    expect(follower.poll(sink)).toBe(WAITING);
+    await follower.close();
+    expect(woken).toBe(3);
+    expect(follower.poll(sink)).toBeUndefined();
+  });
+
+  it("drop the events a feed kept once its only follower has taken them: one that comes later reads on its own", async () => {
+    const counted = countingStore();
+    const feeds = new RunFeeds(counted.store, new RunWatch(counted.store, NEVER));
+    const stored = record("in-progress");
+    const runId = stored.run.run_id;
+    await counted.store.createRun(stored, [label(1), label(2), label(3)]);
+    const first = feeds.follow(runId, 0);
+    expect(await take(first, 3)).toEqual([1, 2, 3]);
+    const reads = counted.calls.get("readEvents") ?? 0;
+    const second = feeds.follow(runId, 0);
+    expect(await take(second, 3)).toEqual([1, 2, 3]);
+    expect(counted.calls.get("readEvents")).toBe(reads + 1);
+    // With two followers, the feed keeps what one of them has not taken.
+    await counted.store.appendEvents(runId, [label(4)]);
+    expect(await take(first, 1)).toEqual([4]);
+    expect(await take(second, 1)).toEqual([4]);
+    expect(counted.calls.get("readEvents")).toBeLessThanOrEqual(reads + 3);
+    await Promise.all([first.close(), second.close()]);
   });
 
   it("let a follower from an older seq catch up on its own, and one that fell behind the feed read on its own", async () => {

@@ -34,8 +34,12 @@ export interface RunFeedsOptions {
   outageMs?: number;
 }
 
-/** An event as a feed hands it out; `frame` is for the stream to keep its encoding in, made once for all followers. */
+/**
+ * An event as a feed hands it out; `text` and `frame` are for a stream to keep its SSE frame in
+ * (as text, and encoded), made once for all followers.
+ */
 export interface FedEvent extends StoredEvent {
+  text?: string;
   frame?: Uint8Array;
 }
 
@@ -88,9 +92,19 @@ export class RunFeeds {
 const WAIT = 0;
 const READ = 1;
 
+/** What {@link Follower.poll} answers when there is no event yet: the sink is woken once there may be. */
+export const WAITING = 2;
+
+/** Who {@link Follower.poll} wakes, instead of settling a promise. */
+export interface FollowerSink {
+  /** The follower may have its next event now (poll again), or, with `error`, its feed's read failed. */
+  woken(error?: unknown): void;
+}
+
 /**
  * One follower of a run: its position, and the wait for its next event. Small on purpose (an
- * idle stream holds one of these and one pending promise): no async function, no closure of its own.
+ * idle stream holds one of these, and through {@link poll} no pending promise): no async
+ * function, no closure of its own.
  */
 export class Follower {
   /** The seq of the last event handed out. */
@@ -102,6 +116,8 @@ export class Follower {
   /** The pending `next()`, while it waits for the feed to move. */
   #resolve: ((event: FedEvent | undefined) => void) | undefined;
   #reject: ((error: unknown) => void) | undefined;
+  /** Who waits, when it is a {@link poll}. */
+  #sink: FollowerSink | undefined;
   /** Nothing more to hand out: closed, or the run's log is gone. */
   #done = false;
   #closed = false;
@@ -134,6 +150,29 @@ export class Follower {
   }
 
   /**
+   * {@link next} without a promise: the next event if it is at hand; `undefined` when the
+   * follower is done; else {@link WAITING}, and `sink.woken()` comes once there may be one (then
+   * poll again). An idle stream waits this way: it holds no pending promise, no closure.
+   */
+  poll(sink: FollowerSink): FedEvent | undefined | typeof WAITING {
+    const feed = this.#feed;
+    if (feed.subscribed) {
+      const step = this.#step();
+      if (step !== WAIT && step !== READ) return step;
+      if (step === WAIT) {
+        feed.demand();
+        this.#sink = sink;
+        return WAITING;
+      }
+    }
+    (feed.subscribed ? this.#readOwn() : feed.ready).then(
+      () => sink.woken(),
+      (error: unknown) => sink.woken(error ?? new Error("the feed's read failed")),
+    );
+    return WAITING;
+  }
+
+  /**
    * The next event if it is at hand now (the rest of a batch the feed or this follower's own
    * read holds), without waiting or reading; `undefined` otherwise, or when done. A stream takes
    * these after a `next()` to send a burst as one write.
@@ -145,6 +184,12 @@ export class Follower {
 
   /** The feed moved (or, with `error`, its read failed): settles a pending `next()` if it can. */
   wake(error?: unknown): void {
+    const sink = this.#sink;
+    if (sink !== undefined) {
+      this.#sink = undefined;
+      sink.woken(error);
+      return;
+    }
     const resolve = this.#resolve;
     const reject = this.#reject;
     if (resolve === undefined || reject === undefined) return;
@@ -184,6 +229,7 @@ export class Follower {
     const event = feed.at(this.position + 1);
     if (event !== undefined) {
       this.position = event.seq;
+      if (event.seq === feed.lastSeq) feed.caughtUp();
       return event;
     }
     if (feed.gone || (feed.endSeq !== undefined && this.position >= feed.endSeq)) return undefined;
@@ -321,6 +367,17 @@ class RunFeed implements RunWatcher {
     if (!this.#more) return;
     this.#more = false;
     this.#read();
+  }
+
+  /**
+   * A follower has taken the last kept event. When it is the only one, the events are dropped
+   * now rather than at the next check: an idle stream keeps no copy of its run's log (nor its
+   * frames), and no follower that comes later needs them (one behind reads on its own).
+   */
+  caughtUp(): void {
+    if (this.#followers.size !== 1) return;
+    this.base = this.lastSeq;
+    this.#events = [];
   }
 
   /** Resolves once the feed has unsubscribed, when `follower` was its last. */
