@@ -40,27 +40,30 @@ export function pipeline(options: PipelineOptions): Serve {
   const [headerName, headerValue] = instanceHeader;
   const limitChunked = countBody(maxBodyBytes);
 
-  const answerError = async (error: unknown, c: Context): Promise<Response> =>
+  const answerError = (error: unknown, c: Context): Response | Promise<Response> =>
     onError(error instanceof Error ? error : new Error(String(error)), c);
 
   return (handler, access) => {
-    /** The handler, behind the body limit; a thrown error becomes its answer. */
-    async function handle(c: Context): Promise<Response> {
+    /** The handler, behind the body limit; a thrown error becomes its answer. Not async: no promise of its own. */
+    function handle(c: Context): Response | Promise<Response> {
       try {
         if (access === "keyed") {
           const refused = bodyOverLimit(c, maxBodyBytes);
           if (refused === "chunked")
-            return await around(limitChunked, c, (c) => handler(c, noNext) as Promise<Response>);
+            return around(limitChunked, c, (c) => handler(c, noNext) as Promise<Response>).catch((error) =>
+              answerError(error, c),
+            );
           if (refused !== undefined) return refused;
         }
-        return (await handler(c, noNext)) as Response;
+        const answer = handler(c, noNext) as Response | Promise<Response>;
+        return answer instanceof Promise ? answer.catch((error) => answerError(error, c)) : answer;
       } catch (error) {
         return answerError(error, c);
       }
     }
     /** CORS first (a preflight carries no key), then authentication, as the middleware chain had them. */
     const keyed = access === "keyed" && auth !== undefined;
-    const guarded = (c: Context): Promise<Response> =>
+    const guarded = (c: Context): Response | Promise<Response> =>
       keyed ? around(auth, c, handle).catch((error) => answerError(error, c)) : handle(c);
     const inner =
       cors === undefined ? guarded : (c: Context) => around(cors, c, guarded).catch((error) => answerError(error, c));
@@ -74,11 +77,14 @@ export function pipeline(options: PipelineOptions): Serve {
         response = span === undefined ? await inner(c) : await context.with(span.context, inner, undefined, c);
       } catch (error) {
         // Only the error handler itself failing comes here.
-        if (span !== undefined) endRequestSpan(span.span, c, undefined, error);
+        if (span !== undefined) endRequestSpan(span.span, c.req.method, routePattern(c), undefined, error);
         throw error;
       }
-      if (span !== undefined) endRequestSpan(span.span, c, response.status);
-      metrics?.httpRequest(c.req.method, routePattern(c) ?? UNMATCHED_ROUTE, response.status);
+      if (span !== undefined || metrics !== undefined) {
+        const route = routePattern(c);
+        if (span !== undefined) endRequestSpan(span.span, c.req.method, route, response.status);
+        metrics?.httpRequest(c.req.method, route ?? UNMATCHED_ROUTE, response.status);
+      }
       if (finishUnreadBody(c, maxBodyBytes) === "close") {
         c.res = response;
         c.header("connection", "close");

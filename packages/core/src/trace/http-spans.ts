@@ -17,7 +17,6 @@ import {
 } from "@opentelemetry/api";
 import type { Context } from "hono";
 import { requestHeader } from "../http/request-header.ts";
-import { routePattern } from "../http/route-pattern.ts";
 import {
   ERROR_TYPE,
   HTTP_REQUEST_METHOD,
@@ -73,14 +72,19 @@ export function startRequestSpan(c: Context): RequestSpan | undefined {
 }
 
 /**
- * Ends a request's span with the route it matched and the status it answered; `error` when the
- * request failed without an answer (Hono's error handler itself threw).
+ * Ends a request's span with the route pattern it matched (see route-pattern.ts) and the status
+ * it answered; `error` when the request failed without an answer (Hono's error handler itself threw).
  */
-export function endRequestSpan(span: Span, c: Context, status: number | undefined, error?: unknown): void {
-  const route = routePattern(c);
+export function endRequestSpan(
+  span: Span,
+  method: string,
+  route: string | undefined,
+  status: number | undefined,
+  error?: unknown,
+): void {
   if (route !== undefined) {
     span.setAttribute(HTTP_ROUTE, route);
-    span.updateName(`${c.req.method} ${route}`);
+    span.updateName(`${method} ${route}`);
   }
   if (status === undefined) {
     span.setAttribute(ERROR_TYPE, error instanceof Error ? error.name : "_OTHER");
