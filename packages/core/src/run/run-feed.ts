@@ -79,9 +79,7 @@ export class RunFeeds {
   follow(runId: string, afterSeq: number): Follower {
     const known = this.#feeds.get(runId);
     if (known !== undefined) return known.join(afterSeq, true);
-    const feed: RunFeed = new RunFeed(this.#store, runId, afterSeq, this.#watch, this.#outageMs, () => {
-      if (this.#feeds.get(runId) === feed) this.#feeds.delete(runId);
-    });
+    const feed = new RunFeed(this.#store, runId, afterSeq, this.#watch, this.#outageMs, this.#feeds);
     this.#feeds.set(runId, feed);
     // The new feed reads once subscribed: no need to ask it to.
     return feed.join(afterSeq, false);
@@ -279,12 +277,11 @@ class RunFeed implements RunWatcher {
   gone = false;
   readonly #followers = new Set<Follower>();
   #closed = false;
-  /** Stops a read's retries once the feed has closed (the signal of {@link retryOutage}). */
-  readonly #stopped = { aborted: false };
   readonly #outageMs: number;
   readonly #unsubscribe: Promise<Unsubscribe | undefined>;
   readonly #stopWatching: () => void;
-  readonly #dispose: () => void;
+  /** The instance's feeds, which this one leaves when it closes. */
+  readonly #feeds: Map<string, RunFeed>;
   /** A read (with its retries) is going on. */
   #reading = false;
   /** Something changed while a read was going on: read again after it. */
@@ -297,12 +294,19 @@ class RunFeed implements RunWatcher {
    */
   #more = false;
 
-  constructor(store: Store, runId: string, afterSeq: number, watch: RunWatch, outageMs: number, dispose: () => void) {
+  constructor(
+    store: Store,
+    runId: string,
+    afterSeq: number,
+    watch: RunWatch,
+    outageMs: number,
+    feeds: Map<string, RunFeed>,
+  ) {
     this.store = store;
     this.runId = runId;
     this.base = afterSeq;
     this.#outageMs = outageMs;
-    this.#dispose = dispose;
+    this.#feeds = feeds;
     const subscribed = store.subscribe(runId, (change) => {
       if (change !== "events") this.#recordChanged = true;
       this.#read();
@@ -321,6 +325,11 @@ class RunFeed implements RunWatcher {
     this.ready.catch(() => {});
     this.#unsubscribe = subscribed.catch(() => undefined);
     this.#stopWatching = watch.add(runId, this);
+  }
+
+  /** Whether the feed has closed: read by {@link retryOutage}, whose retries then stop. */
+  get aborted(): boolean {
+    return this.#closed;
   }
 
   get lastSeq(): number {
@@ -402,8 +411,7 @@ class RunFeed implements RunWatcher {
   #close(): Promise<void> {
     if (this.#closed) return Promise.resolve();
     this.#closed = true;
-    this.#stopped.aborted = true;
-    this.#dispose();
+    if (this.#feeds.get(this.runId) === this) this.#feeds.delete(this.runId);
     this.#stopWatching();
     this.#events = [];
     return this.#unsubscribe.then((unsubscribe) => unsubscribe?.()).catch(ignore);
@@ -453,7 +461,8 @@ class RunFeed implements RunWatcher {
     void retryOutage(
       () => this.#readAll(),
       Date.now() + this.#outageMs,
-      this.#stopped,
+      // The signal that stops the retries once the feed has closed: the feed itself.
+      this,
       // What a failed try read before it failed is handed out meanwhile.
       () => this.#wake(undefined),
     ).then(
