@@ -16,8 +16,10 @@
  * transition it travels with): `<yielded> <written>`, so that a follower can time a part from its
  * write. `ACP_LEASE_MS` sets the lease, for the takeover measurement. `BENCH_OBSERVABILITY` measures what
  * observability costs: `metrics` turns the metrics on, `tracing` starts the OpenTelemetry SDK
- * (spans recorded, then dropped), `both` does both.
+ * (spans recorded, then dropped), `both` does both, `context` turns on Node's async context tracking
+ * alone (an AsyncLocalStorage in use, as the SDK's context manager makes it).
  */
+import { AsyncLocalStorage } from "node:async_hooks";
 import { Session } from "node:inspector/promises";
 import type { Event, Store, StoredRun } from "@acp/core";
 import { startServer } from "../src/server.ts";
@@ -151,6 +153,9 @@ const leaseMs = Number(process.env.ACP_LEASE_MS) || undefined;
 const observed = process.env.BENCH_OBSERVABILITY ?? "";
 // Started before the app, as an application does; only when measured, so other scenarios load nothing of it.
 if (observed === "tracing" || observed === "both") (await import("./tracing-sdk.ts")).startTracingSdk();
+// Node's context tracking alone, as the SDK's context manager turns it on: a hook on every promise
+// and async resource of the process. Shows which share of tracing's cost is Node's, not the spans'.
+if (observed === "context") new AsyncLocalStorage().enterWith(true);
 const demo = await startServer(benchAgents, chosen, {
   port: Number(process.env.PORT),
   host: "127.0.0.1",

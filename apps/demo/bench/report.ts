@@ -528,7 +528,13 @@ export function toMarkdown(results: BenchResults): string {
           "errors",
         ],
         observed.rows.map((row) => [
-          { off: "nothing on", metrics: "metrics", tracing: "tracing", both: "metrics + tracing" }[row.variant],
+          {
+            off: "nothing on",
+            metrics: "metrics",
+            context: "Node's async context tracking alone (no spans)",
+            tracing: "tracing",
+            both: "metrics + tracing",
+          }[row.variant],
           count(row.perSecond),
           spread(row.sliceRates),
           fixed(row.p50Ms, 2),

@@ -1,7 +1,8 @@
 /**
  * What metrics and tracing cost: sync runs of the echo agent on ACP instances over the memory
  * store (the store adds least, so the cost shows most): one with nothing on, one with the metrics
- * on, one with the OpenTelemetry SDK recording every span (see tracing-sdk.ts), one with both.
+ * on, one with the OpenTelemetry SDK recording every span (see tracing-sdk.ts), one with both, and
+ * one with only Node's async context tracking on (no spans), which tracing needs.
  * All run from the start and are measured in interleaved rounds, so that the machine's load
  * weighs on all alike.
  */
@@ -9,7 +10,7 @@ import { formatCount } from "../progress.ts";
 import type { ScenarioContext } from "./context.ts";
 import { type ThroughputResult, ThroughputServer } from "./throughput-server.ts";
 
-export type ObservabilityVariant = "off" | "metrics" | "tracing" | "both";
+export type ObservabilityVariant = "off" | "metrics" | "context" | "tracing" | "both";
 
 export interface ObservabilityRow extends ThroughputResult {
   variant: ObservabilityVariant;
@@ -25,7 +26,11 @@ export interface ObservabilityResult {
   throughputCost: number;
 }
 
-const VARIANTS: readonly ObservabilityVariant[] = ["off", "metrics", "tracing", "both"];
+/**
+ * `context` is not a capability: Node's async context tracking alone (what the SDK's context
+ * manager turns on), so that the report shows which share of tracing's cost is Node's hooks.
+ */
+const VARIANTS: readonly ObservabilityVariant[] = ["off", "metrics", "context", "tracing", "both"];
 
 /** The SDK must not start metric or log exporters of its own: only traces are measured. */
 export const envOf = (variant: ObservabilityVariant): Record<string, string> =>
