@@ -293,6 +293,10 @@ class RunFeed implements RunWatcher {
    * change notification still reads at once, for followers that keep up).
    */
   #more = false;
+  /** The followers the wake pass going on has yet to wake ({@link #wake}). */
+  #pass: SetIterator<Follower> | undefined;
+  /** The feed moved during the pass: another pass follows it. */
+  #passAgain = false;
 
   constructor(
     store: Store,
@@ -519,27 +523,50 @@ class RunFeed implements RunWatcher {
    * followers are woken {@link WAKE_SLICE} at a time, a turn of the event loop between slices:
    * each woken stream writes to its socket, and a thousand writes in one go would hold off the
    * read of what comes next (whose events the followers still to wake then take in the same
-   * write). A follower already woken (or gone) is passed over, so passes may overlap.
+   * write). One pass at a time: events read during a pass go to the followers it has yet to wake
+   * with what they were woken for, in the same write; once it ends, one more pass wakes the
+   * followers it woke before them. (Passes that overlapped wrote to the first followers of the set
+   * once per read while the last ones waited for all of them: more writes, later.)
    */
   #wake(error: unknown): void {
     if (error !== undefined || this.#followers.size <= WAKE_SLICE) {
       for (const follower of this.#followers) follower.wake(error);
       return;
     }
-    wakeSlices(this.#followers.values());
+    if (this.#pass !== undefined) {
+      this.#passAgain = true;
+      return;
+    }
+    this.#pass = this.#followers.values();
+    this.#wakeSlice();
+  }
+
+  /** Wakes the next {@link WAKE_SLICE} followers of the pass, and the rest in a later turn. */
+  #wakeSlice(): void {
+    const pass = this.#pass;
+    if (pass === undefined) return;
+    for (let woken = 0; woken < WAKE_SLICE; woken++) {
+      const next = pass.next();
+      if (next.done) {
+        if (!this.#passAgain || this.#closed) {
+          this.#pass = undefined;
+          return;
+        }
+        this.#passAgain = false;
+        this.#pass = this.#followers.values();
+        break;
+      }
+      next.value.wake();
+    }
+    setImmediate(RunFeed.#continuePass, this);
+  }
+
+  static #continuePass(feed: RunFeed): void {
+    feed.#wakeSlice();
   }
 }
 
 /** Followers of one feed woken in one turn of the event loop (see RunFeed's `#wake`). */
 const WAKE_SLICE = 32;
-
-function wakeSlices(followers: SetIterator<Follower>): void {
-  for (let woken = 0; woken < WAKE_SLICE; woken++) {
-    const next = followers.next();
-    if (next.done) return;
-    next.value.wake();
-  }
-  setImmediate(wakeSlices, followers);
-}
 
 function ignore(): void {}
