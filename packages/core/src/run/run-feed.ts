@@ -222,8 +222,11 @@ export class Follower {
       this.#own = undefined;
     }
     const feed = this.#feed;
-    // Behind what the feed keeps: read on our own up to where it starts, then join it.
-    if (this.position < feed.base) return READ;
+    // Behind what the feed keeps: read on our own up to where it starts, then join it. Just
+    // behind a feed that keeps nothing (its only follower took it all), have it read from here
+    // for all (less than a page: the followers ahead do not wait for it to page through the log).
+    if (this.position < feed.base)
+      return feed.base - this.position < FEED_BUFFER && feed.rewind(this.position) ? WAIT : READ;
     const event = feed.at(this.position + 1);
     if (event !== undefined) {
       this.position = event.seq;
@@ -359,9 +362,10 @@ class RunFeed implements RunWatcher {
   }
 
   /**
-   * Moves the start of a feed that holds no event back to `seq`, when it started past the end
-   * of the log (its first follower came with a seq the log does not have yet) and a follower
-   * needs what comes after `seq`. Whether it did.
+   * Moves the start of a feed that holds no event back to `seq`, when a follower needs what
+   * comes after `seq`: the feed started past the end of the log (its first follower came with a
+   * seq the log does not have yet), or dropped what its only follower had taken
+   * ({@link caughtUp}) and more join from before. Whether it did.
    */
   rewind(seq: number): boolean {
     if (this.#closed || this.gone || this.#events.length > 0 || seq >= this.base) return false;
