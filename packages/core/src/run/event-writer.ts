@@ -12,7 +12,7 @@
  */
 import type { Event } from "../models.ts";
 import type { Store } from "../store.ts";
-import { retryOutage, waitLanded, whenLanded } from "./guarded-store.ts";
+import { retryOutageAfter, waitLanded, whenLanded } from "./guarded-store.ts";
 
 /** How long one attempt waits for an earlier append that timed out to land. */
 const LANDED_WAIT_MS = 1000;
@@ -138,7 +138,14 @@ export class EventWriter {
       if (this.prepare !== undefined) await this.prepare();
       while (this.#buffer.length > 0 && this.#failure === undefined) {
         const batch = this.#buffer.splice(0, this.maxBatch);
-        this.#lastSeq = await retryOutage(() => this.#appendOnce(batch), Date.now() + this.outageMs);
+        const deadline = Date.now() + this.outageMs;
+        const append = (): Promise<number> => this.#appendOnce(batch);
+        try {
+          // The first attempt awaited as it is: retries only after a failure.
+          this.#lastSeq = await append();
+        } catch (error) {
+          this.#lastSeq = await retryOutageAfter(error, append, deadline);
+        }
       }
     } catch (error) {
       this.#failure = error;
@@ -149,30 +156,46 @@ export class EventWriter {
     }
   }
 
-  async #appendOnce(batch: Event[]): Promise<number> {
-    if (this.#uncertain) {
-      // The tail tells what landed only once the earlier append can land no more.
-      if (this.#pending) await this.#waitForPending(this.#pending);
-      const landed = await this.store.readEvents(this.runId, this.#lastSeq, batch.length);
-      if (landed.length === batch.length) {
-        this.#uncertain = false;
-        return this.#lastSeq + batch.length;
-      }
+  /** One attempt to append `batch`: the seq of its last event. */
+  #appendOnce(batch: Event[]): Promise<number> {
+    return this.#uncertain ? this.#appendUncertain(batch) : this.#append(batch);
+  }
+
+  /** After an append that may have landed: the tail tells what did, once that append can land no more. */
+  async #appendUncertain(batch: Event[]): Promise<number> {
+    if (this.#pending) await this.#waitForPending(this.#pending);
+    const landed = await this.store.readEvents(this.runId, this.#lastSeq, batch.length);
+    if (landed.length === batch.length) {
+      this.#uncertain = false;
+      return this.#lastSeq + batch.length;
     }
+    return await this.#append(batch);
+  }
+
+  /** Appends `batch`; not async: the store call's promise and one then. */
+  #append(batch: Event[]): Promise<number> {
     this.#uncertain = true;
-    let seq: number | null;
+    let call: Promise<number | null>;
     try {
-      seq =
+      call =
         this.epoch === undefined
-          ? await this.store.appendEvents(this.runId, batch)
-          : await this.store.appendEvents(this.runId, batch, this.epoch);
+          ? this.store.appendEvents(this.runId, batch)
+          : this.store.appendEvents(this.runId, batch, this.epoch);
     } catch (error) {
       this.#pending = whenLanded(error);
-      throw error;
+      return Promise.reject(error);
     }
-    this.#uncertain = false;
-    if (seq === null) throw new RunGoneError(this.runId);
-    return seq;
+    return call.then(
+      (seq) => {
+        this.#uncertain = false;
+        if (seq === null) throw new RunGoneError(this.runId);
+        return seq;
+      },
+      (error: unknown) => {
+        this.#pending = whenLanded(error);
+        throw error;
+      },
+    );
   }
 
   /** Waits a little for `pending`; throws a store outage (retried by the caller) if it runs on. */

@@ -27,6 +27,7 @@ import {
   type Store,
   type StoredRun,
   type Unsubscribe,
+  type UpdateResult,
 } from "../store.ts";
 import { endRunSpan, inSpan } from "../trace/tracing.ts";
 import { Cancellation } from "./cancellation.ts";
@@ -68,6 +69,8 @@ type Outcome = { status: "completed" } | { status: "failed"; error: ErrorModel }
 
 const COMPLETED: Outcome = { status: "completed" };
 const CANCELLED: Outcome = { status: "cancelled" };
+
+function ignore(): void {}
 
 /** The error a run fails with when its handler threw `error`. */
 function failure(error: unknown): ErrorModel {
@@ -397,14 +400,21 @@ export class RunExecutor {
    * stored, so that no change can come before it. Without a working subscription (store outage)
    * the run still goes on; it then sees a cancel at its next transition.
    */
-  async listen(): Promise<void> {
-    this.#unsubscribe = await this.#store.subscribe(this.runId, this.#onChange).catch(() => undefined);
+  listen(): Promise<void> {
+    return this.#store.subscribe(this.runId, this.#onChange).then(
+      (unsubscribe) => {
+        this.#unsubscribe = unsubscribe;
+      },
+      () => {
+        this.#unsubscribe = undefined;
+      },
+    );
   }
 
-  async stopListening(): Promise<void> {
+  stopListening(): Promise<void> {
     const unsubscribe = this.#unsubscribe;
     this.#unsubscribe = undefined;
-    await unsubscribe?.().catch(() => {});
+    return unsubscribe === undefined ? Promise.resolve() : unsubscribe().catch(ignore);
   }
 
   /**
@@ -916,18 +926,20 @@ export class RunExecutor {
       const written = [...queued, ...events(run)];
       let uncertain = false;
       this.#writingVersion = current.version + 1;
-      let result = await retryOutage(
-        () =>
-          this.#store.updateRun(this.runId, current.version, { ...current, run, resume: null }, written, {
-            history,
-            unobserved: this.#unobserved,
-          }),
-        deadline,
-        this.#giveUp,
-        (error) => {
-          uncertain ||= isStoreOutage(error);
-        },
-      );
+      const write = (): Promise<UpdateResult> =>
+        this.#store.updateRun(this.runId, current.version, { ...current, run, resume: null }, written, {
+          history,
+          unobserved: this.#unobserved,
+        });
+      let result: UpdateResult;
+      try {
+        // The first attempt awaited as it is: retries only after a failure.
+        result = await write();
+      } catch (error) {
+        result = await retryOutageAfter(error, write, deadline, this.#giveUp, (failure) => {
+          uncertain ||= isStoreOutage(failure);
+        });
+      }
       // A write that timed out may have landed: then the store holds exactly what we wrote.
       if (
         !result.ok &&

@@ -49,8 +49,16 @@ class Deadlines {
   /**
    * `span` (the call's, if traced) ends when the returned promise settles, and `timer` (the
    * call's metrics, started at `startedAt`) records it then: no promise added for either.
+   * `late` gets the value of a call that succeeds after it timed out.
    */
-  track<T>(method: string, promise: Promise<T>, span?: Span, timer?: StoreTimer, startedAt = 0): Promise<T> {
+  track<T>(
+    method: string,
+    promise: Promise<T>,
+    span?: Span,
+    timer?: StoreTimer,
+    startedAt = 0,
+    late?: (value: T) => void,
+  ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const entry = {
         due: Date.now() + this.timeoutMs,
@@ -68,7 +76,10 @@ class Deadlines {
       promise.then(
         (value) => {
           // Not in #pending any more: it expired, and its span has ended.
-          if (!this.#pending.delete(entry)) return;
+          if (!this.#pending.delete(entry)) {
+            late?.(value);
+            return;
+          }
           this.health.down = false;
           resolve(value);
           timer?.(startedAt, false);
@@ -170,9 +181,13 @@ function guardSubscribe(
     if (span !== undefined) endStoreSpan(span, true, failure);
     return Promise.reject(failure);
   }
-  const guarded = deadlines.track("subscribe", call, span, timer, startedAt);
-  guarded.catch(() => call.then((unsubscribe) => unsubscribe()).catch(() => {}));
-  return guarded;
+  return deadlines.track("subscribe", call, span, timer, startedAt, (unsubscribe) => {
+    try {
+      unsubscribe().catch(ignore);
+    } catch {
+      // Nothing more to do for a subscription nobody holds.
+    }
+  });
 }
 
 function ignore(): void {}
@@ -231,8 +246,8 @@ export async function retryOutageAfter<T>(
   first: unknown,
   fn: () => Promise<T>,
   deadline: number,
-  signal: { readonly aborted: boolean } | undefined,
-  onFailure: ((error: unknown) => void) | undefined,
+  signal?: { readonly aborted: boolean },
+  onFailure?: (error: unknown) => void,
 ): Promise<T> {
   let error = first;
   let delay = 100;
