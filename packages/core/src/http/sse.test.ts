@@ -1,12 +1,16 @@
 /**
  * How a run's SSE body is cut into chunks: events a stream has at hand at once (a batch its feed
  * read, or a stream behind the log) go out as one chunk, each still its own frame with its id,
- * in order, and a long burst is split into bounded chunks, each ending on a frame.
+ * in order, and a long burst is split into bounded chunks, each ending on a frame; a stream
+ * whose feed cannot read ends with an error event.
  */
-import { afterEach, describe, expect, it } from "vitest";
-import { words } from "../../test/support/agents.ts";
+import { MemoryStore } from "@acp/store-memory";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { approval, words } from "../../test/support/agents.ts";
 import { createRun, type Frame, parseFrames, startApp, stopApps, type TestApp, user } from "../../test/support/app.ts";
+import { interceptStore } from "../../test/support/intercept-store.ts";
 import type { Event } from "../models.ts";
+import { StoreRefusedError } from "../store.ts";
 
 afterEach(() => stopApps());
 
@@ -56,5 +60,27 @@ describe("SSE chunks", () => {
     expect(chunks.length).toBeLessThan(events.length);
     const frames = chunks.flatMap((chunk) => parseFrames(chunk));
     expect(frames).toEqual(framesOf(events, 1));
+  });
+
+  it("ends a stream whose feed cannot read with an error event, and logs why", async () => {
+    const refuse = { on: false };
+    const store = interceptStore(new MemoryStore(), (method, _args, call) =>
+      refuse.on && method === "readEvents"
+        ? Promise.reject(new StoreRefusedError("test", "readEvents refused"))
+        : call(),
+    );
+    const errors = vi.spyOn(console, "error").mockImplementation(() => {});
+    try {
+      const served = await startApp([approval], {}, store);
+      const run = await createRun(served, { agent_name: "approval", input: [user("the plan")] });
+      expect(run.status).toBe("awaiting");
+      refuse.on = true;
+      const response = await served.request(`/runs/${run.run_id}/events`, { headers: sse });
+      const frames = (await chunksOf(response)).flatMap((chunk) => parseFrames(chunk));
+      expect(frames).toEqual([{ data: { type: "error", error: expect.objectContaining({ code: "server_error" }) } }]);
+      expect(JSON.stringify(errors.mock.calls)).toContain("readEvents refused");
+    } finally {
+      errors.mockRestore();
+    }
   });
 });
