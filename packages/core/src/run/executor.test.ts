@@ -237,6 +237,29 @@ describe("RunExecutor", () => {
     expect(texts(record.run)[0]!.length).toBeGreaterThanOrEqual(3);
   });
 
+  it("keeps nothing a handler yields after it was stopped in the same step", async () => {
+    let stopNow: () => void = () => {};
+    let go: () => void = () => {};
+    const ready = new Promise<void>((resolve) => {
+      go = resolve;
+    });
+    const hasty = agent({ name: "hasty" }, async function* hastyHandler() {
+      await ready;
+      yield "before";
+      // Stopped while this step runs, before it yields: what it yields next is not the run's.
+      stopNow();
+      yield "after";
+    });
+    const started = await start(hasty);
+    stopNow = () => started.executor.abort({ code: "server_error", message: "stopped" });
+    go();
+    await started.done;
+    const record = await started.record();
+    expect(record.run.status).toBe("failed");
+    expect(record.run.error?.message).toBe("stopped");
+    expect(texts(record.run)).toEqual([["before"]]);
+  });
+
   it("ends a cancelled run even when its handler ignores the signal", async () => {
     const deaf = agent({ name: "deaf" }, async function* deafHandler() {
       yield "started";

@@ -567,14 +567,16 @@ export class RunExecutor {
           end(CANCELLED);
           return;
         }
+        // Pending from before the call: a cancel during the handler's synchronous part ends the run.
+        pending = true;
         let step: Promise<IteratorResult<Yielded>>;
         try {
           step = generator!.next(resume);
         } catch (error) {
+          pending = false;
           fail(error);
           return;
         }
-        pending = true;
         step.then(took, (error: unknown) => {
           if (!pending) return;
           pending = false;
