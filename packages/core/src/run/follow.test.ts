@@ -1,7 +1,8 @@
 /**
- * The follower over an in-process memory store: `waitForRecord` wakes on record changes (not on
- * events), and `followEvents` reads a log from any position, live, page by page, to its end.
- * Both fall back on their poll when a notification is lost.
+ * Following a run over an in-process memory store: `waitForRecord` wakes on record changes (not
+ * on events), and one reader over RunFeeds and RunWatch (`followEvents` below) reads a log from
+ * any position, live, page by page, to its end. Both fall back on their poll when a notification
+ * is lost.
  */
 import { MemoryStore } from "@acp/store-memory";
 import { describe, expect, it } from "vitest";
@@ -9,10 +10,45 @@ import { controlledStore } from "../../test/support/controlled-store.ts";
 import type { Event } from "../models.ts";
 import type { ChangeListener, Store, StoredEvent, StoredRun } from "../store.ts";
 import { label, labelOf, newRun, runEvent, within, withStatus } from "../testing/index.ts";
-import { followEvents, waitForRecord } from "./follow.ts";
+import { waitForRecord } from "./follow.ts";
+import { RunFeeds } from "./run-feed.ts";
+import { RunWatch } from "./run-watch.ts";
 
 /** Long enough that a test passing within a fraction of it did not rely on the poll. */
 const NO_POLL = 60_000;
+
+interface FollowOptions {
+  /** Start after this seq: 0 reads from the first event. */
+  afterSeq: number;
+  signal?: AbortSignal;
+  /** Look at the store after this long without a notification (a lost notification costs at most this). @default 10_000 */
+  pollMs?: number;
+}
+
+/**
+ * One reader of a run's events over a feed and a watch of its own, as an app's streams read them
+ * through the runtime's shared RunFeeds and RunWatch: yields the events with `seq > afterSeq` in
+ * order, then waits for more, checked every `pollMs`. Ends when `signal` aborts, the run
+ * disappears from the store, or the run has ended and nothing is left.
+ */
+async function* followEvents(store: Store, runId: string, options: FollowOptions): AsyncGenerator<StoredEvent> {
+  const { signal, pollMs = NO_POLL } = options;
+  const watch = new RunWatch(store, pollMs);
+  const follower = new RunFeeds(store, watch).follow(runId, options.afterSeq);
+  const stop = (): void => void follower.close();
+  signal?.addEventListener("abort", stop, { once: true });
+  try {
+    if (signal?.aborted) return;
+    for (let next = await follower.next(); next !== undefined; next = await follower.next()) {
+      const { seq, event } = next;
+      yield { seq, event };
+    }
+  } finally {
+    signal?.removeEventListener("abort", stop);
+    await follower.close();
+    watch.stop();
+  }
+}
 
 /** `inner` whose notifications never arrive (a lost pub/sub message), counting open subscriptions. */
 function deafStore(inner: Store): { store: Store; open: () => number } {

@@ -1,12 +1,11 @@
 /**
  * Waits on a run, whichever instance writes it: subscribe first, then read, then read again on
  * every wake-up. Notifications only wake the reader, so a lost one delays it (until the
- * instance's periodic check, or the poll of a reader on its own) but never loses or repeats an
- * event.
+ * instance's periodic check, or the poll of a reader on its own) but never loses a change.
+ * (The events of a run are followed through {@link RunFeeds}, run-feed.ts.)
  */
-import type { ChangeKind, Store, StoredEvent, StoredRun } from "../store.ts";
-import { RunFeeds } from "./run-feed.ts";
-import { RunWatch } from "./run-watch.ts";
+import type { ChangeKind, Store, StoredRun } from "../store.ts";
+import type { RunWatch } from "./run-watch.ts";
 
 /**
  * How long a reader waits without a notification before it reads anyway. Notifications are
@@ -46,40 +45,6 @@ class Waker {
       signal?.addEventListener("abort", done, { once: true });
       this.#resolve = done;
     });
-  }
-}
-
-export interface FollowOptions {
-  /** Start after this seq: 0 reads from the first event. */
-  afterSeq: number;
-  signal?: AbortSignal;
-  /** Look at the store after this long without a notification (a lost notification costs at most this). @default 10_000 */
-  pollMs?: number;
-}
-
-/**
- * Yields the run's events with `seq > afterSeq` in order, then waits for more: the caller stops
- * iterating when it has seen what it wanted (a terminal event, say). Ends by itself when
- * `signal` aborts, the run disappears from the store, or the run has ended and nothing is left.
- * A follower of a feed of its own, checked every `pollMs` by a watch of its own: for one reader
- * outside an app (the app's streams share the runtime's {@link RunFeeds} and {@link RunWatch}).
- */
-export async function* followEvents(store: Store, runId: string, options: FollowOptions): AsyncGenerator<StoredEvent> {
-  const { signal, pollMs = IDLE_POLL_MS } = options;
-  const watch = new RunWatch(store, pollMs);
-  const follower = new RunFeeds(store, watch).follow(runId, options.afterSeq);
-  const stop = (): void => void follower.close();
-  signal?.addEventListener("abort", stop, { once: true });
-  try {
-    if (signal?.aborted) return;
-    for (let next = await follower.next(); next !== undefined; next = await follower.next()) {
-      const { seq, event } = next;
-      yield { seq, event };
-    }
-  } finally {
-    signal?.removeEventListener("abort", stop);
-    await follower.close();
-    watch.stop();
   }
 }
 
