@@ -67,8 +67,7 @@ class Deadlines {
           stillRunning.set(error, promise.then(ignore, ignore));
           this.health.down = true;
           reject(error);
-          timer?.(startedAt, true);
-          if (span !== undefined) endStoreSpan(span, true, error);
+          callEnded(span, timer, startedAt, true, error);
         },
       };
       this.#pending.add(entry);
@@ -82,16 +81,14 @@ class Deadlines {
           }
           this.health.down = false;
           resolve(value);
-          timer?.(startedAt, false);
-          if (span !== undefined) endStoreSpan(span, false);
+          callEnded(span, timer, startedAt, false);
         },
         (error: unknown) => {
           if (!this.#pending.delete(entry)) return;
           const failure = asStoreError(method, error);
           this.health.down = isStoreOutage(failure);
           reject(failure);
-          timer?.(startedAt, true);
-          if (span !== undefined) endStoreSpan(span, true, failure);
+          callEnded(span, timer, startedAt, true, failure);
         },
       );
     });
@@ -142,52 +139,46 @@ export function guardStore(store: Store, timeoutMs: number, metrics?: Metrics, h
     const spanName = `store ${method}`;
     // Without metrics nothing is timed: no clock read per call.
     const timer = metrics?.storeOperation(method);
+    // A subscription that comes through after its timeout is ended at once, so none leaks.
+    const late = method === "subscribe" ? endLateSubscription : undefined;
     (guarded as Record<string, unknown>)[method] = (...args: unknown[]): Promise<unknown> => {
       const startedAt = timer === undefined ? 0 : performance.now();
       // A child span of the run's (or request's) span, when one records.
       const span = startStoreSpan(spanName, method);
-      if (method === "subscribe") return guardSubscribe(store, args, deadlines, span, timer, startedAt);
       let call: Promise<unknown>;
       try {
         call = original.apply(store, args);
       } catch (error) {
         const failure = asStoreError(method, error);
-        timer?.(startedAt, true);
-        if (span !== undefined) endStoreSpan(span, true, failure);
+        callEnded(span, timer, startedAt, true, failure);
         return Promise.reject(failure);
       }
-      return deadlines.track(method, call, span, timer, startedAt);
+      return deadlines.track(method, call, span, timer, startedAt, late);
     };
   }
   if (store.close) guarded.close = () => store.close!();
   return guarded as Store;
 }
 
-/** A subscription that comes through after its timeout is ended at once, so none leaks. */
-function guardSubscribe(
-  store: Store,
-  args: unknown[],
-  deadlines: Deadlines,
+/** Ends a subscription that came through after its call timed out: nobody holds it. */
+function endLateSubscription(unsubscribe: unknown): void {
+  try {
+    (unsubscribe as Unsubscribe)().catch(ignore);
+  } catch {
+    // Nothing more to do for a subscription nobody holds.
+  }
+}
+
+/** A store call ended: its metrics record it and its span ends (each only when there is one). */
+function callEnded(
   span: Span | undefined,
   timer: StoreTimer | undefined,
   startedAt: number,
-): Promise<Unsubscribe> {
-  let call: Promise<Unsubscribe>;
-  try {
-    call = store.subscribe(...(args as Parameters<Store["subscribe"]>));
-  } catch (error) {
-    const failure = asStoreError("subscribe", error);
-    timer?.(startedAt, true);
-    if (span !== undefined) endStoreSpan(span, true, failure);
-    return Promise.reject(failure);
-  }
-  return deadlines.track("subscribe", call, span, timer, startedAt, (unsubscribe) => {
-    try {
-      unsubscribe().catch(ignore);
-    } catch {
-      // Nothing more to do for a subscription nobody holds.
-    }
-  });
+  failed: boolean,
+  error?: unknown,
+): void {
+  timer?.(startedAt, failed);
+  if (span !== undefined) endStoreSpan(span, failed, error);
 }
 
 function ignore(): void {}
