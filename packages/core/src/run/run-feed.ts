@@ -111,10 +111,7 @@ export class Follower {
   /** Events this follower read itself while behind the feed; index of the next one. */
   #own: StoredEvent[] | undefined;
   #ownAt = 0;
-  /** The pending `next()`, while it waits for the feed to move. */
-  #resolve: ((event: FedEvent | undefined) => void) | undefined;
-  #reject: ((error: unknown) => void) | undefined;
-  /** Who waits, when it is a {@link poll}. */
+  /** Who waits for the feed to move (see {@link poll}). */
   #sink: FollowerSink | undefined;
   /** Nothing more to hand out: closed, or the run's log is gone. */
   #done = false;
@@ -131,19 +128,23 @@ export class Follower {
   }
 
   /**
-   * The next event, once there is one; `undefined` when the follower is done.
+   * The next event, once there is one; `undefined` when the follower is done. {@link poll} with
+   * a promise around it, for a reader that awaits (an idle stream polls instead).
    * @throws StoreError when the feed's subscription or a read fails.
    */
   next(): Promise<FedEvent | undefined> {
-    const feed = this.#feed;
-    if (!feed.subscribed) return feed.ready.then(() => this.next());
-    const step = this.#step();
-    if (step === READ) return this.#readOwn().then(() => this.next());
-    if (step !== WAIT) return Promise.resolve(step);
-    feed.demand();
     return new Promise((resolve, reject) => {
-      this.#resolve = resolve;
-      this.#reject = reject;
+      const sink: FollowerSink = {
+        woken: (error) => {
+          if (error !== undefined) reject(error);
+          else settleOrWait();
+        },
+      };
+      const settleOrWait = (): void => {
+        const event = this.poll(sink);
+        if (event !== WAITING) resolve(event);
+      };
+      settleOrWait();
     });
   }
 
@@ -180,33 +181,12 @@ export class Follower {
     return step === WAIT || step === READ ? undefined : step;
   }
 
-  /** The feed moved (or, with `error`, its read failed): settles a pending `next()` if it can. */
+  /** The feed moved (or, with `error`, its read failed): wakes the waiting poll, if any. */
   wake(error?: unknown): void {
     const sink = this.#sink;
-    if (sink !== undefined) {
-      this.#sink = undefined;
-      sink.woken(error);
-      return;
-    }
-    const resolve = this.#resolve;
-    const reject = this.#reject;
-    if (resolve === undefined || reject === undefined) return;
-    if (error !== undefined) {
-      this.#resolve = this.#reject = undefined;
-      reject(error);
-      return;
-    }
-    const step = this.#step();
-    if (step === WAIT) {
-      this.#feed.demand();
-      return;
-    }
-    this.#resolve = this.#reject = undefined;
-    if (step === READ)
-      this.#readOwn()
-        .then(() => this.next())
-        .then(resolve, reject);
-    else resolve(step);
+    if (sink === undefined) return;
+    this.#sink = undefined;
+    sink.woken(error);
   }
 
   /** The next event if it is at hand; `undefined` when done; else what to do first. */
