@@ -11,7 +11,7 @@ import { eventually } from "../../test/support/app.ts";
 import { interceptStore } from "../../test/support/intercept-store.ts";
 import type { Event, RunStatus } from "../models.ts";
 import { type ChangeListener, type Store, type StoredRun, StoreError, StoreRefusedError } from "../store.ts";
-import { FEED_BUFFER, type Follower, RunFeeds, WAITING } from "./run-feed.ts";
+import { FEED_BUFFER, type Follower, RunFeeds, type RunFeedsOptions, WAITING } from "./run-feed.ts";
 import { HEADS_BATCH, RunWatch } from "./run-watch.ts";
 import { Runtime } from "./runtime.ts";
 
@@ -82,6 +82,18 @@ const range = (from: number, to: number): number[] => Array.from({ length: to - 
 /** An hour: the periodic check runs only when a test calls checkNow(). */
 const NEVER = 3_600_000;
 
+/** A run in progress stored with `events`, and feeds over the counting store (a watch that never checks). */
+async function runInProgress(
+  events: Event[],
+  options?: RunFeedsOptions,
+): Promise<{ counted: ReturnType<typeof countingStore>; feeds: RunFeeds; runId: string }> {
+  const counted = countingStore();
+  const feeds = new RunFeeds(counted.store, new RunWatch(counted.store, NEVER), options);
+  const stored = record("in-progress");
+  await counted.store.createRun(stored, events);
+  return { counted, feeds, runId: stored.run.run_id };
+}
+
 describe("RunFeeds and RunWatch", () => {
   it("cost the store one call per check for idle followers, whatever their number", async () => {
     const counted = countingStore();
@@ -112,11 +124,7 @@ describe("RunFeeds and RunWatch", () => {
   });
 
   it("read a run once per change for all its followers, each of which gets every event once, in order", async () => {
-    const counted = countingStore();
-    const feeds = new RunFeeds(counted.store, new RunWatch(counted.store, NEVER));
-    const stored = record("in-progress");
-    const runId = stored.run.run_id;
-    await counted.store.createRun(stored, [label(1)]);
+    const { counted, feeds, runId } = await runInProgress([label(1)]);
     const followers = Array.from({ length: 200 }, () => feeds.follow(runId, 0));
     const seen = followers.map((follower) => take(follower, 21));
     await eventually(async () => (counted.calls.get("readEvents") ?? 0) > 0);
@@ -132,11 +140,7 @@ describe("RunFeeds and RunWatch", () => {
   });
 
   it("hand a follower the rest of a batch at hand with take(), without waiting or repeating", async () => {
-    const counted = countingStore();
-    const feeds = new RunFeeds(counted.store, new RunWatch(counted.store, NEVER));
-    const stored = record("in-progress");
-    const runId = stored.run.run_id;
-    await counted.store.createRun(stored, [label(1), label(2), label(3)]);
+    const { counted, feeds, runId } = await runInProgress([label(1), label(2), label(3)]);
     const follower = feeds.follow(runId, 0);
     expect(follower.take()).toBeUndefined();
     expect((await follower.next())?.seq).toBe(1);
@@ -152,11 +156,7 @@ describe("RunFeeds and RunWatch", () => {
   });
 
   it("wake a polling follower's sink, with no promise pending, when the feed is ready and when it moves", async () => {
-    const counted = countingStore();
-    const feeds = new RunFeeds(counted.store, new RunWatch(counted.store, NEVER));
-    const stored = record("in-progress");
-    const runId = stored.run.run_id;
-    await counted.store.createRun(stored, [label(1), label(2)]);
+    const { counted, feeds, runId } = await runInProgress([label(1), label(2)]);
     const follower = feeds.follow(runId, 0);
     let woken = 0;
     const sink = { woken: () => void woken++ };
@@ -177,11 +177,7 @@ describe("RunFeeds and RunWatch", () => {
   });
 
   it("drop the events a feed kept once its only follower has taken them; followers that join later share one read", async () => {
-    const counted = countingStore();
-    const feeds = new RunFeeds(counted.store, new RunWatch(counted.store, NEVER));
-    const stored = record("in-progress");
-    const runId = stored.run.run_id;
-    await counted.store.createRun(stored, [label(1), label(2), label(3)]);
+    const { counted, feeds, runId } = await runInProgress([label(1), label(2), label(3)]);
     const first = feeds.follow(runId, 0);
     expect(await take(first, 3)).toEqual([1, 2, 3]);
     const reads = counted.calls.get("readEvents") ?? 0;
@@ -308,11 +304,7 @@ describe("RunFeeds and RunWatch", () => {
   });
 
   it("retry a shared read that failed for a store outage, while every follower waits", async () => {
-    const counted = countingStore();
-    const feeds = new RunFeeds(counted.store, new RunWatch(counted.store, NEVER));
-    const stored = record("in-progress");
-    const runId = stored.run.run_id;
-    await counted.store.createRun(stored, [label(1)]);
+    const { counted, feeds, runId } = await runInProgress([label(1)]);
     const followers = Array.from({ length: 5 }, () => feeds.follow(runId, 0));
     for (const follower of followers) expect(await take(follower, 1)).toEqual([1]);
     const reads = counted.calls.get("readEvents") ?? 0;
@@ -331,11 +323,7 @@ describe("RunFeeds and RunWatch", () => {
   });
 
   it("fail their followers when the store refuses the shared read, or when an outage outlasts the budget", async () => {
-    const counted = countingStore();
-    const feeds = new RunFeeds(counted.store, new RunWatch(counted.store, NEVER), { outageMs: 500 });
-    const stored = record("in-progress");
-    const runId = stored.run.run_id;
-    await counted.store.createRun(stored, [label(1)]);
+    const { counted, feeds, runId } = await runInProgress([label(1)], { outageMs: 500 });
     const followers = Array.from({ length: 3 }, () => feeds.follow(runId, 0));
     for (const follower of followers) expect(await take(follower, 1)).toEqual([1]);
     // A refusal would be refused again: not retried, every waiting follower gets it.
