@@ -72,6 +72,8 @@ export interface BenchConfig {
   followers: number;
   /** BENCH_FANOUT_EVENTS: timestamped parts of the fan-out run, 20 a second. @default 100 */
   fanoutEvents: number;
+  /** BENCH_FANOUT_WARMUP_EVENTS: parts of the fan-out's first round to all the followers, reported apart (B's code still cold); 0 skips it. @default 20 */
+  fanoutWarmupEvents: number;
   /** BENCH_TAKEOVER_STEPS: recorded steps of the durable run taken over. @default 1000 */
   takeoverSteps: number;
   /** BENCH_TAKEOVER_EVENTS: parts the durable run taken over has yielded. @default 10_000 */
@@ -99,6 +101,7 @@ export function configFromEnv(argv: string[] = process.argv.slice(2)): BenchConf
     crossEvents: whole("BENCH_CROSS_EVENTS", 3000),
     followers: whole("BENCH_FOLLOWERS", 1000),
     fanoutEvents: whole("BENCH_FANOUT_EVENTS", 100),
+    fanoutWarmupEvents: whole("BENCH_FANOUT_WARMUP_EVENTS", 20, 0),
     takeoverSteps: whole("BENCH_TAKEOVER_STEPS", 1000),
     takeoverEvents: whole("BENCH_TAKEOVER_EVENTS", 10_000, 0),
     profile: process.env.BENCH_PROFILE === "1" || argv.includes("--profile"),

@@ -11,6 +11,8 @@ import { fileURLToPath } from "node:url";
 
 /** apps/demo: where tsx and the workspace packages resolve. */
 export const demoDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+/** The repository's root. */
+export const repoDir = path.resolve(demoDir, "../..");
 
 export interface ServerProcess {
   url: string;

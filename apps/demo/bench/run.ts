@@ -12,7 +12,7 @@ import path from "node:path";
 import { checkReachable, cleanupAll, type StoreName } from "./backends.ts";
 import { configFromEnv, type Scenario } from "./config.ts";
 import { chooseGenerator } from "./generator.ts";
-import { demoDir, stopAll } from "./processes.ts";
+import { repoDir, stopAll } from "./processes.ts";
 import { isMainThreadProfile, summarizeProfile } from "./profile-summary.ts";
 import { formatCount, Progress } from "./progress.ts";
 import { type BenchResults, commit, evaluateTargets, machine, toHeadline, toMarkdown } from "./report.ts";
@@ -26,7 +26,6 @@ import { measureStreamGrowth } from "./scenarios/stream-growth.ts";
 import { measureTakeover } from "./scenarios/takeover.ts";
 import { measureThroughput } from "./scenarios/throughput.ts";
 
-const repoDir = path.resolve(demoDir, "../..");
 const resultsDir = path.join(repoDir, "bench-results");
 const docsFile = path.join(repoDir, "docs", "benchmarks.md");
 const DOCS_START = "<!-- bench:start -->";
@@ -60,6 +59,7 @@ const results: Omit<BenchResults, "targets"> = {
     crossEvents: config.crossEvents,
     followers: config.followers,
     fanoutEvents: config.fanoutEvents,
+    fanoutWarmupEvents: config.fanoutWarmupEvents,
     takeoverSteps: config.takeoverSteps,
     takeoverEvents: config.takeoverEvents,
   },
@@ -122,6 +122,9 @@ const steps: Step[] = [
       results.fanout.push(row);
       return (
         `1 follower: p99 ${row.one.p99Ms.toFixed(1)} ms, ${row.one.storeCallsPerSecond.toFixed(1)} store calls/s on B; ` +
+        (row.cold
+          ? `first run to ${formatCount(row.cold.followers)} (B cold): p99 ${row.cold.p99Ms.toFixed(1)} ms; `
+          : "") +
         `${formatCount(row.many.followers)}: p99 ${row.many.p99Ms.toFixed(1)} ms, ${row.many.storeCallsPerSecond.toFixed(1)} store calls/s`
       );
     },
@@ -195,6 +198,7 @@ async function main(): Promise<void> {
     progress,
     generator,
     profileDir: (step) => (config.profile ? path.join(profileRoot, step) : undefined),
+    missedProfileDir: config.profileMissed ? path.join(profileRoot, "missed") : undefined,
   };
   const started = performance.now();
   // A step that fails is reported and left out; the others still run, so that one broken
@@ -217,7 +221,7 @@ async function main(): Promise<void> {
     progress.total++;
     progress.step("profiles of the throughput targets not met");
     try {
-      results.profiles = await profileMissed(targets, context, path.join(profileRoot, "missed"), repoDir);
+      results.profiles = await profileMissed(targets, context, context.missedProfileDir!);
       progress.done(results.profiles.map((profile) => profile.file).join(", "));
     } catch (error) {
       if (interrupted) throw error;

@@ -10,6 +10,8 @@ export interface ScenarioContext {
   generator: LoadGenerator;
   /** Where the servers of a step write their CPU profiles; `undefined` when not profiling. */
   profileDir(step: string): string | undefined;
+  /** Where the profile of a missed target is saved; `undefined` when those are not taken (`BENCH_PROFILE_MISSED=0`). */
+  missedProfileDir: string | undefined;
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));

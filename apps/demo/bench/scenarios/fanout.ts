@@ -8,6 +8,12 @@
  * one subscription and one read per run among its followers makes about as many with a thousand
  * as with one.
  *
+ * The thousand followers get a first, shorter run before the measured one (`fanoutWarmupEvents`
+ * parts), reported apart: in it B's delivery code runs before V8 has optimised it, and its first
+ * parts took about twice as long to reach every stream as the parts of a server that has been
+ * delivering for a while. A server in production is warm, as are the throughput servers, which
+ * are measured after their warm-up.
+ *
  * The followers run in a few child processes of their own (fanout-followers.ts), not in the
  * bench's: an event loop serving a thousand streams lags, and in the bench's process that lag
  * was counted as delivery delay. Each process reads its frames with a light parser, times every
@@ -18,13 +24,18 @@
 import { type ChildProcess, fork } from "node:child_process";
 import path from "node:path";
 import { namespace, type StoreName } from "../backends.ts";
+import type { BenchConfig } from "../config.ts";
 import type { FollowerCommand, FollowerReport, FollowersResult } from "../fanout-followers.ts";
 import { cpuSeconds, demoDir, type ServerProcess, startServer } from "../processes.ts";
+import { FANOUT_P99_GOAL_MS, fanoutDelayTarget, type ServerProfile } from "../report.ts";
+import { startProfile, stopProfile } from "../server-profile.ts";
 import { storeCalls } from "../server-stats.ts";
 import { type ScenarioContext, sleep, timeout } from "./context.ts";
 
 export interface FanoutPhase {
   followers: number;
+  /** Parts the run yielded. */
+  events: number;
   /** Parts timed at the followers (expected: followers × events). */
   deliveries: number;
   /** Parts a follower never got. */
@@ -74,7 +85,11 @@ export interface FanoutResult {
   events: number;
   intervalMs: number;
   one: FanoutPhase;
+  /** The first run to all the followers, with fewer parts, while B's code is cold; not the target. */
+  cold?: FanoutPhase;
   many: FanoutPhase;
+  /** Where B's time went, when the p99 target was missed (and BENCH_PROFILE_MISSED is on). */
+  profile?: ServerProfile;
 }
 
 const INTERVAL_MS = 50;
@@ -196,6 +211,8 @@ async function phase(
   count: number,
   events: number,
   report: (detail: string) => void,
+  /** Called once every follower is attached, just before the run is resumed. */
+  beforeResume?: () => Promise<void>,
 ): Promise<FanoutPhase> {
   const run = await post(`${a.url}/runs`, {
     agent_name: "broadcast",
@@ -224,6 +241,7 @@ async function phase(
       return sum === undefined || seconds === undefined ? undefined : sum + seconds;
     }, 0);
   const clientCpuAtStart = clientCpu();
+  await beforeResume?.();
   const measured = Promise.all(used.map((client) => client.measure()));
   const started = performance.now();
   report(`${count} followers: resumed on A, ${events} parts at ${1000 / INTERVAL_MS}/s`);
@@ -254,6 +272,7 @@ async function phase(
       earliest.set(written, Math.min(delay, earliest.get(written) ?? Number.POSITIVE_INFINITY));
   return {
     followers: count,
+    events,
     deliveries: delays.length,
     missing: results.reduce(
       (sum, result) => sum + result.parts.reduce((missing, parts) => missing + Math.max(0, events - parts), 0),
@@ -280,9 +299,42 @@ async function phase(
   };
 }
 
+/**
+ * Where B's time goes when the target is missed: one more run to the same followers, B under
+ * V8's sampling profiler (through its bench server's inspector) from the resume to the end.
+ */
+async function profileB(
+  store: Exclude<StoreName, "memory">,
+  a: ServerProcess,
+  b: ServerProcess,
+  clients: FollowerProcess[],
+  config: BenchConfig,
+  dir: string,
+  report: (detail: string) => void,
+): Promise<ServerProfile> {
+  let startedAt = 0;
+  const start = async (): Promise<void> => {
+    await startProfile(b.url);
+    startedAt = performance.now();
+  };
+  const profiled = await phase(a, b, clients, config.followers, config.fanoutEvents, report, start);
+  const seconds = (performance.now() - startedAt) / 1000;
+  const { file, summary } = await stopProfile(b.url, path.join(dir, `fanout-${store}-b.cpuprofile`));
+  return {
+    server: `fanout-${store}`,
+    label: `Instance B of the ${store === "redis" ? "Redis" : "PostgreSQL"} fan-out`,
+    reason: `${fanoutDelayTarget(store, profiled.followers)}: p99 ${profiled.p99Ms.toFixed(1)} ms in this run, goal ≤ ${FANOUT_P99_GOAL_MS} ms`,
+    seconds,
+    runs: profiled.deliveries,
+    unit: "delivery",
+    file,
+    summary,
+  };
+}
+
 export async function measureFanout(
   store: Exclude<StoreName, "memory">,
-  { config, progress, profileDir }: ScenarioContext,
+  { config, progress, profileDir, missedProfileDir }: ScenarioContext,
 ): Promise<FanoutResult> {
   const space = namespace(store);
   // A's bench server stamps each part with the time of the store call that writes it.
@@ -295,8 +347,22 @@ export async function measureFanout(
     for (let index = 0; index < CLIENT_PROCESSES; index++) clients.push(await startFollowers());
     const report = (detail: string): void => progress.update(detail);
     const one = await phase(a, b, clients, 1, config.fanoutEvents, report);
+    const cold =
+      config.fanoutWarmupEvents > 0
+        ? await phase(a, b, clients, config.followers, config.fanoutWarmupEvents, report)
+        : undefined;
     const many = await phase(a, b, clients, config.followers, config.fanoutEvents, report);
-    return { store, events: config.fanoutEvents, intervalMs: INTERVAL_MS, one, many };
+    const missed = many.p99Ms > FANOUT_P99_GOAL_MS && missedProfileDir !== undefined;
+    const profile = missed ? await profileB(store, a, b, clients, config, missedProfileDir, report) : undefined;
+    return {
+      store,
+      events: config.fanoutEvents,
+      intervalMs: INTERVAL_MS,
+      one,
+      ...(cold ? { cold } : {}),
+      many,
+      ...(profile ? { profile } : {}),
+    };
   } finally {
     for (const client of clients) client.stop();
     await Promise.all([a.stop(), b?.stop()]);

@@ -6,18 +6,15 @@
  * that start-up stays out of it). The profile is saved beside the results; its summary goes into
  * the report.
  */
-import { mkdir, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { type CpuProfile, summarize } from "../profile-summary.ts";
-import { PROFILE_INTERVAL_US, type ServerProfile, type TargetResult } from "../report.ts";
+import type { ServerProfile, TargetResult } from "../report.ts";
+import { startProfile, stopProfile } from "../server-profile.ts";
 import type { ScenarioContext } from "./context.ts";
 import { envOf } from "./observability.ts";
 import { ThroughputServer } from "./throughput-server.ts";
 
 const WARM_UP_MS = 3000;
 const PROFILE_SECONDS = 5;
-/** Rows of each ranking in the report. */
-const TOP = 12;
 
 const LABELS = {
   memory: "ACP, memory store",
@@ -26,18 +23,11 @@ const LABELS = {
   observability: "ACP, memory store, metrics + tracing on",
 } as const;
 
-async function post(url: string): Promise<Response> {
-  const response = await fetch(url, { method: "POST" });
-  if (!response.ok) throw new Error(`POST ${url}: status ${response.status}: ${await response.text()}`);
-  return response;
-}
-
 /** Profiles the server of every missed throughput target; `dir` receives the `.cpuprofile` files. */
 export async function profileMissed(
   targets: readonly TargetResult[],
   context: ScenarioContext,
   dir: string,
-  repoDir: string,
 ): Promise<ServerProfile[]> {
   const profiles: ServerProfile[] = [];
   for (const target of targets) {
@@ -50,20 +40,17 @@ export async function profileMissed(
         : await ThroughputServer.start(which, context, {}, `profile-${which}`);
     try {
       await server.warmUp(WARM_UP_MS);
-      await post(`${server.server.url}/__bench/profile/start?intervalUs=${PROFILE_INTERVAL_US}`);
+      await startProfile(server.server.url);
       const window = await server.warmUp(PROFILE_SECONDS * 1000);
-      const profile = (await (await post(`${server.server.url}/__bench/profile/stop`)).json()) as CpuProfile;
-      await mkdir(dir, { recursive: true });
-      const file = path.join(dir, `${which}.cpuprofile`);
-      await writeFile(file, JSON.stringify(profile));
+      const { file, summary } = await stopProfile(server.server.url, path.join(dir, `${which}.cpuprofile`));
       profiles.push({
         server: which,
         label: LABELS[which],
         reason: `${target.name}: ${target.value}, goal ${target.goal}`,
         seconds: PROFILE_SECONDS,
         runs: window.completed,
-        file: path.relative(repoDir, file),
-        summary: summarize(profile, TOP),
+        file,
+        summary,
       });
     } finally {
       await server.stop();
