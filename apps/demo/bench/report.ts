@@ -560,6 +560,11 @@ export function toMarkdown(results: BenchResults): string {
         ]),
       ),
     );
+    const off = observed.rows.find((row) => row.variant === "off")?.serverCpuMsPerRun;
+    if (observed.sdkSpansUsPerRun !== undefined)
+      out.push(
+        `The SDK alone, for comparison: the three spans of a traced sync run (the request's, the run's \`invoke_agent\`, the store call's), made with their attributes and ended through the same SDK set-up in a process of their own, without a server: ${fixed(observed.sdkSpansUsPerRun, 1)} µs of CPU a run${off ? `, ${pct(observed.sdkSpansUsPerRun / 1000 / off)} of an untraced run's server CPU above` : ""}.`,
+      );
   }
   const fanoutProfiles = results.fanout.flatMap((row) => (row.profile ? [row.profile] : []));
   if (results.profiles.length > 0 || fanoutProfiles.length > 0) {

@@ -6,6 +6,9 @@
  * All run from the start and are measured in interleaved rounds, so that the machine's load
  * weighs on all alike.
  */
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { demoDir } from "../processes.ts";
 import { formatCount } from "../progress.ts";
 import type { ScenarioContext } from "./context.ts";
 import { type ThroughputResult, ThroughputServer } from "./throughput-server.ts";
@@ -22,6 +25,8 @@ export interface ObservabilityRow extends ThroughputResult {
 
 export interface ObservabilityResult {
   rows: ObservabilityRow[];
+  /** The SDK's own CPU for one traced run's three spans, with no server around them (span-cost.ts), µs. */
+  sdkSpansUsPerRun?: number;
   /** The `both` row's throughput cost: what the issue bounds (≤ 10%). */
   throughputCost: number;
 }
@@ -40,6 +45,16 @@ export const envOf = (variant: ObservabilityVariant): Record<string, string> =>
 function rotated<T>(items: readonly T[], round: number): T[] {
   const shift = round % items.length;
   return [...items.slice(shift), ...items.slice(0, shift)];
+}
+
+/** span-cost.ts in a process of its own: the SDK's CPU for one run's spans. */
+async function spanCost(): Promise<{ usPerRun: number }> {
+  const { stdout } = await promisify(execFile)(process.execPath, ["--import", "tsx", "bench/span-cost.ts"], {
+    cwd: demoDir,
+    env: { ...process.env, ...envOf("tracing") },
+    timeout: 60_000,
+  });
+  return JSON.parse(stdout.trim().split("\n").at(-1)!) as { usPerRun: number };
 }
 
 export async function measureObservability(context: ScenarioContext): Promise<ObservabilityResult> {
@@ -85,7 +100,13 @@ export async function measureObservability(context: ScenarioContext): Promise<Ob
           : {}),
       };
     });
-    return { rows, throughputCost: rows.find((row) => row.variant === "both")!.throughputCost };
+    progress.update("the SDK's spans alone");
+    const { usPerRun } = await spanCost();
+    return {
+      rows,
+      sdkSpansUsPerRun: usPerRun,
+      throughputCost: rows.find((row) => row.variant === "both")!.throughputCost,
+    };
   } finally {
     await Promise.allSettled(servers.map(({ server }) => server.stop()));
   }
