@@ -1,7 +1,8 @@
 /**
  * How a run's SSE body is cut into chunks: events a stream has at hand at once (a batch its feed
  * read, or a stream behind the log) go out as one chunk, each still its own frame with its id,
- * in order, and a long burst is split into bounded chunks, each ending on a frame; a stream
+ * in order (streams woken together share the burst's encoding, never another start's), and a
+ * long burst is split into bounded chunks, each ending on a frame; a stream
  * whose feed cannot read ends with an error event.
  */
 import { MemoryStore } from "@acp/store-memory";
@@ -48,6 +49,23 @@ describe("SSE chunks", () => {
       expect(chunks).toHaveLength(1);
       expect(parseFrames(chunks[0]!)).toEqual(framesOf(events.slice(last), last + 1));
     }
+  });
+
+  it("gives streams that follow together the same burst, and a stream from another seq its own", async () => {
+    const served = await startApp([words]);
+    const run = await createRun(served, { agent_name: "words", input: [user("one two three")] });
+    const events = await eventsOf(served, run.run_id);
+    // Opened at once, they share the run's feed and its read: the same last event ends each burst.
+    const lasts = [0, 0, 2, 0, 2];
+    const responses = await Promise.all(
+      lasts.map((last) =>
+        served.request(`/runs/${run.run_id}/events`, { headers: { ...sse, "last-event-id": String(last) } }),
+      ),
+    );
+    const bodies = await Promise.all(responses.map(chunksOf));
+    bodies.forEach((chunks, index) => {
+      expect(parseFrames(chunks.join(""))).toEqual(framesOf(events.slice(lasts[index]), lasts[index]! + 1));
+    });
   });
 
   it("splits a long burst into bounded chunks, each ending on a frame, none lost or repeated", async () => {

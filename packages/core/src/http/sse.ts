@@ -211,7 +211,13 @@ class RunEventSource implements UnderlyingDefaultSource<Uint8Array>, FollowerSin
         if (this.ends(more.event) || count >= CHUNK_FRAMES || frames.length >= CHUNK_CHARS) break;
         more = this.follower.take();
       }
-      chunk = encoder.encode(frames);
+      // Streams woken together send the same burst: it is encoded once, kept on its last event.
+      const burst = last.burst;
+      if (burst !== undefined && burst.from === next.seq) chunk = burst.frames;
+      else {
+        chunk = encoder.encode(frames);
+        last.burst = { from: next.seq, frames: chunk };
+      }
     }
     const ends = this.ends(last.event);
     if (ends) this.#end();

@@ -36,11 +36,13 @@ export interface RunFeedsOptions {
 
 /**
  * An event as a feed hands it out; `text` and `frame` are for a stream to keep its SSE frame in
- * (as text, and encoded), made once for all followers.
+ * (as text, and encoded), made once for all followers; `burst` the frames of the events from
+ * seq `from` up to this one, sent as one chunk, for the streams that send the same burst.
  */
 export interface FedEvent extends StoredEvent {
   text?: string;
   frame?: Uint8Array;
+  burst?: { from: number; frames: Uint8Array };
 }
 
 function endsRun(event: StoredEvent["event"]): boolean {
