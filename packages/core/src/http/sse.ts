@@ -83,8 +83,30 @@ export interface OpenStream {
   controller: ReadableStreamDefaultController<Uint8Array> | undefined;
   /** Node's response, once the stream writes to it directly (see above). */
   direct: NodeResponse | undefined;
+  /** Inside an `enqueue` of ours: a pull from there says nothing about what the server has written. */
+  enqueuing: boolean;
   /** Whether it sent something since the last keep-alive tick. */
   busy: boolean;
+}
+
+/**
+ * Sends `chunk` on `stream`: written to Node's response once the stream writes directly, else
+ * enqueued. Whether the stream may take more now (false: Node's response wants a `drain` first).
+ */
+function deliver(
+  stream: OpenStream,
+  controller: ReadableStreamDefaultController<Uint8Array>,
+  direct: NodeResponse | undefined,
+  chunk: Uint8Array,
+): boolean {
+  if (direct !== undefined) return direct.write(chunk);
+  stream.enqueuing = true;
+  try {
+    controller.enqueue(chunk);
+  } finally {
+    stream.enqueuing = false;
+  }
+  return true;
 }
 
 /** The open SSE responses of one app: their count, capped, and their keep-alive comments. */
@@ -111,7 +133,7 @@ export class SseStreams {
    */
   reserve(): OpenStream {
     if (this.#open.size >= this.maxStreams) throw atCapacity("maxStreams", this.maxStreams);
-    const stream: OpenStream = { controller: undefined, direct: undefined, busy: true };
+    const stream: OpenStream = { controller: undefined, direct: undefined, enqueuing: false, busy: true };
     this.#open.add(stream);
     this.metrics?.sseOpened();
     if (this.#timer === undefined) {
@@ -142,8 +164,7 @@ export class SseStreams {
         continue;
       }
       try {
-        if (direct !== undefined) direct.write(KEEP_ALIVE);
-        else controller.enqueue(KEEP_ALIVE);
+        deliver(stream, controller, direct, KEEP_ALIVE);
       } catch {
         this.release(stream);
       }
@@ -158,8 +179,6 @@ export class SseStreams {
  * what the follower has (the stream still wants it: only a pull starts a wait).
  */
 class RunEventSource implements UnderlyingDefaultSource<Uint8Array>, FollowerSink {
-  /** Inside our own `enqueue`: a pull from there says nothing about what the server has written. */
-  #enqueuing = false;
   /** Node's response asked to wait for `drain` before the next write. */
   #draining = false;
 
@@ -180,7 +199,8 @@ class RunEventSource implements UnderlyingDefaultSource<Uint8Array>, FollowerSin
   pull(): void {
     // The server's reader asks for more: it has written every chunk it was given. Once the
     // headers are out too, later chunks may go to the response directly, in order.
-    if (!this.#enqueuing && this.node?.headersSent && this.place.direct === undefined) this.place.direct = this.node;
+    const place = this.place;
+    if (!place.enqueuing && this.node?.headersSent && place.direct === undefined) place.direct = this.node;
     this.#send();
   }
 
@@ -196,7 +216,7 @@ class RunEventSource implements UnderlyingDefaultSource<Uint8Array>, FollowerSin
     this.streams.logger.error({ run_id: this.runId, reason: (error as Error).message }, "the run's event stream broke");
     const direct = this.place.direct;
     this.#end();
-    this.#deliver(controller, direct, frame(JSON.stringify({ type: "error", error: toErrorModel(error) })));
+    deliver(this.place, controller, direct, frame(JSON.stringify({ type: "error", error: toErrorModel(error) })));
     controller.close();
   }
 
@@ -261,27 +281,14 @@ class RunEventSource implements UnderlyingDefaultSource<Uint8Array>, FollowerSin
     }
     const ends = this.ends(last.event);
     if (ends) this.#end();
-    this.#deliver(controller, direct, chunk);
+    const accepted = deliver(this.place, controller, direct, chunk);
     if (ends) controller.close();
+    else if (!accepted && direct !== undefined) this.#waitForDrain(direct);
     return !ends;
   }
 
-  /** Writes `chunk` to Node's response when the stream writes directly, else enqueues it. */
-  #deliver(
-    controller: ReadableStreamDefaultController<Uint8Array>,
-    direct: NodeResponse | undefined,
-    chunk: Uint8Array,
-  ): void {
-    if (direct === undefined) {
-      this.#enqueuing = true;
-      try {
-        controller.enqueue(chunk);
-      } finally {
-        this.#enqueuing = false;
-      }
-      return;
-    }
-    if (direct.write(chunk)) return;
+  /** Node's response holds more than it wants: the next write after it drained. */
+  #waitForDrain(direct: NodeResponse): void {
     this.#draining = true;
     direct.once("drain", () => {
       this.#draining = false;
