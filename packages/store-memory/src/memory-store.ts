@@ -40,8 +40,8 @@ interface RunEntry extends Linked<RunEntry> {
   record: acp.StoredRun;
   /** The log: the event with seq `n` is at index `n - 1`. */
   events: acp.Event[];
-  /** The recorded steps of a durable run, by index; they live and die with the run. */
-  steps: Map<number, acp.StepRecord>;
+  /** The recorded steps of a durable run, by index; they live and die with the run. Made at the first step. */
+  steps: Map<number, acp.StepRecord> | undefined;
   expiresAt: number;
   /** The owner under which the run is in the owned-runs index, while it has not ended. */
   indexedOwner: string | undefined;
@@ -133,11 +133,13 @@ export class MemoryStore implements acp.Store {
     ]);
     this.#makeRoom();
     if (history && items) this.#appendItems(history.sessionId, items);
+    // The copy is the store's own: it takes its version in place.
+    copied.version = 1;
     const entry: RunEntry = {
       runId,
-      record: { ...copied, version: 1 },
+      record: copied,
       events: copiedEvents,
-      steps: new Map(),
+      steps: undefined,
       expiresAt: 0,
       indexedOwner: undefined,
       older: undefined,
@@ -216,16 +218,16 @@ export class MemoryStore implements acp.Store {
   async recordStep(runId: string, epoch: number, step: acp.StepRecord): Promise<boolean> {
     const entry = this.#liveRun(runId);
     if (!entry || isTerminal(entry.record.run.status)) return false;
-    if ((entry.record.epoch ?? 1) !== epoch || entry.steps.has(step.index)) return false;
+    if ((entry.record.epoch ?? 1) !== epoch || entry.steps?.has(step.index)) return false;
     const copied = copyOrRefuse("recordStep", () => copyAsJson(step));
-    entry.steps.set(step.index, copied);
+    (entry.steps ??= new Map()).set(step.index, copied);
     this.#touchRun(entry);
     return true;
   }
 
   async readSteps(runId: string): Promise<acp.StepRecord[]> {
     const entry = this.#liveRun(runId);
-    if (!entry) return [];
+    if (!entry?.steps) return [];
     return [...entry.steps.values()].sort((a, b) => a.index - b.index).map((step) => copyAsJson(step));
   }
 
