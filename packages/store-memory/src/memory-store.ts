@@ -220,7 +220,8 @@ export class MemoryStore implements acp.Store {
     if (!entry || isTerminal(entry.record.run.status)) return false;
     if ((entry.record.epoch ?? 1) !== epoch || entry.steps?.has(step.index)) return false;
     const copied = copyOrRefuse("recordStep", () => copyAsJson(step));
-    (entry.steps ??= new Map()).set(step.index, copied);
+    entry.steps ??= new Map();
+    entry.steps.set(step.index, copied);
     this.#touchRun(entry);
     return true;
   }
