@@ -3,10 +3,15 @@
  * response itself instead of through the web stream (packages/core/src/http/sse.ts). Over real
  * HTTP: a client that stops reading while a long run streams gets every event once and in order
  * when it reads again (Node's back-pressure, `drain`), an idle stream still gets its keep-alive
- * comments, and a client that leaves gives its stream's place back.
+ * comments, and a client that leaves gives its stream's place back. Mounted in an app whose
+ * middleware puts another body around the stream, every byte goes through that body.
  */
 import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { createApp } from "@acp/core";
 import { MemoryStore } from "@acp/store-memory";
+import { serve } from "@hono/node-server";
+import { Hono } from "hono";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { demoAgents } from "../src/agents.ts";
 import { type DemoServer, startServer } from "../src/server.ts";
@@ -36,12 +41,12 @@ afterAll(async () => {
 });
 
 /** An SSE request over node:http, its frames collected as they come; `pause()` stops reading. */
-function openStream(path: string, body?: unknown) {
+function openStream(path: string, body?: unknown, base = demo.url) {
   const frames: string[] = [];
   const parser = new SseFrames();
   let response: http.IncomingMessage | undefined;
   let ended = false;
-  const request = http.request(`${demo.url}${path}`, {
+  const request = http.request(`${base}${path}`, {
     method: body === undefined ? "GET" : "POST",
     headers: { accept: "text/event-stream", "content-type": "application/json" },
   });
@@ -147,5 +152,48 @@ describe("SSE streams written to Node's response", () => {
     }, "a place for the third stream");
     await third.body?.cancel();
     second.close();
+  });
+
+  it("goes through a body that middleware put around the stream, when the app is mounted in another", async () => {
+    const store = new MemoryStore();
+    const acp = createApp(demoAgents, { store });
+    const outer = new Hono();
+    let counted = 0;
+    // Middleware of the outer app that answers SSE through a stream of its own, counting what passes.
+    outer.use("*", async (c, next) => {
+      await next();
+      const body = c.res.body;
+      if (!c.res.headers.get("content-type")?.startsWith("text/event-stream") || body === null) return;
+      const counting = new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, controller) {
+          counted += chunk.byteLength;
+          controller.enqueue(chunk);
+        },
+      });
+      c.res = new Response(body.pipeThrough(counting), c.res);
+    });
+    outer.route("/", acp);
+    const server = serve({ fetch: outer.fetch, port: 0, hostname: "127.0.0.1" });
+    await new Promise((resolve) => server.once("listening", resolve));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const stream = openStream(
+        "/runs",
+        { agent_name: "tokens", input: [{ role: "user", parts: [{ content: "3000 token delay=0" }] }], mode: "stream" },
+        base,
+      );
+      let received = 0;
+      await stream.opened;
+      await until(stream.ended, "the end of the stream", 30_000);
+      for (const frame of stream.frames) received += Buffer.byteLength(`${frame}\n\n`);
+      const got = events(stream.frames);
+      expect(got.map((item) => item.id)).toEqual(got.map((_, index) => index + 1));
+      expect(got.at(-1)?.event.type).toBe("run.completed");
+      // Every byte the client got went through the outer app's body.
+      expect(counted).toBe(received);
+    } finally {
+      await acp.shutdown();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });

@@ -19,7 +19,8 @@
  * Served by Node (`@hono/node-server`), a stream that has caught up writes its chunks to Node's
  * response itself: once the response's headers are out and the server's reader has written
  * everything the stream gave it (it asks for more: a pull that does not come from inside our own
- * `enqueue`), each chunk goes straight to `write()`, with Node's own back-pressure (`drain`),
+ * `enqueue`), and when that reader reads this stream (no middleware put another body around it),
+ * each chunk goes straight to `write()`, with Node's own back-pressure (`drain`),
  * instead of through the web stream's queue, promise and reader, which cost about a seventh of
  * the CPU of delivering an event to a thousand streams. The web stream stays, idle, for the
  * response's headers (set by the server from the `Response`, with whatever middleware added) and
@@ -188,9 +189,14 @@ class RunEventSource implements UnderlyingDefaultSource<Uint8Array>, FollowerSin
     readonly ends: StreamEnd,
     readonly streams: SseStreams,
     readonly place: OpenStream,
-    /** Node's response, to write to directly once that is safe; `undefined` on other runtimes. */
-    readonly node: NodeResponse | undefined,
   ) {}
+
+  /**
+   * Where the stream may write directly once that is safe: Node's response, and the request's
+   * context and body stream to check that the server reads this very stream (below). Dropped
+   * once decided.
+   */
+  candidate: { node: NodeResponse; c: Context; body: ReadableStream<Uint8Array> } | undefined;
 
   start(controller: ReadableStreamDefaultController<Uint8Array>): void {
     this.place.controller = controller;
@@ -198,9 +204,16 @@ class RunEventSource implements UnderlyingDefaultSource<Uint8Array>, FollowerSin
 
   pull(): void {
     // The server's reader asks for more: it has written every chunk it was given. Once the
-    // headers are out too, later chunks may go to the response directly, in order.
-    const place = this.place;
-    if (!place.enqueuing && this.node?.headersSent && place.direct === undefined) place.direct = this.node;
+    // headers are out too, later chunks may go to the response directly, in order; but only
+    // when the server reads this stream itself. Middleware that put another body around it (a
+    // transform) is answered through its own stream, and writes must go through it. Hono's
+    // context says which: an answer no middleware finalized, or a final one with this body.
+    const candidate = this.candidate;
+    if (candidate !== undefined && !this.place.enqueuing && candidate.node.headersSent) {
+      this.candidate = undefined;
+      const { c, body } = candidate;
+      if (!c.finalized || c.res.body === body) this.place.direct = candidate.node;
+    }
     this.#send();
   }
 
@@ -317,8 +330,11 @@ export function streamRunEvents(
   streams: SseStreams,
   place: OpenStream = streams.reserve(),
 ): Response {
-  const source = new RunEventSource(feeds.follow(runId, afterSeq), runId, ends, streams, place, nodeResponseOf(c));
+  const source = new RunEventSource(feeds.follow(runId, afterSeq), runId, ends, streams, place);
   const body = new ReadableStream<Uint8Array>(source);
+  const node = nodeResponseOf(c);
+  // Its first pull comes after this tick.
+  if (node !== undefined) source.candidate = { node, c, body };
   return c.body(body, 200, {
     "content-type": "text/event-stream",
     "cache-control": "no-cache",
