@@ -508,9 +508,10 @@ async function cancel(): Promise<void> {
   const follow = current;
   if (!follow) return;
   if (!follow.id) {
-    // A sync run's id comes with its answer: until then the page can only stop waiting.
+    // A sync run's id comes with its answer: until then the page can only stop waiting. The
+    // server cancels a sync run whose client leaves before its answer (nobody else could reach it).
     follow.controller.abort();
-    note("Stopped waiting. A sync run's id comes only with its answer, so the run itself goes on on the server.");
+    note("Stopped waiting. The server cancels a sync run whose client leaves before its answer.");
     setStatus(follow, follow.status, "Stopped waiting for the run");
     ui.cancel.hidden = true;
     ui.send.disabled = false;

@@ -9,6 +9,7 @@ import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensurePlaygroundBuilt, launchBrowser, offOrigin, openPage } from "../support/browser.ts";
 import { type Instance, startInstance, stopInstances } from "../support/cluster.ts";
+import { pollUntil } from "../support/until.ts";
 import { type CuttingProxy, startCuttingProxy } from "./cutting-proxy.ts";
 
 type Mode = "sync" | "async" | "stream";
@@ -52,6 +53,20 @@ async function answer(reply: string, on = page): Promise<void> {
 async function listedSeqs(status: string, on = page): Promise<number[]> {
   await on.locator(`#events li[data-type="run.${status}"]`).last().waitFor();
   return on.locator("#events li[data-seq]").evaluateAll((rows) => rows.map((row) => Number(row.dataset.seq)));
+}
+
+/** The runs of `agent` the instance has ended `cancelled` so far, from its Prometheus metrics. */
+async function cancelledRuns(agent: string): Promise<number> {
+  const text = await (await fetch(`${instance.url}/metrics`)).text();
+  const line = text
+    .split("\n")
+    .find(
+      (row) =>
+        row.startsWith("acp_runs_finished_total{") &&
+        row.includes(`agent="${agent}"`) &&
+        row.includes('status="cancelled"'),
+    );
+  return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(" ") + 1));
 }
 
 function expectNoGapNoRepeat(seqs: number[]): void {
@@ -214,13 +229,21 @@ describe("the playground", { timeout: 90_000 }, () => {
     expect(await page.getByRole("textbox", { name: "Reply" }).count()).toBe(0);
   });
 
-  it("stops waiting for a sync run when Cancel is pressed before its id is known", async () => {
+  it("stops waiting for a sync run when Cancel is pressed before its id is known, and the server cancels it", async () => {
+    const cancelledBefore = await cancelledRuns("slow");
     await startRun("slow", "sync", "ticks=30");
     await page.getByRole("button", { name: "Cancel" }).click();
     await transcript()
       .getByText(/Stopped waiting/)
       .waitFor();
     await page.getByRole("button", { name: "Send" }).and(page.locator(":enabled")).waitFor();
+    // The page dropped its request: the server saw its client leave and cancelled the run.
+    await pollUntil(
+      "the sync run cancelled on the server",
+      async () => ((await cancelledRuns("slow")) > cancelledBefore ? true : undefined),
+      10_000,
+      100,
+    );
   });
 
   it("answers No to an approval", async () => {
