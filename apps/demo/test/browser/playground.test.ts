@@ -234,7 +234,7 @@ describe("the playground", { timeout: 90_000 }, () => {
     await startRun("slow", "sync", "ticks=30");
     await page.getByRole("button", { name: "Cancel" }).click();
     await transcript()
-      .getByText(/Stopped waiting/)
+      .getByText(/Stopped waiting\. The server cancels a sync run whose client leaves/)
       .waitFor();
     await page.getByRole("button", { name: "Send" }).and(page.locator(":enabled")).waitFor();
     // The page dropped its request: the server saw its client leave and cancelled the run.
