@@ -196,4 +196,40 @@ describe("SSE streams written to Node's response", () => {
       await new Promise((resolve) => server.close(resolve));
     }
   });
+
+  it("sends the events a stream has at hand when it starts in order, behind authentication", async () => {
+    // Authentication runs as middleware: by the time the stream starts, the run's first events
+    // are at hand, and the answer is finalized by the middleware chain.
+    const acp = createApp(demoAgents, { store: new MemoryStore(), auth: { apiKeys: ["the-key"] } });
+    const server = serve({ fetch: acp.fetch, port: 0, hostname: "127.0.0.1" });
+    await new Promise((resolve) => server.once("listening", resolve));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      for (let attempt = 0; attempt < 5; attempt++) {
+        const answer = await fetch(`${base}/runs`, {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: "Bearer the-key", accept: "text/event-stream" },
+          body: JSON.stringify({
+            agent_name: "approval",
+            input: [{ role: "user", parts: [{ content: "ok?" }] }],
+            mode: "stream",
+          }),
+        });
+        expect(answer.status).toBe(200);
+        const got = events(new SseFrames().push(new Uint8Array(await answer.arrayBuffer())));
+        expect(got.map((item) => item.event.type)).toEqual([
+          "run.created",
+          "run.in-progress",
+          "message.created",
+          "message.part",
+          "message.completed",
+          "run.awaiting",
+        ]);
+        expect(got.map((item) => item.id)).toEqual([1, 2, 3, 4, 5, 6]);
+      }
+    } finally {
+      await acp.shutdown();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
 });

@@ -16,15 +16,15 @@
  * encoded at once (one buffer per chunk: per-frame buffers that live until the feed drops its
  * events leave the process's malloc heap fragmented once they are freed).
  *
- * Served by Node (`@hono/node-server`), a stream that has caught up writes its chunks to Node's
- * response itself: once the response's headers are out and the server's reader has written
- * everything the stream gave it (it asks for more: a pull that does not come from inside our own
- * `enqueue`), and when that reader reads this stream (no middleware put another body around it),
- * each chunk goes straight to `write()`, with Node's own back-pressure (`drain`),
- * instead of through the web stream's queue, promise and reader, which cost about a seventh of
- * the CPU of delivering an event to a thousand streams. The web stream stays, idle, for the
- * response's headers (set by the server from the `Response`, with whatever middleware added) and
- * its end (closing it ends the response after the last chunk written).
+ * Served by Node (`@hono/node-server`), a stream writes its chunks to Node's response itself,
+ * with Node's own back-pressure (`drain`), instead of through the web stream's queue, promise and
+ * reader, which cost about a seventh of the CPU of delivering an event to a thousand streams. The
+ * web stream stays, empty, for the response's headers (written by the server from the
+ * `Response`, with whatever middleware added) and its end (closing it ends the response after
+ * the last chunk written). The stream sends nothing until those headers are out, then decides
+ * once: directly when the server reads this stream itself, else (middleware put another body
+ * around it, which must see every chunk) through the web stream, as on other runtimes. Nothing
+ * is ever sent both ways, so nothing can overtake a chunk still in the web stream.
  *
  * The open streams of an app are counted ({@link SseStreams}: at most `limits.maxStreams`), and
  * one shared timer sends a comment line to each stream that sent nothing for a while, so that
@@ -74,6 +74,9 @@ function encoded(next: FedEvent): Uint8Array {
   return next.frame;
 }
 
+/** Turns a stream served by Node waits for its response's headers before it sends through the web stream instead. */
+const HEADER_WAITS = 3;
+
 /** How often an idle SSE stream gets a comment line, unless `createApp()`'s `sseKeepAliveMs` says otherwise. */
 export const SSE_KEEP_ALIVE_MS = 15_000;
 
@@ -84,29 +87,21 @@ export interface OpenStream {
   controller: ReadableStreamDefaultController<Uint8Array> | undefined;
   /** Node's response, once the stream writes to it directly (see above). */
   direct: NodeResponse | undefined;
-  /** Inside an `enqueue` of ours: a pull from there says nothing about what the server has written. */
-  enqueuing: boolean;
   /** Whether it sent something since the last keep-alive tick. */
   busy: boolean;
 }
 
 /**
- * Sends `chunk` on `stream`: written to Node's response once the stream writes directly, else
- * enqueued. Whether the stream may take more now (false: Node's response wants a `drain` first).
+ * Sends `chunk`: written to Node's response when the stream writes directly, else enqueued.
+ * Whether the stream may take more now (false: Node's response wants a `drain` first).
  */
 function deliver(
-  stream: OpenStream,
   controller: ReadableStreamDefaultController<Uint8Array>,
   direct: NodeResponse | undefined,
   chunk: Uint8Array,
 ): boolean {
   if (direct !== undefined) return direct.write(chunk);
-  stream.enqueuing = true;
-  try {
-    controller.enqueue(chunk);
-  } finally {
-    stream.enqueuing = false;
-  }
+  controller.enqueue(chunk);
   return true;
 }
 
@@ -134,7 +129,7 @@ export class SseStreams {
    */
   reserve(): OpenStream {
     if (this.#open.size >= this.maxStreams) throw atCapacity("maxStreams", this.maxStreams);
-    const stream: OpenStream = { controller: undefined, direct: undefined, enqueuing: false, busy: true };
+    const stream: OpenStream = { controller: undefined, direct: undefined, busy: true };
     this.#open.add(stream);
     this.metrics?.sseOpened();
     if (this.#timer === undefined) {
@@ -165,7 +160,7 @@ export class SseStreams {
         continue;
       }
       try {
-        deliver(stream, controller, direct, KEEP_ALIVE);
+        deliver(controller, direct, KEEP_ALIVE);
       } catch {
         this.release(stream);
       }
@@ -192,28 +187,20 @@ class RunEventSource implements UnderlyingDefaultSource<Uint8Array>, FollowerSin
   ) {}
 
   /**
-   * Where the stream may write directly once that is safe: Node's response, and the request's
-   * context and body stream to check that the server reads this very stream (below). Dropped
-   * once decided.
+   * Node's response the stream may write to, and the request's context and answer to check that
+   * the server reads this very stream ({@link #decide}); dropped once decided.
    */
-  candidate: { node: NodeResponse; c: Context; body: ReadableStream<Uint8Array> } | undefined;
+  candidate: { node: NodeResponse; c: Context; response: Response } | undefined;
+  /** Turns waited for the response's headers, while undecided. */
+  #waits = 0;
+  /** A turn's wait for the headers is scheduled. */
+  #waiting = false;
 
   start(controller: ReadableStreamDefaultController<Uint8Array>): void {
     this.place.controller = controller;
   }
 
   pull(): void {
-    // The server's reader asks for more: it has written every chunk it was given. Once the
-    // headers are out too, later chunks may go to the response directly, in order; but only
-    // when the server reads this stream itself. Middleware that put another body around it (a
-    // transform) is answered through its own stream, and writes must go through it. Hono's
-    // context says which: an answer no middleware finalized, or a final one with this body.
-    const candidate = this.candidate;
-    if (candidate !== undefined && !this.place.enqueuing && candidate.node.headersSent) {
-      this.candidate = undefined;
-      const { c, body } = candidate;
-      if (!c.finalized || c.res.body === body) this.place.direct = candidate.node;
-    }
     this.#send();
   }
 
@@ -229,7 +216,7 @@ class RunEventSource implements UnderlyingDefaultSource<Uint8Array>, FollowerSin
     this.streams.logger.error({ run_id: this.runId, reason: (error as Error).message }, "the run's event stream broke");
     const direct = this.place.direct;
     this.#end();
-    deliver(this.place, controller, direct, frame(JSON.stringify({ type: "error", error: toErrorModel(error) })));
+    deliver(controller, direct, frame(JSON.stringify({ type: "error", error: toErrorModel(error) })));
     controller.close();
   }
 
@@ -248,6 +235,7 @@ class RunEventSource implements UnderlyingDefaultSource<Uint8Array>, FollowerSin
       // Released: the stream ended or was cancelled.
       const controller = this.place.controller;
       if (controller === undefined || this.#draining) return;
+      if (this.candidate !== undefined && !this.#decide()) return;
       const direct = this.place.direct;
       const next = this.follower.poll(this);
       if (next === WAITING) return;
@@ -294,10 +282,40 @@ class RunEventSource implements UnderlyingDefaultSource<Uint8Array>, FollowerSin
     }
     const ends = this.ends(last.event);
     if (ends) this.#end();
-    const accepted = deliver(this.place, controller, direct, chunk);
+    const accepted = deliver(controller, direct, chunk);
     if (ends) controller.close();
     else if (!accepted && direct !== undefined) this.#waitForDrain(direct);
     return !ends;
+  }
+
+  /**
+   * Decides, once Node's response has its headers out, whether the stream writes to it directly:
+   * when the server reads this stream itself, that is when no middleware finalized the answer or
+   * the final answer is this very one (not compared by body: reading a `Response`'s body there
+   * would build it again around a stream the server has locked; an answer middleware copied, for
+   * its CORS headers, stays on the web stream). Until the headers are out, false: nothing is sent,
+   * and the stream looks again a turn later (the server writes them within the turn the answer is
+   * returned in); after a few turns without, it stays on the web stream.
+   */
+  #decide(): boolean {
+    const candidate = this.candidate!;
+    if (!candidate.node.headersSent && this.#waits < HEADER_WAITS) {
+      if (!this.#waiting) {
+        this.#waiting = true;
+        this.#waits++;
+        setImmediate(RunEventSource.#lookAgain, this);
+      }
+      return false;
+    }
+    this.candidate = undefined;
+    const { c, response, node } = candidate;
+    if (node.headersSent && (!c.finalized || c.res === response)) this.place.direct = node;
+    return true;
+  }
+
+  static #lookAgain(source: RunEventSource): void {
+    source.#waiting = false;
+    source.#send();
   }
 
   /** Node's response holds more than it wants: the next write after it drained. */
@@ -331,14 +349,14 @@ export function streamRunEvents(
   place: OpenStream = streams.reserve(),
 ): Response {
   const source = new RunEventSource(feeds.follow(runId, afterSeq), runId, ends, streams, place);
-  const body = new ReadableStream<Uint8Array>(source);
-  const node = nodeResponseOf(c);
-  // Its first pull comes after this tick.
-  if (node !== undefined) source.candidate = { node, c, body };
-  return c.body(body, 200, {
+  const response = c.body(new ReadableStream<Uint8Array>(source), 200, {
     "content-type": "text/event-stream",
     "cache-control": "no-cache",
     // Proxies such as nginx would otherwise buffer the stream.
     "x-accel-buffering": "no",
   });
+  const node = nodeResponseOf(c);
+  // The stream's first pull comes after this tick.
+  if (node !== undefined) source.candidate = { node, c, response };
+  return response;
 }
