@@ -70,7 +70,7 @@ export interface BenchConfig {
   crossEvents: number;
   /** BENCH_FOLLOWERS: open streams of the followers and fan-out measurements. @default 1000 */
   followers: number;
-  /** BENCH_FANOUT_EVENTS: timestamped parts of the fan-out run, 20 a second. @default 100 */
+  /** BENCH_FANOUT_EVENTS: timestamped parts of the fan-out run, 20 a second. @default 300 */
   fanoutEvents: number;
   /** BENCH_FANOUT_WARMUP_EVENTS: parts of the fan-out's first round to all the followers, reported apart (B's code still cold); 0 skips it. @default 20 */
   fanoutWarmupEvents: number;
@@ -100,7 +100,7 @@ export function configFromEnv(argv: string[] = process.argv.slice(2)): BenchConf
     streamEvents: whole("BENCH_STREAM_EVENTS", 20_000),
     crossEvents: whole("BENCH_CROSS_EVENTS", 3000),
     followers: whole("BENCH_FOLLOWERS", 1000),
-    fanoutEvents: whole("BENCH_FANOUT_EVENTS", 100),
+    fanoutEvents: whole("BENCH_FANOUT_EVENTS", 300),
     fanoutWarmupEvents: whole("BENCH_FANOUT_WARMUP_EVENTS", 20, 0),
     takeoverSteps: whole("BENCH_TAKEOVER_STEPS", 1000),
     takeoverEvents: whole("BENCH_TAKEOVER_EVENTS", 10_000, 0),
