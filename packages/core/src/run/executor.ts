@@ -29,7 +29,7 @@ import {
   type Unsubscribe,
   type UpdateResult,
 } from "../store.ts";
-import { endRunSpan, inSpan } from "../trace/tracing.ts";
+import { endRunSpan, inSpan, inTrace } from "../trace/tracing.ts";
 import { Cancellation } from "./cancellation.ts";
 import { DIVERGED, type DurableInit, DurableSteps, divergedError, type LogState } from "./durable.ts";
 import { EventWriter, RunGoneError } from "./event-writer.ts";
@@ -424,8 +424,9 @@ export class RunExecutor {
    */
   execute(onEnd?: () => void): Promise<void> {
     const span = this.#span;
-    // In the run's span when one records: the handler's own spans and the store's are its children.
-    return span?.isRecording() ? inSpan(span, () => this.#execute(onEnd)) : this.#execute(onEnd);
+    // In the run's span when it belongs to a trace: the handler's own spans and the store's are its
+    // children (or, when the sampler dropped it, are dropped with it).
+    return span !== undefined && inTrace(span) ? inSpan(span, () => this.#execute(onEnd)) : this.#execute(onEnd);
   }
 
   async #execute(onEnd: (() => void) | undefined): Promise<void> {

@@ -26,7 +26,7 @@ import {
   URL_SCHEME,
   USER_AGENT_ORIGINAL,
 } from "./attributes.ts";
-import { tracer } from "./tracing.ts";
+import { inTrace, tracer } from "./tracing.ts";
 
 /** Reads the headers Node parsed (see requestHeader.ts): no WHATWG `Headers` built for a lookup. */
 const headerGetter: TextMapGetter<Context> = {
@@ -51,15 +51,17 @@ export interface RequestSpan {
 }
 
 /**
- * Starts the span of a request; `undefined` when it records nothing (no SDK installed), and then
- * nothing else was done: no header read, no context made.
+ * Starts the span of a request; `undefined` when it belongs to no trace (no SDK installed), and
+ * then nothing else was done: no header read, no context made. A span the sampler dropped (or
+ * whose caller's `traceparent` said not to sample) still gives the context the rest of the
+ * request runs in, so that the run's span and the agent's inherit that decision.
  */
 export function startRequestSpan(c: Context): RequestSpan | undefined {
   const parent = propagation.extract(ROOT_CONTEXT, c, headerGetter);
   const method = c.req.method;
   // Named once the route is known (after the handler ran).
   const span = tracer.startSpan(method, SERVER, parent);
-  if (!span.isRecording()) return undefined;
+  if (!span.isRecording()) return inTrace(span) ? { span, context: trace.setSpan(parent, span) } : undefined;
   // One attribute at a time: no object to build and walk, no URL parsed (the path is in the string already).
   const url = c.req.url;
   const colon = url.indexOf(":");

@@ -1,16 +1,17 @@
 /**
  * Core's spans, recorded by an OpenTelemetry SDK with an in-memory exporter: the request's span,
  * the run's `invoke_agent` span with the GenAI attributes, the store's child spans, ERROR on a
- * failed run, an incoming `traceparent` as parent, and a resume or a cancel through another
- * instance that lands in the run's trace.
+ * failed run, an incoming `traceparent` as parent, a resume or a cancel through another instance
+ * that lands in the run's trace, and a caller's decision not to sample kept by all of them.
  */
 import { MemoryStore } from "@acp/store-memory";
-import { SpanKind, SpanStatusCode } from "@opentelemetry/api";
+import { SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { ReadableSpan } from "@opentelemetry/sdk-trace-base";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { approval, echo, failing, slow } from "../../test/support/agents.ts";
 import { createRun, eventually, startApp, stopApps, user } from "../../test/support/app.ts";
 import { useInMemoryTracing } from "../../test/support/in-memory-tracing.ts";
+import { agent } from "../agent.ts";
 import type { Run } from "../models.ts";
 
 const exporter = useInMemoryTracing();
@@ -26,6 +27,18 @@ const one = (name: string): ReadableSpan => {
   return found[0]!;
 };
 const parentOf = (span: ReadableSpan): string | undefined => span.parentSpanContext?.spanId;
+
+/** An agent that makes a span of its own, as an instrumented model client would, then answers. */
+const modelCaller = agent({ name: "model-caller" }, async function* () {
+  await new Promise((resolve) => setTimeout(resolve, 1));
+  trace.getTracer("model-client").startSpan("chat").end();
+  yield "answered";
+});
+
+const TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CALLER_SPAN_ID = "00f067aa0ba902b7";
+/** A caller's `traceparent` whose sampled flag is off: the caller decided this trace is not recorded. */
+const UNSAMPLED = `00-${TRACE_ID}-${CALLER_SPAN_ID}-00`;
 
 describe("traces", () => {
   it("records the request's span, the run's invoke_agent span under it and the store's calls under that", async () => {
@@ -100,6 +113,51 @@ describe("traces", () => {
     expect(request.spanContext().traceId).toBe(traceId);
     expect(parentOf(request)).toBe(callerSpanId);
     expect(one("invoke_agent echo").spanContext().traceId).toBe(traceId);
+  });
+
+  it("makes the agent's own spans children of the run's invoke_agent span", async () => {
+    const served = await startApp([modelCaller]);
+    await createRun(served, { agent_name: "model-caller", input: [user("hi")] });
+    const invoke = one("invoke_agent model-caller");
+    const chat = one("chat");
+    expect(chat.spanContext().traceId).toBe(invoke.spanContext().traceId);
+    expect(parentOf(chat)).toBe(invoke.spanContext().spanId);
+  });
+
+  it("keeps a caller's decision not to sample: no span of the request, the run, the store or the agent is recorded", async () => {
+    const served = await startApp([modelCaller]);
+    const response = await served.post(
+      "/runs",
+      { agent_name: "model-caller", input: [user("hi")] },
+      { traceparent: UNSAMPLED },
+    );
+    const run = (await response.json()) as Run;
+    expect(run.status).toBe("completed");
+    expect(spans().map((span) => span.name)).toEqual([]);
+    // The decision is stored with the run, for work on it elsewhere.
+    const stored = await served.store.getRun(run.run_id);
+    expect(stored?.trace?.traceparent).toMatch(new RegExp(`^00-${TRACE_ID}-[0-9a-f]{16}-00$`));
+  });
+
+  it("records nothing of a resume through another instance when the run's trace was not sampled", async () => {
+    const store = new MemoryStore();
+    const first = await startApp([approval], {}, store);
+    const second = await startApp([approval], {}, store);
+    const created = await first.post(
+      "/runs",
+      { agent_name: "approval", input: [user("the plan")], mode: "async" },
+      { traceparent: UNSAMPLED },
+    );
+    const run = (await created.json()) as Run;
+    await eventually(async () => (await store.getRun(run.run_id))?.run.status === "awaiting");
+    const resumed = await second.post(
+      `/runs/${run.run_id}`,
+      { await_resume: { type: "message", message: user("yes") }, mode: "sync" },
+      { traceparent: UNSAMPLED },
+    );
+    expect(((await resumed.json()) as Run).status).toBe("completed");
+    await first.app.runtime.shutdown();
+    expect(spans().map((span) => span.name)).toEqual([]);
   });
 
   it("puts a resume through another instance into the run's trace, linked to that request's", async () => {

@@ -3,6 +3,11 @@
  * every span is a non-recording one and nothing else is done (no attributes built, no context
  * switched). The trace context of a run travels with it in the store ({@link StoredRun.trace}), so
  * that work on the run done on another instance lands in the same trace.
+ *
+ * A span the SDK's sampler dropped records nothing but still belongs to a trace: it is made
+ * active and stored like a recorded one, so that what follows (the run under the request, the
+ * agent's own calls, a resume elsewhere) inherits the decision instead of sampling again as a
+ * new trace of its own. Only a span of no trace at all (no SDK) is skipped.
  */
 import {
   type Context,
@@ -36,15 +41,26 @@ export const tracer = trace.getTracer("@acp/core");
 
 const CLIENT = { kind: SpanKind.CLIENT };
 
-/** Runs `fn` with `span` as the active span; without a recording span, just runs it. */
+/**
+ * Whether `span` belongs to a trace: it records, or the sampler dropped it (its context is still
+ * valid, with the sampled flag off). Without an SDK no span does.
+ */
+export function inTrace(span: Span): boolean {
+  return span.isRecording() || isSpanContextValid(span.spanContext());
+}
+
+/** Runs `fn` with `span` as the active span; with no span of a trace, just runs it. */
 export function inSpan<T>(span: Span | undefined, fn: () => T): T {
-  if (span === undefined || !span.isRecording()) return fn();
+  if (span === undefined || !inTrace(span)) return fn();
   return context.with(trace.setSpan(context.active(), span), fn);
 }
 
-/** The W3C trace context of `span`, to store with its run; `undefined` when it records nothing. */
+/**
+ * The W3C trace context of `span`, to store with its run (its sampled flag too, so that work on
+ * the run elsewhere keeps the decision); `undefined` when it belongs to no trace.
+ */
 export function traceContextOf(span: Span): RunTraceContext | undefined {
-  if (!span.isRecording()) return undefined;
+  if (!inTrace(span)) return undefined;
   const { traceId, spanId, traceFlags, traceState } = span.spanContext();
   const flags = (traceFlags & 0xff).toString(16).padStart(2, "0");
   const stored: RunTraceContext = { traceparent: `00-${traceId}-${spanId}-${flags}` };
@@ -141,7 +157,7 @@ export async function inRunTrace<T>(
     links === undefined ? undefined : { links },
     parent ?? context.active(),
   );
-  if (!span.isRecording()) return fn();
+  if (!span.isRecording()) return inTrace(span) ? inSpan(span, fn) : fn();
   span.setAttributes({
     [GEN_AI_AGENT_NAME]: record.run.agent_name,
     [ACP_RUN_ID]: record.run.run_id,
