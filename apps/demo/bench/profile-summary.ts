@@ -26,6 +26,8 @@ export function isMainThreadProfile(file: string): boolean {
 /** The package or part of Node a script belongs to. */
 function areaOf(url: string, functionName: string): string {
   if (url === "") return functionName.startsWith("(") ? functionName : "(native)";
+  // Apart from the rest of Node: the hooks that context tracking (AsyncLocalStorage) runs on every promise.
+  if (url === "node:async_hooks" || url === "node:internal/async_hooks") return "node async_hooks";
   if (url.startsWith("node:")) return "node internals";
   const workspace = /\/(packages|apps)\/([^/]+)\//.exec(url);
   if (workspace && !url.includes("/node_modules/")) return `@acp/${workspace[2]}`;
@@ -40,7 +42,7 @@ function isPackageCode(url: string, functionName: string): boolean {
   const area = areaOf(url, functionName);
   // Module top levels (evaluated once, at start-up) would bury the steady state.
   return (
-    !area.startsWith("(") && area !== "node internals" && area !== "tsx" && area !== "esbuild" && functionName !== ""
+    !area.startsWith("(") && !area.startsWith("node ") && area !== "tsx" && area !== "esbuild" && functionName !== ""
   );
 }
 
@@ -61,7 +63,7 @@ export type Ranked = [name: string, micros: number][];
 export interface ProfileSummary {
   busyUs: number;
   idleUs: number;
-  /** Self time by area: our packages, each dependency, Node internals, GC, … */
+  /** Self time by area, all of them: our packages, each dependency, Node internals, GC, … */
   areas: Ranked;
   /** Self time by function. */
   functions: Ranked;
@@ -69,7 +71,7 @@ export interface ProfileSummary {
   inclusive: Ranked;
 }
 
-/** Where a profile's CPU time went: the top `top` entries of each ranking. */
+/** Where a profile's CPU time went: every area, and the top `top` entries of the other rankings. */
 export function summarize(profile: CpuProfile, top = 25): ProfileSummary {
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
   const parentOf = new Map<number, number>();
@@ -115,7 +117,7 @@ export function summarize(profile: CpuProfile, top = 25): ProfileSummary {
   return {
     busyUs: busy,
     idleUs: idle,
-    areas: sorted(byArea, Math.min(top, 15)),
+    areas: sorted(byArea, byArea.size),
     functions: sorted(byFunction, top),
     inclusive: sorted(inclusive, top),
   };

@@ -1,7 +1,8 @@
 /**
  * What metrics and tracing cost: sync runs of the echo agent on ACP instances over the memory
  * store (the store adds least, so the cost shows most): one with nothing on, one with the metrics
- * on, one with the OpenTelemetry SDK recording every span (see tracing-sdk.ts), one with both, and
+ * on, one with the OpenTelemetry SDK recording every span (see tracing-sdk.ts), one with both, one
+ * with both but the SDK sampling one run in ten (what a busy fleet would run; not the target), and
  * one with only Node's async context tracking on (no spans), which tracing needs.
  * All run from the start and are measured in interleaved rounds, so that the machine's load
  * weighs on all alike.
@@ -13,7 +14,7 @@ import { formatCount } from "../progress.ts";
 import type { ScenarioContext } from "./context.ts";
 import { type ThroughputResult, ThroughputServer } from "./throughput-server.ts";
 
-export type ObservabilityVariant = "off" | "metrics" | "context" | "tracing" | "both";
+export type ObservabilityVariant = "off" | "metrics" | "context" | "tracing" | "both" | "sampled";
 
 export interface ObservabilityRow extends ThroughputResult {
   variant: ObservabilityVariant;
@@ -35,11 +36,24 @@ export interface ObservabilityResult {
  * `context` is not a capability: Node's async context tracking alone (what the SDK's context
  * manager turns on), so that the report shows which share of tracing's cost is Node's hooks.
  */
-const VARIANTS: readonly ObservabilityVariant[] = ["off", "metrics", "context", "tracing", "both"];
+const VARIANTS: readonly ObservabilityVariant[] = ["off", "metrics", "context", "tracing", "both", "sampled"];
+
+/** The share of runs the `sampled` variant's SDK records (OTEL_TRACES_SAMPLER_ARG). */
+export const SAMPLED_RATIO = 0.1;
 
 /** The SDK must not start metric or log exporters of its own: only traces are measured. */
-export const envOf = (variant: ObservabilityVariant): Record<string, string> =>
-  variant === "off" ? {} : { BENCH_OBSERVABILITY: variant, OTEL_METRICS_EXPORTER: "none", OTEL_LOGS_EXPORTER: "none" };
+export function envOf(variant: ObservabilityVariant): Record<string, string> {
+  if (variant === "off") return {};
+  const quiet = { OTEL_METRICS_EXPORTER: "none", OTEL_LOGS_EXPORTER: "none" };
+  if (variant !== "sampled") return { BENCH_OBSERVABILITY: variant, ...quiet };
+  // The SDK's own sampler, set as an operator would: a ratio of the traces that start here.
+  return {
+    BENCH_OBSERVABILITY: "both",
+    OTEL_TRACES_SAMPLER: "parentbased_traceidratio",
+    OTEL_TRACES_SAMPLER_ARG: String(SAMPLED_RATIO),
+    ...quiet,
+  };
+}
 
 /** The variants in round `round`'s order: each round starts one further along. */
 function rotated<T>(items: readonly T[], round: number): T[] {

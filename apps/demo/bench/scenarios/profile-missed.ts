@@ -23,7 +23,34 @@ const LABELS = {
   observability: "ACP, memory store, metrics + tracing on",
 } as const;
 
-/** Profiles the server of every missed throughput target; `dir` receives the `.cpuprofile` files. */
+const BASELINE_LABEL = "ACP, memory store, nothing on";
+
+/** What one profiled window of a server gave. */
+type Window = Pick<ServerProfile, "runs" | "file" | "summary">;
+
+/** Starts a throughput server, warms it up, profiles it for {@link PROFILE_SECONDS} under load, stops it. */
+async function profileServer(
+  context: ScenarioContext,
+  store: "memory" | "redis" | "postgres",
+  env: Record<string, string>,
+  file: string,
+): Promise<Window> {
+  const server = await ThroughputServer.start(store, context, env, path.basename(file, ".cpuprofile"));
+  try {
+    await server.warmUp(WARM_UP_MS);
+    await startProfile(server.server.url);
+    const window = await server.warmUp(PROFILE_SECONDS * 1000);
+    return { runs: window.completed, ...(await stopProfile(server.server.url, file)) };
+  } finally {
+    await server.stop();
+  }
+}
+
+/**
+ * Profiles the server of every missed throughput target; `dir` receives the `.cpuprofile` files.
+ * For the cost of metrics and tracing, the server with nothing on is profiled first, the same
+ * way: what the traced server spends more, area by area, is the cost.
+ */
 export async function profileMissed(
   targets: readonly TargetResult[],
   context: ScenarioContext,
@@ -33,28 +60,30 @@ export async function profileMissed(
   for (const target of targets) {
     if (target.met || target.profile === undefined) continue;
     const which = target.profile;
-    context.progress.update(`profiling ${LABELS[which]}`);
-    const server =
-      which === "observability"
-        ? await ThroughputServer.start("memory", context, envOf("both"), "profile-observability")
-        : await ThroughputServer.start(which, context, {}, `profile-${which}`);
-    try {
-      await server.warmUp(WARM_UP_MS);
-      await startProfile(server.server.url);
-      const window = await server.warmUp(PROFILE_SECONDS * 1000);
-      const { file, summary } = await stopProfile(server.server.url, path.join(dir, `${which}.cpuprofile`));
-      profiles.push({
-        server: which,
-        label: LABELS[which],
-        reason: `${target.name}: ${target.value}, goal ${target.goal}`,
-        seconds: PROFILE_SECONDS,
-        runs: window.completed,
-        file,
-        summary,
-      });
-    } finally {
-      await server.stop();
+    const reason = `${target.name}: ${target.value}, goal ${target.goal}`;
+    if (which !== "observability") {
+      context.progress.update(`profiling ${LABELS[which]}`);
+      const window = await profileServer(context, which, {}, path.join(dir, `${which}.cpuprofile`));
+      profiles.push({ server: which, label: LABELS[which], reason, seconds: PROFILE_SECONDS, ...window });
+      continue;
     }
+    context.progress.update(`profiling ${BASELINE_LABEL}`);
+    const baseline = await profileServer(
+      context,
+      "memory",
+      envOf("off"),
+      path.join(dir, "observability-off.cpuprofile"),
+    );
+    context.progress.update(`profiling ${LABELS[which]}`);
+    const window = await profileServer(context, "memory", envOf("both"), path.join(dir, "observability.cpuprofile"));
+    profiles.push({
+      server: which,
+      label: LABELS[which],
+      reason,
+      seconds: PROFILE_SECONDS,
+      ...window,
+      baseline: { label: BASELINE_LABEL, ...baseline },
+    });
   }
   return profiles;
 }
