@@ -30,9 +30,28 @@ describe("log lines in a trace", () => {
     const run = (await response.json()) as { run_id: string; status: string };
     expect(run.status).toBe("failed");
     const line = lines.find((entry) => entry.msg === "the run failed");
-    expect(line?.fields).toMatchObject({ run_id: run.run_id, trace_id: traceId });
+    expect(line?.fields).toMatchObject({ run_id: run.run_id, trace_id: traceId, trace_flags: "01" });
     const span = exporter.getFinishedSpans().find((finished) => finished.name === "invoke_agent failing");
     expect(span?.spanContext().traceId).toBe(traceId);
     expect(line?.fields.span_id).toBe(span?.spanContext().spanId);
+  });
+
+  it("say with trace_flags 00 that the trace was not sampled, when the caller's traceparent said so", async () => {
+    const lines: { fields: Record<string, unknown>; msg?: string }[] = [];
+    const keep = (fields: object, msg?: string): void => {
+      lines.push({ fields: fields as Record<string, unknown>, msg });
+    };
+    const logger: Logger = { error: keep, warn: keep, info: keep, debug: keep };
+    const served = await startApp([failing], { logger });
+    const traceId = "5b8efff798038103d269b633813fc60c";
+    const response = await served.post(
+      "/runs",
+      { agent_name: "failing", input: [user("crash")] },
+      { traceparent: `00-${traceId}-b7ad6b7169203331-00` },
+    );
+    const run = (await response.json()) as { run_id: string };
+    const line = lines.find((entry) => entry.msg === "the run failed");
+    expect(line?.fields).toMatchObject({ run_id: run.run_id, trace_id: traceId, trace_flags: "00" });
+    expect(exporter.getFinishedSpans().filter((finished) => finished.spanContext().traceId === traceId)).toEqual([]);
   });
 });

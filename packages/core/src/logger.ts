@@ -29,7 +29,7 @@ export interface Logger {
   child?(bindings: object): Logger;
 }
 
-/** The fields of a line about a run; `trace_id` and `span_id` when a trace is active. */
+/** The fields of a line about a run; `trace_id`, `span_id` and `trace_flags` when a trace is active. */
 export interface RunLogFields {
   run_id: string;
   session_id?: string;
@@ -37,6 +37,8 @@ export interface RunLogFields {
   instance_id?: string;
   trace_id?: string;
   span_id?: string;
+  /** `01` when the trace is recorded, `00` when the sampler dropped it (the backend will not have it). */
+  trace_flags?: string;
 }
 
 /**
@@ -55,6 +57,7 @@ export function runFields(
   if (span !== undefined && isSpanContextValid(span)) {
     fields.trace_id = span.traceId;
     fields.span_id = span.spanId;
+    fields.trace_flags = (span.traceFlags & 0xff).toString(16).padStart(2, "0");
   }
   return fields;
 }
