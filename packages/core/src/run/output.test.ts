@@ -1,7 +1,8 @@
 /**
  * The output of a run, through the Runtime over an in-process memory store: a run that is still
  * streaming a message shows it as the reference (acp-sdk 1.0.3) does, with the parts yielded so
- * far; and what a run costs the store per event does not grow with the output produced so far.
+ * far; reading a running run again reads only the events since; and what a run costs the store
+ * per event does not grow with the output produced so far.
  */
 import { MemoryStore } from "@acp/store-memory";
 import * as v from "valibot";
@@ -12,6 +13,7 @@ import { interceptStore } from "../../test/support/intercept-store.ts";
 import { type Agent, agent } from "../agent.ts";
 import { type Message, type RunCreateRequest, RunCreateRequestSchema, type RunMode } from "../models.ts";
 import type { Store } from "../store.ts";
+import { outputFromLog, RunOutputs } from "./output.ts";
 import { Runtime } from "./runtime.ts";
 
 const runtimes: Runtime[] = [];
@@ -99,6 +101,102 @@ describe("output of a running run", () => {
       stored.event.type === "message.completed" ? [stored.event.message] : [],
     );
     expect(completed).toEqual(ended.run.output);
+  });
+});
+
+/** `readEvents` calls made through the returned store: the seq each one read after. */
+function readsOf(inner: Store): { store: Store; reads: number[] } {
+  const reads: number[] = [];
+  const store = interceptStore(inner, (method, args, call) => {
+    if (method === "readEvents") reads.push(args[1] as number);
+    return call();
+  });
+  return { store, reads };
+}
+
+/** 2,500 parts of one message; then, once `goOn` is called, a whole message and a part of the next; then waits. */
+let goOn: () => void = () => {};
+const phased = agent({ name: "phased" }, async function* (_input, ctx) {
+  for (let i = 0; i < 2500; i++) yield `t${i} `;
+  await new Promise<void>((resolve) => (goOn = resolve));
+  yield { parts: [{ content: "whole" }] };
+  yield "tail, open";
+  await new Promise((resolve) => ctx.signal.addEventListener("abort", resolve, { once: true }));
+});
+
+describe("a running run read again", () => {
+  it("reads only the events since the last read, and tells the same output as its whole log", async () => {
+    const memory = new MemoryStore();
+    const { store, reads } = readsOf(memory);
+    const runtime = runtimeOver(store, [phased]);
+    const runId = (await runtime.createRun(request("phased", "", "async"))).run.run_id;
+    await eventually(async () => (await memory.readEvents(runId, 0)).length >= 2502);
+    const lastSeq = (): Promise<number> => memory.readEvents(runId, 0).then((events) => events.at(-1)!.seq);
+
+    reads.length = 0;
+    const first = await runtime.getRun(runId);
+    expect(first.run.output[0]!.parts).toHaveLength(2500);
+    // The whole log, a page of 1,000 events at a time.
+    expect(reads).toEqual([0, 1000, 2000]);
+    expect(first.run.output).toEqual(await outputFromLog(memory, runId));
+
+    reads.length = 0;
+    const again = await runtime.getRun(runId);
+    expect(reads).toEqual([await lastSeq()]);
+    expect(again.run.output).toEqual(first.run.output);
+
+    const before = await lastSeq();
+    goOn();
+    await eventually(async () => (await outputFromLog(memory, runId)).at(-1)?.parts[0]?.content === "tail, open");
+    reads.length = 0;
+    const later = await runtime.getRun(runId);
+    expect(reads).toEqual([before]);
+    expect(later.run.output).toEqual(await outputFromLog(memory, runId));
+    expect(later.run.output.map((message) => message.parts.length)).toEqual([2500, 1, 1]);
+    // The parts of a message already returned are not changed by a later read.
+    expect(first.run.output[0]!.completed_at).toBeUndefined();
+  });
+
+  it("gives every one of concurrent reads the whole output, once", async () => {
+    const memory = new MemoryStore();
+    const runtime = runtimeOver(memory, [phased]);
+    const runId = (await runtime.createRun(request("phased", "", "async"))).run.run_id;
+    await eventually(async () => (await memory.readEvents(runId, 0)).length >= 2502);
+    goOn();
+    await eventually(async () => (await outputFromLog(memory, runId)).at(-1)?.parts[0]?.content === "tail, open");
+    const expected = await outputFromLog(memory, runId);
+    const outputs = await Promise.all(Array.from({ length: 5 }, () => runtime.getRun(runId)));
+    for (const read of outputs) expect(read.run.output).toEqual(expected);
+    expect((await runtime.getRun(runId)).run.output).toEqual(expected);
+  });
+
+  it("keeps at most its byte budget, the least recently read going first, and starts over for another run of the id", async () => {
+    const memory = new MemoryStore();
+    const { store, reads } = readsOf(memory);
+    const runtime = runtimeOver(memory, [phased, stalls]);
+    const big = (await runtime.createRun(request("phased", "", "async"))).run;
+    const small = (await runtime.createRun(request("stalls", "", "async"))).run;
+    await eventually(async () => (await memory.readEvents(big.run_id, 0)).length >= 2502);
+    await eventually(async () => (await outputFromLog(memory, small.run_id)).length === 3);
+    // Room for the small run's output, not for the big one's 2,500 parts.
+    const outputs = new RunOutputs(store, 4096);
+    await outputs.read(small);
+    await outputs.read(big);
+    expect(outputs.bytes).toBeGreaterThan(0);
+    expect(outputs.bytes).toBeLessThanOrEqual(4096);
+    reads.length = 0;
+    await outputs.read(big);
+    expect(reads[0]).toBe(0);
+    reads.length = 0;
+    expect(await outputs.read(small)).toEqual(await outputFromLog(memory, small.run_id));
+    expect(reads).toHaveLength(1);
+    expect(reads[0]).toBeGreaterThan(0);
+    // Another run stored under the same id (once the first expired) is read from its start.
+    reads.length = 0;
+    await outputs.read({ ...small, created_at: "2030-01-01T00:00:00.000Z" });
+    expect(reads[0]).toBe(0);
+    outputs.forget(small.run_id);
+    expect(outputs.bytes).toBe(0);
   });
 });
 

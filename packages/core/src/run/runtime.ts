@@ -38,7 +38,7 @@ import { RunExecutor } from "./executor.ts";
 import { waitForRecord } from "./follow.ts";
 import { guardStore, isStoreOutage, retryOutage, type StoreHealth, whenLanded } from "./guarded-store.ts";
 import { now } from "./now.ts";
-import { outputFromLog } from "./output.ts";
+import { outputFromLog, RunOutputs } from "./output.ts";
 import { RunFeeds } from "./run-feed.ts";
 import { RunWatch } from "./run-watch.ts";
 
@@ -138,6 +138,8 @@ export class Runtime {
    */
   #sweepNotBefore = 0;
   readonly #agents = new Map<string, Agent>();
+  /** Outputs of running runs as last read here: a run read again reads only its events since. */
+  readonly #outputs: RunOutputs;
   readonly #local = new Map<string, { executor: RunExecutor; done: Promise<void> }>();
   /** Runs admitted on this instance (from the capacity check until their executor ends). */
   #admitted = 0;
@@ -193,6 +195,7 @@ export class Runtime {
       who,
     );
     this.store = guardStore(store, storeTimeoutMs, this.metrics, this.#storeHealth);
+    this.#outputs = new RunOutputs(this.store);
     this.watch = new RunWatch(this.store, undefined, logger);
     // A shared read that fails is retried through an outage as long as a run's own writes are.
     this.feeds = new RunFeeds(this.store, this.watch, { outageMs });
@@ -436,8 +439,12 @@ export class Runtime {
   }
 
   async #withOutput(record: StoredRun): Promise<StoredRun> {
-    if (isSettled(record.run.status)) return record;
-    const output = await outputFromLog(this.store, record.run.run_id);
+    if (isSettled(record.run.status)) {
+      // An awaiting run goes on after its resume, and its log with it: only an ended one is done with.
+      if (isTerminal(record.run.status)) this.#outputs.forget(record.run.run_id);
+      return record;
+    }
+    const output = await this.#outputs.read(record.run);
     return { ...record, run: { ...record.run, output } };
   }
 
