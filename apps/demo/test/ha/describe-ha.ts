@@ -85,6 +85,28 @@ export function describeHighAvailability(makeBackend: () => Backend): void {
       expect(await rawEvents(b.url, run.run_id)).toEqual(frames.map((frame) => frame.data));
     });
 
+    it("shows on A and B alike the growing output of a run streaming on A, read again and again", async () => {
+      const words = Array.from({ length: 80 }, (_, index) => `w${index}`);
+      const run = await client(a.url).runAsync("tokens", `${words.join(" ")} delay=8`);
+      const expected = words.map((word) => `${word} `);
+      const seen: string[][] = [];
+      let status = "";
+      // Each instance reads the run several times while it streams: later reads carry on from earlier ones.
+      for (let poll = 0; !TERMINAL.includes(status) && poll < 1000; poll++) {
+        const response = await fetch(`${poll % 2 === 0 ? a.url : b.url}/runs/${run.run_id}`);
+        const body = (await response.json()) as { status: string; output: { parts: { content?: string }[] }[] };
+        status = body.status;
+        expect(body.output.length).toBeLessThanOrEqual(1);
+        seen.push(body.output.flatMap((message) => message.parts.map((part) => part.content ?? "")));
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      expect(status).toBe("completed");
+      expect(seen.at(-1)).toEqual(expected);
+      // Every read showed the parts so far, each once and in order.
+      for (const parts of seen) expect(parts).toEqual(expected.slice(0, parts.length));
+      expect(seen.filter((parts) => parts.length > 0 && parts.length < expected.length).length).toBeGreaterThan(4);
+    });
+
     it("resumes on B, in stream mode, a run suspended on A", async () => {
       const awaiting = await client(a.url).runSync("approval", "the rollout");
       expect(awaiting.status).toBe("awaiting");
