@@ -43,9 +43,8 @@ const emptyFold = (createdAt: string): Fold => ({
   bytes: 0,
 });
 
-const partBytes = (part: MessagePart): number => OBJECT_BYTES + (part.content?.length ?? 0);
-const messageBytes = (message: Message): number =>
-  message.parts.reduce((sum, part) => sum + partBytes(part), OBJECT_BYTES);
+const partsBytes = (parts: readonly MessagePart[]): number =>
+  parts.reduce((sum, part) => sum + OBJECT_BYTES + (part.content?.length ?? 0), 0);
 
 /** `start` carried on with the events after it, to the end of the log. */
 async function foldLog(store: Store, runId: string, start: Fold): Promise<Fold> {
@@ -57,18 +56,18 @@ async function foldLog(store: Store, runId: string, start: Fold): Promise<Fold> 
     for (const { seq, event } of page) {
       afterSeq = seq;
       if (event.type === "message.created") {
-        if (streaming !== undefined) bytes -= streaming.parts.reduce((sum, part) => sum + partBytes(part), 0);
+        if (streaming !== undefined) bytes -= partsBytes(streaming.parts);
         streaming = { message: event.message, parts: [] };
       } else if (event.type === "message.part") {
         if (streaming !== undefined) {
           streaming.parts.push(event.part);
-          bytes += partBytes(event.part);
+          bytes += partsBytes([event.part]);
         }
       } else if (event.type === "message.completed") {
         // The completed message replaces the parts counted while it streamed.
-        if (streaming !== undefined) bytes -= streaming.parts.reduce((sum, part) => sum + partBytes(part), 0);
+        if (streaming !== undefined) bytes -= partsBytes(streaming.parts);
         completed.push(event.message);
-        bytes += messageBytes(event.message);
+        bytes += OBJECT_BYTES + partsBytes(event.message.parts);
         streaming = undefined;
       }
     }
